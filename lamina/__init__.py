@@ -1,0 +1,1 @@
+"""Lamina: a self-hosted function platform that speaks AWS Lambda's APIs."""

@@ -1,0 +1,208 @@
+"""The ASGI application: one endpoint for every service, routed by the service models.
+
+HTTP stays here. A request is matched to a service and operation, parsed and validated
+against the model, handed to the operation as plain values, and the result or error is
+serialized back. Lamina's own endpoints live under /_lamina/.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from lamina.api.protocols import PROTOCOLS
+from lamina.api.spec import Service
+from lamina.api.validate import validate
+from lamina.api.wire import HttpRequest, HttpResponse
+from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION
+from lamina.control.context import RequestContext
+from lamina.errors import AwsError, not_implemented
+
+log = logging.getLogger("lamina.api")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Streamer = Callable[[HttpRequest], Awaitable[HttpResponse | AsyncIterator[bytes]]]
+
+CREDENTIAL_REGION = re.compile(r"Credential=[^/]*/[^/]*/([^/]+)/")
+DEFAULT_BODY_LIMIT = 70_167_211
+# Request size limits per operation: (bytes, error code, status).
+BODY_LIMITS: dict[str, tuple[int, str]] = {
+    "Invoke": (6_291_456, "RequestTooLargeException"),
+    "CreateFunction": (70_167_211, "RequestEntityTooLargeException"),
+    "UpdateFunctionCode": (70_167_211, "RequestEntityTooLargeException"),
+}
+OPERATION_LABELS = {"Invoke": "InvokeFunction"}
+
+
+@dataclass
+class Mounted:
+    service: Service
+    provider: object
+
+
+class Gateway:
+    """Routes HTTP requests to the providers of the mounted services."""
+
+    def __init__(self) -> None:
+        self.mounted: list[Mounted] = []
+        self.internal: dict[str, Streamer] = {}
+        self.on_startup: list[Callable[[], Awaitable[None]]] = []
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+
+    def mount(self, service: Service, provider: object) -> None:
+        self.mounted.append(Mounted(service, provider))
+
+    def mount_internal(self, prefix: str, handler: Streamer) -> None:
+        """Serve Lamina's own endpoint `/_lamina/<prefix>/...`."""
+        self.internal[prefix] = handler
+
+    # ASGI -----------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("latin-1").split("?", 1)[0]
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        request = HttpRequest(scope["method"], path, query, headers)
+        response: HttpResponse | AsyncIterator[bytes]
+        if path.startswith("/_lamina/"):
+            response = await self._internal(request, receive)
+        else:
+            response = await self._service(request, scope, receive)
+        await _send(send, response)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    for hook in self.on_startup:
+                        await hook()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for hook in self.on_shutdown:
+                    try:
+                        await hook()
+                    except Exception:
+                        log.exception("shutdown hook failed")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _internal(
+        self, request: HttpRequest, receive: Receive
+    ) -> HttpResponse | AsyncIterator[bytes]:
+        prefix = request.path[len("/_lamina/"):].split("/", 1)[0]
+        handler = self.internal.get(prefix)
+        if handler is None:
+            return HttpResponse(404, b'{"message":"Not found"}', {"Content-Type": "application/json"})
+        request.body = (await _read_body(receive, DEFAULT_BODY_LIMIT))[0]
+        return await handler(request)
+
+    async def _service(self, request: HttpRequest, scope: Scope, receive: Receive) -> HttpResponse:
+        found = self._route(request)
+        if found is None:
+            await _read_body(receive, 0)
+            error = AwsError(
+                "UnknownOperationException",
+                f"No operation matches {request.method} {request.path}",
+                404,
+            )
+            return PROTOCOLS["rest-json"].serialize_error(self.mounted[0].service, error)
+        mounted, operation, match = found
+        protocol = PROTOCOLS[mounted.service.protocol]
+        try:
+            limit, code = BODY_LIMITS.get(operation.name, (DEFAULT_BODY_LIMIT, "RequestTooLargeException"))
+            body, complete = await _read_body(receive, limit)
+            if not complete:
+                label = OPERATION_LABELS.get(operation.name, operation.name)
+                raise AwsError(
+                    code, f"Request must be smaller than {limit} bytes for the {label} operation", 413
+                )
+            request.body = body
+            handler = getattr(mounted.provider, operation.name, None)
+            if handler is None:
+                raise not_implemented(mounted.service.model.service_id.hyphenize(), operation.name)
+            params = protocol.parse(mounted.service, operation, match, request)
+            if operation.input_shape is not None:
+                validate(operation.input_shape, params, mounted.service.extra_constraints)
+            context = self._context(request, scope)
+            result = await handler(context, params)
+            response = protocol.serialize(mounted.service, operation, result or {})
+            response.headers["x-amzn-RequestId"] = context.request_id
+            return response
+        except AwsError as error:
+            return protocol.serialize_error(mounted.service, error)
+        except Exception:
+            log.exception("%s failed", operation.name)
+            error = AwsError("ServiceException", "An internal error occurred in Lamina.", 500)
+            return protocol.serialize_error(mounted.service, error)
+
+    def _route(self, request: HttpRequest) -> tuple[Mounted, Any, Any] | None:
+        for mounted in self.mounted:
+            found = PROTOCOLS[mounted.service.protocol].route(mounted.service, request)
+            if found is not None:
+                return mounted, found[0], found[1]
+        return None
+
+    @staticmethod
+    def _context(request: HttpRequest, scope: Scope) -> RequestContext:
+        region = DEFAULT_REGION
+        found = CREDENTIAL_REGION.search(request.headers.get("authorization", ""))
+        if found:
+            region = found.group(1)
+        scheme = scope.get("scheme", "http")
+        host = request.headers.get("host") or "{}:{}".format(*scope.get("server", ("127.0.0.1", 80)))
+        return RequestContext(DEFAULT_ACCOUNT, region, str(uuid.uuid4()), f"{scheme}://{host}")
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """Read the whole body, keeping at most `limit` bytes; False if it was longer."""
+    chunks: list[bytes] = []
+    size = 0
+    complete = True
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            complete = False
+            chunks.clear()
+        elif complete:
+            chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks), complete
+
+
+async def _send(send: Send, response: HttpResponse | AsyncIterator[bytes]) -> None:
+    if isinstance(response, HttpResponse):
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+        return
+    await send({
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+    })
+    async for chunk in response:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,228 @@
+"""The wire protocols: rest-json (Lambda) and json 1.0 / 1.1 (SQS, Kinesis).
+
+A protocol turns an HttpRequest into (operation, params) and a result or an AwsError
+into an HttpResponse, reading every binding from the service model.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from botocore.model import OperationModel, Shape
+
+from lamina.api.shapes import from_json, parse_json_body, parse_timestamp, to_json
+from lamina.api.spec import Service
+from lamina.api.validate import type_error
+from lamina.api.wire import HttpRequest, HttpResponse
+from lamina.errors import AwsError
+
+
+class WireProtocol(Protocol):
+    def route(self, service: Service, request: HttpRequest) -> tuple[OperationModel, Any] | None: ...
+
+    def parse(
+        self, service: Service, operation: OperationModel, match: Any, request: HttpRequest
+    ) -> dict[str, Any]: ...
+
+    def serialize(
+        self, service: Service, operation: OperationModel, result: dict[str, Any]
+    ) -> HttpResponse: ...
+
+    def serialize_error(self, service: Service, error: AwsError) -> HttpResponse: ...
+
+
+def _dump(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _scalar(shape: Shape, raw: str, path: str) -> Any:
+    """A header or query-string value → the Python value for `shape`."""
+    kind = shape.type_name
+    try:
+        if kind in ("integer", "long"):
+            return int(raw)
+        if kind in ("double", "float"):
+            return float(raw)
+    except ValueError as exc:
+        raise type_error(path, kind, raw) from exc
+    if kind == "boolean":
+        if raw.lower() not in ("true", "false"):
+            raise type_error(path, "java.lang.Boolean", raw)
+        return raw.lower() == "true"
+    if kind == "timestamp":
+        return parse_timestamp(raw, path)
+    if kind == "string" and shape.serialization.get("jsonvalue"):
+        return json.loads(base64.b64decode(raw))
+    return raw
+
+
+def _error_body(error: AwsError, shape: Shape | None) -> tuple[dict[str, Any], dict[str, str]]:
+    body: dict[str, Any] = {}
+    headers = dict(error.headers)
+    members = shape.members if shape is not None else {}  # type: ignore[attr-defined]
+    for name, value in error.fields.items():
+        member = members.get(name)
+        if member is not None and member.serialization.get("location") == "header":
+            headers[member.serialization["name"]] = str(value)
+        else:
+            body[name] = value
+    body["message"] = error.message
+    return body, headers
+
+
+class RestJson:
+    """AWS's rest-json protocol: HTTP method and path select the operation."""
+
+    def route(self, service: Service, request: HttpRequest) -> tuple[OperationModel, Any] | None:
+        for route in service.routes:
+            labels = route.match(request.method, request.path, request.query)
+            if labels is not None:
+                return route.operation, labels
+        return None
+
+    def parse(
+        self, service: Service, operation: OperationModel, match: Any, request: HttpRequest
+    ) -> dict[str, Any]:
+        shape = operation.input_shape
+        params: dict[str, Any] = {}
+        if shape is None:
+            return params
+        payload_name = shape.serialization.get("payload")
+        body_members = False
+        for name, member in shape.members.items():
+            location = member.serialization.get("location")
+            wire_name = member.serialization.get("name", name)
+            if location == "uri":
+                params[name] = unquote(match[wire_name])
+            elif location == "querystring":
+                values = request.query.get(wire_name)
+                if values:
+                    if member.type_name == "list":
+                        params[name] = [_scalar(member.member, v, name) for v in values]  # type: ignore[attr-defined]
+                    else:
+                        params[name] = _scalar(member, values[0], name)
+            elif location == "header":
+                raw = request.headers.get(wire_name.lower())
+                if raw is not None:
+                    params[name] = _scalar(member, raw, name)
+            elif location == "headers":
+                prefix = wire_name.lower()
+                found = {k[len(prefix):]: v for k, v in request.headers.items() if k.startswith(prefix)}
+                if found:
+                    params[name] = found
+            elif name == payload_name:
+                if member.type_name == "blob":
+                    params[name] = request.body
+                else:
+                    params[name] = from_json(member, parse_json_body(request.body), name)
+            else:
+                body_members = True
+        if body_members and payload_name is None:
+            document = parse_json_body(request.body)
+            if not isinstance(document, dict):
+                raise type_error("", "structure", document)
+            parsed = from_json(shape, document, "")
+            for name, value in parsed.items():
+                if not shape.members[name].serialization.get("location"):
+                    params[name] = value
+        return params
+
+    def serialize(
+        self, service: Service, operation: OperationModel, result: dict[str, Any]
+    ) -> HttpResponse:
+        response = HttpResponse(operation.http.get("responseCode", 200))
+        shape = operation.output_shape
+        if shape is None:
+            return response
+        payload_name = shape.serialization.get("payload")
+        for name, member in shape.members.items():
+            value = result.get(name)
+            if value is None:
+                continue
+            location = member.serialization.get("location")
+            if location == "statusCode":
+                response.status = int(value)
+            elif location == "header":
+                if member.serialization.get("jsonvalue"):
+                    value = base64.b64encode(_dump(value)).decode()
+                response.headers[member.serialization.get("name", name)] = str(value)
+            elif location == "headers":
+                prefix = member.serialization.get("name", "")
+                for key, item in value.items():
+                    response.headers[prefix + key] = str(item)
+        if payload_name is not None:
+            member = shape.members[payload_name]
+            value = result.get(payload_name)
+            if member.type_name == "blob":
+                response.body = bytes(value or b"")
+            elif value is not None:
+                response.body = _dump(to_json(member, value))
+            response.headers.setdefault("Content-Type", "application/json")
+        elif response.status != 204:
+            response.body = _dump(to_json(shape, result))
+            response.headers["Content-Type"] = "application/json"
+        return response
+
+    def serialize_error(self, service: Service, error: AwsError) -> HttpResponse:
+        shape = service.error_shape(error.code)
+        status = error.status
+        if shape is not None:
+            status = shape.metadata.get("error", {}).get("httpStatusCode", status)
+        body, headers = _error_body(error, shape)
+        headers["X-Amzn-ErrorType"] = error.code
+        headers["Content-Type"] = "application/json"
+        return HttpResponse(status, _dump(body), headers)
+
+
+class JsonRpc:
+    """AWS's json 1.0 / 1.1 protocols: the X-Amz-Target header selects the operation."""
+
+    def route(self, service: Service, request: HttpRequest) -> tuple[OperationModel, Any] | None:
+        target = request.headers.get("x-amz-target", "")
+        prefix, _, name = target.partition(".")
+        if request.method != "POST" or prefix != service.target_prefix:
+            return None
+        if name not in service.model.operation_names:
+            return None
+        return service.model.operation_model(name), None
+
+    def parse(
+        self, service: Service, operation: OperationModel, match: Any, request: HttpRequest
+    ) -> dict[str, Any]:
+        shape = operation.input_shape
+        if shape is None:
+            return {}
+        document = parse_json_body(request.body)
+        if not isinstance(document, dict):
+            raise type_error("", "structure", document)
+        parsed: dict[str, Any] = from_json(shape, document, "")
+        return parsed
+
+    def _content_type(self, service: Service) -> str:
+        return f"application/x-amz-json-{service.model.metadata.get('jsonVersion', '1.0')}"
+
+    def serialize(
+        self, service: Service, operation: OperationModel, result: dict[str, Any]
+    ) -> HttpResponse:
+        shape = operation.output_shape
+        document = to_json(shape, result) if shape is not None else {}
+        return HttpResponse(200, _dump(document), {"Content-Type": self._content_type(service)})
+
+    def serialize_error(self, service: Service, error: AwsError) -> HttpResponse:
+        shape = service.error_shape(error.code)
+        status = error.status
+        if shape is not None:
+            status = shape.metadata.get("error", {}).get("httpStatusCode", status)
+        body, headers = _error_body(error, shape)
+        body["__type"] = error.code
+        headers["Content-Type"] = self._content_type(service)
+        return HttpResponse(status, _dump(body), headers)
+
+
+PROTOCOLS: dict[str, WireProtocol] = {
+    "rest-json": RestJson(),
+    "json": JsonRpc(),
+}

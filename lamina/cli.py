@@ -1,0 +1,116 @@
+"""`lamina serve | invoke | logs`."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+from lamina.config import Settings, env_default
+
+
+def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = commands.add_parser("serve", help="run the Lamina server")
+    serve.add_argument("--host", default=env_default("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(env_default("PORT", "9700")))
+    serve.add_argument("--data-dir", type=Path, default=Path(env_default("DATA_DIR", ".lamina")))
+    serve.add_argument("--keep-alive", type=float, default=float(env_default("KEEP_ALIVE", "600")),
+                       help="seconds an idle execution environment is kept (default 600)")
+    serve.add_argument("--time-scale", type=float, default=float(env_default("TIME_SCALE", "1")),
+                       help="multiply every platform delay by this factor (tests, demos)")
+    serve.add_argument("--account-concurrency", type=int,
+                       default=int(env_default("ACCOUNT_CONCURRENCY", "1000")))
+    serve.add_argument("--unreserved-floor", type=int,
+                       default=int(env_default("UNRESERVED_FLOOR", "100")))
+    serve.add_argument("--python", default=env_default("PYTHON", ""),
+                       help="interpreter for python3.x functions (default: the one running Lamina)")
+
+
+def _client_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", default=env_default("ENDPOINT", "http://127.0.0.1:9700"))
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lamina", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(commands)
+    invoke = commands.add_parser("invoke", help="invoke a function and print its answer")
+    invoke.add_argument("name")
+    invoke.add_argument("--payload", default="{}", help="the event, as JSON")
+    _client_args(invoke)
+    logs = commands.add_parser("logs", help="print a function's logs")
+    logs.add_argument("name")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    _client_args(logs)
+    return parser
+
+
+def _authorization(region: str, service: str = "lambda") -> str:
+    # Lamina reads the region from the credential scope, as AWS does.
+    return f"AWS4-HMAC-SHA256 Credential=lamina/20260101/{region}/{service}/aws4_request"
+
+
+def invoke(args: argparse.Namespace) -> int:
+    url = f"{args.endpoint}/2015-03-31/functions/{quote(args.name, safe='')}/invocations"
+    request = urllib.request.Request(url, data=args.payload.encode(), method="POST", headers={
+        "X-Amz-Log-Type": "Tail",
+        "Content-Type": "application/json",
+        "Authorization": _authorization(args.region),
+    })
+    try:
+        with urllib.request.urlopen(request) as response:
+            body = response.read()
+            tail = response.headers.get("X-Amz-Log-Result")
+            error = response.headers.get("X-Amz-Function-Error")
+    except urllib.error.HTTPError as exc:
+        print(exc.read().decode(errors="replace"), file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"cannot reach Lamina at {args.endpoint}: {exc.reason}", file=sys.stderr)
+        return 1
+    if tail:
+        sys.stderr.write(base64.b64decode(tail).decode(errors="replace"))
+    print(body.decode(errors="replace"))
+    return 1 if error else 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    query = f"region={args.region}" + ("&follow=1" if args.follow else "")
+    url = f"{args.endpoint}/_lamina/logs/{quote(args.name, safe='')}?{query}"
+    try:
+        with urllib.request.urlopen(url) as response:
+            for line in response:
+                sys.stdout.write(line.decode(errors="replace"))
+                sys.stdout.flush()
+    except urllib.error.URLError as exc:
+        print(f"cannot reach Lamina at {args.endpoint}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from lamina.server import run
+
+        run(Settings(
+            host=args.host, port=args.port, data_dir=args.data_dir, keep_alive=args.keep_alive,
+            time_scale=args.time_scale, account_concurrency=args.account_concurrency,
+            unreserved_floor=args.unreserved_floor, python=args.python,
+        ))
+        return 0
+    if args.command == "invoke":
+        return invoke(args)
+    return logs(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Server settings. Every default is a command-line flag and a LAMINA_* variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ACCOUNT = "000000000000"
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 9700
+    data_dir: Path = Path(".lamina")
+    keep_alive: float = 600.0  # seconds an idle environment is kept (a platform delay)
+    time_scale: float = 1.0
+    account_concurrency: int = 1000
+    unreserved_floor: int = 100
+    python: str = ""  # interpreter for python3.x runtimes; empty = the one running Lamina
+
+
+def env_default(name: str, default: str) -> str:
+    return os.environ.get(f"LAMINA_{name}", default)

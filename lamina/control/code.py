@@ -1,0 +1,110 @@
+"""Deployment packages: checked and extracted without trusting the zip's own headers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import stat
+import zipfile
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path, PurePosixPath
+
+from lamina.errors import AwsError, invalid_parameter
+
+ZIPPED_LIMIT = 52_428_800
+UNZIPPED_LIMIT = 262_144_000
+CHUNK = 1 << 20
+
+UNZIP_FAILED = "Could not unzip uploaded file. Please check your file, then try to upload again."
+
+
+@dataclass(frozen=True)
+class Package:
+    digest_hex: str
+    code_sha256: str  # base64 of the SHA-256, as AWS reports it
+    zipped_size: int
+    unzipped_size: int
+
+
+def digest(blob: bytes) -> tuple[str, str]:
+    sha = hashlib.sha256(blob)
+    return sha.hexdigest(), base64.b64encode(sha.digest()).decode()
+
+
+def check_zipped_size(blob: bytes) -> None:
+    if len(blob) > ZIPPED_LIMIT:
+        raise AwsError(
+            "RequestEntityTooLargeException",
+            f"Zipped size must be smaller than {ZIPPED_LIMIT} bytes",
+            413,
+        )
+
+
+def _safe_relative(name: str) -> PurePosixPath:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise invalid_parameter(f"{UNZIP_FAILED} The entry '{name}' points outside the task root.")
+    return path
+
+
+def _inside(root: Path, link_dir: Path, target: str) -> bool:
+    if target.startswith("/"):
+        return False
+    resolved = os.path.normpath(os.path.join(link_dir, target))
+    return resolved == str(root) or resolved.startswith(str(root) + os.sep)
+
+
+def extract(blob: bytes, dest: Path) -> int:
+    """Extract `blob` into the empty directory `dest`; return the bytes written.
+
+    Sizes are counted while decompressing, so a zip that lies in its headers (a zip bomb)
+    stops at the limit. Entries that would land outside `dest` are refused.
+    """
+    try:
+        archive = zipfile.ZipFile(BytesIO(blob))
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+        raise invalid_parameter(UNZIP_FAILED) from exc
+    written = 0
+    root = dest.resolve()
+    with archive:
+        for info in archive.infolist():
+            relative = _safe_relative(info.filename)
+            if not relative.parts:
+                continue
+            target = root.joinpath(*relative.parts)
+            mode = info.external_attr >> 16
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with archive.open(info) as source:
+                    if stat.S_ISLNK(mode):
+                        link = source.read(4096).decode()
+                        if not _inside(root, target.parent, link):
+                            raise invalid_parameter(
+                                f"{UNZIP_FAILED} The symbolic link '{info.filename}' points "
+                                "outside the task root."
+                            )
+                        os.symlink(link, target)
+                        continue
+                    with open(target, "wb") as out:
+                        while chunk := source.read(CHUNK):
+                            written += len(chunk)
+                            if written > UNZIPPED_LIMIT:
+                                raise invalid_parameter(
+                                    f"Unzipped size must be smaller than {UNZIPPED_LIMIT} bytes",
+                                    user=False,
+                                )
+                            out.write(chunk)
+            except AwsError:
+                raise
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError,
+                    NotImplementedError, RuntimeError, ValueError) as exc:
+                raise invalid_parameter(UNZIP_FAILED) from exc
+            # Keep the owner's execute bit (a `bootstrap` needs it); everyone may read.
+            permissions = stat.S_IMODE(mode) or 0o644
+            os.chmod(target, permissions | 0o444)
+    return written

@@ -1,0 +1,358 @@
+"""Function operations: create, read, list, update and delete functions and their code."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lamina.control import code as packages
+from lamina.control.context import RequestContext
+from lamina.errors import AwsError, invalid_parameter, not_found
+from lamina.keys import FunctionKey
+from lamina.store.sqlite import SqliteStore
+
+ENVIRONMENT_LIMIT = 4096
+LATEST = "$LATEST"
+CUSTOM_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
+RESERVED_VARIABLES = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+})
+# Features a user could ask for that Lamina cannot honour: refused, never silently dropped.
+UNSUPPORTED = {
+    "Layers": "Layers are not supported by Lamina yet.",
+    "FileSystemConfigs": "File system configurations are not supported by Lamina.",
+    "ImageConfig": "Container images are not supported by Lamina.",
+    "CodeSigningConfigArn": "Code signing is not supported by Lamina.",
+    "CapacityProviderConfig": "Capacity providers are not supported by Lamina.",
+    "DurableConfig": "Durable functions are not supported by Lamina.",
+    "TenancyConfig": "Tenancy configuration is not supported by Lamina.",
+}
+ARN_PATTERN = re.compile(
+    r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:(?P<region>[a-z]{2}[a-z0-9-]*-\d):)?"
+    r"(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[a-zA-Z0-9_-]+)(?::(?P<qualifier>[a-zA-Z0-9$_-]+))?"
+)
+
+
+class Engine(Protocol):
+    """What the control plane needs from the invoke engine."""
+
+    async def retire(self, key: FunctionKey) -> None: ...
+
+
+def now_iso() -> str:
+    moment = dt.datetime.now(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    key: FunctionKey
+    qualifier: str | None
+
+
+def resolve(ctx: RequestContext, name_or_arn: str, qualifier: str | None = None) -> FunctionRef:
+    """A name, partial ARN or ARN (optionally qualified) → the function it names."""
+    found = ARN_PATTERN.fullmatch(name_or_arn)
+    if found is None:
+        raise invalid_parameter(f"Invalid function name or ARN: {name_or_arn}")
+    region = found["region"] or ctx.region
+    if region != ctx.region:
+        raise invalid_parameter(
+            f"Functions from '{region}' are not reachable in this region ('{ctx.region}')"
+        )
+    account = found["account"] or ctx.account
+    in_name = found["qualifier"]
+    if in_name and qualifier and in_name != qualifier:
+        raise invalid_parameter("The derived qualifier from the function name does not match the specified qualifier.")
+    return FunctionRef(FunctionKey(account, region, found["name"]), qualifier or in_name)
+
+
+def environment_problem(variables: dict[str, str]) -> AwsError | None:
+    reserved = sorted(set(variables) & RESERVED_VARIABLES)
+    if reserved:
+        return invalid_parameter(
+            "Lambda was unable to configure your environment variables because the environment "
+            "variables you have provided contains reserved keys that are currently not supported "
+            f"for modification. Reserved keys used in this request: {', '.join(reserved)}"
+        )
+    measured = json.dumps(variables, separators=(",", ":"), ensure_ascii=False)
+    if len(measured.encode()) > ENVIRONMENT_LIMIT:
+        return invalid_parameter(
+            "Lambda was unable to configure your environment variables because the environment "
+            "variables you have provided exceeded the 4KB limit. String measured: " + measured
+        )
+    return None
+
+
+def check_runtime(runtime: str) -> None:
+    if runtime.startswith("python3.") or runtime in CUSTOM_RUNTIMES:
+        return
+    raise invalid_parameter(
+        f"The runtime parameter of {runtime} is not supported by Lamina: use python3.x, "
+        "provided, provided.al2 or provided.al2023."
+    )
+
+
+def check_supported(params: dict[str, Any]) -> None:
+    for member, message in UNSUPPORTED.items():
+        if params.get(member):
+            raise invalid_parameter(message)
+    if params.get("PackageType", "Zip") != "Zip":
+        raise invalid_parameter("Container images are not supported by Lamina: use PackageType Zip.")
+    snap = params.get("SnapStart") or {}
+    if snap.get("ApplyOn", "None") != "None":
+        raise invalid_parameter("SnapStart is not supported by Lamina.")
+
+
+def zip_from(code: dict[str, Any]) -> bytes:
+    if code.get("S3Bucket") or code.get("S3Key") or code.get("ImageUri"):
+        raise invalid_parameter("Lamina accepts code as ZipFile only: S3 and image code are not supported.")
+    blob = code.get("ZipFile")
+    if blob is None:
+        raise invalid_parameter("Please provide a source for function code.")
+    return bytes(blob)
+
+
+class Functions:
+    """The function registry: owns function records in the store."""
+
+    def __init__(self, store: SqliteStore, engine: Engine, limits: dict[str, int]) -> None:
+        self.store = store
+        self.engine = engine
+        self.limits = limits
+        self._write_lock = asyncio.Lock()  # code extraction happens off-loop; keep writes ordered
+
+    # Helpers ---------------------------------------------------------------------------
+    def record(self, ref: FunctionRef) -> dict[str, Any]:
+        record = self.store.get_function(ref.key)
+        if record is None:
+            raise not_found(f"Function not found: {ref.key.arn}:{LATEST}")
+        if ref.qualifier not in (None, LATEST):
+            raise not_found(f"Function not found: {ref.key.arn}:{ref.qualifier}")
+        return record
+
+    async def _package(self, blob: bytes) -> packages.Package:
+        packages.check_zipped_size(blob)
+        digest_hex, code_sha = packages.digest(blob)
+        if self.store.has_code(digest_hex):
+            unzipped = await asyncio.to_thread(_tree_size, self.store.code_dir(digest_hex))
+        else:
+            staging = self.store.staging_dir()
+            try:
+                unzipped = await asyncio.to_thread(packages.extract, blob, staging)
+                await asyncio.to_thread(self.store.put_code, digest_hex, blob, staging)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return packages.Package(digest_hex, code_sha, len(blob), unzipped)
+
+    def _check_configuration(self, params: dict[str, Any]) -> None:
+        check_supported(params)
+        variables = (params.get("Environment") or {}).get("Variables")
+        if variables:
+            problem = environment_problem(variables)
+            if problem:
+                raise problem
+        if params.get("Runtime"):
+            check_runtime(params["Runtime"])
+
+    def _apply_configuration(self, config: dict[str, Any], params: dict[str, Any]) -> None:
+        for member in ("Role", "Handler", "Description", "Timeout", "MemorySize", "Runtime",
+                       "KMSKeyArn", "DeadLetterConfig"):
+            if member in params:
+                config[member] = params[member]
+        if "Environment" in params:
+            config["Environment"] = {"Variables": dict(params["Environment"].get("Variables") or {})}
+        if "TracingConfig" in params:
+            config["TracingConfig"] = {"Mode": params["TracingConfig"].get("Mode", "PassThrough")}
+        if "EphemeralStorage" in params:
+            config["EphemeralStorage"] = {"Size": params["EphemeralStorage"]["Size"]}
+        if "VpcConfig" in params:
+            vpc = params["VpcConfig"]
+            config["VpcConfig"] = {
+                "SubnetIds": list(vpc.get("SubnetIds") or []),
+                "SecurityGroupIds": list(vpc.get("SecurityGroupIds") or []),
+                "Ipv6AllowedForDualStack": bool(vpc.get("Ipv6AllowedForDualStack", False)),
+                "VpcId": "vpc-lamina" if vpc.get("SubnetIds") else "",
+            }
+        if "LoggingConfig" in params:
+            config["LoggingConfig"] = {**config.get("LoggingConfig", {}), **params["LoggingConfig"]}
+        config["LastModified"] = now_iso()
+        config["RevisionId"] = str(uuid.uuid4())
+
+    @staticmethod
+    def _set_code(record: dict[str, Any], package: packages.Package) -> None:
+        record["code"] = {"digest": package.digest_hex, "unzipped": package.unzipped_size}
+        record["config"]["CodeSha256"] = package.code_sha256
+        record["config"]["CodeSize"] = package.zipped_size
+
+    def _check_revision(self, record: dict[str, Any], revision: str | None) -> None:
+        if revision and revision != record["config"]["RevisionId"]:
+            raise AwsError(
+                "PreconditionFailedException",
+                "The Revision Id provided does not match the latest Revision Id. "
+                "Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+                412,
+                user=True,
+            )
+
+    def code_location(self, ctx: RequestContext, record: dict[str, Any]) -> dict[str, str]:
+        return {
+            "RepositoryType": "S3",
+            "Location": f"{ctx.endpoint}/_lamina/code/{record['code']['digest']}.zip",
+        }
+
+    # Operations ------------------------------------------------------------------------
+    async def CreateFunction(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        ref = resolve(ctx, params["FunctionName"])
+        if ref.qualifier:
+            raise invalid_parameter("Function name cannot be qualified when creating a function.")
+        if params.get("Publish"):
+            raise invalid_parameter("Publishing versions is not supported by Lamina yet.")
+        if not params.get("Runtime") or not params.get("Handler"):
+            raise invalid_parameter(
+                "Runtime and Handler are mandatory parameters for functions created with "
+                "deployment packages."
+            )
+        self._check_configuration(params)
+        blob = zip_from(params["Code"])
+        key = ref.key
+        if self.store.get_function(key) is not None:
+            raise _exists(key)
+        config: dict[str, Any] = {
+            "FunctionName": key.name,
+            "FunctionArn": key.arn,
+            "Runtime": params["Runtime"],
+            "Role": params["Role"],
+            "Handler": params["Handler"],
+            "Description": "",
+            "Timeout": 3,
+            "MemorySize": 128,
+            "Version": LATEST,
+            "TracingConfig": {"Mode": "PassThrough"},
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": "Zip",
+            "Architectures": list(params.get("Architectures") or ["x86_64"]),
+            "EphemeralStorage": {"Size": 512},
+            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{key.name}"},
+        }
+        self._apply_configuration(config, params)
+        async with self._write_lock:
+            package = await self._package(blob)
+            record: dict[str, Any] = {"config": config, "tags": dict(params.get("Tags") or {})}
+            self._set_code(record, package)
+            if not self.store.insert_function(key, record):
+                raise _exists(key)
+        return config
+
+    async def GetFunction(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        record = self.record(resolve(ctx, params["FunctionName"], params.get("Qualifier")))
+        result: dict[str, Any] = {
+            "Configuration": record["config"],
+            "Code": self.code_location(ctx, record),
+        }
+        if record.get("tags"):
+            result["Tags"] = record["tags"]
+        return result
+
+    async def GetFunctionConfiguration(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        record = self.record(resolve(ctx, params["FunctionName"], params.get("Qualifier")))
+        config: dict[str, Any] = record["config"]
+        return config
+
+    async def ListFunctions(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        limit = params.get("MaxItems") or 50
+        records = self.store.list_functions(
+            ctx.account, ctx.region, after=params.get("Marker") or "", limit=limit + 1
+        )
+        result: dict[str, Any] = {"Functions": [r["config"] for r in records[:limit]]}
+        if len(records) > limit:
+            result["NextMarker"] = records[limit - 1]["config"]["FunctionName"]
+        return result
+
+    async def UpdateFunctionCode(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        ref = resolve(ctx, params["FunctionName"])
+        self.record(ref)
+        if params.get("Publish"):
+            raise invalid_parameter("Publishing versions is not supported by Lamina yet.")
+        blob = zip_from(params)
+        async with self._write_lock:
+            package = await self._package(blob)
+            record = self.record(ref)
+            self._check_revision(record, params.get("RevisionId"))
+            if params.get("DryRun"):
+                preview = {**record["config"]}
+                preview["CodeSha256"], preview["CodeSize"] = package.code_sha256, package.zipped_size
+                return preview
+            self._set_code(record, package)
+            if params.get("Architectures"):
+                record["config"]["Architectures"] = list(params["Architectures"])
+            record["config"]["LastModified"] = now_iso()
+            record["config"]["RevisionId"] = str(uuid.uuid4())
+            self.store.update_function(ref.key, record)
+        await self.engine.retire(ref.key)
+        config: dict[str, Any] = record["config"]
+        return config
+
+    async def UpdateFunctionConfiguration(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        ref = resolve(ctx, params["FunctionName"])
+        record = self.record(ref)
+        self._check_revision(record, params.get("RevisionId"))
+        self._check_configuration(params)
+        self._apply_configuration(record["config"], params)
+        self.store.update_function(ref.key, record)
+        await self.engine.retire(ref.key)
+        config: dict[str, Any] = record["config"]
+        return config
+
+    async def DeleteFunction(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        ref = resolve(ctx, params["FunctionName"], params.get("Qualifier"))
+        if ref.qualifier == LATEST:
+            raise invalid_parameter(
+                "$LATEST version cannot be deleted without deleting the function."
+            )
+        self.record(ref)
+        self.store.delete_function(ref.key)
+        await self.engine.retire(ref.key)
+        return {}
+
+    async def GetAccountSettings(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        records = self.store.list_functions(ctx.account, ctx.region)
+        return {
+            "AccountLimit": {
+                "TotalCodeSize": 80_530_636_800,
+                "CodeSizeUnzipped": packages.UNZIPPED_LIMIT,
+                "CodeSizeZipped": packages.ZIPPED_LIMIT,
+                "ConcurrentExecutions": self.limits["account_concurrency"],
+                "UnreservedConcurrentExecutions": self.limits["account_concurrency"],
+            },
+            "AccountUsage": {
+                "TotalCodeSize": sum(r["config"]["CodeSize"] for r in records),
+                "FunctionCount": len(records),
+            },
+        }
+
+
+def _exists(key: FunctionKey) -> AwsError:
+    return AwsError(
+        "ResourceConflictException", f"Function already exist: {key.name}", 409, user=True
+    )
+
+
+def _tree_size(root: Any) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())

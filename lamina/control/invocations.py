@@ -1,0 +1,105 @@
+"""The Invoke operation: checks the request, resolves the function, asks the engine."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from lamina.control.context import RequestContext
+from lamina.control.functions import LATEST, Functions, resolve
+from lamina.engine.invoker import InvokeRequest
+from lamina.engine.service import Engine
+from lamina.errors import AwsError, invalid_parameter
+from lamina.keys import FunctionKey
+from lamina.sandbox.launch import FunctionImage
+
+
+def bad_content(message: str) -> AwsError:
+    return AwsError("InvalidRequestContentException", message, 400, user=True)
+
+
+def check_payload(payload: bytes) -> bytes:
+    if not payload.strip():
+        return b"{}"
+    try:
+        json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_content(
+            f"Could not parse request body into json: Could not parse payload into json: {exc}"
+        ) from exc
+    return payload
+
+
+def decode_client_context(encoded: str | None) -> str | None:
+    """The header is base64 of a JSON object; the runtime gets the JSON itself."""
+    if encoded is None:
+        return None
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode()
+        if not isinstance(json.loads(decoded), dict):
+            raise ValueError("not an object")
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise bad_content("Client context must be a valid Base64-encoded JSON object.") from exc
+    return decoded
+
+
+class Invocations:
+    def __init__(self, functions: Functions, engine: Engine) -> None:
+        self.functions = functions
+        self.engine = engine
+
+    def image(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
+        config = record["config"]
+        return FunctionImage(
+            name=key.name,
+            arn=key.arn,
+            version=config["Version"],
+            region=key.region,
+            runtime=config["Runtime"],
+            handler=config["Handler"],
+            code_dir=self.functions.store.code_dir(record["code"]["digest"]),
+            memory_mb=config["MemorySize"],
+            timeout_s=config["Timeout"],
+            ephemeral_mb=config["EphemeralStorage"]["Size"],
+            variables=dict(config.get("Environment", {}).get("Variables", {})),
+            revision=config["RevisionId"],
+        )
+
+    async def Invoke(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        ref = resolve(ctx, params["FunctionName"], params.get("Qualifier"))
+        record = self.functions.record(ref)
+        kind = params.get("InvocationType") or "RequestResponse"
+        payload = check_payload(params.get("Payload") or b"")
+        client_context = decode_client_context(params.get("ClientContext"))
+        version = record["config"]["Version"]
+        if kind == "DryRun":
+            return {"StatusCode": 204, "ExecutedVersion": version}
+        if kind == "Event":
+            raise invalid_parameter(
+                "Asynchronous invocation (InvocationType Event) is not built in Lamina yet."
+            )
+        qualifier = ref.qualifier or LATEST
+        result = await self.engine.invoke(
+            ref.key,
+            self.image(ref.key, record),
+            InvokeRequest(
+                payload=payload,
+                request_id=ctx.request_id,
+                invoked_arn=ref.key.arn if qualifier == LATEST and not ref.qualifier
+                else f"{ref.key.arn}:{qualifier}",
+                client_context=client_context,
+                want_tail=params.get("LogType") == "Tail",
+            ),
+        )
+        response: dict[str, Any] = {
+            "StatusCode": 200,
+            "ExecutedVersion": result.executed_version,
+            "Payload": result.payload,
+        }
+        if result.function_error:
+            response["FunctionError"] = result.function_error
+        if result.log_tail is not None:
+            response["LogResult"] = result.log_tail
+        return response

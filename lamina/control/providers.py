@@ -1,0 +1,23 @@
+"""The Lambda service's operations, gathered into the one object the gateway dispatches to.
+
+An operation the model defines but no component implements has no attribute here, and
+the gateway answers 501 naming it.
+"""
+
+from __future__ import annotations
+
+from lamina.control.functions import Functions
+from lamina.control.invocations import Invocations
+
+
+class LambdaProvider:
+    def __init__(self, functions: Functions, invocations: Invocations) -> None:
+        self.CreateFunction = functions.CreateFunction
+        self.GetFunction = functions.GetFunction
+        self.GetFunctionConfiguration = functions.GetFunctionConfiguration
+        self.ListFunctions = functions.ListFunctions
+        self.UpdateFunctionCode = functions.UpdateFunctionCode
+        self.UpdateFunctionConfiguration = functions.UpdateFunctionConfiguration
+        self.DeleteFunction = functions.DeleteFunction
+        self.GetAccountSettings = functions.GetAccountSettings
+        self.Invoke = invocations.Invoke

@@ -1,0 +1,134 @@
+"""The synchronous invoke path: pool → environment → run → logs → release."""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+import uuid
+from dataclasses import dataclass
+
+from lamina.engine.pool import Pools
+from lamina.keys import FunctionKey
+from lamina.observe.logs import LogStore
+from lamina.sandbox.environment import Environment, Outcome
+from lamina.sandbox.launch import FunctionImage
+from lamina.sandbox.runtime_api import Invocation
+
+TAIL_BYTES = 4096
+TRANSCRIPT_LIMIT = 64 * 1024  # what one invocation keeps for its Tail; the rest is trimmed
+
+
+@dataclass
+class InvokeRequest:
+    payload: bytes
+    request_id: str = ""
+    invoked_arn: str = ""
+    client_context: str | None = None
+    want_tail: bool = False
+
+
+@dataclass
+class InvokeResult:
+    payload: bytes
+    function_error: str | None
+    executed_version: str
+    request_id: str
+    log_tail: str | None = None  # base64 of the last 4 KB, when asked for
+
+
+class Transcript:
+    """The lines of one invocation: written to the function's log, last ones kept for Tail."""
+
+    def __init__(self, logs: LogStore, key: FunctionKey) -> None:
+        self.log = logs.log(key)
+        self.lines: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        self.log.write(text)
+        self.lines.append(text)
+        self.size += len(text) + 1
+        while self.size > TRANSCRIPT_LIMIT and len(self.lines) > 1:
+            self.size -= len(self.lines.pop(0)) + 1
+
+    def tail(self) -> str:
+        data = "".join(line + "\n" for line in self.lines).encode()[-TAIL_BYTES:]
+        return base64.b64encode(data).decode()
+
+
+def trace_id() -> str:
+    return (
+        f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};"
+        f"Parent={uuid.uuid4().hex[:16]};Sampled=0"
+    )
+
+
+def max_memory_mb(env: Environment) -> int:
+    """Peak resident memory of the environment's process, from /proc."""
+    if env.pid is None:
+        return 0
+    try:
+        with open(f"/proc/{env.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return math.ceil(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return 0
+
+
+class Invoker:
+    def __init__(self, pools: Pools, logs: LogStore) -> None:
+        self.pools = pools
+        self.logs = logs
+
+    async def invoke(self, key: FunctionKey, image: FunctionImage, request: InvokeRequest) -> InvokeResult:
+        request_id = request.request_id or str(uuid.uuid4())
+        pool = self.pools.pool_for(key, image)
+        env, cold = pool.acquire()
+        transcript = Transcript(self.logs, key)
+        try:
+            env.output = transcript.write
+            if cold:
+                failure = await env.start()
+                if failure is not None:
+                    transcript.write(f"START RequestId: {request_id} Version: {image.version}")
+                    return self._finish(image, request_id, failure, transcript, request, env, cold)
+            transcript.write(f"START RequestId: {request_id} Version: {image.version}")
+            invocation = Invocation(
+                request_id=request_id,
+                payload=request.payload,
+                deadline_ms=int(time.time() * 1000 + image.timeout_s * 1000),
+                invoked_arn=request.invoked_arn or image.arn,
+                trace_id=trace_id(),
+                client_context=request.client_context,
+            )
+            started = time.monotonic()
+            outcome = await env.invoke(invocation, image.timeout_s)
+            duration = (time.monotonic() - started) * 1000
+            return self._finish(image, request_id, outcome, transcript, request, env, cold, duration)
+        finally:
+            env.output = self.logs.log(key).write
+            pool.release(env)
+
+    def _finish(
+        self, image: FunctionImage, request_id: str, outcome: Outcome, transcript: Transcript,
+        request: InvokeRequest, env: Environment, cold: bool, duration: float = 0.0,
+    ) -> InvokeResult:
+        transcript.write(f"END RequestId: {request_id}")
+        report = (
+            f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
+            f"Billed Duration: {max(math.ceil(duration), 1)} ms\t"
+            f"Memory Size: {image.memory_mb} MB\tMax Memory Used: {max_memory_mb(env)} MB"
+        )
+        if cold:
+            report += f"\tInit Duration: {env.init_duration_ms:.2f} ms"
+        transcript.write(report)
+        return InvokeResult(
+            payload=outcome.payload,
+            function_error="Unhandled" if outcome.error_type is not None else None,
+            executed_version=image.version,
+            request_id=request_id,
+            log_tail=transcript.tail() if request.want_tail else None,
+        )

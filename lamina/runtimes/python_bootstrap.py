@@ -1,0 +1,166 @@
+"""Lamina's built-in Python runtime client: runs a handler behind the Lambda Runtime API.
+
+Runs inside an execution environment as a plain script, with the standard library only,
+so that nothing of Lamina is importable by the function.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+API = "/2018-06-01/runtime"
+
+
+class InitError(Exception):
+    def __init__(self, error_type: str, message: str, trace: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.trace = trace or []
+
+
+class ClientContext:
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.client = document.get("client")
+        self.custom = document.get("custom")
+        self.env = document.get("env")
+
+
+class CognitoIdentity:
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.cognito_identity_id = document.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = document.get("cognitoIdentityPoolId")
+
+
+class LambdaContext:
+    def __init__(self, headers: http.client.HTTPMessage) -> None:
+        env = os.environ
+        self.aws_request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
+        self.invoked_function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn", "")
+        self._deadline_ms = int(headers.get("Lambda-Runtime-Deadline-Ms", "0"))
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.tenant_id = headers.get("Lambda-Runtime-Aws-Tenant-Id")
+        context = headers.get("Lambda-Runtime-Client-Context")
+        self.client_context = ClientContext(json.loads(context)) if context else None
+        identity = headers.get("Lambda-Runtime-Cognito-Identity")
+        self.identity = CognitoIdentity(json.loads(identity)) if identity else None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(self._deadline_ms - int(time.time() * 1000), 0)
+
+
+def load_handler(spec: str) -> Any:
+    try:
+        module_path, function_name = spec.rsplit(".", 1)
+    except ValueError as exc:
+        raise InitError("Runtime.MalformedHandlerName", f"Bad handler '{spec}': {exc}") from exc
+    module_name = module_path.replace("/", ".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InitError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
+        ) from exc
+    except SyntaxError as exc:
+        raise InitError(
+            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}"
+        ) from exc
+    except Exception as exc:
+        raise InitError(type(exc).__name__, str(exc), _trace(exc)) from exc
+    handler = getattr(module, function_name, None)
+    if handler is None:
+        raise InitError(
+            "Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'"
+        )
+    return handler
+
+
+def _trace(exc: BaseException) -> list[str]:
+    return traceback.format_list(traceback.extract_tb(exc.__traceback__))
+
+
+class RuntimeClient:
+    def __init__(self, address: str) -> None:
+        self.connection = http.client.HTTPConnection(address)
+
+    def _request(self, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+        self.connection.request(method, API + path, body=body, headers=headers or {})
+        response = self.connection.getresponse()
+        return response
+
+    def next(self) -> tuple[http.client.HTTPMessage, bytes]:
+        response = self._request("GET", "/invocation/next")
+        return response.headers, response.read()
+
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self._request("POST", path, body, headers).read()
+
+
+def error_body(error_type: str, message: str, request_id: str, trace: list[str]) -> bytes:
+    return json.dumps({
+        "errorMessage": message,
+        "errorType": error_type,
+        "requestId": request_id,
+        "stackTrace": trace,
+    }).encode()
+
+
+def main() -> None:
+    task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
+    if sys.path and os.path.dirname(os.path.abspath(__file__)) == os.path.abspath(sys.path[0]):
+        sys.path.pop(0)  # the runtime's own directory is not the function's business
+    sys.path.insert(0, task_root)
+    os.chdir(task_root)
+    client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    try:
+        handler = load_handler(os.environ["_HANDLER"])
+    except InitError as exc:
+        print(f"[ERROR] {exc.error_type}: {exc.message}", flush=True)
+        client.post(
+            "/init/error",
+            error_body(exc.error_type, exc.message, "", exc.trace),
+            {"Lambda-Runtime-Function-Error-Type": exc.error_type},
+        )
+        sys.exit(1)
+    while True:
+        headers, payload = client.next()
+        context = LambdaContext(headers)
+        request_id = context.aws_request_id
+        os.environ["_X_AMZN_TRACE_ID"] = headers.get("Lambda-Runtime-Trace-Id", "")
+        try:
+            event = json.loads(payload) if payload else {}
+            result = handler(event, context)
+            try:
+                body = json.dumps(result).encode()
+            except (TypeError, ValueError) as exc:
+                raise InitError("Runtime.MarshalError", f"Unable to marshal response: {exc}") from exc
+        except InitError as exc:
+            client.post(f"/invocation/{request_id}/error",
+                        error_body(exc.error_type, exc.message, request_id, []),
+                        {"Lambda-Runtime-Function-Error-Type": exc.error_type})
+            continue
+        except Exception as exc:
+            error_type = type(exc).__name__
+            print(f"[ERROR] {error_type}: {exc}", flush=True)
+            client.post(f"/invocation/{request_id}/error",
+                        error_body(error_type, str(exc), request_id, _trace(exc)),
+                        {"Lambda-Runtime-Function-Error-Type": error_type})
+            continue
+        sys.stdout.flush()
+        client.post(f"/invocation/{request_id}/response", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""One execution environment: a process, its Runtime API, its output, its lifecycle.
+
+States: new → starting → ready ⇄ busy → dead. The environment serves one invocation at a
+time. Its init runs once, when it starts; it then waits in `GET /next` between
+invocations. Death (exit, timeout, kill) is final: a dead environment is never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lamina.sandbox import launch
+from lamina.sandbox.runtime_api import (
+    ACCEPTED,
+    RESPONSE_LIMIT,
+    ApiReply,
+    Invocation,
+    RuntimeApiServer,
+    error_reply,
+)
+
+log = logging.getLogger("lamina.sandbox")
+
+INIT_LIMIT_S = 10.0
+LINE_LIMIT = 256 * 1024  # longer lines are cut: a flood cannot grow a buffer without end
+READ_SIZE = 64 * 1024
+
+
+class State(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    DEAD = "dead"
+
+
+@dataclass
+class Outcome:
+    """How an invocation ended. `error_type` set means a function error (Unhandled)."""
+
+    payload: bytes
+    error_type: str | None = None
+    fatal: bool = False  # the environment died with it
+
+    @staticmethod
+    def error(error_type: str, message: str, request_id: str = "") -> Outcome:
+        body = {"errorMessage": message, "errorType": error_type}
+        if request_id:
+            body = {"errorMessage": message, "errorType": error_type, "requestId": request_id,
+                    "stackTrace": []}
+        return Outcome(json.dumps(body).encode(), error_type)
+
+
+LineSink = Callable[[str], None]
+
+
+class Environment:
+    def __init__(
+        self,
+        image: launch.FunctionImage,
+        scratch_root: Path,
+        *,
+        python: str,
+        init_type: str = "on-demand",
+        output: LineSink,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.image = image
+        self.scratch = scratch_root / self.id  # the environment's own directory
+        self.python = python
+        self.init_type = init_type
+        self.output = output  # where the process's lines go
+        self.log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{image.version}]{self.id}"
+        self.state = State.NEW
+        self.init_duration_ms = 0.0
+        self.invocations = 0
+        self.last_used = 0.0
+        self.process: asyncio.subprocess.Process | None = None
+        self._api = RuntimeApiServer(self)
+        self._ready: asyncio.Future[Outcome | None] | None = None
+        self._waiter: asyncio.Future[Invocation] | None = None
+        self._pending: Invocation | None = None
+        self._current: Invocation | None = None
+        self._outcome: asyncio.Future[Outcome] | None = None
+        self._exit_watch: asyncio.Task[None] | None = None
+        self._read_fd = -1
+        self._partial = b""
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    # Lifecycle --------------------------------------------------------------------------
+    async def start(self) -> Outcome | None:
+        """Start the process and run init. None when ready; an Outcome when init failed."""
+        assert self.state is State.NEW
+        self.state = State.STARTING
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        address = await self._api.start()
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        plan = launch.build(
+            self.image, python=self.python, runtime_api=address, init_type=self.init_type,
+            log_stream=self.log_stream, scratch=self.scratch,
+        )
+        if self.image.runtime in launch.CUSTOM_RUNTIMES and not os.access(
+            self.image.code_dir / "bootstrap", os.X_OK
+        ):
+            await self.stop()
+            return Outcome.error(
+                "Runtime.InvalidEntrypoint",
+                "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
+            )
+        read_fd, write_fd = os.pipe()
+        started = time.monotonic()
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *plan.argv, env=plan.env, cwd=plan.cwd, stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd, stderr=write_fd, start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(read_fd)
+            os.close(write_fd)
+            await self.stop()
+            return Outcome.error("Runtime.InvalidEntrypoint", f"Could not start the runtime: {exc}")
+        finally:
+            if self.process is not None:
+                os.close(write_fd)
+        self._read_fd = read_fd
+        fcntl.fcntl(read_fd, fcntl.F_SETFL, fcntl.fcntl(read_fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        loop.add_reader(read_fd, self._drain_output)
+        self._exit_watch = loop.create_task(self._watch_exit())
+        try:
+            async with asyncio.timeout(INIT_LIMIT_S):
+                failure = await asyncio.shield(self._ready)
+        except TimeoutError:
+            await self.stop()
+            return Outcome.error(
+                "Sandbox.Timedout", f"Init phase timed out after {INIT_LIMIT_S:.2f} seconds"
+            )
+        self.init_duration_ms = (time.monotonic() - started) * 1000
+        if failure is not None:
+            await self.stop()
+            return failure
+        self.state = State.READY
+        return None
+
+    async def invoke(self, invocation: Invocation, timeout_s: float) -> Outcome:
+        """Hand `invocation` to the runtime and wait for its answer, at most `timeout_s`."""
+        assert self.state is State.READY
+        self.state = State.BUSY
+        self.invocations += 1
+        loop = asyncio.get_running_loop()
+        self._outcome = loop.create_future()
+        self._current = invocation
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(invocation)
+            self._waiter = None
+        else:
+            self._pending = invocation
+        try:
+            async with asyncio.timeout(timeout_s):
+                outcome = await asyncio.shield(self._outcome)
+        except TimeoutError:
+            outcome = Outcome.error(
+                "Sandbox.Timedout",
+                f"RequestId: {invocation.request_id} Error: Task timed out after {timeout_s:.2f} seconds",
+            )
+            outcome.fatal = True
+        self._drain_output()
+        self._current = None
+        self._pending = None
+        self.last_used = time.monotonic()
+        if outcome.fatal or self.state is State.DEAD:
+            await self.stop()
+        else:
+            self.state = State.READY
+        return outcome
+
+    async def stop(self) -> None:
+        """Kill the whole process tree and free everything. Safe to call twice."""
+        already = self.state is State.DEAD
+        self.state = State.DEAD
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                await self.process.wait()
+        if self._exit_watch is not None and self._exit_watch is not asyncio.current_task():
+            self._exit_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._exit_watch
+        if already:
+            return
+        self._drain_output()
+        self._close_output()
+        self._api.close()
+        self._settle(Outcome.error("Runtime.Unknown", "The execution environment was stopped."))
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.cancel()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    async def _watch_exit(self) -> None:
+        assert self.process is not None
+        code = await self.process.wait()
+        reason = f"exit status {code}" if code >= 0 else f"signal: {signal.Signals(-code).name.lower()}"
+        request_id = self._current.request_id if self._current else ""
+        outcome = Outcome.error(
+            "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
+        )
+        outcome.fatal = True
+        self.state = State.DEAD
+        self._settle(outcome)
+
+    def _settle(self, outcome: Outcome) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(outcome)
+        if self._outcome is not None and not self._outcome.done():
+            self._outcome.set_result(outcome)
+
+    # Output -----------------------------------------------------------------------------
+    def _drain_output(self) -> None:
+        """Read whatever the process has written, line by line, without blocking."""
+        if self._read_fd < 0:
+            return
+        while True:
+            try:
+                chunk = os.read(self._read_fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._close_output()
+                return
+            data = self._partial + chunk
+            *lines, self._partial = data.split(b"\n")
+            for line in lines:
+                self.output(line[:LINE_LIMIT].decode("utf-8", "replace"))
+            if len(self._partial) > LINE_LIMIT:
+                self.output(self._partial[:LINE_LIMIT].decode("utf-8", "replace"))
+                self._partial = b""
+
+    def _close_output(self) -> None:
+        if self._read_fd < 0:
+            return
+        if self._partial:
+            self.output(self._partial.decode("utf-8", "replace"))
+            self._partial = b""
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._read_fd)
+        os.close(self._read_fd)
+        self._read_fd = -1
+
+    # Runtime API (called by RuntimeApiServer) ------------------------------------------
+    async def next_invocation(self) -> Invocation:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)  # the first /next ends init
+        if self._pending is not None:
+            invocation, self._pending = self._pending, None
+            return invocation
+        self._waiter = asyncio.get_running_loop().create_future()
+        return await self._waiter
+
+    def _answer(self, request_id: str, outcome: Outcome) -> ApiReply:
+        if self._current is None or self._current.request_id != request_id:
+            return error_reply(400, "InvalidRequestID", f"Unknown request id {request_id}")
+        if self._outcome is not None and not self._outcome.done():
+            self._outcome.set_result(outcome)
+            return ACCEPTED
+        return error_reply(400, "InvalidStateTransition", "The invocation was already answered")
+
+    def post_response(self, request_id: str, body: bytes, oversized: bool) -> ApiReply:
+        if not oversized:
+            return self._answer(request_id, Outcome(body))
+        message = f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)."
+        reply = self._answer(request_id, Outcome.error("Function.ResponseSizeTooLarge", message))
+        if reply is ACCEPTED:
+            return error_reply(413, "RequestEntityTooLarge", message)
+        return reply
+
+    def post_error(self, request_id: str, body: bytes, error_type: str | None) -> ApiReply:
+        error_type = error_type or _error_type_of(body) or "Unhandled"
+        return self._answer(request_id, Outcome(body or b"{}", error_type))
+
+    def post_init_error(self, body: bytes, error_type: str | None) -> ApiReply:
+        if self._ready is None or self._ready.done():
+            return error_reply(403, "InvalidStateTransition", "Init error after init")
+        error_type = error_type or _error_type_of(body) or "Runtime.Unknown"
+        self._ready.set_result(Outcome(body or b"{}", error_type, fatal=True))
+        return ACCEPTED
+
+
+def _error_type_of(body: bytes) -> str | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    value = document.get("errorType") if isinstance(document, dict) else None
+    return value if isinstance(value, str) else None

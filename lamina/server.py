@@ -1,0 +1,109 @@
+"""Assembles Lamina: store, engine, control plane and the HTTP gateway, under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import uvicorn
+
+from lamina.api.app import Gateway
+from lamina.api.spec import service
+from lamina.api.wire import HttpRequest, HttpResponse
+from lamina.clock import Clock
+from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION, Settings
+from lamina.control.functions import Functions
+from lamina.control.invocations import Invocations
+from lamina.control.providers import LambdaProvider
+from lamina.engine.service import Engine
+from lamina.keys import FunctionKey
+from lamina.observe.logs import LogStore
+from lamina.store.sqlite import SqliteStore
+
+log = logging.getLogger("lamina")
+
+CODE_PATH = re.compile(r"/_lamina/code/([0-9a-f]{64})\.zip")
+
+
+class Lamina:
+    """One server's components, started and stopped together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data_dir = Path(settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = Clock(settings.time_scale)
+        self.store = SqliteStore(data_dir)
+        self.logs = LogStore()
+        self.engine = Engine(
+            data_dir / "environments", self.clock, settings.keep_alive, self.logs, settings.python
+        )
+        limits = {"account_concurrency": settings.account_concurrency}
+        self.functions = Functions(self.store, self.engine, limits)
+        self.invocations = Invocations(self.functions, self.engine)
+        self.gateway = Gateway()
+        self.gateway.mount(service("lambda"), LambdaProvider(self.functions, self.invocations))
+        self.gateway.mount_internal("health", self._health)
+        self.gateway.mount_internal("code", self._code)
+        self.gateway.mount_internal("logs", self._logs)
+        self.gateway.on_shutdown.append(self.close)
+
+    async def close(self) -> None:
+        await self.engine.close()
+        self.store.close()
+
+    async def _health(self, request: HttpRequest) -> HttpResponse:
+        body = {"status": "ok"}
+        return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+    async def _code(self, request: HttpRequest) -> HttpResponse:
+        found = CODE_PATH.fullmatch(request.path)
+        path = self.store.code_zip(found.group(1)) if found else None
+        if path is None or not path.is_file():
+            return HttpResponse(404, b"Not found")
+        blob = await asyncio.to_thread(path.read_bytes)
+        return HttpResponse(200, blob, {"Content-Type": "application/zip"})
+
+    async def _logs(self, request: HttpRequest) -> HttpResponse | AsyncIterator[bytes]:
+        # /_lamina/logs/<name>[?follow=1&region=...&after=N]
+        name = request.path.rsplit("/", 1)[-1]
+        region = request.query.get("region", [DEFAULT_REGION])[0]
+        key = FunctionKey(DEFAULT_ACCOUNT, region, name)
+        after = int(request.query.get("after", ["0"])[0] or 0)
+        if request.query.get("follow", ["0"])[0] in ("1", "true"):
+            return self._follow(key, after)
+        lines = self.logs.read(key, after)
+        text = "".join(_format(line.timestamp, line.text) for line in lines)
+        return HttpResponse(200, text.encode(), {"Content-Type": "text/plain; charset=utf-8"})
+
+    async def _follow(self, key: FunctionKey, after: int) -> AsyncIterator[bytes]:
+        async for line in self.logs.follow(key, after):
+            yield _format(line.timestamp, line.text).encode()
+
+
+def _format(timestamp: float, text: str) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
+    return f"{stamp}.{int(timestamp * 1000) % 1000:03d}Z {text}\n"
+
+
+def run(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM; then stop every environment and exit."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lamina = Lamina(settings)
+    config = uvicorn.Config(
+        lamina.gateway,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    log.info("Lamina listening on http://%s:%d (data in %s; environments: plain processes)",
+             settings.host, settings.port, settings.data_dir)
+    uvicorn.Server(config).run()
