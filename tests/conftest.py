@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real `lamina serve` per test module, on a free loopback port."""
+    data_dir: Path = tmp_path_factory.mktemp("lamina") / "data"
+    running = Server(data_dir).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def lam(server: Server):  # type: ignore[no-untyped-def]
+    """A boto3 Lambda client for the module's server, with retries off."""
+    return server.client()
