@@ -17,9 +17,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
-# System tools the tests drive: curl (a shell bootstrap speaks the Runtime API with it).
+# System tools: curl (a test bootstrap speaks the Runtime API with it), setpriv (util-linux).
 system-packages:
-	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+	@command -v curl >/dev/null && command -v setpriv >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq curl util-linux; }
 
 serve: $(VENV)/.installed
 	$(BIN)/lamina serve

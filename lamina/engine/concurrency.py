@@ -1,0 +1,280 @@
+"""The counting service: every concurrency count and every admission decision.
+
+Pure: no I/O, no clock of its own (callers pass `now`), O(1) per decision. One instance
+owns all counts; nothing else keeps a copy. The model (shared/AWS_REFERENCE.md):
+
+- The account has a limit (default 1000) and an unreserved floor (default 100).
+- A function's reserved concurrency R is both its guarantee and its ceiling; R = 0
+  throttles every invocation. Provisioned concurrency of a reserved function is carved
+  out of R; of an unreserved function, out of the account's unreserved pool.
+- Unreserved pool = limit − Σ reserved − Σ provisioned of unreserved functions. Functions
+  without a reservation share it.
+- Scaling rate: a function may add `burst` new environments per `burst_window` seconds
+  (a token bucket refilled continuously, never holding more than `burst`).
+- Request rate: at most `rate_per_unit` invocations per second per unit of concurrency.
+
+A Lease records which pool it came from, so `release` returns it there even when the
+settings changed in between; releasing twice is an error.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+
+from lamina.keys import FunctionKey
+
+
+class Throttle(enum.Enum):
+    """Why an invocation was refused: the `Reason` member of AWS's 429."""
+
+    RESERVED = "ReservedFunctionConcurrentInvocationLimitExceeded"
+    ACCOUNT = "ConcurrentInvocationLimitExceeded"
+    RESERVED_RATE = "ReservedFunctionInvocationRateLimitExceeded"
+    RATE = "FunctionInvocationRateLimitExceeded"
+
+
+class Kind(enum.Enum):
+    ON_DEMAND = "on-demand"
+    PROVISIONED = "provisioned"
+
+
+class Pool(enum.Enum):
+    RESERVED = "reserved"  # the function's own reservation
+    UNRESERVED = "unreserved"  # the account's shared pool
+    PROVISIONED = "provisioned"  # an initialised provisioned environment
+
+
+class SettingsError(ValueError):
+    """A settings change the account cannot take; `message` is AWS's."""
+
+    def __init__(self, message: str, *, user: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.user = user
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    id: int
+    function: FunctionKey
+    pool: Pool
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """`capacity` tokens, refilled at `rate` per second, never above capacity."""
+
+    capacity: float
+    rate: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        if now > self.updated:
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+        if self.tokens >= amount:
+            self.tokens -= amount
+            return True
+        return False
+
+    def wait_for(self, amount: float = 1.0) -> float:
+        """Seconds until `amount` tokens will be there (0 if they are now)."""
+        missing = amount - self.tokens
+        return 0.0 if missing <= 0 or self.rate <= 0 else missing / self.rate
+
+
+@dataclass(slots=True)
+class FunctionCounts:
+    reserved: int | None = None
+    provisioned: int = 0  # configured provisioned concurrency, all versions and aliases
+    provisioned_ready: int = 0  # initialised provisioned environments
+    on_demand: int = 0  # on-demand executions in flight
+    provisioned_busy: int = 0  # provisioned environments in flight
+    throttles: dict[Throttle, int] = field(default_factory=dict)
+    scaling: TokenBucket | None = None
+    requests: TokenBucket | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self.on_demand + self.provisioned_busy
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    account: int = 1000
+    floor: int = 100
+    burst: int = 1000  # new environments per function per window
+    burst_window: float = 10.0
+    rate_per_unit: float = 10.0  # invocations per second per unit of concurrency; 0 = off
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    lease: Lease | None
+    throttle: Throttle | None = None
+    retry_after: float = 0.0  # seconds, for the Retry-After header
+
+
+class Counter:
+    """Concurrency counts of one account."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.functions: dict[FunctionKey, FunctionCounts] = {}
+        self.reserved_total = 0  # Σ reserved
+        self.provisioned_unreserved = 0  # Σ provisioned of functions without a reservation
+        self.unreserved_in_flight = 0  # on-demand leases taken from the shared pool
+        self.in_flight = 0  # every lease
+        self.throttles: dict[Throttle, int] = {}
+        self._leases: dict[int, Lease] = {}
+        self._ids = itertools.count(1)
+
+    # Reading ---------------------------------------------------------------------------
+    @property
+    def unreserved_pool(self) -> int:
+        return self.limits.account - self.reserved_total - self.provisioned_unreserved
+
+    def counts(self, function: FunctionKey) -> FunctionCounts:
+        found = self.functions.get(function)
+        if found is None:
+            found = self.functions[function] = FunctionCounts()
+        return found
+
+    def reserved(self, function: FunctionKey) -> int | None:
+        found = self.functions.get(function)
+        return found.reserved if found else None
+
+    def leases(self) -> int:
+        return len(self._leases)
+
+    # Settings --------------------------------------------------------------------------
+    def set_reserved(self, function: FunctionKey, reserved: int | None) -> None:
+        """Set (or with None remove) a function's reservation, or raise SettingsError."""
+        counts = self.counts(function)
+        if reserved is not None:
+            if reserved < counts.provisioned:
+                raise SettingsError(
+                    f" ReservedConcurrentExecutions  {reserved} should not be lower than "
+                    f"function's total provisioned concurrency [{counts.provisioned}]."
+                )
+            others = self.reserved_total - (counts.reserved or 0)
+            prov_unreserved = self.provisioned_unreserved - (
+                counts.provisioned if counts.reserved is None else 0
+            )
+            if self.limits.account - others - prov_unreserved - reserved < self.limits.floor:
+                raise SettingsError(
+                    "Specified ReservedConcurrentExecutions for function decreases account's "
+                    f"UnreservedConcurrentExecution below its minimum value of [{self.limits.floor}]."
+                )
+        if counts.reserved is None and reserved is not None:
+            self.provisioned_unreserved -= counts.provisioned
+        elif counts.reserved is not None and reserved is None:
+            self.provisioned_unreserved += counts.provisioned
+        self.reserved_total += (reserved or 0) - (counts.reserved or 0)
+        counts.reserved = reserved
+        counts.requests = None  # its rate limit follows its concurrency
+
+    def set_provisioned(self, function: FunctionKey, total: int) -> None:
+        """Set the function's total configured provisioned concurrency, or raise."""
+        counts = self.counts(function)
+        if counts.reserved is not None:
+            if total > counts.reserved:
+                raise SettingsError(
+                    "Requested Provisioned Concurrency should not be greater than the "
+                    "reservedConcurrentExecution for function", user=True,
+                )
+        else:
+            pool_without = self.unreserved_pool + counts.provisioned
+            if total > pool_without:
+                raise SettingsError(
+                    "Specified ConcurrentExecutions for function is greater than account's "
+                    f"unreserved concurrency [{pool_without}]."
+                )
+            if pool_without - total < self.limits.floor:
+                raise SettingsError(
+                    "Specified ConcurrentExecutions for function decreases account's "
+                    f"UnreservedConcurrentExecution below its minimum value of [{self.limits.floor}]."
+                )
+            self.provisioned_unreserved += total - counts.provisioned
+        counts.provisioned = total
+        counts.provisioned_ready = min(counts.provisioned_ready, total)
+
+    def set_provisioned_ready(self, function: FunctionKey, ready: int) -> None:
+        counts = self.counts(function)
+        counts.provisioned_ready = max(0, min(ready, counts.provisioned))
+
+    def forget(self, function: FunctionKey) -> None:
+        """The function is deleted: drop its settings (its leases still release cleanly)."""
+        self.set_provisioned(function, 0)
+        self.set_reserved(function, None)
+
+    # Admission -------------------------------------------------------------------------
+    def acquire(
+        self, function: FunctionKey, now: float, *, kind: Kind = Kind.ON_DEMAND,
+        new_environment: bool = False,
+    ) -> Decision:
+        """Admit one invocation, or say why not. `new_environment`: it needs a cold start."""
+        counts = self.counts(function)
+        limits = self.limits
+        if kind is Kind.PROVISIONED and counts.provisioned_busy < counts.provisioned_ready:
+            counts.provisioned_busy += 1
+            return Decision(self._lease(function, Pool.PROVISIONED))
+        if counts.reserved is not None:
+            if counts.on_demand >= counts.reserved - counts.provisioned:
+                return self._throttle(counts, Throttle.RESERVED, 1.0)
+            pool = Pool.RESERVED
+        else:
+            if self.unreserved_in_flight >= self.unreserved_pool:
+                return self._throttle(counts, Throttle.ACCOUNT, 1.0)
+            pool = Pool.UNRESERVED
+        if limits.rate_per_unit > 0:
+            requests = counts.requests or self._request_bucket(counts, now)
+            if not requests.take(now):
+                reason = Throttle.RESERVED_RATE if counts.reserved is not None else Throttle.RATE
+                return self._throttle(counts, reason, requests.wait_for())
+        if new_environment:
+            scaling = counts.scaling
+            if scaling is None:
+                scaling = counts.scaling = TokenBucket(
+                    limits.burst, limits.burst / limits.burst_window, limits.burst, now
+                )
+            if not scaling.take(now):
+                reason = Throttle.RESERVED if counts.reserved is not None else Throttle.ACCOUNT
+                return self._throttle(counts, reason, scaling.wait_for())
+        counts.on_demand += 1
+        if pool is Pool.UNRESERVED:
+            self.unreserved_in_flight += 1
+        return Decision(self._lease(function, pool))
+
+    def release(self, lease: Lease) -> None:
+        if self._leases.pop(lease.id, None) is None:
+            raise ValueError(f"lease {lease.id} released twice")
+        counts = self.counts(lease.function)
+        self.in_flight -= 1
+        if lease.pool is Pool.PROVISIONED:
+            counts.provisioned_busy -= 1
+            return
+        counts.on_demand -= 1
+        if lease.pool is Pool.UNRESERVED:
+            self.unreserved_in_flight -= 1
+
+    # Internals -------------------------------------------------------------------------
+    def _lease(self, function: FunctionKey, pool: Pool) -> Lease:
+        lease = Lease(next(self._ids), function, pool)
+        self._leases[lease.id] = lease
+        self.in_flight += 1
+        return lease
+
+    def _throttle(self, counts: FunctionCounts, reason: Throttle, retry_after: float) -> Decision:
+        counts.throttles[reason] = counts.throttles.get(reason, 0) + 1
+        self.throttles[reason] = self.throttles.get(reason, 0) + 1
+        return Decision(None, reason, retry_after)
+
+    def _request_bucket(self, counts: FunctionCounts, now: float) -> TokenBucket:
+        units = counts.reserved if counts.reserved is not None else self.limits.account
+        rate = max(units, 1) * self.limits.rate_per_unit
+        counts.requests = TokenBucket(rate, rate, rate, now)
+        return counts.requests
