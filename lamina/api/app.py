@@ -114,6 +114,14 @@ class Gateway:
         return await handler(request)
 
     async def _service(self, request: HttpRequest, scope: Scope, receive: Receive) -> HttpResponse:
+        request_id = str(uuid.uuid4())
+        response = await self._answer(request, scope, receive, request_id)
+        response.headers["x-amzn-RequestId"] = request_id
+        return response
+
+    async def _answer(
+        self, request: HttpRequest, scope: Scope, receive: Receive, request_id: str
+    ) -> HttpResponse:
         found = self._route(request)
         if found is None:
             await _read_body(receive, 0)
@@ -140,17 +148,15 @@ class Gateway:
             params = protocol.parse(mounted.service, operation, match, request)
             if operation.input_shape is not None:
                 validate(operation.input_shape, params, mounted.service.extra_constraints)
-            context = self._context(request, scope)
+            context = self._context(request, scope, request_id)
             result = await handler(context, params)
-            response = protocol.serialize(mounted.service, operation, result or {})
-            response.headers["x-amzn-RequestId"] = context.request_id
-            return response
+            return protocol.serialize(mounted.service, operation, result or {})
         except AwsError as error:
             return protocol.serialize_error(mounted.service, error)
         except Exception:
             log.exception("%s failed", operation.name)
-            error = AwsError("ServiceException", "An internal error occurred in Lamina.", 500)
-            return protocol.serialize_error(mounted.service, error)
+            internal = AwsError("ServiceException", "An internal error occurred in Lamina.", 500)
+            return protocol.serialize_error(mounted.service, internal)
 
     def _route(self, request: HttpRequest) -> tuple[Mounted, Any, Any] | None:
         for mounted in self.mounted:
@@ -160,14 +166,14 @@ class Gateway:
         return None
 
     @staticmethod
-    def _context(request: HttpRequest, scope: Scope) -> RequestContext:
+    def _context(request: HttpRequest, scope: Scope, request_id: str) -> RequestContext:
         region = DEFAULT_REGION
         found = CREDENTIAL_REGION.search(request.headers.get("authorization", ""))
         if found:
             region = found.group(1)
         scheme = scope.get("scheme", "http")
         host = request.headers.get("host") or "{}:{}".format(*scope.get("server", ("127.0.0.1", 80)))
-        return RequestContext(DEFAULT_ACCOUNT, region, str(uuid.uuid4()), f"{scheme}://{host}")
+        return RequestContext(DEFAULT_ACCOUNT, region, request_id, f"{scheme}://{host}")
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:

@@ -31,7 +31,7 @@ def parse_json_body(body: bytes) -> Any:
         return {}
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: too deep
         raise AwsError(
             "InvalidRequestContentException",
             f"Could not parse request body into json: Could not parse payload into json: {exc}",

@@ -21,6 +21,7 @@ EXTRA_CONSTRAINTS: dict[str, dict[str, dict[str, Any]]] = {
     "lambda": {
         "MemorySize": {"min": 128, "max": 10240},
         "Timeout": {"min": 1, "max": 900},
+        "EphemeralStorageSize": {"min": 512, "max": 10240},
     },
 }
 

@@ -43,9 +43,9 @@ def _check_structure(
     for name in shape.required_members:  # type: ignore[attr-defined]
         if value.get(name) is None:
             out.append(constraint(None, _member_path(path, name), "Member must not be null"))
-    for name, member_value in value.items():
-        member = members.get(name)
-        if member is not None and member_value is not None:
+    for name, member in members.items():  # the model's order, whatever the request's
+        member_value = value.get(name)
+        if member_value is not None:
             _check(member, member_value, _member_path(path, name), extra, out)
 
 
@@ -85,17 +85,47 @@ def _check(
             out.append(constraint(shown, path, f"Member must have length less than or equal to {meta['max']}"))
         if kind == "list":
             for item in value:
-                if item is not None:
+                if item is None:  # JSON null inside a list: nothing downstream can use it
+                    out.append(constraint(None, f"{path}.member", "Member must not be null"))
+                else:
                     _check(shape.member, item, f"{path}.member", extra, out)  # type: ignore[attr-defined]
         else:
-            for key, item in value.items():
-                _check(shape.key, key, f"{path}.key", extra, out)  # type: ignore[attr-defined]
-                if item is not None:
-                    _check(shape.value, item, f"{path}.value", extra, out)  # type: ignore[attr-defined]
+            bad_keys: list[str] = []
+            for key in value:
+                _check(shape.key, key, path, extra, bad_keys)
+            if bad_keys:
+                out.append(_map_keys_problem(shape, value, path, extra))
+            for item in value.values():
+                if item is None:
+                    out.append(constraint(None, f"{path}.value", "Member must not be null"))
+                else:
+                    _check(shape.value, item, f"{path}.value", extra, out)
         return
     if kind == "blob" and isinstance(value, bytes | bytearray):
         if "max" in meta and len(value) > meta["max"]:
             out.append(constraint("<blob>", path, f"Member must have length less than or equal to {meta['max']}"))
+
+
+def _map_keys_problem(
+    shape: Shape, value: dict[str, Any], path: str, extra: dict[str, dict[str, Any]]
+) -> str:
+    """AWS reports bad map keys once, on the map, listing every rule of the key shape."""
+    key: Shape = shape.key
+    meta = {**key.metadata, **extra.get(key.name, {})}
+    rules = []
+    if "max" in meta:
+        rules.append(f"Member must have length less than or equal to {meta['max']}")
+    if "min" in meta:
+        rules.append(f"Member must have length greater than or equal to {meta['min']}")
+    if meta.get("pattern"):
+        rules.append(f"Member must satisfy regular expression pattern: {meta['pattern']}")
+    if key.enum:
+        rules.append(f"Member must satisfy enum value set: [{', '.join(key.enum)}]")
+    rule = f"Map keys must satisfy constraint: [{', '.join(rules)}]"
+    if shape.metadata.get("sensitive") or meta.get("sensitive"):
+        return f"Value at '{path}' failed to satisfy constraint: {rule}"  # the value stays secret
+    shown = "{" + ", ".join(f"{k}={v}" for k, v in value.items()) + "}"
+    return constraint(shown, path, rule)
 
 
 def type_error(path: str, expected: str, value: Any) -> AwsError:

@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path, PurePosixPath
@@ -49,11 +50,28 @@ def _safe_relative(name: str) -> PurePosixPath:
     return path
 
 
+def _within(root: Path, path: str) -> bool:
+    return path == str(root) or path.startswith(str(root) + os.sep)
+
+
 def _inside(root: Path, link_dir: Path, target: str) -> bool:
     if target.startswith("/"):
         return False
-    resolved = os.path.normpath(os.path.join(link_dir, target))
-    return resolved == str(root) or resolved.startswith(str(root) + os.sep)
+    return _within(root, os.path.normpath(os.path.join(link_dir, target)))
+
+
+def _escaping_link(root: Path) -> str | None:
+    """A symlink of the tree that resolves outside it, once every link is in place.
+
+    Each link may look harmless on its own (`a -> .`, `up -> a/..`) and still escape
+    through the others, whatever their order in the zip.
+    """
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            if os.path.islink(path) and not _within(root, os.path.realpath(path)):
+                return os.path.relpath(path, root)
+    return None
 
 
 def extract(blob: bytes, dest: Path) -> int:
@@ -64,7 +82,7 @@ def extract(blob: bytes, dest: Path) -> int:
     """
     try:
         archive = zipfile.ZipFile(BytesIO(blob))
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as exc:
         raise invalid_parameter(UNZIP_FAILED) from exc
     written = 0
     root = dest.resolve()
@@ -74,12 +92,16 @@ def extract(blob: bytes, dest: Path) -> int:
             if not relative.parts:
                 continue
             target = root.joinpath(*relative.parts)
+            if not _within(root, os.path.realpath(target)):  # through a link extracted before
+                raise invalid_parameter(
+                    f"{UNZIP_FAILED} The entry '{info.filename}' points outside the task root."
+                )
             mode = info.external_attr >> 16
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as source:
                     if stat.S_ISLNK(mode):
                         link = source.read(4096).decode()
@@ -101,10 +123,15 @@ def extract(blob: bytes, dest: Path) -> int:
                             out.write(chunk)
             except AwsError:
                 raise
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError,
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError,
                     NotImplementedError, RuntimeError, ValueError) as exc:
                 raise invalid_parameter(UNZIP_FAILED) from exc
-            # Keep the owner's execute bit (a `bootstrap` needs it); everyone may read.
-            permissions = stat.S_IMODE(mode) or 0o644
+            # Keep the execute bits (a `bootstrap` needs them), never setuid/setgid; all may read.
+            permissions = (stat.S_IMODE(mode) & 0o777) or 0o644
             os.chmod(target, permissions | 0o444)
+    escaping = _escaping_link(root)
+    if escaping is not None:
+        raise invalid_parameter(
+            f"{UNZIP_FAILED} The symbolic link '{escaping}' points outside the task root."
+        )
     return written

@@ -13,11 +13,13 @@ from typing import Any, Protocol
 
 from lamina.control import code as packages
 from lamina.control.context import RequestContext
-from lamina.errors import AwsError, invalid_parameter, not_found
+from lamina.errors import AwsError, constraint, invalid_parameter, not_found, validation_error
 from lamina.keys import FunctionKey
 from lamina.store.sqlite import SqliteStore
 
 ENVIRONMENT_LIMIT = 4096
+LIST_LIMIT = 50
+NAME_LIMIT = 64  # the model's 140 is for a full ARN; a bare name is limited to 64
 LATEST = "$LATEST"
 CUSTOM_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
 RESERVED_VARIABLES = frozenset({
@@ -36,6 +38,9 @@ UNSUPPORTED = {
     "CapacityProviderConfig": "Capacity providers are not supported by Lamina.",
     "DurableConfig": "Durable functions are not supported by Lamina.",
     "TenancyConfig": "Tenancy configuration is not supported by Lamina.",
+    "RuntimeConfig": "Runtime configuration (RuntimeArn) is not supported by Lamina.",
+    "AcceleratorConfig": "Accelerators are not supported by Lamina.",
+    "PublishTo": "Publishing versions is not supported by Lamina yet.",
 }
 ARN_PATTERN = re.compile(
     r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:(?P<region>[a-z]{2}[a-z0-9-]*-\d):)?"
@@ -70,7 +75,14 @@ def resolve(ctx: RequestContext, name_or_arn: str, qualifier: str | None = None)
         raise invalid_parameter(
             f"Functions from '{region}' are not reachable in this region ('{ctx.region}')"
         )
+    if len(found["name"]) > NAME_LIMIT:
+        rule = f"Member must have length less than or equal to {NAME_LIMIT}"
+        raise validation_error([constraint(name_or_arn, "functionName", rule)])
     account = found["account"] or ctx.account
+    if account != ctx.account:
+        raise invalid_parameter(
+            f"Functions of account '{account}' are not reachable from account '{ctx.account}'"
+        )
     in_name = found["qualifier"]
     if in_name and qualifier and in_name != qualifier:
         raise invalid_parameter("The derived qualifier from the function name does not match the specified qualifier.")
@@ -274,7 +286,7 @@ class Functions:
         return config
 
     async def ListFunctions(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        limit = params.get("MaxItems") or 50
+        limit = min(params.get("MaxItems") or LIST_LIMIT, LIST_LIMIT)  # AWS: at most 50 a page
         records = self.store.list_functions(
             ctx.account, ctx.region, after=params.get("Marker") or "", limit=limit + 1
         )
@@ -286,7 +298,7 @@ class Functions:
     async def UpdateFunctionCode(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ref = resolve(ctx, params["FunctionName"])
         self.record(ref)
-        if params.get("Publish"):
+        if params.get("Publish") or params.get("PublishTo"):
             raise invalid_parameter("Publishing versions is not supported by Lamina yet.")
         blob = zip_from(params)
         async with self._write_lock:
@@ -329,7 +341,7 @@ class Functions:
         self.record(ref)
         self.store.delete_function(ref.key)
         await self.engine.retire(ref.key)
-        return {}
+        return {"StatusCode": 204}  # AWS answers 204 No Content
 
     async def GetAccountSettings(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         records = self.store.list_functions(ctx.account, ctx.region)

@@ -35,6 +35,7 @@ class SqliteStore:
         self.data_dir = data_dir
         self.code_root = data_dir / "code"
         self.code_root.mkdir(parents=True, exist_ok=True)
+        self._remove_leftovers()
         # One connection, used from the event loop only; WAL survives a kill -9 intact.
         self._db = sqlite3.connect(data_dir / "lamina.db", isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -117,6 +118,14 @@ class SqliteStore:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, target_zip)
+
+    def _remove_leftovers(self) -> None:
+        """Half-extracted trees and half-written zips of requests a crash cut short."""
+        for path in self.code_root.iterdir():
+            if path.name.startswith(".staging-"):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.suffix == ".part":
+                path.unlink(missing_ok=True)
 
     def staging_dir(self) -> Path:
         return Path(tempfile.mkdtemp(dir=self.code_root, prefix=".staging-"))
