@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -96,11 +97,19 @@ def logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_when_signalled(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         from lamina.server import run
 
+        # uvicorn shuts down gracefully on SIGTERM / SIGINT, then raises the signal again
+        # under the handler that was there before it: exit 0 then, not death by signal.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _exit_when_signalled)
         run(Settings(
             host=args.host, port=args.port, data_dir=args.data_dir, keep_alive=args.keep_alive,
             time_scale=args.time_scale, account_concurrency=args.account_concurrency,

@@ -6,6 +6,7 @@ import base64
 import math
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 
 from lamina.engine.pool import Pools
@@ -42,7 +43,7 @@ class Transcript:
 
     def __init__(self, logs: LogStore, key: FunctionKey) -> None:
         self.log = logs.log(key)
-        self.lines: list[str] = []
+        self.lines: deque[str] = deque()  # popped from the left on every line of a flood
         self.size = 0
 
     def write(self, text: str) -> None:
@@ -50,7 +51,7 @@ class Transcript:
         self.lines.append(text)
         self.size += len(text) + 1
         while self.size > TRANSCRIPT_LIMIT and len(self.lines) > 1:
-            self.size -= len(self.lines.pop(0)) + 1
+            self.size -= len(self.lines.popleft()) + 1
 
     def tail(self) -> str:
         data = "".join(line + "\n" for line in self.lines).encode()[-TAIL_BYTES:]
@@ -91,7 +92,7 @@ class Invoker:
         try:
             env.output = transcript.write
             if cold:
-                failure = await env.start()
+                failure = await env.start(request_id)
                 if failure is not None:
                     transcript.write(f"START RequestId: {request_id} Version: {image.version}")
                     return self._finish(image, request_id, failure, transcript, request, env, cold)

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from lamina.keys import FunctionKey
 
 DEFAULT_BYTES_PER_FUNCTION = 4 * 1024 * 1024
+# What a kept line costs beyond its text (LogLine, its seq and timestamp, the str header,
+# the deque slot): counted, so a flood of short lines is bounded by memory, not by text.
+LINE_OVERHEAD = 160
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +39,9 @@ class FunctionLog:
         self.seq += 1
         line = LogLine(self.seq, time.time(), text)
         self.lines.append(line)
-        self.size += len(text) + 1
+        self.size += len(text) + LINE_OVERHEAD
         while self.size > self.limit_bytes and self.lines:
-            self.size -= len(self.lines.popleft().text) + 1
+            self.size -= len(self.lines.popleft().text) + LINE_OVERHEAD
         for queue in self.followers:
             if queue.qsize() < 10_000:  # a slow follower loses lines, never our memory
                 queue.put_nowait(line)

@@ -98,16 +98,21 @@ class Environment:
         self._exit_watch: asyncio.Task[None] | None = None
         self._read_fd = -1
         self._partial = b""
+        self._init_request_id = ""
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
     # Lifecycle --------------------------------------------------------------------------
-    async def start(self) -> Outcome | None:
-        """Start the process and run init. None when ready; an Outcome when init failed."""
+    async def start(self, request_id: str = "") -> Outcome | None:
+        """Start the process and run init. None when ready; an Outcome when init failed.
+
+        `request_id` is the invocation that caused this cold start: errors of init name it.
+        """
         assert self.state is State.NEW
         self.state = State.STARTING
+        self._init_request_id = request_id
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         address = await self._api.start()
@@ -181,6 +186,7 @@ class Environment:
             )
             outcome.fatal = True
         self._drain_output()
+        self._flush_partial()  # a last line without a newline belongs to this invocation
         self._current = None
         self._pending = None
         self.last_used = time.monotonic()
@@ -216,8 +222,9 @@ class Environment:
     async def _watch_exit(self) -> None:
         assert self.process is not None
         code = await self.process.wait()
-        reason = f"exit status {code}" if code >= 0 else f"signal: {signal.Signals(-code).name.lower()}"
-        request_id = self._current.request_id if self._current else ""
+        # As AWS (Go) words it: "exit status 1", "signal: killed", "signal: segmentation fault".
+        reason = f"exit status {code}" if code >= 0 else f"signal: {_signal_text(-code)}"
+        request_id = self._current.request_id if self._current else self._init_request_id
         outcome = Outcome.error(
             "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
         )
@@ -254,12 +261,15 @@ class Environment:
                 self.output(self._partial[:LINE_LIMIT].decode("utf-8", "replace"))
                 self._partial = b""
 
-    def _close_output(self) -> None:
-        if self._read_fd < 0:
-            return
+    def _flush_partial(self) -> None:
         if self._partial:
             self.output(self._partial.decode("utf-8", "replace"))
             self._partial = b""
+
+    def _close_output(self) -> None:
+        if self._read_fd < 0:
+            return
+        self._flush_partial()
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_reader(self._read_fd)
         os.close(self._read_fd)
@@ -302,6 +312,14 @@ class Environment:
         error_type = error_type or _error_type_of(body) or "Runtime.Unknown"
         self._ready.set_result(Outcome(body or b"{}", error_type, fatal=True))
         return ACCEPTED
+
+
+def _signal_text(number: int) -> str:
+    try:
+        text = signal.strsignal(number)
+    except ValueError:
+        text = None
+    return (text or f"signal {number}").lower()
 
 
 def _error_type_of(body: bytes) -> str | None:
