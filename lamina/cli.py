@@ -15,21 +15,34 @@ from urllib.parse import quote
 from lamina.config import Settings, env_default
 
 
-def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _serve_parser(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the Lamina server")
     serve.add_argument("--host", default=env_default("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(env_default("PORT", "9700")))
     serve.add_argument("--data-dir", type=Path, default=Path(env_default("DATA_DIR", ".lamina")))
-    serve.add_argument("--keep-alive", type=float, default=float(env_default("KEEP_ALIVE", "600")),
-                       help="seconds an idle execution environment is kept (default 600)")
-    serve.add_argument("--time-scale", type=float, default=float(env_default("TIME_SCALE", "1")),
-                       help="multiply every platform delay by this factor (tests, demos)")
-    serve.add_argument("--account-concurrency", type=int,
-                       default=int(env_default("ACCOUNT_CONCURRENCY", "1000")))
-    serve.add_argument("--unreserved-floor", type=int,
-                       default=int(env_default("UNRESERVED_FLOOR", "100")))
-    serve.add_argument("--python", default=env_default("PYTHON", ""),
-                       help="interpreter for python3.x functions (default: the one running Lamina)")
+    serve.add_argument(
+        "--keep-alive",
+        type=float,
+        default=float(env_default("KEEP_ALIVE", "600")),
+        help="seconds an idle execution environment is kept (default 600)",
+    )
+    serve.add_argument(
+        "--time-scale",
+        type=float,
+        default=float(env_default("TIME_SCALE", "1")),
+        help="multiply every platform delay by this factor (tests, demos)",
+    )
+    serve.add_argument(
+        "--account-concurrency", type=int, default=int(env_default("ACCOUNT_CONCURRENCY", "1000"))
+    )
+    serve.add_argument(
+        "--unreserved-floor", type=int, default=int(env_default("UNRESERVED_FLOOR", "100"))
+    )
+    serve.add_argument(
+        "--python",
+        default=env_default("PYTHON", ""),
+        help="interpreter for python3.x functions (default: the one running Lamina)",
+    )
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
@@ -59,11 +72,16 @@ def _authorization(region: str, service: str = "lambda") -> str:
 
 def invoke(args: argparse.Namespace) -> int:
     url = f"{args.endpoint}/2015-03-31/functions/{quote(args.name, safe='')}/invocations"
-    request = urllib.request.Request(url, data=args.payload.encode(), method="POST", headers={
-        "X-Amz-Log-Type": "Tail",
-        "Content-Type": "application/json",
-        "Authorization": _authorization(args.region),
-    })
+    request = urllib.request.Request(
+        url,
+        data=args.payload.encode(),
+        method="POST",
+        headers={
+            "X-Amz-Log-Type": "Tail",
+            "Content-Type": "application/json",
+            "Authorization": _authorization(args.region),
+        },
+    )
     try:
         with urllib.request.urlopen(request) as response:
             body = response.read()
@@ -110,11 +128,18 @@ def main(argv: list[str] | None = None) -> int:
         # under the handler that was there before it: exit 0 then, not death by signal.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _exit_when_signalled)
-        run(Settings(
-            host=args.host, port=args.port, data_dir=args.data_dir, keep_alive=args.keep_alive,
-            time_scale=args.time_scale, account_concurrency=args.account_concurrency,
-            unreserved_floor=args.unreserved_floor, python=args.python,
-        ))
+        run(
+            Settings(
+                host=args.host,
+                port=args.port,
+                data_dir=args.data_dir,
+                keep_alive=args.keep_alive,
+                time_scale=args.time_scale,
+                account_concurrency=args.account_concurrency,
+                unreserved_floor=args.unreserved_floor,
+                python=args.python,
+            )
+        )
         return 0
     if args.command == "invoke":
         return invoke(args)

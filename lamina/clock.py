@@ -36,6 +36,8 @@ class Clock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(self.platform_delay(seconds))
 
-    def call_later(self, seconds: float, callback: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
+    def call_later(
+        self, seconds: float, callback: Callable[..., Any], *args: Any
+    ) -> asyncio.TimerHandle:
         loop = asyncio.get_running_loop()
         return loop.call_later(self.platform_delay(seconds), callback, *args)

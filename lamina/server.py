@@ -93,7 +93,9 @@ def _format(timestamp: float, text: str) -> str:
 
 def run(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM; then stop every environment and exit."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     lamina = Lamina(settings)
     config = uvicorn.Config(
         lamina.gateway,
@@ -104,6 +106,10 @@ def run(settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    log.info("Lamina listening on http://%s:%d (data in %s; environments: plain processes)",
-             settings.host, settings.port, settings.data_dir)
+    log.info(
+        "Lamina listening on http://%s:%d (data in %s; environments: plain processes)",
+        settings.host,
+        settings.port,
+        settings.data_dir,
+    )
     uvicorn.Server(config).run()

@@ -47,8 +47,17 @@ class Server:
     def start(self, timeout: float = 20.0) -> Server:
         self.port = self.port or free_port()
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
-        command = [sys.executable, "-m", "lamina.cli", "serve", "--port", str(self.port),
-                   "--data-dir", str(self.data_dir), *self.args]
+        command = [
+            sys.executable,
+            "-m",
+            "lamina.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *self.args,
+        ]
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
@@ -84,8 +93,13 @@ class Server:
 
     def client(self, service: str = "lambda", region: str = "us-east-1", **config: Any) -> Any:
         settings = {"retries": {"max_attempts": 0}, "read_timeout": 120, **config}
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=region,
-                            config=Config(**settings), **CREDENTIALS)
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=region,
+            config=Config(**settings),
+            **CREDENTIALS,
+        )
 
 
 def make_zip(files: Mapping[str, str | bytes], modes: Mapping[str, int] | None = None) -> bytes:
@@ -100,12 +114,17 @@ def make_zip(files: Mapping[str, str | bytes], modes: Mapping[str, int] | None =
     return buffer.getvalue()
 
 
-def python_function(client: Any, name: str, source: str, handler: str = "app.handler",
-                    **extra: Any) -> dict[str, Any]:
+def python_function(
+    client: Any, name: str, source: str, handler: str = "app.handler", **extra: Any
+) -> dict[str, Any]:
     """Create a python3.12 function whose app.py is `source`."""
     response: dict[str, Any] = client.create_function(
-        FunctionName=name, Runtime="python3.12", Role=ROLE, Handler=handler,
-        Code={"ZipFile": make_zip({"app.py": source})}, **extra,
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler=handler,
+        Code={"ZipFile": make_zip({"app.py": source})},
+        **extra,
     )
     return response
 

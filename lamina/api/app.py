@@ -7,6 +7,7 @@ serialized back. Lamina's own endpoints live under /_lamina/.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -80,7 +81,7 @@ class Gateway:
             response = await self._internal(request, receive)
         else:
             response = await self._service(request, scope, receive)
-        await _send(send, response)
+        await _send(send, receive, response)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -106,10 +107,12 @@ class Gateway:
     async def _internal(
         self, request: HttpRequest, receive: Receive
     ) -> HttpResponse | AsyncIterator[bytes]:
-        prefix = request.path[len("/_lamina/"):].split("/", 1)[0]
+        prefix = request.path[len("/_lamina/") :].split("/", 1)[0]
         handler = self.internal.get(prefix)
         if handler is None:
-            return HttpResponse(404, b'{"message":"Not found"}', {"Content-Type": "application/json"})
+            return HttpResponse(
+                404, b'{"message":"Not found"}', {"Content-Type": "application/json"}
+            )
         request.body = (await _read_body(receive, DEFAULT_BODY_LIMIT))[0]
         return await handler(request)
 
@@ -134,12 +137,16 @@ class Gateway:
         mounted, operation, match = found
         protocol = PROTOCOLS[mounted.service.protocol]
         try:
-            limit, code = BODY_LIMITS.get(operation.name, (DEFAULT_BODY_LIMIT, "RequestTooLargeException"))
+            limit, code = BODY_LIMITS.get(
+                operation.name, (DEFAULT_BODY_LIMIT, "RequestTooLargeException")
+            )
             body, complete = await _read_body(receive, limit)
             if not complete:
                 label = OPERATION_LABELS.get(operation.name, operation.name)
                 raise AwsError(
-                    code, f"Request must be smaller than {limit} bytes for the {label} operation", 413
+                    code,
+                    f"Request must be smaller than {limit} bytes for the {label} operation",
+                    413,
                 )
             request.body = body
             handler = getattr(mounted.provider, operation.name, None)
@@ -172,7 +179,9 @@ class Gateway:
         if found:
             region = found.group(1)
         scheme = scope.get("scheme", "http")
-        host = request.headers.get("host") or "{}:{}".format(*scope.get("server", ("127.0.0.1", 80)))
+        host = request.headers.get("host") or "{}:{}".format(
+            *scope.get("server", ("127.0.0.1", 80))
+        )
         return RequestContext(DEFAULT_ACCOUNT, region, request_id, f"{scheme}://{host}")
 
 
@@ -197,18 +206,45 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
     return b"".join(chunks), complete
 
 
-async def _send(send: Send, response: HttpResponse | AsyncIterator[bytes]) -> None:
+async def _send(
+    send: Send, receive: Receive, response: HttpResponse | AsyncIterator[bytes]
+) -> None:
     if isinstance(response, HttpResponse):
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
         headers.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         return
-    await send({
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-    })
-    async for chunk in response:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        }
+    )
+    # A followed stream may wait for ever: stop when the client goes away.
+    disconnected = asyncio.ensure_future(_disconnect(receive))
+    chunks = aiter(response)
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(chunks))
+            await asyncio.wait({following, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                return
+            try:
+                chunk = following.result()
+            except StopAsyncIteration:
+                break
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        disconnected.cancel()
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

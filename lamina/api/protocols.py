@@ -21,7 +21,9 @@ from lamina.errors import AwsError
 
 
 class WireProtocol(Protocol):
-    def route(self, service: Service, request: HttpRequest) -> tuple[OperationModel, Any] | None: ...
+    def route(
+        self, service: Service, request: HttpRequest
+    ) -> tuple[OperationModel, Any] | None: ...
 
     def parse(
         self, service: Service, operation: OperationModel, match: Any, request: HttpRequest
@@ -62,7 +64,7 @@ def _scalar(shape: Shape, raw: str, path: str) -> Any:
 def _error_body(error: AwsError, shape: Shape | None) -> tuple[dict[str, Any], dict[str, str]]:
     body: dict[str, Any] = {}
     headers = dict(error.headers)
-    members = shape.members if shape is not None else {}  # type: ignore[attr-defined]
+    members = shape.members if shape is not None else {}
     for name, value in error.fields.items():
         member = members.get(name)
         if member is not None and member.serialization.get("location") == "header":
@@ -101,7 +103,7 @@ class RestJson:
                 values = request.query.get(wire_name)
                 if values:
                     if member.type_name == "list":
-                        params[name] = [_scalar(member.member, v, name) for v in values]  # type: ignore[attr-defined]
+                        params[name] = [_scalar(member.member, v, name) for v in values]
                     else:
                         params[name] = _scalar(member, values[0], name)
             elif location == "header":
@@ -110,7 +112,9 @@ class RestJson:
                     params[name] = _scalar(member, raw, name)
             elif location == "headers":
                 prefix = wire_name.lower()
-                found = {k[len(prefix):]: v for k, v in request.headers.items() if k.startswith(prefix)}
+                found = {
+                    k[len(prefix) :]: v for k, v in request.headers.items() if k.startswith(prefix)
+                }
                 if found:
                     params[name] = found
             elif name == payload_name:

@@ -49,7 +49,7 @@ def from_json(shape: Shape, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise type_error(path, "structure", value)
         out: dict[str, Any] = {}
-        for name, member in shape.members.items():  # type: ignore[attr-defined]
+        for name, member in shape.members.items():
             key = member.serialization.get("name", name)
             if key in value:
                 out[name] = from_json(member, value[key], f"{path}.{name}" if path else name)
@@ -57,14 +57,11 @@ def from_json(shape: Shape, value: Any, path: str) -> Any:
     if kind == "list":
         if not isinstance(value, list):
             raise type_error(path, "list", value)
-        return [from_json(shape.member, item, path) for item in value]  # type: ignore[attr-defined]
+        return [from_json(shape.member, item, path) for item in value]
     if kind == "map":
         if not isinstance(value, dict):
             raise type_error(path, "map", value)
-        return {
-            str(k): from_json(shape.value, v, path)  # type: ignore[attr-defined]
-            for k, v in value.items()
-        }
+        return {str(k): from_json(shape.value, v, path) for k, v in value.items()}
     if kind == "blob":
         if not isinstance(value, str):
             raise type_error(path, "blob", value)
@@ -109,7 +106,7 @@ def to_json(shape: Shape, value: Any) -> Any:
     kind = shape.type_name
     if kind == "structure":
         out: dict[str, Any] = {}
-        for name, member in shape.members.items():  # type: ignore[attr-defined]
+        for name, member in shape.members.items():
             if member.serialization.get("location"):
                 continue
             item = value.get(name)
@@ -117,9 +114,9 @@ def to_json(shape: Shape, value: Any) -> Any:
                 out[member.serialization.get("name", name)] = to_json(member, item)
         return out
     if kind == "list":
-        return [to_json(shape.member, item) for item in value]  # type: ignore[attr-defined]
+        return [to_json(shape.member, item) for item in value]
     if kind == "map":
-        return {k: to_json(shape.value, v) for k, v in value.items()}  # type: ignore[attr-defined]
+        return {k: to_json(shape.value, v) for k, v in value.items()}
     if kind == "blob":
         raw = value.encode() if isinstance(value, str) else bytes(value)
         return base64.b64encode(raw).decode()

@@ -39,8 +39,8 @@ def validate(shape: Shape, params: dict[str, Any], extra: dict[str, dict[str, An
 def _check_structure(
     shape: Shape, value: dict[str, Any], path: str, extra: dict[str, dict[str, Any]], out: list[str]
 ) -> None:
-    members = shape.members  # type: ignore[attr-defined]
-    for name in shape.required_members:  # type: ignore[attr-defined]
+    members = shape.members
+    for name in shape.required_members:
         if value.get(name) is None:
             out.append(constraint(None, _member_path(path, name), "Member must not be null"))
     for name, member in members.items():  # the model's order, whatever the request's
@@ -60,35 +60,65 @@ def _check(
         return
     if kind in ("integer", "long", "double", "float"):
         if "min" in meta and value < meta["min"]:
-            out.append(constraint(value, path, f"Member must have value greater than or equal to {meta['min']}"))
+            out.append(
+                constraint(
+                    value, path, f"Member must have value greater than or equal to {meta['min']}"
+                )
+            )
         if "max" in meta and value > meta["max"]:
-            out.append(constraint(value, path, f"Member must have value less than or equal to {meta['max']}"))
+            out.append(
+                constraint(
+                    value, path, f"Member must have value less than or equal to {meta['max']}"
+                )
+            )
         return
     if kind == "string":
         if "min" in meta and len(value) < meta["min"]:
-            out.append(constraint(value, path, f"Member must have length greater than or equal to {meta['min']}"))
+            out.append(
+                constraint(
+                    value, path, f"Member must have length greater than or equal to {meta['min']}"
+                )
+            )
         if "max" in meta and len(value) > meta["max"]:
-            out.append(constraint(value, path, f"Member must have length less than or equal to {meta['max']}"))
-        enum = shape.enum  # type: ignore[attr-defined]
+            out.append(
+                constraint(
+                    value, path, f"Member must have length less than or equal to {meta['max']}"
+                )
+            )
+        enum = shape.enum
         if enum and value not in enum:
-            out.append(constraint(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]"))
+            out.append(
+                constraint(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
+            )
         pattern = meta.get("pattern")
         compiled = _compiled(pattern) if pattern else None
         if compiled is not None and compiled.fullmatch(value) is None:
-            out.append(constraint(value, path, f"Member must satisfy regular expression pattern: {pattern}"))
+            out.append(
+                constraint(
+                    value, path, f"Member must satisfy regular expression pattern: {pattern}"
+                )
+            )
         return
     if kind in ("list", "map"):
         shown = value
         if "min" in meta and len(value) < meta["min"]:
-            out.append(constraint(shown, path, f"Member must have length greater than or equal to {meta['min']}"))
+            out.append(
+                constraint(
+                    shown, path, f"Member must have length greater than or equal to {meta['min']}"
+                )
+            )
         if "max" in meta and len(value) > meta["max"]:
-            out.append(constraint(shown, path, f"Member must have length less than or equal to {meta['max']}"))
+            out.append(
+                constraint(
+                    shown, path, f"Member must have length less than or equal to {meta['max']}"
+                )
+            )
         if kind == "list":
             for item in value:
                 if item is None:  # JSON null inside a list: nothing downstream can use it
                     out.append(constraint(None, f"{path}.member", "Member must not be null"))
                 else:
-                    _check(shape.member, item, f"{path}.member", extra, out)  # type: ignore[attr-defined]
+                    _check(shape.member, item, f"{path}.member", extra, out)
         else:
             bad_keys: list[str] = []
             for key in value:
@@ -101,9 +131,16 @@ def _check(
                 else:
                     _check(shape.value, item, f"{path}.value", extra, out)
         return
-    if kind == "blob" and isinstance(value, bytes | bytearray):
-        if "max" in meta and len(value) > meta["max"]:
-            out.append(constraint("<blob>", path, f"Member must have length less than or equal to {meta['max']}"))
+    if (
+        kind == "blob"
+        and isinstance(value, bytes | bytearray)
+        and len(value) > meta.get("max", len(value))
+    ):
+        out.append(
+            constraint(
+                "<blob>", path, f"Member must have length less than or equal to {meta['max']}"
+            )
+        )
 
 
 def _map_keys_problem(

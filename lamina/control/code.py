@@ -123,8 +123,16 @@ def extract(blob: bytes, dest: Path) -> int:
                             out.write(chunk)
             except AwsError:
                 raise
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError,
-                    NotImplementedError, RuntimeError, ValueError) as exc:
+            except (
+                zipfile.BadZipFile,
+                zipfile.LargeZipFile,
+                zlib.error,
+                OSError,
+                EOFError,
+                NotImplementedError,
+                RuntimeError,
+                ValueError,
+            ) as exc:
                 raise invalid_parameter(UNZIP_FAILED) from exc
             # Keep the execute bits (a `bootstrap` needs them), never setuid/setgid; all may read.
             permissions = (stat.S_IMODE(mode) & 0o777) or 0o644

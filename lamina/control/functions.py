@@ -22,13 +22,28 @@ LIST_LIMIT = 50
 NAME_LIMIT = 64  # the model's 140 is for a full ARN; a bare name is limited to 64
 LATEST = "$LATEST"
 CUSTOM_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
-RESERVED_VARIABLES = frozenset({
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
-})
+RESERVED_VARIABLES = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
 # Features a user could ask for that Lamina cannot honour: refused, never silently dropped.
 UNSUPPORTED = {
     "Layers": "Layers are not supported by Lamina yet.",
@@ -85,7 +100,9 @@ def resolve(ctx: RequestContext, name_or_arn: str, qualifier: str | None = None)
         )
     in_name = found["qualifier"]
     if in_name and qualifier and in_name != qualifier:
-        raise invalid_parameter("The derived qualifier from the function name does not match the specified qualifier.")
+        raise invalid_parameter(
+            "The derived qualifier from the function name does not match the specified qualifier."
+        )
     return FunctionRef(FunctionKey(account, region, found["name"]), qualifier or in_name)
 
 
@@ -120,7 +137,9 @@ def check_supported(params: dict[str, Any]) -> None:
         if params.get(member):
             raise invalid_parameter(message)
     if params.get("PackageType", "Zip") != "Zip":
-        raise invalid_parameter("Container images are not supported by Lamina: use PackageType Zip.")
+        raise invalid_parameter(
+            "Container images are not supported by Lamina: use PackageType Zip."
+        )
     snap = params.get("SnapStart") or {}
     if snap.get("ApplyOn", "None") != "None":
         raise invalid_parameter("SnapStart is not supported by Lamina.")
@@ -128,7 +147,9 @@ def check_supported(params: dict[str, Any]) -> None:
 
 def zip_from(code: dict[str, Any]) -> bytes:
     if code.get("S3Bucket") or code.get("S3Key") or code.get("ImageUri"):
-        raise invalid_parameter("Lamina accepts code as ZipFile only: S3 and image code are not supported.")
+        raise invalid_parameter(
+            "Lamina accepts code as ZipFile only: S3 and image code are not supported."
+        )
     blob = code.get("ZipFile")
     if blob is None:
         raise invalid_parameter("Please provide a source for function code.")
@@ -178,12 +199,22 @@ class Functions:
             check_runtime(params["Runtime"])
 
     def _apply_configuration(self, config: dict[str, Any], params: dict[str, Any]) -> None:
-        for member in ("Role", "Handler", "Description", "Timeout", "MemorySize", "Runtime",
-                       "KMSKeyArn", "DeadLetterConfig"):
+        for member in (
+            "Role",
+            "Handler",
+            "Description",
+            "Timeout",
+            "MemorySize",
+            "Runtime",
+            "KMSKeyArn",
+            "DeadLetterConfig",
+        ):
             if member in params:
                 config[member] = params[member]
         if "Environment" in params:
-            config["Environment"] = {"Variables": dict(params["Environment"].get("Variables") or {})}
+            config["Environment"] = {
+                "Variables": dict(params["Environment"].get("Variables") or {})
+            }
         if "TracingConfig" in params:
             config["TracingConfig"] = {"Mode": params["TracingConfig"].get("Mode", "PassThrough")}
         if "EphemeralStorage" in params:
@@ -295,7 +326,9 @@ class Functions:
             result["NextMarker"] = records[limit - 1]["config"]["FunctionName"]
         return result
 
-    async def UpdateFunctionCode(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    async def UpdateFunctionCode(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
         ref = resolve(ctx, params["FunctionName"])
         self.record(ref)
         if params.get("Publish") or params.get("PublishTo"):
@@ -307,7 +340,10 @@ class Functions:
             self._check_revision(record, params.get("RevisionId"))
             if params.get("DryRun"):
                 preview = {**record["config"]}
-                preview["CodeSha256"], preview["CodeSize"] = package.code_sha256, package.zipped_size
+                preview["CodeSha256"], preview["CodeSize"] = (
+                    package.code_sha256,
+                    package.zipped_size,
+                )
                 return preview
             self._set_code(record, package)
             if params.get("Architectures"):
@@ -343,7 +379,9 @@ class Functions:
         await self.engine.retire(ref.key)
         return {"StatusCode": 204}  # AWS answers 204 No Content
 
-    async def GetAccountSettings(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    async def GetAccountSettings(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
         records = self.store.list_functions(ctx.account, ctx.region)
         return {
             "AccountLimit": {

@@ -25,7 +25,7 @@ def check_payload(payload: bytes) -> bytes:
         return b"{}"
     try:
         json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise bad_content(
             f"Could not parse request body into json: Could not parse payload into json: {exc}"
         ) from exc
@@ -87,7 +87,8 @@ class Invocations:
             InvokeRequest(
                 payload=payload,
                 request_id=ctx.request_id,
-                invoked_arn=ref.key.arn if qualifier == LATEST and not ref.qualifier
+                invoked_arn=ref.key.arn
+                if qualifier == LATEST and not ref.qualifier
                 else f"{ref.key.arn}:{qualifier}",
                 client_context=client_context,
                 want_tail=params.get("LogType") == "Tail",

@@ -7,7 +7,7 @@ owns all counts; nothing else keeps a copy. The model (shared/AWS_REFERENCE.md):
 - A function's reserved concurrency R is both its guarantee and its ceiling; R = 0
   throttles every invocation. Provisioned concurrency of a reserved function is carved
   out of R; of an unreserved function, out of the account's unreserved pool.
-- Unreserved pool = limit − Σ reserved − Σ provisioned of unreserved functions. Functions
+- Unreserved pool = limit - Σ reserved - Σ provisioned of unreserved functions. Functions
   without a reservation share it.
 - Scaling rate: a function may add `burst` new environments per `burst_window` seconds
   (a token bucket refilled continuously, never holding more than `burst`).
@@ -167,7 +167,8 @@ class Counter:
             if self.limits.account - others - prov_unreserved - reserved < self.limits.floor:
                 raise SettingsError(
                     "Specified ReservedConcurrentExecutions for function decreases account's "
-                    f"UnreservedConcurrentExecution below its minimum value of [{self.limits.floor}]."
+                    "UnreservedConcurrentExecution below its minimum value of "
+                    f"[{self.limits.floor}]."
                 )
         if counts.reserved is None and reserved is not None:
             self.provisioned_unreserved -= counts.provisioned
@@ -184,7 +185,8 @@ class Counter:
             if total > counts.reserved:
                 raise SettingsError(
                     "Requested Provisioned Concurrency should not be greater than the "
-                    "reservedConcurrentExecution for function", user=True,
+                    "reservedConcurrentExecution for function",
+                    user=True,
                 )
         else:
             pool_without = self.unreserved_pool + counts.provisioned
@@ -196,7 +198,8 @@ class Counter:
             if pool_without - total < self.limits.floor:
                 raise SettingsError(
                     "Specified ConcurrentExecutions for function decreases account's "
-                    f"UnreservedConcurrentExecution below its minimum value of [{self.limits.floor}]."
+                    "UnreservedConcurrentExecution below its minimum value of "
+                    f"[{self.limits.floor}]."
                 )
             self.provisioned_unreserved += total - counts.provisioned
         counts.provisioned = total
@@ -213,7 +216,11 @@ class Counter:
 
     # Admission -------------------------------------------------------------------------
     def acquire(
-        self, function: FunctionKey, now: float, *, kind: Kind = Kind.ON_DEMAND,
+        self,
+        function: FunctionKey,
+        now: float,
+        *,
+        kind: Kind = Kind.ON_DEMAND,
         new_environment: bool = False,
     ) -> Decision:
         """Admit one invocation, or say why not. `new_environment`: it needs a cold start."""
@@ -278,3 +285,20 @@ class Counter:
         rate = max(units, 1) * self.limits.rate_per_unit
         counts.requests = TokenBucket(rate, rate, rate, now)
         return counts.requests
+
+
+class Counters:
+    """One Counter per account and region: Lambda's concurrency quotas are regional."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._counters: dict[tuple[str, str], Counter] = {}
+
+    def get(self, account: str, region: str) -> Counter:
+        found = self._counters.get((account, region))
+        if found is None:
+            found = self._counters[(account, region)] = Counter(self.limits)
+        return found
+
+    def of(self, function: FunctionKey) -> Counter:
+        return self.get(function.account, function.region)

@@ -84,7 +84,9 @@ class Invoker:
         self.pools = pools
         self.logs = logs
 
-    async def invoke(self, key: FunctionKey, image: FunctionImage, request: InvokeRequest) -> InvokeResult:
+    async def invoke(
+        self, key: FunctionKey, image: FunctionImage, request: InvokeRequest
+    ) -> InvokeResult:
         request_id = request.request_id or str(uuid.uuid4())
         pool = self.pools.pool_for(key, image)
         env, cold = pool.acquire()
@@ -108,14 +110,23 @@ class Invoker:
             started = time.monotonic()
             outcome = await env.invoke(invocation, image.timeout_s)
             duration = (time.monotonic() - started) * 1000
-            return self._finish(image, request_id, outcome, transcript, request, env, cold, duration)
+            return self._finish(
+                image, request_id, outcome, transcript, request, env, cold, duration
+            )
         finally:
             env.output = self.logs.log(key).write
             pool.release(env)
 
     def _finish(
-        self, image: FunctionImage, request_id: str, outcome: Outcome, transcript: Transcript,
-        request: InvokeRequest, env: Environment, cold: bool, duration: float = 0.0,
+        self,
+        image: FunctionImage,
+        request_id: str,
+        outcome: Outcome,
+        transcript: Transcript,
+        request: InvokeRequest,
+        env: Environment,
+        cold: bool,
+        duration: float = 0.0,
     ) -> InvokeResult:
         transcript.write(f"END RequestId: {request_id}")
         report = (

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lamina.clock import Clock
-from lamina.engine.invoker import InvokeRequest, InvokeResult, Invoker
+from lamina.engine.invoker import Invoker, InvokeRequest, InvokeResult
 from lamina.engine.pool import Pools
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
@@ -35,7 +35,9 @@ class Engine:
             output=self.logs.log(key).write,
         )
 
-    async def invoke(self, key: FunctionKey, image: FunctionImage, request: InvokeRequest) -> InvokeResult:
+    async def invoke(
+        self, key: FunctionKey, image: FunctionImage, request: InvokeRequest
+    ) -> InvokeResult:
         return await self.invoker.invoke(key, image, request)
 
     async def retire(self, key: FunctionKey) -> None:

@@ -81,7 +81,8 @@ def load_handler(spec: str) -> Any:
     handler = getattr(module, function_name, None)
     if handler is None:
         raise InitError(
-            "Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'"
+            "Runtime.HandlerNotFound",
+            f"Handler '{function_name}' missing on module '{module_name}'",
         )
     return handler
 
@@ -94,8 +95,13 @@ class RuntimeClient:
     def __init__(self, address: str) -> None:
         self.connection = http.client.HTTPConnection(address)
 
-    def _request(self, method: str, path: str, body: bytes | None = None,
-                 headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> http.client.HTTPResponse:
         self.connection.request(method, API + path, body=body, headers=headers or {})
         response = self.connection.getresponse()
         return response
@@ -109,12 +115,14 @@ class RuntimeClient:
 
 
 def error_body(error_type: str, message: str, request_id: str, trace: list[str]) -> bytes:
-    return json.dumps({
-        "errorMessage": message,
-        "errorType": error_type,
-        "requestId": request_id,
-        "stackTrace": trace,
-    }).encode()
+    return json.dumps(
+        {
+            "errorMessage": message,
+            "errorType": error_type,
+            "requestId": request_id,
+            "stackTrace": trace,
+        }
+    ).encode()
 
 
 def main() -> None:
@@ -145,18 +153,24 @@ def main() -> None:
             try:
                 body = json.dumps(result).encode()
             except (TypeError, ValueError) as exc:
-                raise InitError("Runtime.MarshalError", f"Unable to marshal response: {exc}") from exc
+                raise InitError(
+                    "Runtime.MarshalError", f"Unable to marshal response: {exc}"
+                ) from exc
         except InitError as exc:
-            client.post(f"/invocation/{request_id}/error",
-                        error_body(exc.error_type, exc.message, request_id, []),
-                        {"Lambda-Runtime-Function-Error-Type": exc.error_type})
+            client.post(
+                f"/invocation/{request_id}/error",
+                error_body(exc.error_type, exc.message, request_id, []),
+                {"Lambda-Runtime-Function-Error-Type": exc.error_type},
+            )
             continue
         except Exception as exc:
             error_type = type(exc).__name__
             print(f"[ERROR] {error_type}: {exc}", flush=True)
-            client.post(f"/invocation/{request_id}/error",
-                        error_body(error_type, str(exc), request_id, _trace(exc)),
-                        {"Lambda-Runtime-Function-Error-Type": error_type})
+            client.post(
+                f"/invocation/{request_id}/error",
+                error_body(error_type, str(exc), request_id, _trace(exc)),
+                {"Lambda-Runtime-Function-Error-Type": error_type},
+            )
             continue
         sys.stdout.flush()
         client.post(f"/invocation/{request_id}/response", body)

@@ -57,10 +57,14 @@ class Outcome:
 
     @staticmethod
     def error(error_type: str, message: str, request_id: str = "") -> Outcome:
-        body = {"errorMessage": message, "errorType": error_type}
+        body: dict[str, object] = {"errorMessage": message, "errorType": error_type}
         if request_id:
-            body = {"errorMessage": message, "errorType": error_type, "requestId": request_id,
-                    "stackTrace": []}
+            body = {
+                "errorMessage": message,
+                "errorType": error_type,
+                "requestId": request_id,
+                "stackTrace": [],
+            }
         return Outcome(json.dumps(body).encode(), error_type)
 
 
@@ -118,8 +122,12 @@ class Environment:
         address = await self._api.start()
         self.scratch.mkdir(parents=True, exist_ok=True)
         plan = launch.build(
-            self.image, python=self.python, runtime_api=address, init_type=self.init_type,
-            log_stream=self.log_stream, scratch=self.scratch,
+            self.image,
+            python=self.python,
+            runtime_api=address,
+            init_type=self.init_type,
+            log_stream=self.log_stream,
+            scratch=self.scratch,
         )
         if self.image.runtime in launch.CUSTOM_RUNTIMES and not os.access(
             self.image.code_dir / "bootstrap", os.X_OK
@@ -133,8 +141,13 @@ class Environment:
         started = time.monotonic()
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *plan.argv, env=plan.env, cwd=plan.cwd, stdin=asyncio.subprocess.DEVNULL,
-                stdout=write_fd, stderr=write_fd, start_new_session=True,
+                *plan.argv,
+                env=plan.env,
+                cwd=plan.cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                start_new_session=True,
             )
         except OSError as exc:
             os.close(read_fd)
@@ -182,7 +195,8 @@ class Environment:
         except TimeoutError:
             outcome = Outcome.error(
                 "Sandbox.Timedout",
-                f"RequestId: {invocation.request_id} Error: Task timed out after {timeout_s:.2f} seconds",
+                f"RequestId: {invocation.request_id} Error: "
+                f"Task timed out after {timeout_s:.2f} seconds",
             )
             outcome.fatal = True
         self._drain_output()
@@ -226,7 +240,8 @@ class Environment:
         reason = f"exit status {code}" if code >= 0 else f"signal: {_signal_text(-code)}"
         request_id = self._current.request_id if self._current else self._init_request_id
         outcome = Outcome.error(
-            "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
+            "Runtime.ExitError",
+            f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
         )
         outcome.fatal = True
         self.state = State.DEAD
@@ -296,7 +311,9 @@ class Environment:
     def post_response(self, request_id: str, body: bytes, oversized: bool) -> ApiReply:
         if not oversized:
             return self._answer(request_id, Outcome(body))
-        message = f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)."
+        message = (
+            f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)."
+        )
         reply = self._answer(request_id, Outcome.error("Function.ResponseSizeTooLarge", message))
         if reply is ACCEPTED:
             return error_reply(413, "RequestEntityTooLarge", message)

@@ -78,7 +78,12 @@ def environment_variables(
 
 
 def build(
-    image: FunctionImage, *, python: str, runtime_api: str, init_type: str, log_stream: str,
+    image: FunctionImage,
+    *,
+    python: str,
+    runtime_api: str,
+    init_type: str,
+    log_stream: str,
     scratch: Path,
 ) -> Launch:
     """The command and variables that start one environment in its directory `scratch`."""

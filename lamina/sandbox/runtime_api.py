@@ -72,12 +72,16 @@ class RuntimeApiHandler(Protocol):
 
 
 async def dispatch(
-    handler: RuntimeApiHandler, method: str, path: str, body: bytes, headers: dict[str, str],
+    handler: RuntimeApiHandler,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
     oversized: bool,
 ) -> ApiReply:
     if not path.startswith(PREFIX):
         return error_reply(404, "NotFound", f"No route for {method} {path}")
-    route = path[len(PREFIX):].split("?", 1)[0].split("/")
+    route = path[len(PREFIX) :].split("?", 1)[0].split("/")
     error_type = headers.get("lambda-runtime-function-error-type")
     if method == "GET" and route == ["invocation", "next"]:
         invocation = await handler.next_invocation()
@@ -99,7 +103,9 @@ class _Connection(asyncio.Protocol):
         self.server = server
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.queue: asyncio.Queue[tuple[str, str, bytes, dict[str, str], bool] | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[str, str, bytes, dict[str, str], bool] | None] = (
+            asyncio.Queue()
+        )
         self.worker: asyncio.Task[None] | None = None
         self._url = b""
         self._headers: dict[str, str] = {}
@@ -160,8 +166,15 @@ class _Connection(asyncio.Protocol):
             self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body)
 
 
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-            413: "Request Entity Too Large", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    413: "Request Entity Too Large",
+    500: "Internal Server Error",
+}
 
 
 class RuntimeApiServer:

@@ -43,15 +43,31 @@ def aws(server: Server, tmp_path: Path, *args: str) -> subprocess.CompletedProce
     env.pop("AWS_PROFILE", None)
     return subprocess.run(
         [AWS, "--endpoint-url", server.endpoint, *args],
-        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+        check=False,
     )
 
 
 def test_aws_cli_invoke_with_log_tail(server: Server, lam: Any, tmp_path: Path) -> None:
     python_function(lam, "cli-target", SOURCE)
     out = tmp_path / "out.json"
-    done = aws(server, tmp_path, "lambda", "invoke", "--function-name", "cli-target",
-               "--log-type", "Tail", "--payload", '{"a":1}', str(out))
+    done = aws(
+        server,
+        tmp_path,
+        "lambda",
+        "invoke",
+        "--function-name",
+        "cli-target",
+        "--log-type",
+        "Tail",
+        "--payload",
+        '{"a":1}',
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     assert printed["StatusCode"] == 200
@@ -73,11 +89,23 @@ def test_aws_cli_invoke_with_log_tail(server: Server, lam: Any, tmp_path: Path) 
 
 
 def test_aws_cli_function_error(server: Server, lam: Any, tmp_path: Path) -> None:
-    python_function(lam, "cli-raises",
-                    "def handler(event, context):\n    raise RuntimeError('from the cli test')\n")
+    python_function(
+        lam,
+        "cli-raises",
+        "def handler(event, context):\n    raise RuntimeError('from the cli test')\n",
+    )
     out = tmp_path / "error.json"
-    done = aws(server, tmp_path, "lambda", "invoke", "--function-name", "cli-raises",
-               "--payload", "{}", str(out))
+    done = aws(
+        server,
+        tmp_path,
+        "lambda",
+        "invoke",
+        "--function-name",
+        "cli-raises",
+        "--payload",
+        "{}",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     assert printed["FunctionError"] == "Unhandled"

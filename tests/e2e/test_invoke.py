@@ -110,7 +110,10 @@ def rss_kb(pid: int) -> int:
 def lamina(server: Server, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lamina.cli", *args, "--endpoint", server.endpoint],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -191,8 +194,13 @@ def handler(event, context):
 
 
 def test_environment_variables(lam: Any) -> None:
-    python_function(lam, "environ", ENVIRON, MemorySize=192,
-                    Environment={"Variables": {"GREETING": "hello", "EMPTY": ""}})
+    python_function(
+        lam,
+        "environ",
+        ENVIRON,
+        MemorySize=192,
+        Environment={"Variables": {"GREETING": "hello", "EMPTY": ""}},
+    )
     first = body(lam.invoke(FunctionName="environ"))
     assert first["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
     assert first["_HANDLER"] == "app.handler"
@@ -235,8 +243,12 @@ def test_warm_reuse(lam: Any) -> None:
     assert "\tMemory Size: 128 MB\t" in cold[3]
     assert len(cold) == 4
     rid = request_id(second)
-    assert warm == [f"START RequestId: {rid} Version: $LATEST", "count is 2",
-                    f"END RequestId: {rid}", warm[3]]
+    assert warm == [
+        f"START RequestId: {rid} Version: $LATEST",
+        "count is 2",
+        f"END RequestId: {rid}",
+        warm[3],
+    ]
     assert REPORT.fullmatch(warm[3]) and "Init Duration" not in warm[3]
 
 
@@ -333,8 +345,9 @@ def handler(event, context):
 def test_timeout_kills_the_process_tree(lam: Any, tmp_path: Path) -> None:
     python_function(lam, "slowpoke", TIMEOUT, Timeout=1)
     started = time.monotonic()
-    response = lam.invoke(FunctionName="slowpoke", LogType="Tail",
-                          Payload=json.dumps({"dir": str(tmp_path)}).encode())
+    response = lam.invoke(
+        FunctionName="slowpoke", LogType="Tail", Payload=json.dumps({"dir": str(tmp_path)}).encode()
+    )
     elapsed = time.monotonic() - started
     assert 1.0 <= elapsed < 3.0
     error = function_error(response)
@@ -403,7 +416,7 @@ def test_killed_runtime_names_the_signal(lam: Any) -> None:
     assert error == {
         "errorType": "Runtime.ExitError",
         "errorMessage": f"RequestId: {request_id(response)} Error: Runtime exited with error: "
-                        "signal: killed",
+        "signal: killed",
     }
 
 
@@ -423,8 +436,9 @@ def test_import_error(lam: Any) -> None:
 
 
 def test_missing_handler(lam: Any) -> None:
-    python_function(lam, "no-handler", "def other(event, context):\n    return 1\n",
-                    handler="app.handler")
+    python_function(
+        lam, "no-handler", "def other(event, context):\n    return 1\n", handler="app.handler"
+    )
     error = function_error(lam.invoke(FunctionName="no-handler"))
     assert error["errorType"] == "Runtime.HandlerNotFound"
     assert error["errorMessage"] == "Handler 'handler' missing on module 'app'"
@@ -482,6 +496,9 @@ def test_non_json_payload(lam: Any) -> None:
     error = raised.value.response
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert error["Error"]["Message"].startswith("Could not parse request body into json")
+    # Nesting too deep for the parser is bad content too, not a server error.
+    with pytest.raises(lam.exceptions.InvalidRequestContentException):
+        lam.invoke(FunctionName="echo-bad", Payload=b"[" * 100_000)
 
 
 def test_client_context_reaches_the_handler(lam: Any) -> None:
@@ -490,12 +507,18 @@ def test_client_context_reaches_the_handler(lam: Any) -> None:
         "    return {'custom': c.custom, 'env': c.env, 'client': c.client}\n"
     )
     python_function(lam, "client-context", source)
-    document = {"custom": {"tenant": "t-1", "n": 3}, "env": {"locale": "en"},
-                "client": {"app_title": "tests"}}
+    document = {
+        "custom": {"tenant": "t-1", "n": 3},
+        "env": {"locale": "en"},
+        "client": {"app_title": "tests"},
+    }
     encoded = base64.b64encode(json.dumps(document).encode()).decode()
     response = lam.invoke(FunctionName="client-context", ClientContext=encoded)
-    assert body(response) == {"custom": {"tenant": "t-1", "n": 3}, "env": {"locale": "en"},
-                              "client": {"app_title": "tests"}}
+    assert body(response) == {
+        "custom": {"tenant": "t-1", "n": 3},
+        "env": {"locale": "en"},
+        "client": {"app_title": "tests"},
+    }
     with pytest.raises(lam.exceptions.InvalidRequestContentException):
         lam.invoke(FunctionName="client-context", ClientContext="%%% not base64 %%%")
 
@@ -543,8 +566,9 @@ def test_update_code_retires_environments(lam: Any) -> None:
     python_function(lam, "evolving", VERSIONED.format(version="one"))
     old = body(lam.invoke(FunctionName="evolving"))
     assert old["version"] == "one"
-    lam.update_function_code(FunctionName="evolving",
-                             ZipFile=make_zip({"app.py": VERSIONED.format(version="two")}))
+    lam.update_function_code(
+        FunctionName="evolving", ZipFile=make_zip({"app.py": VERSIONED.format(version="two")})
+    )
     new = body(lam.invoke(FunctionName="evolving"))
     assert new["version"] == "two"
     assert new["pid"] != old["pid"]
@@ -552,12 +576,17 @@ def test_update_code_retires_environments(lam: Any) -> None:
 
 
 def test_update_configuration_retires_environments(lam: Any) -> None:
-    python_function(lam, "recoloured", VERSIONED.format(version="one"),
-                    Environment={"Variables": {"COLOUR": "red"}})
+    python_function(
+        lam,
+        "recoloured",
+        VERSIONED.format(version="one"),
+        Environment={"Variables": {"COLOUR": "red"}},
+    )
     old = body(lam.invoke(FunctionName="recoloured"))
     assert old["colour"] == "red"
-    lam.update_function_configuration(FunctionName="recoloured",
-                                      Environment={"Variables": {"COLOUR": "blue"}})
+    lam.update_function_configuration(
+        FunctionName="recoloured", Environment={"Variables": {"COLOUR": "blue"}}
+    )
     new = body(lam.invoke(FunctionName="recoloured"))
     assert new["colour"] == "blue"
     assert new["pid"] != old["pid"]
@@ -570,12 +599,16 @@ def test_update_while_busy_retires_the_busy_environment(server: Server, lam: Any
     )
     python_function(lam, "busy-update", source.format(version="one"))
     results: list[Any] = []
-    caller = threading.Thread(target=lambda: results.append(body(server.client().invoke(
-        FunctionName="busy-update", Payload=b'{"sleep": 1}'))))
+    caller = threading.Thread(
+        target=lambda: results.append(
+            body(server.client().invoke(FunctionName="busy-update", Payload=b'{"sleep": 1}'))
+        )
+    )
     caller.start()
     time.sleep(0.5)  # the invoke is running on version one
-    lam.update_function_code(FunctionName="busy-update",
-                             ZipFile=make_zip({"app.py": source.format(version="two")}))
+    lam.update_function_code(
+        FunctionName="busy-update", ZipFile=make_zip({"app.py": source.format(version="two")})
+    )
     new = body(lam.invoke(FunctionName="busy-update"))
     caller.join(10)
     old = results[0]
@@ -614,8 +647,9 @@ def test_stdout_flood_is_bounded(server: Server, lam: Any) -> None:
     assert server.process is not None
     lam.invoke(FunctionName="flood", Payload=b'{"width": 10, "lines": 1}')  # warm, and baseline
     before = rss_kb(server.process.pid)
-    response = lam.invoke(FunctionName="flood", LogType="Tail",
-                          Payload=b'{"width": 1000, "lines": 50000}')  # 50 MB of output
+    response = lam.invoke(
+        FunctionName="flood", LogType="Tail", Payload=b'{"width": 1000, "lines": 50000}'
+    )  # 50 MB of output
     grown_mb = (rss_kb(server.process.pid) - before) / 1024
     assert "FunctionError" not in response
     assert body(response) == "survived"
@@ -660,8 +694,9 @@ def test_output_without_a_final_newline_stays_with_its_invocation(lam: Any) -> N
     )
     python_function(lam, "unfinished", source)
     for n in ("one", "two"):
-        response = lam.invoke(FunctionName="unfinished", LogType="Tail",
-                              Payload=json.dumps({"n": n}).encode())
+        response = lam.invoke(
+            FunctionName="unfinished", LogType="Tail", Payload=json.dumps({"n": n}).encode()
+        )
         lines = tail(response).splitlines()
         assert lines[1:3] == [f"unfinished {n}", f"END RequestId: {request_id(response)}"]
 
@@ -689,9 +724,19 @@ def test_lamina_logs_follow_shows_later_lines(server: Server, lam: Any) -> None:
     python_function(lam, "followed", source)
     lam.invoke(FunctionName="followed", Payload=b'{"n": 1}')
     follower = subprocess.Popen(
-        [sys.executable, "-m", "lamina.cli", "logs", "followed", "--follow",
-         "--endpoint", server.endpoint],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "lamina.cli",
+            "logs",
+            "followed",
+            "--follow",
+            "--endpoint",
+            server.endpoint,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
 
@@ -733,8 +778,7 @@ def test_lamina_invoke_prints_the_payload(server: Server, lam: Any) -> None:
     assert json.loads(done.stdout) == {"hello": "world", "n": 2}
     assert "START RequestId: " in done.stderr
     assert "inside" in done.stderr
-    python_function(lam, "cli-raiser",
-                    "def handler(event, context):\n    raise KeyError('nope')\n")
+    python_function(lam, "cli-raiser", "def handler(event, context):\n    raise KeyError('nope')\n")
     raised = lamina(server, "invoke", "cli-raiser")
     assert raised.returncode == 1
     assert json.loads(raised.stdout)["errorType"] == "KeyError"

@@ -12,11 +12,16 @@ from tests.helpers import ROLE, make_zip
 EXECUTABLE = 0o755
 
 
-def provided(client: Any, name: str, files: dict[str, str], modes: dict[str, int] | None = None,
-             **extra: Any) -> dict[str, Any]:
+def provided(
+    client: Any, name: str, files: dict[str, str], modes: dict[str, int] | None = None, **extra: Any
+) -> dict[str, Any]:
     response: dict[str, Any] = client.create_function(
-        FunctionName=name, Runtime="provided.al2023", Role=ROLE, Handler="app.handler",
-        Code={"ZipFile": make_zip(files, modes)}, **extra,
+        FunctionName=name,
+        Runtime="provided.al2023",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip(files, modes)},
+        **extra,
     )
     return response
 
@@ -65,8 +70,13 @@ def handler(event, context):
 
 
 def ric_function(client: Any, name: str, app: str, **extra: Any) -> dict[str, Any]:
-    return provided(client, name, {"bootstrap": RIC_BOOTSTRAP, "app.py": app},
-                    {"bootstrap": EXECUTABLE}, **extra)
+    return provided(
+        client,
+        name,
+        {"bootstrap": RIC_BOOTSTRAP, "app.py": app},
+        {"bootstrap": EXECUTABLE},
+        **extra,
+    )
 
 
 def test_awslambdaric_answers(lam: Any) -> None:
@@ -87,8 +97,11 @@ def test_awslambdaric_answers(lam: Any) -> None:
     assert "awslambdaric says hi" in log
     assert "\tInit Duration: " in log.splitlines()[-1]
     context = {"custom": {"who": "tests"}, "client": {}, "env": {}}
-    second = lam.invoke(FunctionName="ric", LogType="Tail",
-                        ClientContext=base64.b64encode(json.dumps(context).encode()).decode())
+    second = lam.invoke(
+        FunctionName="ric",
+        LogType="Tail",
+        ClientContext=base64.b64encode(json.dumps(context).encode()).decode(),
+    )
     warm = body(second)
     assert warm["count"] == 2 and warm["pid"] == result["pid"]
     assert warm["custom"] == {"who": "tests"}
@@ -203,8 +216,12 @@ def test_bootstrap_that_is_not_executable_is_an_invalid_entrypoint(lam: Any) -> 
 
 
 def test_bootstrap_that_exits_during_init(lam: Any) -> None:
-    provided(lam, "quitter", {"bootstrap": "#!/bin/sh\necho 'giving up'\nexit 3\n"},
-             {"bootstrap": EXECUTABLE})
+    provided(
+        lam,
+        "quitter",
+        {"bootstrap": "#!/bin/sh\necho 'giving up'\nexit 3\n"},
+        {"bootstrap": EXECUTABLE},
+    )
     response = lam.invoke(FunctionName="quitter", LogType="Tail")
     assert response["FunctionError"] == "Unhandled"
     error = body(response)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -47,8 +48,9 @@ def invoke_concurrently(server: Server, name: str, count: int, sleep: float) -> 
 
     def run() -> None:
         barrier.wait(10)
-        response = server.client().invoke(FunctionName=name,
-                                          Payload=json.dumps({"sleep": sleep}).encode())
+        response = server.client().invoke(
+            FunctionName=name, Payload=json.dumps({"sleep": sleep}).encode()
+        )
         pids.append(json.loads(response["Payload"].read())["pid"])
 
     threads = [threading.Thread(target=run) for _ in range(count)]
@@ -144,3 +146,18 @@ def test_sigkill_of_the_server_kills_idle_environments(fresh: Server) -> None:
     assert wait_until(lambda: not any(alive(pid) for pid in started), 3), (
         f"outlived a SIGKILL of the server: {sorted(pid for pid in started if alive(pid))}"
     )
+
+
+def test_a_follower_that_hangs_up_does_not_hold_the_shutdown(fresh: Server) -> None:
+    """A log follower that disconnects must end its stream: nothing waits on it later."""
+    assert fresh.process is not None
+    python_function(fresh.client(), "watched", WORKER)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", fresh.port), timeout=5) as sock:
+            sock.sendall(b"GET /_lamina/logs/watched?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    time.sleep(0.3)
+    stopping = time.monotonic()
+    fresh.process.send_signal(signal.SIGTERM)
+    assert fresh.process.wait(10) == 0, fresh.output()
+    assert time.monotonic() - stopping < 2.5, fresh.output()

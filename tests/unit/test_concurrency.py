@@ -94,8 +94,12 @@ class CountingMachine(RuleBasedStateMachine):
         for function in FUNCTIONS:
             counts = self.counter.counts(function)
             mine = [lease for lease, _ in self.leases if lease.function == function]
-            assert counts.provisioned_busy == sum(1 for lease in mine if lease.pool is Pool.PROVISIONED)
-            assert counts.on_demand == sum(1 for lease in mine if lease.pool is not Pool.PROVISIONED)
+            assert counts.provisioned_busy == sum(
+                1 for lease in mine if lease.pool is Pool.PROVISIONED
+            )
+            assert counts.on_demand == sum(
+                1 for lease in mine if lease.pool is not Pool.PROVISIONED
+            )
 
     @invariant()
     def floor_is_kept(self) -> None:
