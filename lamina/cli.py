@@ -39,6 +39,24 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         "--unreserved-floor", type=int, default=int(env_default("UNRESERVED_FLOOR", "100"))
     )
     serve.add_argument(
+        "--burst",
+        type=int,
+        default=int(env_default("BURST", "1000")),
+        help="new execution environments a function may add per burst window (default 1000)",
+    )
+    serve.add_argument(
+        "--burst-window",
+        type=float,
+        default=float(env_default("BURST_WINDOW", "10")),
+        help="seconds over which the burst refills (default 10)",
+    )
+    serve.add_argument(
+        "--request-rate",
+        type=float,
+        default=float(env_default("REQUEST_RATE", "10")),
+        help="sync invokes per second per unit of concurrency (default 10; 0 turns it off)",
+    )
+    serve.add_argument(
         "--python",
         default=env_default("PYTHON", ""),
         help="interpreter for python3.x functions (default: the one running Lamina)",
@@ -119,9 +137,25 @@ def _exit_when_signalled(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+def _limits_problem(args: argparse.Namespace) -> str:
+    if args.account_concurrency < 1:
+        return "--account-concurrency must be at least 1"
+    if not 0 <= args.unreserved_floor <= args.account_concurrency:
+        return "--unreserved-floor must be between 0 and --account-concurrency"
+    if args.burst < 1 or args.burst_window <= 0:
+        return "--burst must be at least 1 and --burst-window positive"
+    if args.request_rate < 0:
+        return "--request-rate must not be negative (0 turns it off)"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "serve":
+        problem = _limits_problem(args)
+        if problem:
+            parser.error(problem)
         from lamina.server import run
 
         # uvicorn shuts down gracefully on SIGTERM / SIGINT, then raises the signal again
@@ -137,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                 time_scale=args.time_scale,
                 account_concurrency=args.account_concurrency,
                 unreserved_floor=args.unreserved_floor,
+                burst=args.burst,
+                burst_window=args.burst_window,
+                request_rate=args.request_rate,
                 python=args.python,
             )
         )

@@ -19,6 +19,9 @@ class Settings:
     time_scale: float = 1.0
     account_concurrency: int = 1000
     unreserved_floor: int = 100
+    burst: int = 1000  # new environments a function may add per burst window
+    burst_window: float = 10.0  # seconds (a platform delay)
+    request_rate: float = 10.0  # sync invokes per second per unit of concurrency; 0 = off
     python: str = ""  # interpreter for python3.x runtimes; empty = the one running Lamina
 
 

@@ -17,9 +17,11 @@ from lamina.api.spec import service
 from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.clock import Clock
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION, Settings
+from lamina.control.concurrency import Concurrency
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
 from lamina.control.providers import LambdaProvider
+from lamina.engine.concurrency import Counters, Limits
 from lamina.engine.service import Engine
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
@@ -40,17 +42,32 @@ class Lamina:
         self.clock = Clock(settings.time_scale)
         self.store = SqliteStore(data_dir)
         self.logs = LogStore()
-        self.engine = Engine(
-            data_dir / "environments", self.clock, settings.keep_alive, self.logs, settings.python
+        limits = Limits(
+            account=settings.account_concurrency,
+            floor=settings.unreserved_floor,
+            burst=settings.burst,
+            burst_window=settings.burst_window,
+            rate_per_unit=settings.request_rate,
         )
-        limits = {"account_concurrency": settings.account_concurrency}
-        self.functions = Functions(self.store, self.engine, limits)
+        self.engine = Engine(
+            data_dir / "environments",
+            self.clock,
+            settings.keep_alive,
+            self.logs,
+            Counters(limits),
+            settings.python,
+        )
+        self.functions = Functions(self.store, self.engine)
         self.invocations = Invocations(self.functions, self.engine)
+        self.concurrency = Concurrency(self.functions)
         self.gateway = Gateway()
-        self.gateway.mount(service("lambda"), LambdaProvider(self.functions, self.invocations))
+        self.gateway.mount(
+            service("lambda"), LambdaProvider(self.functions, self.invocations, self.concurrency)
+        )
         self.gateway.mount_internal("health", self._health)
         self.gateway.mount_internal("code", self._code)
         self.gateway.mount_internal("logs", self._logs)
+        self.gateway.mount_internal("stats", self._stats)
         self.gateway.on_shutdown.append(self.close)
 
     async def close(self) -> None:
@@ -59,6 +76,10 @@ class Lamina:
 
     async def _health(self, request: HttpRequest) -> HttpResponse:
         body = {"status": "ok"}
+        return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+    async def _stats(self, request: HttpRequest) -> HttpResponse:
+        body = {"concurrency": self.engine.counters.stats()}
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     async def _code(self, request: HttpRequest) -> HttpResponse:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from lamina.control import code as packages
 from lamina.control.context import RequestContext
+from lamina.engine.concurrency import Counters
 from lamina.errors import AwsError, constraint, invalid_parameter, not_found, validation_error
 from lamina.keys import FunctionKey
 from lamina.store.sqlite import SqliteStore
@@ -65,6 +66,8 @@ ARN_PATTERN = re.compile(
 
 class Engine(Protocol):
     """What the control plane needs from the invoke engine."""
+
+    counters: Counters
 
     async def retire(self, key: FunctionKey) -> None: ...
 
@@ -159,10 +162,9 @@ def zip_from(code: dict[str, Any]) -> bytes:
 class Functions:
     """The function registry: owns function records in the store."""
 
-    def __init__(self, store: SqliteStore, engine: Engine, limits: dict[str, int]) -> None:
+    def __init__(self, store: SqliteStore, engine: Engine) -> None:
         self.store = store
         self.engine = engine
-        self.limits = limits
         self._write_lock = asyncio.Lock()  # code extraction happens off-loop; keep writes ordered
 
     # Helpers ---------------------------------------------------------------------------
@@ -307,6 +309,8 @@ class Functions:
         }
         if record.get("tags"):
             result["Tags"] = record["tags"]
+        if record.get("reserved") is not None:
+            result["Concurrency"] = {"ReservedConcurrentExecutions": record["reserved"]}
         return result
 
     async def GetFunctionConfiguration(
@@ -376,6 +380,7 @@ class Functions:
             )
         self.record(ref)
         self.store.delete_function(ref.key)
+        self.engine.counters.of(ref.key).forget(ref.key)
         await self.engine.retire(ref.key)
         return {"StatusCode": 204}  # AWS answers 204 No Content
 
@@ -383,13 +388,14 @@ class Functions:
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
         records = self.store.list_functions(ctx.account, ctx.region)
+        counter = self.engine.counters.get(ctx.account, ctx.region)
         return {
             "AccountLimit": {
                 "TotalCodeSize": 80_530_636_800,
                 "CodeSizeUnzipped": packages.UNZIPPED_LIMIT,
                 "CodeSizeZipped": packages.ZIPPED_LIMIT,
-                "ConcurrentExecutions": self.limits["account_concurrency"],
-                "UnreservedConcurrentExecutions": self.limits["account_concurrency"],
+                "ConcurrentExecutions": counter.limits.account,
+                "UnreservedConcurrentExecutions": counter.unreserved_pool,
             },
             "AccountUsage": {
                 "TotalCodeSize": sum(r["config"]["CodeSize"] for r in records),

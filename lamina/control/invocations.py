@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 from lamina.control.context import RequestContext
 from lamina.control.functions import LATEST, Functions, resolve
 from lamina.engine.invoker import InvokeRequest
-from lamina.engine.service import Engine
+from lamina.engine.service import Engine, Throttled
 from lamina.errors import AwsError, invalid_parameter
 from lamina.keys import FunctionKey
 from lamina.sandbox.launch import FunctionImage
@@ -30,6 +31,20 @@ def check_payload(payload: bytes) -> bytes:
             f"Could not parse request body into json: Could not parse payload into json: {exc}"
         ) from exc
     return payload
+
+
+def too_many_requests(throttled: Throttled) -> AwsError:
+    """AWS's 429: the reason says which limit; Retry-After is whole seconds, at least 1."""
+    return AwsError(
+        "TooManyRequestsException",
+        "Rate Exceeded.",
+        429,
+        user=True,
+        fields={
+            "Reason": throttled.reason.value,
+            "retryAfterSeconds": str(max(1, math.ceil(throttled.retry_after))),
+        },
+    )
 
 
 def decode_client_context(encoded: str | None) -> str | None:
@@ -81,19 +96,22 @@ class Invocations:
                 "Asynchronous invocation (InvocationType Event) is not built in Lamina yet."
             )
         qualifier = ref.qualifier or LATEST
-        result = await self.engine.invoke(
-            ref.key,
-            self.image(ref.key, record),
-            InvokeRequest(
-                payload=payload,
-                request_id=ctx.request_id,
-                invoked_arn=ref.key.arn
-                if qualifier == LATEST and not ref.qualifier
-                else f"{ref.key.arn}:{qualifier}",
-                client_context=client_context,
-                want_tail=params.get("LogType") == "Tail",
-            ),
-        )
+        try:
+            result = await self.engine.invoke(
+                ref.key,
+                self.image(ref.key, record),
+                InvokeRequest(
+                    payload=payload,
+                    request_id=ctx.request_id,
+                    invoked_arn=ref.key.arn
+                    if qualifier == LATEST and not ref.qualifier
+                    else f"{ref.key.arn}:{qualifier}",
+                    client_context=client_context,
+                    want_tail=params.get("LogType") == "Tail",
+                ),
+            )
+        except Throttled as throttled:
+            raise too_many_requests(throttled) from None
         response: dict[str, Any] = {
             "StatusCode": 200,
             "ExecutedVersion": result.executed_version,

@@ -6,12 +6,15 @@ the gateway answers 501 naming it.
 
 from __future__ import annotations
 
+from lamina.control.concurrency import Concurrency
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
 
 
 class LambdaProvider:
-    def __init__(self, functions: Functions, invocations: Invocations) -> None:
+    def __init__(
+        self, functions: Functions, invocations: Invocations, concurrency: Concurrency
+    ) -> None:
         self.CreateFunction = functions.CreateFunction
         self.GetFunction = functions.GetFunction
         self.GetFunctionConfiguration = functions.GetFunctionConfiguration
@@ -21,3 +24,6 @@ class LambdaProvider:
         self.DeleteFunction = functions.DeleteFunction
         self.GetAccountSettings = functions.GetAccountSettings
         self.Invoke = invocations.Invoke
+        self.PutFunctionConcurrency = concurrency.PutFunctionConcurrency
+        self.GetFunctionConcurrency = concurrency.GetFunctionConcurrency
+        self.DeleteFunctionConcurrency = concurrency.DeleteFunctionConcurrency

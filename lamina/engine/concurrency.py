@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 from lamina.keys import FunctionKey
 
@@ -149,6 +150,24 @@ class Counter:
 
     def leases(self) -> int:
         return len(self._leases)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "ConcurrentExecutions": self.in_flight,
+            "AccountLimit": self.limits.account,
+            "UnreservedConcurrentExecutions": self.unreserved_pool,
+            "UnreservedInUse": self.unreserved_in_flight,
+            "Throttles": _by_reason(self.throttles),
+            "Functions": {
+                key.name: {
+                    "ConcurrentExecutions": counts.in_flight,
+                    "ReservedConcurrentExecutions": counts.reserved,
+                    "ProvisionedConcurrentExecutions": counts.provisioned_busy,
+                    "Throttles": _by_reason(counts.throttles),
+                }
+                for key, counts in self.functions.items()
+            },
+        }
 
     # Settings --------------------------------------------------------------------------
     def set_reserved(self, function: FunctionKey, reserved: int | None) -> None:
@@ -287,6 +306,10 @@ class Counter:
         return counts.requests
 
 
+def _by_reason(throttles: dict[Throttle, int]) -> dict[str, int]:
+    return {reason.value: count for reason, count in throttles.items()}
+
+
 class Counters:
     """One Counter per account and region: Lambda's concurrency quotas are regional."""
 
@@ -302,3 +325,10 @@ class Counters:
 
     def of(self, function: FunctionKey) -> Counter:
         return self.get(function.account, function.region)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Plain data for /_lamina/stats and, later, the metrics: one entry per account."""
+        return [
+            {"Account": account, "Region": region, **counter.stats()}
+            for (account, region), counter in self._counters.items()
+        ]

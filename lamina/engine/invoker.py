@@ -9,7 +9,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
-from lamina.engine.pool import Pools
+from lamina.engine.pool import FunctionPool
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
 from lamina.sandbox.environment import Environment, Outcome
@@ -80,15 +80,12 @@ def max_memory_mb(env: Environment) -> int:
 
 
 class Invoker:
-    def __init__(self, pools: Pools, logs: LogStore) -> None:
-        self.pools = pools
+    def __init__(self, logs: LogStore) -> None:
         self.logs = logs
 
-    async def invoke(
-        self, key: FunctionKey, image: FunctionImage, request: InvokeRequest
-    ) -> InvokeResult:
+    async def invoke(self, pool: FunctionPool, request: InvokeRequest) -> InvokeResult:
+        key, image = pool.key, pool.image
         request_id = request.request_id or str(uuid.uuid4())
-        pool = self.pools.pool_for(key, image)
         env, cold = pool.acquire()
         transcript = Transcript(self.logs, key)
         try:

@@ -45,6 +45,10 @@ class FunctionPool:
         self.busy.add(env)
         return env, True
 
+    def has_ready(self) -> bool:
+        """Whether acquire() would reuse an environment rather than start one."""
+        return any(env.state is State.READY for env in self.idle)
+
     def release(self, env: Environment) -> None:
         self.busy.discard(env)
         if self.retired or env.state is not State.READY:

@@ -137,6 +137,12 @@ REQUESTS: dict[str, list[dict[str, Any]]] = {
         },
         {"FunctionName": "my-function", "InvocationType": "DryRun", "Payload": b"[]"},
     ],
+    "PutFunctionConcurrency": [
+        {"FunctionName": "my-function", "ReservedConcurrentExecutions": 0},
+        {"FunctionName": ARN, "ReservedConcurrentExecutions": 900},
+    ],
+    "GetFunctionConcurrency": [{"FunctionName": "my-function"}, {"FunctionName": ARN}],
+    "DeleteFunctionConcurrency": [{"FunctionName": ARN}],
 }
 BUILT = sorted(REQUESTS)
 
@@ -174,7 +180,7 @@ class _Anything:
 
 
 def test_every_built_operation_is_covered() -> None:
-    provider = LambdaProvider(_Anything(), _Anything())  # type: ignore[arg-type]
+    provider = LambdaProvider(_Anything(), _Anything(), _Anything())  # type: ignore[arg-type]
     built = sorted(name for name in LAMBDA.model.operation_names if hasattr(provider, name))
     assert built == BUILT
 
@@ -258,6 +264,7 @@ RESULTS: dict[str, dict[str, Any]] = {
             "Location": "http://127.0.0.1:9700/_lamina/code/" + "ab" * 32 + ".zip",
         },
         "Tags": {"team": "lamina"},
+        "Concurrency": {"ReservedConcurrentExecutions": 7},
     },
     "GetFunctionConfiguration": CONFIGURATION,
     "ListFunctions": {
@@ -284,6 +291,9 @@ RESULTS: dict[str, dict[str, Any]] = {
         "ExecutedVersion": "$LATEST",
         "Payload": b'{"errorMessage": "boom"}\xff',
     },
+    "PutFunctionConcurrency": {"ReservedConcurrentExecutions": 0},
+    "GetFunctionConcurrency": {"ReservedConcurrentExecutions": 900},
+    "DeleteFunctionConcurrency": {},
 }
 
 
@@ -312,7 +322,11 @@ def test_every_built_operation_has_a_result() -> None:
 def test_response_round_trip(name: str) -> None:
     operation = LAMBDA.model.operation_model(name)
     response = REST_JSON.serialize(LAMBDA, operation, RESULTS[name])
-    assert response.status == {"CreateFunction": 201, "DeleteFunction": 204}.get(name, 200)
+    assert response.status == {
+        "CreateFunction": 201,
+        "DeleteFunction": 204,
+        "DeleteFunctionConcurrency": 204,
+    }.get(name, 200)
     parsed = parse_response(operation, response.status, response.headers, response.body)
     assert parsed == RESULTS[name]
 
