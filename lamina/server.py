@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,10 +22,14 @@ from lamina.control.concurrency import Concurrency
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
 from lamina.control.providers import LambdaProvider
+from lamina.control.provisioned import Provisioned
+from lamina.control.versions import Versions
 from lamina.engine.concurrency import Counters, Limits
 from lamina.engine.service import Engine
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
+from lamina.sandbox import launch
+from lamina.sandbox.forkserver import ForkLauncher, ForkServer
 from lamina.store.sqlite import SqliteStore
 
 log = logging.getLogger("lamina")
@@ -40,6 +45,12 @@ class Lamina:
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.clock = Clock(settings.time_scale)
+        self.launcher: launch.Launcher = (
+            ForkLauncher(ForkServer(settings.python or sys.executable))
+            if settings.fork_server
+            else launch.SpawnLauncher()
+        )
+        launch.install(self.launcher)  # environments start through it
         self.store = SqliteStore(data_dir)
         self.logs = LogStore()
         limits = Limits(
@@ -59,19 +70,31 @@ class Lamina:
         )
         self.functions = Functions(self.store, self.engine)
         self.invocations = Invocations(self.functions, self.engine)
-        self.concurrency = Concurrency(self.functions)
+        self.concurrency = Concurrency(self.functions)  # reservations before provisioning
+        self.provisioned = Provisioned(self.functions)
+        self.versions = Versions(self.functions, self.provisioned)
         self.gateway = Gateway()
         self.gateway.mount(
-            service("lambda"), LambdaProvider(self.functions, self.invocations, self.concurrency)
+            service("lambda"),
+            LambdaProvider(
+                self.functions,
+                self.invocations,
+                self.concurrency,
+                self.versions,
+                self.provisioned,
+            ),
         )
+        self.gateway.on_startup.append(self.provisioned.start)
         self.gateway.mount_internal("health", self._health)
         self.gateway.mount_internal("code", self._code)
         self.gateway.mount_internal("logs", self._logs)
         self.gateway.mount_internal("stats", self._stats)
+        self.gateway.on_startup.append(self.launcher.start)
         self.gateway.on_shutdown.append(self.close)
 
     async def close(self) -> None:
         await self.engine.close()
+        await self.launcher.close()  # after the environments it started are gone
         self.store.close()
 
     async def _health(self, request: HttpRequest) -> HttpResponse:
@@ -128,9 +151,10 @@ def run(settings: Settings) -> None:
         timeout_graceful_shutdown=5,
     )
     log.info(
-        "Lamina listening on http://%s:%d (data in %s; environments: plain processes)",
+        "Lamina listening on http://%s:%d (data in %s; environments: %s)",
         settings.host,
         settings.port,
         settings.data_dir,
+        "forked from a fork server" if settings.fork_server else "plain processes",
     )
     uvicorn.Server(config).run()

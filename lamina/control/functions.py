@@ -14,8 +14,17 @@ from typing import Any, Protocol
 from lamina.control import code as packages
 from lamina.control.context import RequestContext
 from lamina.engine.concurrency import Counters
-from lamina.errors import AwsError, constraint, invalid_parameter, not_found, validation_error
+from lamina.engine.provisioned import ProvisionedState
+from lamina.errors import (
+    AwsError,
+    conflict,
+    constraint,
+    invalid_parameter,
+    not_found,
+    validation_error,
+)
 from lamina.keys import FunctionKey
+from lamina.sandbox.launch import FunctionImage
 from lamina.store.sqlite import SqliteStore
 
 ENVIRONMENT_LIMIT = 4096
@@ -56,7 +65,7 @@ UNSUPPORTED = {
     "TenancyConfig": "Tenancy configuration is not supported by Lamina.",
     "RuntimeConfig": "Runtime configuration (RuntimeArn) is not supported by Lamina.",
     "AcceleratorConfig": "Accelerators are not supported by Lamina.",
-    "PublishTo": "Publishing versions is not supported by Lamina yet.",
+    "PublishTo": "Publishing to a capacity provider is not supported by Lamina.",
 }
 ARN_PATTERN = re.compile(
     r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:(?P<region>[a-z]{2}[a-z0-9-]*-\d):)?"
@@ -69,7 +78,15 @@ class Engine(Protocol):
 
     counters: Counters
 
-    async def retire(self, key: FunctionKey) -> None: ...
+    async def retire(self, key: FunctionKey, version: str | None = None) -> None: ...
+
+    def unprovision(self, key: FunctionKey, qualifier: str | None = None) -> None: ...
+
+    def provision(
+        self, key: FunctionKey, qualifier: str, image: FunctionImage, count: int
+    ) -> None: ...
+
+    def provisioned_state(self, key: FunctionKey, qualifier: str) -> ProvisionedState | None: ...
 
 
 def now_iso() -> str:
@@ -81,6 +98,34 @@ def now_iso() -> str:
 class FunctionRef:
     key: FunctionKey
     qualifier: str | None
+
+
+@dataclass
+class Target:
+    """What a (possibly qualified) reference names: one version of a function."""
+
+    record: dict[str, Any]  # the whole function record, as stored
+    config: dict[str, Any]  # that version's configuration
+    code: dict[str, Any]  # that version's code: digest and unzipped size
+    version: str  # "$LATEST" or a published version number
+    alias: str | None = None  # set when the reference named an alias
+
+    @property
+    def view(self) -> dict[str, Any]:
+        """The version as Invocations.image() reads it."""
+        return {"config": self.config, "code": self.code}
+
+
+def page(items: list[Any], marker: str | None, max_items: int | None) -> tuple[list[Any], str]:
+    """One page of `items` from `marker` (an offset, opaque to clients) and the next marker."""
+    start = int(marker) if marker and marker.isdigit() else 0
+    limit = min(max_items or LIST_LIMIT, LIST_LIMIT)
+    more = start + limit < len(items)
+    return items[start : start + limit], str(start + limit) if more else ""
+
+
+def alias_not_found(key: FunctionKey, alias: str) -> AwsError:
+    return not_found(f"Cannot find alias arn: {key.arn}:{alias}")
 
 
 def resolve(ctx: RequestContext, name_or_arn: str, qualifier: str | None = None) -> FunctionRef:
@@ -169,12 +214,74 @@ class Functions:
 
     # Helpers ---------------------------------------------------------------------------
     def record(self, ref: FunctionRef) -> dict[str, Any]:
+        """The function's whole record; its qualifier, if any, must name something."""
+        return self.target(ref).record
+
+    def target(self, ref: FunctionRef) -> Target:
         record = self.store.get_function(ref.key)
         if record is None:
             raise not_found(f"Function not found: {ref.key.arn}:{LATEST}")
-        if ref.qualifier not in (None, LATEST):
-            raise not_found(f"Function not found: {ref.key.arn}:{ref.qualifier}")
-        return record
+        qualifier = ref.qualifier
+        if qualifier in (None, LATEST):
+            return Target(record, record["config"], record["code"], LATEST)
+        assert qualifier is not None
+        alias = None
+        if not qualifier.isdigit():
+            found = record.get("aliases", {}).get(qualifier)
+            if found is None:
+                raise not_found(f"Function not found: {ref.key.arn}:{qualifier}")
+            alias, qualifier = qualifier, found["FunctionVersion"]
+            if qualifier == LATEST:
+                return Target(record, record["config"], record["code"], LATEST, alias)
+        version = record.get("versions", {}).get(qualifier)
+        if version is None:
+            raise not_found(f"Function not found: {ref.key.arn}:{qualifier}")
+        return Target(record, version["config"], version["code"], qualifier, alias)
+
+    def publish(self, key: FunctionKey, record: dict[str, Any], description: str | None) -> str:
+        """Snapshot $LATEST as the next version (unless it is unchanged since the last one)."""
+        latest = record["config"]
+        versions = record.setdefault("versions", {})
+        last = record.get("published")
+        if (
+            last is not None
+            and last["from"] == latest["RevisionId"]
+            and last["version"] in versions
+        ):
+            return str(last["version"])
+        number = str(record.get("next_version", 1))
+        record["next_version"] = int(number) + 1
+        config = json.loads(json.dumps(latest))
+        config.update(
+            Version=number,
+            FunctionArn=f"{key.arn}:{number}",
+            RevisionId=str(uuid.uuid4()),
+            LastModified=now_iso(),
+        )
+        if description is not None:
+            config["Description"] = description
+        versions[number] = {"config": config, "code": dict(record["code"])}
+        record["published"] = {"from": latest["RevisionId"], "version": number}
+        return number
+
+    def image(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
+        """What the engine needs to start environments of one version (`record` holds its
+        "config" and "code", as a Target's view does)."""
+        config = record["config"]
+        return FunctionImage(
+            name=key.name,
+            arn=key.arn,
+            version=config["Version"],
+            region=key.region,
+            runtime=config["Runtime"],
+            handler=config["Handler"],
+            code_dir=self.store.code_dir(record["code"]["digest"]),
+            memory_mb=config["MemorySize"],
+            timeout_s=config["Timeout"],
+            ephemeral_mb=config["EphemeralStorage"]["Size"],
+            variables=dict(config.get("Environment", {}).get("Variables", {})),
+            revision=config["RevisionId"],
+        )
 
     async def _package(self, blob: bytes) -> packages.Package:
         packages.check_zipped_size(blob)
@@ -261,8 +368,6 @@ class Functions:
         ref = resolve(ctx, params["FunctionName"])
         if ref.qualifier:
             raise invalid_parameter("Function name cannot be qualified when creating a function.")
-        if params.get("Publish"):
-            raise invalid_parameter("Publishing versions is not supported by Lamina yet.")
         if not params.get("Runtime") or not params.get("Handler"):
             raise invalid_parameter(
                 "Runtime and Handler are mandatory parameters for functions created with "
@@ -297,15 +402,21 @@ class Functions:
             package = await self._package(blob)
             record: dict[str, Any] = {"config": config, "tags": dict(params.get("Tags") or {})}
             self._set_code(record, package)
+            published = self.publish(key, record, None) if params.get("Publish") else None
             if not self.store.insert_function(key, record):
                 raise _exists(key)
+        if published is not None:
+            version_config: dict[str, Any] = record["versions"][published]["config"]
+            return version_config
         return config
 
     async def GetFunction(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        record = self.record(resolve(ctx, params["FunctionName"], params.get("Qualifier")))
+        ref = resolve(ctx, params["FunctionName"], params.get("Qualifier"))
+        target = self.target(ref)
+        record = target.record
         result: dict[str, Any] = {
-            "Configuration": record["config"],
-            "Code": self.code_location(ctx, record),
+            "Configuration": self.shown_config(ref, target),
+            "Code": self.code_location(ctx, target.view),
         }
         if record.get("tags"):
             result["Tags"] = record["tags"]
@@ -316,9 +427,15 @@ class Functions:
     async def GetFunctionConfiguration(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        record = self.record(resolve(ctx, params["FunctionName"], params.get("Qualifier")))
-        config: dict[str, Any] = record["config"]
-        return config
+        ref = resolve(ctx, params["FunctionName"], params.get("Qualifier"))
+        return self.shown_config(ref, self.target(ref))
+
+    @staticmethod
+    def shown_config(ref: FunctionRef, target: Target) -> dict[str, Any]:
+        """A version's configuration; named through an alias, it carries the alias's ARN."""
+        if target.alias is None:
+            return target.config
+        return {**target.config, "FunctionArn": f"{ref.key.arn}:{target.alias}"}
 
     async def ListFunctions(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         limit = min(params.get("MaxItems") or LIST_LIMIT, LIST_LIMIT)  # AWS: at most 50 a page
@@ -334,9 +451,10 @@ class Functions:
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
         ref = resolve(ctx, params["FunctionName"])
+        if ref.qualifier is not None:
+            raise invalid_parameter("Function name cannot be qualified when updating its code.")
         self.record(ref)
-        if params.get("Publish") or params.get("PublishTo"):
-            raise invalid_parameter("Publishing versions is not supported by Lamina yet.")
+        check_supported({"PublishTo": params.get("PublishTo")})
         blob = zip_from(params)
         async with self._write_lock:
             package = await self._package(blob)
@@ -354,8 +472,12 @@ class Functions:
                 record["config"]["Architectures"] = list(params["Architectures"])
             record["config"]["LastModified"] = now_iso()
             record["config"]["RevisionId"] = str(uuid.uuid4())
+            published = self.publish(ref.key, record, None) if params.get("Publish") else None
             self.store.update_function(ref.key, record)
-        await self.engine.retire(ref.key)
+        await self.engine.retire(ref.key, LATEST)
+        if published is not None:
+            version_config: dict[str, Any] = record["versions"][published]["config"]
+            return version_config
         config: dict[str, Any] = record["config"]
         return config
 
@@ -363,12 +485,16 @@ class Functions:
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
         ref = resolve(ctx, params["FunctionName"])
+        if ref.qualifier is not None:
+            raise invalid_parameter(
+                "Function name cannot be qualified when updating its configuration."
+            )
         record = self.record(ref)
         self._check_revision(record, params.get("RevisionId"))
         self._check_configuration(params)
         self._apply_configuration(record["config"], params)
         self.store.update_function(ref.key, record)
-        await self.engine.retire(ref.key)
+        await self.engine.retire(ref.key, LATEST)
         config: dict[str, Any] = record["config"]
         return config
 
@@ -378,11 +504,41 @@ class Functions:
             raise invalid_parameter(
                 "$LATEST version cannot be deleted without deleting the function."
             )
+        if ref.qualifier is not None:
+            await self._delete_version(ref)
+            return {"StatusCode": 204}
         self.record(ref)
         self.store.delete_function(ref.key)
         self.engine.counters.of(ref.key).forget(ref.key)
         await self.engine.retire(ref.key)
         return {"StatusCode": 204}  # AWS answers 204 No Content
+
+    async def _delete_version(self, ref: FunctionRef) -> None:
+        assert ref.qualifier is not None
+        if not ref.qualifier.isdigit():
+            raise invalid_parameter(
+                "Deleting an alias through DeleteFunction is not supported: use DeleteAlias."
+            )
+        record = self.record(ref)
+        version = ref.qualifier
+        users = sorted(
+            name
+            for name, alias in record.get("aliases", {}).items()
+            if version == alias["FunctionVersion"]
+            or version in (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights", {})
+        )
+        if users:
+            raise conflict(
+                "Unable to delete version because the following aliases reference it: "
+                f"[{', '.join(users)}]"
+            )
+        del record["versions"][version]
+        if record.get("provisioned", {}).pop(version, None) is not None:
+            total = sum(c["Requested"] for c in record["provisioned"].values())
+            self.engine.counters.of(ref.key).set_provisioned(ref.key, total)
+            self.engine.unprovision(ref.key, version)
+        self.store.update_function(ref.key, record)
+        await self.engine.retire(ref.key, version)
 
     async def GetAccountSettings(
         self, ctx: RequestContext, params: dict[str, Any]

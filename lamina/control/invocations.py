@@ -6,10 +6,11 @@ import base64
 import binascii
 import json
 import math
+import random
 from typing import Any
 
 from lamina.control.context import RequestContext
-from lamina.control.functions import LATEST, Functions, resolve
+from lamina.control.functions import LATEST, FunctionRef, Functions, resolve
 from lamina.engine.invoker import InvokeRequest
 from lamina.engine.service import Engine, Throttled
 from lamina.errors import AwsError, invalid_parameter
@@ -31,6 +32,18 @@ def check_payload(payload: bytes) -> bytes:
             f"Could not parse request body into json: Could not parse payload into json: {exc}"
         ) from exc
     return payload
+
+
+def weighted_version(record: dict[str, Any], alias: str) -> str:
+    """The version an invocation of `alias` runs: its routing weights decide."""
+    config = record["aliases"][alias]
+    weights = (config.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    draw = random.random()
+    for version, weight in weights.items():
+        if draw < weight:
+            return str(version)
+        draw -= weight
+    return str(config["FunctionVersion"])
 
 
 def too_many_requests(throttled: Throttled) -> AwsError:
@@ -66,49 +79,37 @@ class Invocations:
         self.engine = engine
 
     def image(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
-        config = record["config"]
-        return FunctionImage(
-            name=key.name,
-            arn=key.arn,
-            version=config["Version"],
-            region=key.region,
-            runtime=config["Runtime"],
-            handler=config["Handler"],
-            code_dir=self.functions.store.code_dir(record["code"]["digest"]),
-            memory_mb=config["MemorySize"],
-            timeout_s=config["Timeout"],
-            ephemeral_mb=config["EphemeralStorage"]["Size"],
-            variables=dict(config.get("Environment", {}).get("Variables", {})),
-            revision=config["RevisionId"],
-        )
+        return self.functions.image(key, record)
 
     async def Invoke(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ref = resolve(ctx, params["FunctionName"], params.get("Qualifier"))
-        record = self.functions.record(ref)
+        target = self.functions.target(ref)
         kind = params.get("InvocationType") or "RequestResponse"
         payload = check_payload(params.get("Payload") or b"")
         client_context = decode_client_context(params.get("ClientContext"))
-        version = record["config"]["Version"]
         if kind == "DryRun":
-            return {"StatusCode": 204, "ExecutedVersion": version}
+            return {"StatusCode": 204, "ExecutedVersion": target.version}
         if kind == "Event":
             raise invalid_parameter(
                 "Asynchronous invocation (InvocationType Event) is not built in Lamina yet."
             )
-        qualifier = ref.qualifier or LATEST
+        if target.alias is not None:
+            target = self.functions.target(
+                FunctionRef(ref.key, weighted_version(target.record, target.alias))
+            )
         try:
             result = await self.engine.invoke(
                 ref.key,
-                self.image(ref.key, record),
+                self.image(ref.key, target.view),
                 InvokeRequest(
                     payload=payload,
                     request_id=ctx.request_id,
-                    invoked_arn=ref.key.arn
-                    if qualifier == LATEST and not ref.qualifier
-                    else f"{ref.key.arn}:{qualifier}",
+                    invoked_arn=f"{ref.key.arn}:{ref.qualifier}" if ref.qualifier else ref.key.arn,
                     client_context=client_context,
                     want_tail=params.get("LogType") == "Tail",
                 ),
+                # $LATEST never has provisioned environments; a version or alias may.
+                provisioned_for=ref.qualifier if target.version != LATEST else None,
             )
         except Throttled as throttled:
             raise too_many_requests(throttled) from None

@@ -9,11 +9,18 @@ from __future__ import annotations
 from lamina.control.concurrency import Concurrency
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
+from lamina.control.provisioned import Provisioned
+from lamina.control.versions import Versions
 
 
 class LambdaProvider:
     def __init__(
-        self, functions: Functions, invocations: Invocations, concurrency: Concurrency
+        self,
+        functions: Functions,
+        invocations: Invocations,
+        concurrency: Concurrency,
+        versions: Versions,
+        provisioned: Provisioned,
     ) -> None:
         self.CreateFunction = functions.CreateFunction
         self.GetFunction = functions.GetFunction
@@ -27,3 +34,20 @@ class LambdaProvider:
         self.PutFunctionConcurrency = concurrency.PutFunctionConcurrency
         self.GetFunctionConcurrency = concurrency.GetFunctionConcurrency
         self.DeleteFunctionConcurrency = concurrency.DeleteFunctionConcurrency
+        for name in (
+            "PublishVersion",
+            "ListVersionsByFunction",
+            "CreateAlias",
+            "GetAlias",
+            "UpdateAlias",
+            "DeleteAlias",
+            "ListAliases",
+        ):
+            setattr(self, name, getattr(versions, name))
+        for name in (
+            "PutProvisionedConcurrencyConfig",
+            "GetProvisionedConcurrencyConfig",
+            "DeleteProvisionedConcurrencyConfig",
+            "ListProvisionedConcurrencyConfigs",
+        ):
+            setattr(self, name, getattr(provisioned, name))

@@ -94,6 +94,8 @@ class FunctionCounts:
     provisioned_ready: int = 0  # initialised provisioned environments
     on_demand: int = 0  # on-demand executions in flight
     provisioned_busy: int = 0  # provisioned environments in flight
+    provisioned_invocations: int = 0  # served by a provisioned environment
+    spillover_invocations: int = 0  # meant for provisioned ones, served on demand
     throttles: dict[Throttle, int] = field(default_factory=dict)
     scaling: TokenBucket | None = None
     requests: TokenBucket | None = None
@@ -163,6 +165,13 @@ class Counter:
                     "ConcurrentExecutions": counts.in_flight,
                     "ReservedConcurrentExecutions": counts.reserved,
                     "ProvisionedConcurrentExecutions": counts.provisioned_busy,
+                    "ProvisionedConcurrency": counts.provisioned,
+                    "ProvisionedReady": counts.provisioned_ready,
+                    "ProvisionedConcurrencyUtilization": (
+                        counts.provisioned_busy / counts.provisioned if counts.provisioned else 0.0
+                    ),
+                    "ProvisionedConcurrencyInvocations": counts.provisioned_invocations,
+                    "ProvisionedConcurrencySpilloverInvocations": counts.spillover_invocations,
                     "Throttles": _by_reason(counts.throttles),
                 }
                 for key, counts in self.functions.items()
@@ -241,13 +250,18 @@ class Counter:
         *,
         kind: Kind = Kind.ON_DEMAND,
         new_environment: bool = False,
+        spillover: bool = False,
     ) -> Decision:
-        """Admit one invocation, or say why not. `new_environment`: it needs a cold start."""
+        """Admit one invocation, or say why not. `new_environment`: it needs a cold start.
+        `spillover`: it was meant for provisioned environments but none is free."""
         counts = self.counts(function)
         limits = self.limits
-        if kind is Kind.PROVISIONED and counts.provisioned_busy < counts.provisioned_ready:
-            counts.provisioned_busy += 1
-            return Decision(self._lease(function, Pool.PROVISIONED))
+        if kind is Kind.PROVISIONED:
+            if counts.provisioned_busy < counts.provisioned_ready:
+                counts.provisioned_busy += 1
+                counts.provisioned_invocations += 1
+                return Decision(self._lease(function, Pool.PROVISIONED))
+            spillover = True
         if counts.reserved is not None:
             if counts.on_demand >= counts.reserved - counts.provisioned:
                 return self._throttle(counts, Throttle.RESERVED, 1.0)
@@ -271,6 +285,8 @@ class Counter:
                 reason = Throttle.RESERVED if counts.reserved is not None else Throttle.ACCOUNT
                 return self._throttle(counts, reason, scaling.wait_for())
         counts.on_demand += 1
+        if spillover:
+            counts.spillover_invocations += 1
         if pool is Pool.UNRESERVED:
             self.unreserved_in_flight += 1
         return Decision(self._lease(function, pool))

@@ -8,8 +8,8 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
-from lamina.engine.pool import FunctionPool
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
 from lamina.sandbox.environment import Environment, Outcome
@@ -79,11 +79,22 @@ def max_memory_mb(env: Environment) -> int:
     return 0
 
 
+class EnvironmentSource(Protocol):
+    """Where an invocation gets its environment: an on-demand pool or a provisioned set."""
+
+    key: FunctionKey
+    image: FunctionImage
+
+    def acquire(self) -> tuple[Environment, bool]: ...
+
+    def release(self, env: Environment) -> None: ...
+
+
 class Invoker:
     def __init__(self, logs: LogStore) -> None:
         self.logs = logs
 
-    async def invoke(self, pool: FunctionPool, request: InvokeRequest) -> InvokeResult:
+    async def invoke(self, pool: EnvironmentSource, request: InvokeRequest) -> InvokeResult:
         key, image = pool.key, pool.image
         request_id = request.request_id or str(uuid.uuid4())
         env, cold = pool.acquire()

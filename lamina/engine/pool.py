@@ -1,5 +1,5 @@
-"""Execution environments per function: idle ones reused most-recently-used first,
-reclaimed after the keep-alive, retired when the function changes.
+"""On-demand execution environments per function version: idle ones reused
+most-recently-used first, reclaimed after the keep-alive, retired when the version changes.
 
 Each FunctionPool is owned by the event loop; nothing else touches its lists. Stopping
 environments happens in tasks that belong to `Pools` and are awaited on close.
@@ -86,23 +86,23 @@ class Pools:
         self.factory = factory
         self.clock = clock
         self.keep_alive = keep_alive
-        self.pools: dict[FunctionKey, FunctionPool] = {}
+        self.pools: dict[tuple[FunctionKey, str], FunctionPool] = {}  # by (function, version)
         self._stopping: set[asyncio.Task[None]] = set()
         self.closed = False
 
     def pool_for(self, key: FunctionKey, image: FunctionImage) -> FunctionPool:
-        pool = self.pools.get(key)
+        pool = self.pools.get((key, image.version))
         if pool is not None and pool.image.revision == image.revision:
             return pool
         if pool is not None:
             pool.retire()  # the function changed: its environments run the old code
-        pool = self.pools[key] = FunctionPool(key, image, self)
+        pool = self.pools[(key, image.version)] = FunctionPool(key, image, self)
         return pool
 
-    def retire(self, key: FunctionKey) -> None:
-        pool = self.pools.pop(key, None)
-        if pool is not None:
-            pool.retire()
+    def retire(self, key: FunctionKey, version: str | None = None) -> None:
+        """Retire the pools of one version, or with None of every version of the function."""
+        for pool_key in [k for k in self.pools if k[0] == key and version in (None, k[1])]:
+            self.pools.pop(pool_key).retire()
 
     def stop_later(self, env: Environment) -> None:
         task = asyncio.get_running_loop().create_task(env.stop())

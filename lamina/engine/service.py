@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 from lamina.clock import Clock
-from lamina.engine.concurrency import Counters, Throttle
-from lamina.engine.invoker import Invoker, InvokeRequest, InvokeResult
+from lamina.engine.concurrency import Counters, Kind, Pool, Throttle
+from lamina.engine.invoker import EnvironmentSource, Invoker, InvokeRequest, InvokeResult
 from lamina.engine.pool import Pools
+from lamina.engine.provisioned import ProvisionedState, Provisioner
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
 from lamina.sandbox.environment import Environment
@@ -43,36 +44,73 @@ class Engine:
         self.logs = logs
         self.counters = counters
         self.pools = Pools(self._new_environment, clock, keep_alive)
+        self.provisioner = Provisioner(self._new_environment, self.pools, counters)
         self.invoker = Invoker(logs)
 
-    def _new_environment(self, key: FunctionKey, image: FunctionImage) -> Environment:
+    def _new_environment(
+        self, key: FunctionKey, image: FunctionImage, init_type: str = "on-demand"
+    ) -> Environment:
         return Environment(
             image,
             self.scratch_root,
             python=self.python,
+            init_type=init_type,
             output=self.logs.log(key).write,
         )
 
     async def invoke(
-        self, key: FunctionKey, image: FunctionImage, request: InvokeRequest
+        self,
+        key: FunctionKey,
+        image: FunctionImage,
+        request: InvokeRequest,
+        provisioned_for: str | None = None,
     ) -> InvokeResult:
-        """Run one invocation under a lease, or raise Throttled before touching anything."""
+        """Run one invocation under a lease, or raise Throttled before touching anything.
+
+        `provisioned_for`: the alias or version the caller named; its provisioned
+        environments serve first, and the rest spills over to on-demand ones.
+        """
         counter = self.counters.of(key)
-        pool = self.pools.pool_for(key, image)
-        # No await between this check and pool.acquire(): the answer still holds there.
-        decision = counter.acquire(
-            key, self.clock.platform_now(), new_environment=not pool.has_ready()
+        now = self.clock.platform_now()
+        warm = (
+            self.provisioner.find(key, provisioned_for, image.revision) if provisioned_for else None
         )
+        source: EnvironmentSource
+        # No await from these checks to source.acquire(): the answers still hold there.
+        if warm is not None and warm.has_ready():
+            decision = counter.acquire(key, now, kind=Kind.PROVISIONED)
+            source = warm
+        else:
+            pool = self.pools.pool_for(key, image)
+            decision = counter.acquire(
+                key, now, new_environment=not pool.has_ready(), spillover=warm is not None
+            )
+            source = pool
         if decision.lease is None:
             assert decision.throttle is not None
             raise Throttled(decision.throttle, decision.retry_after)
+        if decision.lease.pool is not Pool.PROVISIONED and source is warm:
+            source = self.pools.pool_for(key, image)  # no provisioned slot after all
         try:
-            return await self.invoker.invoke(pool, request)
+            return await self.invoker.invoke(source, request)
         finally:
             counter.release(decision.lease)  # on every path, cancellation included
 
-    async def retire(self, key: FunctionKey) -> None:
-        self.pools.retire(key)
+    def provision(self, key: FunctionKey, qualifier: str, image: FunctionImage, count: int) -> None:
+        self.provisioner.provision(key, qualifier, image, count)
+
+    def unprovision(self, key: FunctionKey, qualifier: str | None = None) -> None:
+        self.provisioner.unprovision(key, qualifier)
+
+    def provisioned_state(self, key: FunctionKey, qualifier: str) -> ProvisionedState | None:
+        return self.provisioner.state(key, qualifier)
+
+    async def retire(self, key: FunctionKey, version: str | None = None) -> None:
+        """The function (or one version) changed or went: its environments go too."""
+        self.pools.retire(key, version)
+        if version is None:
+            self.provisioner.unprovision(key)
 
     async def close(self) -> None:
+        await self.provisioner.close()
         await self.pools.close()

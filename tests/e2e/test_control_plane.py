@@ -897,8 +897,10 @@ def test_environment_variable_names(server: Server, lam: Any) -> None:
             {"Layers": ["arn:aws:lambda:us-east-1:000000000000:layer:l:1"]},
             "Layers are not supported by Lamina yet.",
         ),
-        ({"Publish": True}, "Publishing versions is not supported by Lamina yet."),
-        ({"PublishTo": "LATEST_PUBLISHED"}, "Publishing versions is not supported by Lamina yet."),
+        (
+            {"PublishTo": "LATEST_PUBLISHED"},
+            "Publishing to a capacity provider is not supported by Lamina.",
+        ),
         ({"ImageConfig": {"Command": ["x"]}}, "Container images are not supported by Lamina."),
         (
             {"PackageType": "Image"},
@@ -922,7 +924,6 @@ def test_environment_variable_names(server: Server, lam: Any) -> None:
     ],
     ids=[
         "layers",
-        "publish",
         "publish-to",
         "image-config",
         "image",
@@ -950,12 +951,8 @@ def test_update_function_code_refuses_what_it_cannot_honour(lam: Any) -> None:
     created = lam.create_function(**params("code-unsupported"))
     for extra, message in (
         (
-            {"ZipFile": APP_ZIP, "Publish": True},
-            "Publishing versions is not supported by Lamina yet.",
-        ),
-        (
             {"ZipFile": APP_ZIP, "PublishTo": "LATEST_PUBLISHED"},
-            "Publishing versions is not supported by Lamina yet.",
+            "Publishing to a capacity provider is not supported by Lamina.",
         ),
         (
             {"S3Bucket": "bucket", "S3Key": "key.zip"},
@@ -1281,11 +1278,11 @@ def test_operation_in_the_model_but_not_built(lam: Any) -> None:
         "The ListLayers operation of lambda is not implemented by Lamina yet.",
         501,
     )
-    error = refused(lam.publish_version, FunctionName="anything")
+    error = refused(lam.get_function_url_config, FunctionName="anything")
     assert_error(
         error,
         "NotImplementedException",
-        "The PublishVersion operation of lambda is not implemented by Lamina yet.",
+        "The GetFunctionUrlConfig operation of lambda is not implemented by Lamina yet.",
         501,
     )
 

@@ -143,6 +143,48 @@ REQUESTS: dict[str, list[dict[str, Any]]] = {
     ],
     "GetFunctionConcurrency": [{"FunctionName": "my-function"}, {"FunctionName": ARN}],
     "DeleteFunctionConcurrency": [{"FunctionName": ARN}],
+    "PublishVersion": [
+        {"FunctionName": "my-function"},
+        {
+            "FunctionName": ARN,
+            "CodeSha256": "abc=",
+            "Description": "v",
+            "RevisionId": "6b8f9f5c-0c1e-4b43-9c5e-2f1d0b0c7a11",
+        },
+    ],
+    "ListVersionsByFunction": [
+        {"FunctionName": "my-function"},
+        {"FunctionName": ARN, "Marker": "50", "MaxItems": 2},
+    ],
+    "CreateAlias": [
+        {"FunctionName": "my-function", "Name": "live", "FunctionVersion": "1"},
+        {
+            "FunctionName": ARN,
+            "Name": "canary",
+            "FunctionVersion": "2",
+            "Description": "d",
+            "RoutingConfig": {"AdditionalVersionWeights": {"3": 0.25}},
+        },
+    ],
+    "GetAlias": [{"FunctionName": "my-function", "Name": "live"}],
+    "UpdateAlias": [
+        {"FunctionName": ARN, "Name": "live", "FunctionVersion": "4", "RevisionId": "r"},
+        {"FunctionName": "my-function", "Name": "live", "RoutingConfig": {}},
+    ],
+    "DeleteAlias": [{"FunctionName": "my-function", "Name": "live"}],
+    "ListAliases": [
+        {"FunctionName": "my-function"},
+        {"FunctionName": ARN, "FunctionVersion": "3", "Marker": "1", "MaxItems": 5},
+    ],
+    "PutProvisionedConcurrencyConfig": [
+        {"FunctionName": "my-function", "Qualifier": "live", "ProvisionedConcurrentExecutions": 3}
+    ],
+    "GetProvisionedConcurrencyConfig": [{"FunctionName": ARN, "Qualifier": "1"}],
+    "DeleteProvisionedConcurrencyConfig": [{"FunctionName": "my-function", "Qualifier": "2"}],
+    "ListProvisionedConcurrencyConfigs": [
+        {"FunctionName": "my-function"},
+        {"FunctionName": ARN, "Marker": "50", "MaxItems": 10},
+    ],
 }
 BUILT = sorted(REQUESTS)
 
@@ -180,7 +222,7 @@ class _Anything:
 
 
 def test_every_built_operation_is_covered() -> None:
-    provider = LambdaProvider(_Anything(), _Anything(), _Anything())  # type: ignore[arg-type]
+    provider = LambdaProvider(_Anything(), _Anything(), _Anything(), _Anything(), _Anything())  # type: ignore[arg-type]
     built = sorted(name for name in LAMBDA.model.operation_names if hasattr(provider, name))
     assert built == BUILT
 
@@ -255,6 +297,21 @@ CONFIGURATION: dict[str, Any] = {
     "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
     "LoggingConfig": {"LogFormat": "Text", "LogGroup": "/aws/lambda/my-function"},
 }
+ALIAS = {
+    "AliasArn": ARN + ":live",
+    "Name": "live",
+    "FunctionVersion": "2",
+    "Description": "",
+    "RoutingConfig": {"AdditionalVersionWeights": {"3": 0.5}},
+    "RevisionId": "6b8f9f5c-0c1e-4b43-9c5e-2f1d0b0c7a11",
+}
+PROVISIONED = {
+    "RequestedProvisionedConcurrentExecutions": 3,
+    "AvailableProvisionedConcurrentExecutions": 2,
+    "AllocatedProvisionedConcurrentExecutions": 2,
+    "Status": "READY",
+    "LastModified": "2026-11-23T10:00:00.000+0000",
+}
 RESULTS: dict[str, dict[str, Any]] = {
     "CreateFunction": CONFIGURATION,
     "GetFunction": {
@@ -294,6 +351,23 @@ RESULTS: dict[str, dict[str, Any]] = {
     "PutFunctionConcurrency": {"ReservedConcurrentExecutions": 0},
     "GetFunctionConcurrency": {"ReservedConcurrentExecutions": 900},
     "DeleteFunctionConcurrency": {},
+    "PublishVersion": {**CONFIGURATION, "Version": "1", "FunctionArn": ARN + ":1"},
+    "ListVersionsByFunction": {"Versions": [CONFIGURATION], "NextMarker": "1"},
+    "CreateAlias": ALIAS,
+    "GetAlias": ALIAS,
+    "UpdateAlias": ALIAS,
+    "DeleteAlias": {},
+    "ListAliases": {"Aliases": [ALIAS], "NextMarker": "1"},
+    "PutProvisionedConcurrencyConfig": {**PROVISIONED, "Status": "IN_PROGRESS"},
+    "GetProvisionedConcurrencyConfig": {
+        **PROVISIONED,
+        "StatusReason": "FUNCTION_ERROR_INIT_FAILURE",
+    },
+    "DeleteProvisionedConcurrencyConfig": {},
+    "ListProvisionedConcurrencyConfigs": {
+        "ProvisionedConcurrencyConfigs": [{"FunctionArn": ARN + ":live", **PROVISIONED}],
+        "NextMarker": "1",
+    },
 }
 
 
@@ -326,6 +400,11 @@ def test_response_round_trip(name: str) -> None:
         "CreateFunction": 201,
         "DeleteFunction": 204,
         "DeleteFunctionConcurrency": 204,
+        "PublishVersion": 201,
+        "CreateAlias": 201,
+        "DeleteAlias": 204,
+        "PutProvisionedConcurrencyConfig": 202,
+        "DeleteProvisionedConcurrencyConfig": 204,
     }.get(name, 200)
     parsed = parse_response(operation, response.status, response.headers, response.body)
     assert parsed == RESULTS[name]
