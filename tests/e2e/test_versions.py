@@ -9,6 +9,7 @@ import contextlib
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -539,6 +540,11 @@ def test_three_provisioned_then_spillover(
     assert inits == ["on-demand"] + ["provisioned-concurrency"] * 3
     spilled = next(o for o in four if o["ok"]["init"] == "on-demand")
     assert "Init Duration" in spilled["log"]
+    with urllib.request.urlopen(f"{server.endpoint}/_lamina/stats", timeout=5) as answer:
+        stats = json.loads(answer.read())["concurrency"][0]["Functions"][name]
+    assert stats["ProvisionedConcurrencyInvocations"] == 6
+    assert stats["ProvisionedConcurrencySpilloverInvocations"] == 1
+    assert stats["ProvisionedConcurrency"] == 3 and stats["ProvisionedReady"] == 3
     # $LATEST, unqualified, never runs on provisioned environments.
     assert call(lam, name)["init"] == "on-demand"
     assert call(lam, name, "$LATEST")["init"] == "on-demand"
@@ -604,6 +610,13 @@ def test_repointing_a_provisioned_alias(lam: Any, function: Callable[..., str]) 
     while alive(old["pid"]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(old["pid"])
+    # Deleting the function tears its provisioned environments down.
+    lam.delete_function(FunctionName=name)
+    deadline = time.monotonic() + 5
+    while alive(new["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(new["pid"])
+    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == ACCOUNT
 
 
 def test_provisioned_configs_survive_a_restart(tmp_path: Path) -> None:

@@ -42,6 +42,13 @@ class CountingMachine(RuleBasedStateMachine):
         self.counter.set_provisioned_ready(function, total)
         self.epoch += 1
 
+    @rule(function=st.sampled_from(FUNCTIONS), ready=st.integers(0, 25))
+    def environments_come_and_go(self, function: FunctionKey, ready: int) -> None:
+        """Provisioned environments finish init, die, or are replaced: any ready count."""
+        self.counter.set_provisioned_ready(function, ready)
+        counts = self.counter.counts(function)
+        assert 0 <= counts.provisioned_ready <= counts.provisioned
+
     @rule(function=st.sampled_from(FUNCTIONS), provisioned=st.booleans())
     def acquire(self, function: FunctionKey, provisioned: bool) -> None:
         counts = self.counter.counts(function)
@@ -49,8 +56,19 @@ class CountingMachine(RuleBasedStateMachine):
         reserved_room = (
             counts.reserved is not None and counts.on_demand < counts.reserved - counts.provisioned
         )
+        free_provisioned = counts.provisioned_busy < counts.provisioned_ready
+        served = counts.provisioned_invocations
+        spilled = counts.spillover_invocations
         decision = self.counter.acquire(function, self.now, kind=kind, new_environment=True)
+        if provisioned and free_provisioned:
+            # A free initialised environment is always used, whatever the other limits say.
+            assert decision.lease is not None and decision.lease.pool is Pool.PROVISIONED
+            assert counts.provisioned_invocations == served + 1
+        if provisioned and not free_provisioned and decision.lease is not None:
+            assert decision.lease.pool is not Pool.PROVISIONED
+            assert counts.spillover_invocations == spilled + 1
         if decision.lease is None:
+            assert counts.spillover_invocations == spilled
             assert decision.throttle is not None
             # A function below its reservation is never refused, whatever the others do.
             assert not reserved_room
