@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
-from lamina.config import Settings, env_default
+from lamina.config import Settings, env_default, env_flag
 
 
 def _serve_parser(commands: argparse._SubParsersAction) -> None:
@@ -60,6 +60,13 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         "--python",
         default=env_default("PYTHON", ""),
         help="interpreter for python3.x functions (default: the one running Lamina)",
+    )
+    serve.add_argument(
+        "--fork-server",
+        action=argparse.BooleanOptionalAction,
+        default=env_flag("FORK_SERVER", True),
+        help="fork python3.x environments from a process that has the runtime imported "
+        "(fast cold starts; default on); --no-fork-server starts a new interpreter for each",
     )
 
 
@@ -175,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 burst_window=args.burst_window,
                 request_rate=args.request_rate,
                 python=args.python,
+                fork_server=args.fork_server,
             )
         )
         return 0

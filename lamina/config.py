@@ -23,7 +23,15 @@ class Settings:
     burst_window: float = 10.0  # seconds (a platform delay)
     request_rate: float = 10.0  # sync invokes per second per unit of concurrency; 0 = off
     python: str = ""  # interpreter for python3.x runtimes; empty = the one running Lamina
+    fork_server: bool = True  # fork python3.x environments from a fork server
 
 
 def env_default(name: str, default: str) -> str:
     return os.environ.get(f"LAMINA_{name}", default)
+
+
+def env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(f"LAMINA_{name}")
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")

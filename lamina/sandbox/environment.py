@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import fcntl
 import json
 import logging
 import os
@@ -80,6 +79,7 @@ class Environment:
         python: str,
         init_type: str = "on-demand",
         output: LineSink,
+        launcher: launch.Launcher | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.image = image
@@ -87,12 +87,13 @@ class Environment:
         self.python = python
         self.init_type = init_type
         self.output = output  # where the process's lines go
+        self.launcher = launcher  # None: the one installed for the server (launch.current())
         self.log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{image.version}]{self.id}"
         self.state = State.NEW
         self.init_duration_ms = 0.0
         self.invocations = 0
         self.last_used = 0.0
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: launch.ProcessHandle | None = None
         self._api = RuntimeApiServer(self)
         self._ready: asyncio.Future[Outcome | None] | None = None
         self._waiter: asyncio.Future[Invocation] | None = None
@@ -139,26 +140,20 @@ class Environment:
             )
         read_fd, write_fd = os.pipe()
         started = time.monotonic()
+        launcher = self.launcher or launch.current()
         try:
-            self.process = await asyncio.create_subprocess_exec(
-                *plan.argv,
-                env=plan.env,
-                cwd=plan.cwd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                start_new_session=True,
-            )
+            self.process = await launcher.spawn(plan, write_fd)
         except OSError as exc:
             os.close(read_fd)
-            os.close(write_fd)
             await self.stop()
             return Outcome.error("Runtime.InvalidEntrypoint", f"Could not start the runtime: {exc}")
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
-            if self.process is not None:
-                os.close(write_fd)
+            os.close(write_fd)  # the process has its own copy
         self._read_fd = read_fd
-        fcntl.fcntl(read_fd, fcntl.F_SETFL, fcntl.fcntl(read_fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        os.set_blocking(read_fd, False)
         loop.add_reader(read_fd, self._drain_output)
         self._exit_watch = loop.create_task(self._watch_exit())
         try:

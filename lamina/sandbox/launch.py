@@ -1,17 +1,27 @@
-"""How an execution environment's process is started: its command and variables.
+"""How an execution environment's process is started: its command and variables, and the
+Launcher that turns them into a process.
 
 Each environment has a directory of its own whose `tmp/` is its TMPDIR, kept across its
-warm invocations and removed with it. The process leads its own process group, so a
-timeout kills its whole tree, and gets a parent-death signal, so it never outlives
-Lamina even when Lamina is killed with SIGKILL. Namespaces and cgroups come with the
-isolation backend.
+warm invocations and removed with it. The process leads its own session and process
+group, so a timeout kills its whole tree, and gets a parent-death signal, so it never
+outlives Lamina even when Lamina is killed with SIGKILL. Namespaces and cgroups come with
+the isolation backend, as another Launcher (see sandbox/forkserver.py).
+
+Launchers: `SpawnLauncher` execs the command (`setpriv --pdeathsig KILL -- python -u
+python_bootstrap.py`, or a custom runtime's `bootstrap`); `forkserver.ForkLauncher` forks
+Python environments from a fork server and hands everything else to a SpawnLauncher. The
+server installs the one it uses with `install()`; environments take `current()`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 PYTHON_BOOTSTRAP = Path(__file__).resolve().parent.parent / "runtimes" / "python_bootstrap.py"
 CUSTOM_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
@@ -41,6 +51,116 @@ class Launch:
     argv: list[str]
     env: dict[str, str]
     cwd: Path
+    python: str | None = None  # the interpreter, when this is Lamina's Python runtime
+
+
+class ProcessHandle(Protocol):
+    """A started environment process (asyncio's Process is one)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int:
+        """The exit status, or minus the signal that ended the process."""
+        ...
+
+
+class Launcher(Protocol):
+    async def start(self) -> None: ...
+
+    async def spawn(self, plan: Launch, output: int) -> ProcessHandle:
+        """Start `plan` in a session of its own, stdin from /dev/null, stdout and stderr
+        into the descriptor `output`; raise OSError if it cannot be started."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SpawnedProcess:
+    """A child started by subprocess.Popen (which closes every other descriptor in it) and
+    reaped when its pidfd turns readable: no thread and no SIGCHLD handler per child."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self._loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._pidfd = os.pidfd_open(popen.pid)  # fine even if it has exited already
+        self._loop.add_reader(self._pidfd, self._reap)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def _reap(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere: the status is lost
+            pid, status = self.pid, 255 << 8
+        if pid == 0:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        self._popen.returncode = code
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._exited.set_result(code)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
+def spawn_process(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path | str,
+    output: int | None,
+    pass_fds: tuple[int, ...] = (),
+) -> SpawnedProcess:
+    """Start `argv` in a session of its own, stdin from /dev/null, stdout and stderr into
+    `output` (None: Lamina's own), no other descriptor than `pass_fds`."""
+    popen = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        pass_fds=pass_fds,
+        close_fds=True,
+        start_new_session=True,
+    )
+    return SpawnedProcess(popen)
+
+
+class SpawnLauncher:
+    """Every environment a new program: fork + exec of `plan.argv`."""
+
+    async def start(self) -> None:
+        return None
+
+    async def spawn(self, plan: Launch, output: int) -> ProcessHandle:
+        return spawn_process(plan.argv, env=plan.env, cwd=plan.cwd, output=output)
+
+    async def close(self) -> None:
+        return None
+
+
+_launcher: Launcher = SpawnLauncher()
+
+
+def install(launcher: Launcher) -> Launcher:
+    """Make `launcher` the one new environments use; returns the one it replaces."""
+    global _launcher
+    previous, _launcher = _launcher, launcher
+    return previous
+
+
+def current() -> Launcher:
+    return _launcher
 
 
 def runtime_argv(image: FunctionImage, python: str) -> list[str]:
@@ -93,4 +213,5 @@ def build(
     if SETPRIV is not None:
         argv = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     env = environment_variables(image, runtime_api, init_type, log_stream, tmp_dir)
-    return Launch(argv, env, image.code_dir)
+    custom = image.runtime in CUSTOM_RUNTIMES
+    return Launch(argv, env, image.code_dir, python=None if custom else python)

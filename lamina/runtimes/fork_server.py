@@ -1,0 +1,220 @@
+"""Lamina's fork server: an interpreter with the Python runtime already imported that forks
+new execution environments on request, so a cold start costs a fork, not an interpreter.
+
+Runs as a plain script with the standard library only (like python_bootstrap.py, which it
+imports), started by lamina/sandbox/forkserver.py with one end of a SOCK_SEQPACKET socket
+pair as its first argument and the pid of the Lamina server as its second.
+
+Protocol (one JSON document per packet):
+  Lamina → here   {"id": n, "env": {...}, "cwd": "..."} with the output pipe's write end
+                  attached (SCM_RIGHTS): fork an environment.
+  here → Lamina   {"ready": pid}                       once, when imports are done
+                  {"id": n, "pid": pid}                 the environment exists, leads its
+                                                        own session, has its death signal
+                  {"id": n, "error": "..."}             it could not be forked
+                  {"exit": pid, "code": c}              it ended: exit status, or -signal
+End of file on the socket (Lamina closed it or died) ends the fork server; its
+environments then die of their parent-death signal.
+
+A forked environment starts as `python -u python_bootstrap.py` would: a session of its
+own, SIGKILL when the fork server dies (and the fork server gets SIGKILL when Lamina
+dies), stdin from /dev/null, stdout and stderr into its output pipe, no other descriptor,
+exactly the environment variables it was given, cwd = its code directory, a reseeded
+`random`, no event loop, signal dispositions as a fresh interpreter has them, and none of
+the function's modules imported: the handler module is imported after the fork.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+
+import python_bootstrap  # the runtime and everything it imports, loaded once, here
+
+PR_SET_PDEATHSIG = 1
+MAX_PACKET = 1 << 20
+BOOTSTRAP = os.path.abspath(python_bootstrap.__file__)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def parent_death_signal(expected_parent: int) -> None:
+    """SIGKILL this process when its parent dies; exit now if it already has."""
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != expected_parent:
+        os._exit(1)
+
+
+def send(sock: socket.socket, message: dict[str, object]) -> None:
+    sock.sendall(json.dumps(message).encode())
+
+
+def reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def fork_environment(sock: socket.socket, request: dict[str, object], output: int) -> None:
+    ready_r, ready_w = os.pipe()
+    me = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(ready_r)
+        os.close(ready_w)
+        send(sock, {"id": request["id"], "error": str(exc)})
+        return
+    if pid == 0:
+        code = 1
+        try:
+            code = environment(request, output, ready_w, me)
+        finally:
+            os._exit(code)  # never back into the fork server's loop
+    os.close(ready_w)
+    # The environment says when it leads its session and has its death signal: from then
+    # on Lamina may kill its process group, and nothing it starts can outlive it.
+    os.read(ready_r, 1)
+    os.close(ready_r)
+    send(sock, {"id": request["id"], "pid": pid})
+
+
+def environment(request: dict[str, object], output: int, ready: int, fork_server: int) -> int:
+    """The forked child: become a fresh environment, then run the runtime."""
+    os.setsid()
+    parent_death_signal(fork_server)
+    os.write(ready, b"1")
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    for name in os.listdir("/proc/self/fd"):  # nothing of the fork server's stays open
+        if int(name) > 2:
+            with contextlib.suppress(OSError):
+                os.close(int(name))
+    env = request["env"]
+    assert isinstance(env, dict)
+    os.environ.clear()
+    os.environ.update(env)
+    for name, value in STARTUP_ADDED.items():  # as the interpreter's startup would add them
+        os.environ.setdefault(name, value)
+    time.tzset()
+    cwd = request["cwd"]
+    assert isinstance(cwd, str)
+    os.chdir(cwd)
+    sys.argv[:] = [BOOTSTRAP]
+    atexit._clear()  # the function's own exit handlers only
+    for module, reset in _RESETS:
+        if module in sys.modules:
+            reset(sys.modules[module])
+    try:
+        python_bootstrap.main()
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    return code
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _reseed(module: object) -> None:
+    module.seed()  # type: ignore[attr-defined]
+
+
+def _forget_tempdir(module: object) -> None:
+    module.tempdir = None  # type: ignore[attr-defined]  # TMPDIR is read again
+
+
+_RESETS = (("random", _reseed), ("tempfile", _forget_tempdir))
+
+
+def _startup_added() -> dict[str, str]:
+    """Variables the interpreter set at its own startup (C locale coercion sets LC_CTYPE):
+    what os.environ has beyond the environment this process was executed with."""
+    try:
+        with open("/proc/self/environ", "rb") as given:
+            names = {item.split(b"=", 1)[0] for item in given.read().split(b"\0") if item}
+    except OSError:
+        return {}
+    return {k: v for k, v in os.environ.items() if os.fsencode(k) not in names}
+
+
+# Lamina forks only environments whose startup-sensitive variables (PYTHON*, LC_*, LANG,
+# LD_*, ...) equal this process's, so their interpreter would have added the same.
+STARTUP_ADDED = _startup_added()
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    parent_death_signal(int(sys.argv[2]))
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Lamina decides when this process ends
+    gc.collect()
+    gc.freeze()  # what is here now is shared with every environment: keep gc off its pages
+    send(control, {"ready": os.getpid()})
+    while True:
+        readable, _, _ = select.select([control.fileno(), wake_r], [], [])
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            reap(control)
+        if control.fileno() in readable:
+            data, fds, _, _ = socket.recv_fds(control, MAX_PACKET, 4)
+            if not data:
+                return  # Lamina is gone or done with us
+            request = json.loads(data)
+            if len(fds) != 1:
+                for fd in fds:
+                    os.close(fd)
+                send(control, {"id": request.get("id"), "error": "expected one descriptor"})
+                continue
+            try:
+                fork_environment(control, request, fds[0])
+            finally:
+                os.close(fds[0])
+            reap(control)
+
+
+if __name__ == "__main__":
+    main()

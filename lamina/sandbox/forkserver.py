@@ -1,0 +1,312 @@
+"""Fast cold starts: Python environments forked from a fork server instead of started.
+
+`lamina/runtimes/fork_server.py` is an interpreter that has imported the Python runtime
+and forks a new environment per request (about a millisecond, against tens of
+milliseconds for a new interpreter). `ForkServer` is Lamina's side of it: it starts the
+process, asks it for environments over a SOCK_SEQPACKET socket pair (passing each one's
+output pipe as SCM_RIGHTS), and hears their exit statuses, since the fork server, not
+Lamina, is their parent. `ForkLauncher` is the Launcher that uses it for `python3.x`
+environments and hands everything else (custom runtimes, interpreters other than the
+fork server's, variables an interpreter reads only at startup) to a SpawnLauncher.
+
+Lifetimes: the fork server leads its own session and dies with Lamina (parent-death
+signal); each environment leads its own session and dies with the fork server (its
+parent-death signal, set before Lamina learns its pid). So a SIGKILL of Lamina takes
+everything down, a timeout's killpg() takes an environment's whole tree, and `close()`
+after the engine has stopped its environments leaves nothing behind. If the fork server
+dies on its own, its environments die with it (reported as killed) and the next cold
+start starts a new one.
+
+What a fork shares with its siblings and a spawn would not: the interpreter's hash seed
+(`PYTHONHASHSEED`) and whatever the runtime imported before the fork (standard library
+modules only; the function's modules are always imported after it).
+
+How isolation joins (the isolation issue): the Launcher is the seam. An isolating
+launcher keeps this protocol and adds to the child's side of the fork, before it
+signals ready: `unshare()` of the mount, PID, IPC, UTS and network namespaces (the
+fork server itself started under `bwrap`/`unshare` with the read-only root and the
+runtime's files, so each environment gets a private /tmp bind-mounted from its scratch
+directory), joining the environment's cgroup (Lamina creates it and passes its
+`cgroup.procs` descriptor with the output pipe; or clone3 with CLONE_INTO_CGROUP), and
+setting rlimits. Lamina still learns a pid only once all of that is in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+from lamina.sandbox.launch import (
+    Launch,
+    Launcher,
+    ProcessHandle,
+    SpawnedProcess,
+    SpawnLauncher,
+    spawn_process,
+)
+
+log = logging.getLogger("lamina.sandbox")
+
+FORK_SERVER = Path(__file__).resolve().parent.parent / "runtimes" / "fork_server.py"
+START_LIMIT_S = 10.0
+RETRY_AFTER_S = 10.0  # after a failed start, spawn for this long before trying again
+MAX_PACKET = 1 << 20
+# The fork server's own variables: an environment whose startup-sensitive variables
+# differ from these (PYTHON*, LD_*, locale, malloc tuning) is spawned, not forked.
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC"}
+STARTUP_PREFIXES = ("PYTHON", "LD_", "LC_", "MALLOC_")
+STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "GLIBC_TUNABLES"})
+
+
+class ForkServerUnavailable(Exception):
+    """The fork server could not be started or went away."""
+
+
+def startup_sensitive(name: str) -> bool:
+    return name in STARTUP_NAMES or name.startswith(STARTUP_PREFIXES)
+
+
+class ForkedProcess:
+    """An environment forked by the fork server; its exit status arrives from there."""
+
+    def __init__(self, pid: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited: asyncio.Future[int] = loop.create_future()
+
+    def _exit(self, code: int) -> None:
+        if self.returncode is None:
+            self.returncode = code
+            self._exited.set_result(code)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
+class ForkServer:
+    def __init__(self, python: str) -> None:
+        self.python = python
+        self.pid: int | None = None
+        self._process: SpawnedProcess | None = None
+        self._sock: socket.socket | None = None
+        self._ready: asyncio.Future[int] | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._requests: dict[int, asyncio.Future[ForkedProcess]] = {}
+        self._children: dict[int, ForkedProcess] = {}
+        self._ids = 0
+        self._closed = False
+        self._retry_at = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._sock is not None and self._ready is not None and self._ready.done()
+
+    def accepts(self, plan: Launch) -> bool:
+        """Whether an environment of `plan` can be forked from this fork server."""
+        if plan.python != self.python:
+            return False
+        names = {name for name in plan.env if startup_sensitive(name)}
+        names |= {name for name in BASE_ENV if startup_sensitive(name)}
+        return all(plan.env.get(name) == BASE_ENV.get(name) for name in names)
+
+    # Lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the fork server (once at a time) and wait until it has imported."""
+        if self._closed:
+            raise ForkServerUnavailable("the fork server was closed")
+        if self.running:
+            return
+        loop = asyncio.get_running_loop()
+        if self._starting is None or self._starting.done():
+            if loop.time() < self._retry_at:
+                raise ForkServerUnavailable("the fork server failed to start recently")
+            self._starting = loop.create_task(self._start())
+        try:
+            await asyncio.shield(self._starting)
+        except ForkServerUnavailable:
+            self._retry_at = loop.time() + RETRY_AFTER_S
+            raise
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [self.python, "-u", str(FORK_SERVER), str(theirs.fileno()), str(os.getpid())]
+        try:
+            self._process = spawn_process(
+                argv, env=BASE_ENV, cwd="/", output=None, pass_fds=(theirs.fileno(),)
+            )
+        except OSError as exc:
+            ours.close()
+            raise ForkServerUnavailable(f"cannot start the fork server: {exc}") from exc
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        self._ready = loop.create_future()
+        loop.add_reader(ours.fileno(), self._receive)
+        try:
+            async with asyncio.timeout(START_LIMIT_S):
+                self.pid = await asyncio.shield(self._ready)
+        except (TimeoutError, ForkServerUnavailable) as exc:
+            await self._stop_process()
+            raise ForkServerUnavailable(f"the fork server did not start: {exc}") from exc
+        log.info("fork server %d ready (%s)", self.pid, self.python)
+
+    async def close(self) -> None:
+        """Stop the fork server. Environments it forked die with it: stop them first."""
+        self._closed = True
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._starting
+        await self._stop_process()
+
+    async def _stop_process(self) -> None:
+        self._lost()
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                await process.wait()  # it exits on end of file
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            await process.wait()
+
+    # Forking ----------------------------------------------------------------------------
+    async def fork(self, plan: Launch, output: int) -> ForkedProcess:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        self._ids += 1
+        request_id = self._ids
+        answer: asyncio.Future[ForkedProcess] = loop.create_future()
+        self._requests[request_id] = answer
+        packet = json.dumps({"id": request_id, "env": plan.env, "cwd": str(plan.cwd)}).encode()
+        try:
+            await self._send(packet, output)
+        except BaseException:
+            self._requests.pop(request_id, None)
+            raise
+        try:
+            return await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            answer.add_done_callback(_kill_unclaimed)  # nobody will stop it otherwise
+            raise
+
+    async def _send(self, packet: bytes, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            sock = self._sock
+            if sock is None:
+                raise ForkServerUnavailable("the fork server went away")
+            try:
+                socket.send_fds(sock, [packet], [fd])
+                return
+            except BlockingIOError:
+                writable = loop.create_future()
+                loop.add_writer(sock.fileno(), writable.set_result, None)
+                try:
+                    await writable
+                finally:
+                    loop.remove_writer(sock.fileno())
+            except OSError as exc:
+                self._lost()
+                raise ForkServerUnavailable(f"the fork server went away: {exc}") from exc
+
+    def _receive(self) -> None:
+        sock = self._sock
+        while sock is not None and sock is self._sock:
+            try:
+                data = sock.recv(MAX_PACKET)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost()
+                return
+            self._handle(json.loads(data))
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if "exit" in message:
+            child = self._children.pop(message["exit"], None)
+            if child is not None:
+                child._exit(message["code"])
+        elif "ready" in message:
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(message["ready"])
+        else:
+            answer = self._requests.pop(message["id"], None)
+            if "pid" in message:
+                child = ForkedProcess(message["pid"], asyncio.get_running_loop())
+                self._children[child.pid] = child
+                if answer is not None and not answer.done():
+                    answer.set_result(child)
+            elif answer is not None and not answer.done():
+                answer.set_exception(OSError(message.get("error", "fork failed")))
+
+    def _lost(self) -> None:
+        """The connection is gone: so is the fork server, and so are its environments."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        gone = ForkServerUnavailable("the fork server went away")
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(gone)
+            self._ready.exception()  # retrieved: start() reports it
+        for answer in self._requests.values():
+            if not answer.done():
+                answer.set_exception(gone)
+        self._requests.clear()
+        for child in self._children.values():
+            child._exit(-signal.SIGKILL)  # its parent-death signal
+        self._children.clear()
+        self._ready = None
+        self.pid = None
+
+
+def _kill_unclaimed(answer: asyncio.Future[ForkedProcess]) -> None:
+    if answer.cancelled() or answer.exception() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(answer.result().pid, signal.SIGKILL)
+
+
+class ForkLauncher:
+    """Forks `python3.x` environments from a ForkServer; spawns everything else."""
+
+    def __init__(self, server: ForkServer, fallback: Launcher | None = None) -> None:
+        self.server = server
+        self.fallback = fallback or SpawnLauncher()
+        self._warned = False
+
+    async def start(self) -> None:
+        try:
+            await self.server.start()
+        except ForkServerUnavailable as exc:
+            log.warning("%s; environments will be spawned", exc)
+            self._warned = True
+
+    async def spawn(self, plan: Launch, output: int) -> ProcessHandle:
+        if self.server.accepts(plan):
+            try:
+                return await self.server.fork(plan, output)
+            except ForkServerUnavailable as exc:
+                if not self._warned:
+                    log.warning("%s; spawning environments until it is back", exc)
+                    self._warned = True
+        return await self.fallback.spawn(plan, output)
+
+    async def close(self) -> None:
+        await self.server.close()
+        await self.fallback.close()
