@@ -11,11 +11,14 @@ from typing import Any
 
 from lamina.control.context import RequestContext
 from lamina.control.functions import LATEST, FunctionRef, Functions, resolve
+from lamina.engine.async_queue import AsyncQueue
 from lamina.engine.invoker import InvokeRequest
 from lamina.engine.service import Engine, Throttled
-from lamina.errors import AwsError, invalid_parameter
+from lamina.errors import AwsError
 from lamina.keys import FunctionKey
 from lamina.sandbox.launch import FunctionImage
+
+ASYNC_PAYLOAD_LIMIT = 262_144  # 256 KB
 
 
 def bad_content(message: str) -> AwsError:
@@ -73,13 +76,42 @@ def decode_client_context(encoded: str | None) -> str | None:
     return decoded
 
 
+def _read_stream(value: Any) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    return bytes(value.read()) if hasattr(value, "read") else str(value).encode()
+
+
 class Invocations:
     def __init__(self, functions: Functions, engine: Engine) -> None:
         self.functions = functions
         self.engine = engine
+        self.async_queue: AsyncQueue | None = None  # assembled with the server
 
     def image(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
         return self.functions.image(key, record)
+
+    async def enqueue(self, ref: FunctionRef, request_id: str, payload: bytes) -> None:
+        """Accept an asynchronous invocation: returns once the event is on disk."""
+        if len(payload) > ASYNC_PAYLOAD_LIMIT:
+            raise AwsError(
+                "RequestTooLargeException",
+                f"Request must be smaller than {ASYNC_PAYLOAD_LIMIT} bytes for the "
+                "InvokeFunction operation",
+                413,
+            )
+        assert self.async_queue is not None, "the async queue is assembled with the server"
+        await self.async_queue.submit(ref.key, ref.qualifier or "", request_id, payload)
+
+    async def InvokeAsync(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        """The legacy asynchronous API: the same queue as InvocationType Event."""
+        ref = resolve(ctx, params["FunctionName"])
+        self.functions.target(ref)
+        payload = check_payload(_read_stream(params.get("InvokeArgs")))
+        await self.enqueue(ref, ctx.request_id, payload)
+        return {"Status": 202}
 
     async def Invoke(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ref = resolve(ctx, params["FunctionName"], params.get("Qualifier"))
@@ -90,9 +122,8 @@ class Invocations:
         if kind == "DryRun":
             return {"StatusCode": 204, "ExecutedVersion": target.version}
         if kind == "Event":
-            raise invalid_parameter(
-                "Asynchronous invocation (InvocationType Event) is not built in Lamina yet."
-            )
+            await self.enqueue(ref, ctx.request_id, payload)
+            return {"StatusCode": 202}
         if target.alias is not None:
             target = self.functions.target(
                 FunctionRef(ref.key, weighted_version(target.record, target.alias))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from lamina.clock import Clock
-from lamina.engine.concurrency import Counters, Kind, Pool, Throttle
+from lamina.engine.concurrency import Counters, Kind, Lease, Pool, Throttle
 from lamina.engine.invoker import EnvironmentSource, Invoker, InvokeRequest, InvokeResult
 from lamina.engine.pool import Pools
 from lamina.engine.provisioned import ProvisionedState, Provisioner
@@ -46,6 +47,8 @@ class Engine:
         self.pools = Pools(self._new_environment, clock, keep_alive)
         self.provisioner = Provisioner(self._new_environment, self.pools, counters)
         self.invoker = Invoker(logs)
+        # Told of every freed slot: the async queue wakes functions it paused on throttles.
+        self.on_release: list[Callable[[Lease], None]] = []
 
     def _new_environment(
         self, key: FunctionKey, image: FunctionImage, init_type: str = "on-demand"
@@ -95,6 +98,8 @@ class Engine:
             return await self.invoker.invoke(source, request)
         finally:
             counter.release(decision.lease)  # on every path, cancellation included
+            for listener in self.on_release:
+                listener(decision.lease)
 
     def provision(self, key: FunctionKey, qualifier: str, image: FunctionImage, count: int) -> None:
         self.provisioner.provision(key, qualifier, image, count)

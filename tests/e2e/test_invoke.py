@@ -533,17 +533,6 @@ def test_dry_run(lam: Any) -> None:
         lam.invoke(FunctionName="no-such-function", InvocationType="DryRun")
 
 
-def test_event_invocation_is_refused_clearly(lam: Any) -> None:
-    python_function(lam, "event-type", COUNTER)
-    with pytest.raises(ClientError) as raised:
-        lam.invoke(FunctionName="event-type", InvocationType="Event")
-    error = raised.value.response
-    assert 400 <= error["ResponseMetadata"]["HTTPStatusCode"] < 500
-    assert error["Error"]["Code"] == "InvalidParameterValueException"
-    assert "InvocationType Event" in error["Error"]["Message"]
-    assert body(lam.invoke(FunctionName="event-type"))["count"] == 1  # nothing ran
-
-
 def test_invoke_missing_function(lam: Any) -> None:
     with pytest.raises(lam.exceptions.ResourceNotFoundException) as raised:
         lam.invoke(FunctionName="nowhere")

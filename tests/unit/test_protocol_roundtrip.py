@@ -7,6 +7,7 @@ and the result comes back equal. Then the validator, directly.
 
 from __future__ import annotations
 
+import datetime
 import io
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -185,6 +186,23 @@ REQUESTS: dict[str, list[dict[str, Any]]] = {
         {"FunctionName": "my-function"},
         {"FunctionName": ARN, "Marker": "50", "MaxItems": 10},
     ],
+    "InvokeAsync": [{"FunctionName": "my-function", "InvokeArgs": b'{"a": 1}'}],
+    "PutFunctionEventInvokeConfig": [
+        {"FunctionName": "my-function", "MaximumRetryAttempts": 0},
+        {
+            "FunctionName": ARN,
+            "Qualifier": "live",
+            "MaximumEventAgeInSeconds": 60,
+            "DestinationConfig": {
+                "OnSuccess": {"Destination": "arn:aws:sqs:us-east-1:000000000000:ok"},
+                "OnFailure": {"Destination": ARN + "-dlq"},
+            },
+        },
+    ],
+    "GetFunctionEventInvokeConfig": [{"FunctionName": "my-function", "Qualifier": "1"}],
+    "UpdateFunctionEventInvokeConfig": [{"FunctionName": ARN, "MaximumRetryAttempts": 2}],
+    "DeleteFunctionEventInvokeConfig": [{"FunctionName": "my-function"}],
+    "ListFunctionEventInvokeConfigs": [{"FunctionName": "my-function", "MaxItems": 5}],
 }
 BUILT = sorted(REQUESTS)
 
@@ -222,7 +240,9 @@ class _Anything:
 
 
 def test_every_built_operation_is_covered() -> None:
-    provider = LambdaProvider(_Anything(), _Anything(), _Anything(), _Anything(), _Anything())  # type: ignore[arg-type]
+    provider = LambdaProvider(
+        _Anything(), _Anything(), _Anything(), _Anything(), _Anything(), _Anything()
+    )  # type: ignore[arg-type]
     built = sorted(name for name in LAMBDA.model.operation_names if hasattr(provider, name))
     assert built == BUILT
 
@@ -312,6 +332,13 @@ PROVISIONED = {
     "Status": "READY",
     "LastModified": "2026-11-23T10:00:00.000+0000",
 }
+EVENT_CONFIG = {
+    "LastModified": datetime.datetime(2026, 11, 23, 10, 0, tzinfo=datetime.UTC),
+    "FunctionArn": ARN + ":$LATEST",
+    "MaximumRetryAttempts": 1,
+    "MaximumEventAgeInSeconds": 120,
+    "DestinationConfig": {"OnSuccess": {}, "OnFailure": {"Destination": ARN + "-dlq"}},
+}
 RESULTS: dict[str, dict[str, Any]] = {
     "CreateFunction": CONFIGURATION,
     "GetFunction": {
@@ -364,6 +391,12 @@ RESULTS: dict[str, dict[str, Any]] = {
         "StatusReason": "FUNCTION_ERROR_INIT_FAILURE",
     },
     "DeleteProvisionedConcurrencyConfig": {},
+    "InvokeAsync": {"Status": 202},
+    "PutFunctionEventInvokeConfig": EVENT_CONFIG,
+    "GetFunctionEventInvokeConfig": EVENT_CONFIG,
+    "UpdateFunctionEventInvokeConfig": EVENT_CONFIG,
+    "DeleteFunctionEventInvokeConfig": {},
+    "ListFunctionEventInvokeConfigs": {"FunctionEventInvokeConfigs": [EVENT_CONFIG]},
     "ListProvisionedConcurrencyConfigs": {
         "ProvisionedConcurrencyConfigs": [{"FunctionArn": ARN + ":live", **PROVISIONED}],
         "NextMarker": "1",
@@ -405,6 +438,8 @@ def test_response_round_trip(name: str) -> None:
         "DeleteAlias": 204,
         "PutProvisionedConcurrencyConfig": 202,
         "DeleteProvisionedConcurrencyConfig": 204,
+        "InvokeAsync": 202,
+        "DeleteFunctionEventInvokeConfig": 204,
     }.get(name, 200)
     parsed = parse_response(operation, response.status, response.headers, response.body)
     assert parsed == RESULTS[name]

@@ -1,0 +1,267 @@
+"""Asynchronous invocation, the control side: event-invoke configs and outcome delivery.
+
+Put / Get / Update / Delete / ListFunctionEventInvokeConfig(s) store a config per
+qualifier in the function's record. The engine's AsyncQueue asks `resolve` what to run
+for an event and hands `finish` each outcome: the record goes to the OnSuccess /
+OnFailure destination (a Lamina SQS queue or function) and, on failure, the event to the
+function's dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any, Protocol
+
+from lamina.control.context import RequestContext
+from lamina.control.functions import LATEST, FunctionRef, Functions, page, resolve
+from lamina.control.invocations import weighted_version
+from lamina.engine.async_queue import AsyncEvent, AsyncQueue, Condition, Delivery
+from lamina.engine.invoker import InvokeResult
+from lamina.errors import invalid_parameter, not_found
+from lamina.keys import FunctionKey
+
+log = logging.getLogger("lamina.async")
+
+DEFAULT_RETRIES = 2
+DEFAULT_MAX_AGE = 21600
+SQS_ARN = re.compile(r"arn:aws[a-zA-Z-]*:sqs:([a-z0-9-]+):(\d{12}):(.+)")
+LAMBDA_ARN = re.compile(
+    r"arn:aws[a-zA-Z-]*:lambda:([a-z0-9-]+):(\d{12}):function:([^:]+)(?::(.+))?"
+)
+
+
+class QueueSender(Protocol):
+    """The SQS side of Lamina, as destinations need it."""
+
+    def send_internal(self, arn: str, body: str) -> str | None: ...
+
+    def queue_by_arn(self, arn: str) -> object | None: ...
+
+
+def iso_now() -> str:
+    moment = dt.datetime.now(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _json_or_text(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return data.decode("utf-8", "replace")
+
+
+class EventInvokeConfigs:
+    def __init__(self, functions: Functions, queue: AsyncQueue) -> None:
+        self.functions = functions
+        self.queue = queue
+        self.sqs: QueueSender | None = None  # set when the SQS service is assembled
+
+    async def start(self) -> None:
+        self.queue.start(self.resolve, self.finish)
+
+    # Operations --------------------------------------------------------------------------
+    def _target(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[FunctionRef, str]:
+        ref = resolve(ctx, params["FunctionName"], params.get("Qualifier"))
+        self.functions.target(ref)  # the function and its qualifier must exist
+        return ref, ref.qualifier or LATEST
+
+    def _check_destination(self, ctx: RequestContext, arn: str) -> None:
+        if SQS_ARN.fullmatch(arn):
+            if not self._queue_exists(arn):
+                raise invalid_parameter(
+                    f"The destination {arn} is not a queue Lamina serves: create it first."
+                )
+            return
+        found = LAMBDA_ARN.fullmatch(arn)
+        if found:
+            self.functions.record(resolve(ctx, arn))
+            return
+        raise invalid_parameter(
+            f"The destination {arn} is not supported by Lamina: use an SQS queue or a Lambda "
+            "function that Lamina serves."
+        )
+
+    def _queue_exists(self, arn: str) -> bool:
+        return self.sqs is not None and self.sqs.queue_by_arn(arn) is not None
+
+    def _shown(self, key: FunctionKey, qualifier: str, config: dict[str, Any]) -> dict[str, Any]:
+        return {"FunctionArn": f"{key.arn}:{qualifier}", **config}
+
+    def _store(self, ctx: RequestContext, params: dict[str, Any], merge: bool) -> dict[str, Any]:
+        ref, qualifier = self._target(ctx, params)
+        record = self.functions.record(FunctionRef(ref.key, None))
+        configs = record.setdefault("event_configs", {})
+        if merge and qualifier not in configs:
+            raise self._missing(ref.key, qualifier)
+        if not merge and not any(
+            member in params
+            for member in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+        ):
+            raise invalid_parameter(
+                "You must specify at least one of error handling or destination setting."
+            )
+        config: dict[str, Any] = dict(configs.get(qualifier, {})) if merge else {}
+        for member in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+            if member in params:
+                config[member] = params[member]
+        destinations = params.get("DestinationConfig")
+        if destinations is not None:
+            shown: dict[str, Any] = dict(config.get("DestinationConfig", {})) if merge else {}
+            for side in ("OnSuccess", "OnFailure"):
+                if side in destinations:
+                    arn = (destinations[side] or {}).get("Destination")
+                    if arn:
+                        self._check_destination(ctx, arn)
+                        shown[side] = {"Destination": arn}
+                    else:
+                        shown[side] = {}
+            config["DestinationConfig"] = shown
+        config.setdefault("DestinationConfig", {"OnSuccess": {}, "OnFailure": {}})
+        for side in ("OnSuccess", "OnFailure"):
+            config["DestinationConfig"].setdefault(side, {})
+        config["LastModified"] = time.time()
+        configs[qualifier] = config
+        self.functions.store.update_function(ref.key, record)
+        return self._shown(ref.key, qualifier, config)
+
+    @staticmethod
+    def _missing(key: FunctionKey, qualifier: str) -> Exception:
+        return not_found(f"The function {key.arn}:{qualifier} doesn't have an EventInvokeConfig")
+
+    async def PutFunctionEventInvokeConfig(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._store(ctx, params, merge=False)
+
+    async def UpdateFunctionEventInvokeConfig(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._store(ctx, params, merge=True)
+
+    async def GetFunctionEventInvokeConfig(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        ref, qualifier = self._target(ctx, params)
+        record = self.functions.record(FunctionRef(ref.key, None))
+        config = record.get("event_configs", {}).get(qualifier)
+        if config is None:
+            raise self._missing(ref.key, qualifier)
+        return self._shown(ref.key, qualifier, config)
+
+    async def DeleteFunctionEventInvokeConfig(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        ref, qualifier = self._target(ctx, params)
+        record = self.functions.record(FunctionRef(ref.key, None))
+        if record.get("event_configs", {}).pop(qualifier, None) is None:
+            raise self._missing(ref.key, qualifier)
+        self.functions.store.update_function(ref.key, record)
+        return {}
+
+    async def ListFunctionEventInvokeConfigs(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        ref = resolve(ctx, params["FunctionName"])
+        record = self.functions.record(ref)
+        shown = [
+            self._shown(ref.key, q, c) for q, c in sorted(record.get("event_configs", {}).items())
+        ]
+        chunk, marker = page(shown, params.get("Marker"), params.get("MaxItems"))
+        result: dict[str, Any] = {"FunctionEventInvokeConfigs": chunk}
+        if marker:
+            result["NextMarker"] = marker
+        return result
+
+    # The queue's questions -----------------------------------------------------------
+    def _config_of(self, event: AsyncEvent) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The function record and the event-invoke config that applies to `event`."""
+        record = self.functions.store.get_function(event.key)
+        if record is None:
+            return None
+        qualifier = event.stored.qualifier or LATEST
+        return record, record.get("event_configs", {}).get(qualifier, {})
+
+    def resolve(self, event: AsyncEvent) -> Delivery | None:
+        found = self._config_of(event)
+        if found is None:
+            return None
+        record, config = found
+        qualifier = event.stored.qualifier or None
+        try:
+            target = self.functions.target(FunctionRef(event.key, qualifier))
+        except Exception:
+            return None  # its version or alias was deleted
+        if target.alias is not None:
+            target = self.functions.target(
+                FunctionRef(event.key, weighted_version(record, target.alias))
+            )
+        return Delivery(
+            image=self.functions.image(event.key, target.view),
+            provisioned_for=qualifier if target.version != LATEST else None,
+            invoked_arn=f"{event.key.arn}:{qualifier}" if qualifier else event.key.arn,
+            max_retries=config.get("MaximumRetryAttempts", DEFAULT_RETRIES),
+            max_age=float(config.get("MaximumEventAgeInSeconds", DEFAULT_MAX_AGE)),
+        )
+
+    async def finish(self, event: AsyncEvent, condition: str, result: InvokeResult | None) -> None:
+        found = self._config_of(event)
+        if found is None:
+            return
+        record, config = found
+        destinations = config.get("DestinationConfig", {})
+        side = "OnSuccess" if condition == Condition.SUCCESS else "OnFailure"
+        target = (destinations.get(side) or {}).get("Destination")
+        if target:
+            await self._deliver(target, json.dumps(self._record(event, condition, result)))
+        if condition != Condition.SUCCESS:
+            dead_letter = (record["config"].get("DeadLetterConfig") or {}).get("TargetArn")
+            if dead_letter:
+                await self._deliver(dead_letter, event.stored.payload.decode("utf-8", "replace"))
+
+    def _record(
+        self, event: AsyncEvent, condition: str, result: InvokeResult | None
+    ) -> dict[str, Any]:
+        """AWS's destination record."""
+        qualifier = event.stored.qualifier or LATEST
+        shown: dict[str, Any] = {
+            "version": "1.0",
+            "timestamp": iso_now(),
+            "requestContext": {
+                "requestId": event.stored.request_id,
+                "functionArn": f"{event.key.arn}:{qualifier}",
+                "condition": condition,
+                "approximateInvokeCount": event.invocations,
+            },
+            "requestPayload": _json_or_text(event.stored.payload),
+        }
+        if result is not None:
+            context: dict[str, Any] = {
+                "statusCode": 200,
+                "executedVersion": result.executed_version,
+            }
+            if result.function_error:
+                context["functionError"] = result.function_error
+            shown["responseContext"] = context
+            shown["responsePayload"] = _json_or_text(result.payload)
+        return shown
+
+    async def _deliver(self, arn: str, body: str) -> None:
+        if SQS_ARN.fullmatch(arn):
+            if self.sqs is None or self.sqs.send_internal(arn, body) is None:
+                log.warning("could not deliver to %s: no such queue", arn)
+            return
+        found = LAMBDA_ARN.fullmatch(arn)
+        if found:
+            region, account, name, qualifier = found.groups()
+            key = FunctionKey(account, region, name)
+            if self.functions.store.get_function(key) is None:
+                log.warning("could not deliver to %s: no such function", arn)
+                return
+            await self.queue.submit(key, qualifier or "", str(uuid.uuid4()), body.encode())
+            return
+        log.warning("could not deliver to %s: not a destination Lamina serves", arn)

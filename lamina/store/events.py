@@ -1,0 +1,163 @@
+"""The durable store of asynchronous events, with group commit.
+
+An accepted event is answered 202 only once it is on disk. Writes go to one writer thread
+that takes every request waiting in its queue, applies them in one transaction and commits
+once (synchronous=FULL: the commit is fsynced), then resolves each caller's future. Many
+concurrent callers thus share one fsync, which is where the throughput comes from.
+Reads happen at start only (the queue worker keeps its schedule in memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    function TEXT NOT NULL,
+    qualifier TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    accepted REAL NOT NULL,    -- wall-clock seconds, for the event's age
+    attempts INTEGER NOT NULL, -- invocations that ran and failed
+    due REAL NOT NULL          -- wall-clock seconds of the next try
+);
+"""
+
+
+@dataclass
+class StoredEvent:
+    id: int
+    account: str
+    region: str
+    function: str
+    qualifier: str
+    request_id: str
+    payload: bytes
+    accepted: float
+    attempts: int
+    due: float
+
+
+_STOP = object()
+
+
+class EventStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "events.db"
+        setup = sqlite3.connect(self.path)
+        setup.execute("PRAGMA journal_mode=WAL")
+        setup.executescript(SCHEMA)
+        setup.close()
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._write_forever, name="lamina-events", daemon=True
+        )
+        self._writer.start()
+
+    # Reading (at start, before the writer has work) ---------------------------------------
+    def pending(self) -> Iterator[StoredEvent]:
+        with sqlite3.connect(self.path) as db:
+            for row in db.execute(
+                "SELECT id, account, region, function, qualifier, request_id, payload, "
+                "accepted, attempts, due FROM events ORDER BY id"
+            ):
+                yield StoredEvent(*row)
+
+    # Writing --------------------------------------------------------------------------
+    async def add(self, event: StoredEvent) -> int:
+        """Store a new event durably; its id."""
+        row = (
+            event.account,
+            event.region,
+            event.function,
+            event.qualifier,
+            event.request_id,
+            event.payload,
+            event.accepted,
+            event.attempts,
+            event.due,
+        )
+        result: int = await self._submit("add", row)
+        return result
+
+    async def reschedule(self, event_id: int, attempts: int, due: float) -> None:
+        await self._submit("reschedule", (attempts, due, event_id))
+
+    async def remove(self, event_id: int) -> None:
+        await self._submit("remove", (event_id,))
+
+    def _submit(self, kind: str, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._requests.put((kind, args, future, loop))
+        return future
+
+    def close(self) -> None:
+        self._requests.put(_STOP)
+        self._writer.join(10)
+
+    def _write_forever(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=FULL")  # a 202 means the event is on disk
+        try:
+            while True:
+                batch = [self._requests.get()]
+                while not self._requests.empty() and len(batch) < 5000:
+                    batch.append(self._requests.get())
+                stop = any(item is _STOP for item in batch)
+                work = [item for item in batch if item is not _STOP]
+                if work:
+                    self._apply(db, work)
+                if stop:
+                    return
+        finally:
+            db.close()
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, work: list[Any]) -> None:
+        results: list[Any] = []
+        try:
+            db.execute("BEGIN")
+            for kind, args, _, _ in work:
+                if kind == "add":
+                    cursor = db.execute(
+                        "INSERT INTO events (account, region, function, qualifier, request_id, "
+                        "payload, accepted, attempts, due) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        args,
+                    )
+                    results.append(cursor.lastrowid)
+                elif kind == "reschedule":
+                    db.execute("UPDATE events SET attempts=?, due=? WHERE id=?", args)
+                    results.append(None)
+                else:
+                    db.execute("DELETE FROM events WHERE id=?", args)
+                    results.append(None)
+            db.execute("COMMIT")
+        except Exception as error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for _, _, future, loop in work:
+                loop.call_soon_threadsafe(_fail, future, error)
+            return
+        for (_, _, future, loop), result in zip(work, results, strict=True):
+            loop.call_soon_threadsafe(_resolve, future, result)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
