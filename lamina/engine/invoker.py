@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+import random
 import time
 import uuid
 from collections import deque
@@ -59,24 +60,15 @@ class Transcript:
 
 
 def trace_id() -> str:
-    return (
-        f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};"
-        f"Parent={uuid.uuid4().hex[:16]};Sampled=0"
-    )
+    """An X-Ray trace header: a new root and parent, not sampled."""
+    bits = random.getrandbits(160)
+    root, parent = bits >> 64, bits & ((1 << 64) - 1)
+    return f"Root=1-{int(time.time()):08x}-{root:024x};Parent={parent:016x};Sampled=0"
 
 
 def max_memory_mb(env: Environment) -> int:
-    """Peak resident memory of the environment's process, from /proc."""
-    if env.pid is None:
-        return 0
-    try:
-        with open(f"/proc/{env.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return math.ceil(int(line.split()[1]) / 1024)
-    except OSError:
-        pass
-    return 0
+    """Peak resident memory of the environment's process."""
+    return env.max_memory_mb()
 
 
 class EnvironmentSource(Protocol):

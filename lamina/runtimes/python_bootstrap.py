@@ -6,16 +6,17 @@ so that nothing of Lamina is importable by the function.
 
 from __future__ import annotations
 
-import http.client
 import importlib
 import json
 import os
+import socket
 import sys
 import time
 import traceback
 from typing import Any
 
 API = "/2018-06-01/runtime"
+READ_SIZE = 256 * 1024
 
 
 class InitError(Exception):
@@ -40,7 +41,7 @@ class CognitoIdentity:
 
 
 class LambdaContext:
-    def __init__(self, headers: http.client.HTTPMessage) -> None:
+    def __init__(self, headers: Headers) -> None:
         env = os.environ
         self.aws_request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
         self.invoked_function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn", "")
@@ -91,27 +92,91 @@ def _trace(exc: BaseException) -> list[str]:
     return traceback.format_list(traceback.extract_tb(exc.__traceback__))
 
 
+class Headers(dict[str, str]):
+    """Response headers, by lower-cased name; `get` takes any case."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
 class RuntimeClient:
+    """HTTP/1.1 to the Runtime API over one kept-alive connection.
+
+    After an invocation the answer and the next `GET /invocation/next` go out together
+    (pipelined), so an invocation costs the runtime one write and one wait. Responses are
+    read in order: the answer's 202, then the next event.
+    """
+
     def __init__(self, address: str) -> None:
-        self.connection = http.client.HTTPConnection(address)
+        host, _, port = address.rpartition(":")
+        self.host = address
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+        self.unread = 0  # responses sent for and not read yet, before the next event's
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> http.client.HTTPResponse:
-        self.connection.request(method, API + path, body=body, headers=headers or {})
-        response = self.connection.getresponse()
-        return response
+    def _message(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> bytes:
+        head = f"{method} {API}{path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if method == "POST":
+            head += f"Content-Length: {len(body)}\r\n"
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n"
+        return (head + "\r\n").encode("latin-1") + body
 
-    def next(self) -> tuple[http.client.HTTPMessage, bytes]:
-        response = self._request("GET", "/invocation/next")
-        return response.headers, response.read()
+    def _receive(self) -> None:
+        data = self.sock.recv(READ_SIZE)
+        if not data:
+            raise ConnectionError("the Runtime API closed the connection")
+        self.buffer += data
+
+    def _response(self) -> tuple[int, Headers, bytes]:
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self._receive()
+        lines = self.buffer[:end].decode("latin-1").split("\r\n")
+        self.buffer = self.buffer[end + 4 :]
+        headers = Headers()
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length") or 0)
+        if len(self.buffer) < length:
+            chunks, have = [self.buffer], len(self.buffer)
+            while have < length:
+                data = self.sock.recv(max(length - have, READ_SIZE))
+                if not data:
+                    raise ConnectionError("the Runtime API closed the connection")
+                chunks.append(data)
+                have += len(data)
+            self.buffer = b"".join(chunks)
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(lines[0].split(" ", 2)[1]), headers, body
+
+    def next(self) -> tuple[Headers, bytes]:
+        if self.unread == 0:
+            self.sock.sendall(self._message("GET", "/invocation/next"))
+            self.unread = 1
+        while self.unread > 1:  # answers to what was posted before
+            self._response()
+            self.unread -= 1
+        _, headers, payload = self._response()
+        self.unread = 0
+        return headers, payload
 
     def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self._request("POST", path, body, headers).read()
+        """Post and read the reply (init errors: nothing follows them)."""
+        self.sock.sendall(self._message("POST", path, body, headers))
+        self.unread += 1
+        while self.unread:
+            self._response()
+            self.unread -= 1
+
+    def answer(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        """Post an invocation's result and ask for the next event, in one write."""
+        message = self._message("POST", path, body, headers)
+        self.sock.sendall(message + self._message("GET", "/invocation/next"))
+        self.unread += 2
 
 
 def error_body(error_type: str, message: str, request_id: str, trace: list[str]) -> bytes:
@@ -157,7 +222,7 @@ def main() -> None:
                     "Runtime.MarshalError", f"Unable to marshal response: {exc}"
                 ) from exc
         except InitError as exc:
-            client.post(
+            client.answer(
                 f"/invocation/{request_id}/error",
                 error_body(exc.error_type, exc.message, request_id, []),
                 {"Lambda-Runtime-Function-Error-Type": exc.error_type},
@@ -166,14 +231,14 @@ def main() -> None:
         except Exception as exc:
             error_type = type(exc).__name__
             print(f"[ERROR] {error_type}: {exc}", flush=True)
-            client.post(
+            client.answer(
                 f"/invocation/{request_id}/error",
                 error_body(error_type, str(exc), request_id, _trace(exc)),
                 {"Lambda-Runtime-Function-Error-Type": error_type},
             )
             continue
         sys.stdout.flush()
-        client.post(f"/invocation/{request_id}/response", body)
+        client.answer(f"/invocation/{request_id}/response", body)
 
 
 if __name__ == "__main__":

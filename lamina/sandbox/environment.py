@@ -12,6 +12,7 @@ import contextlib
 import enum
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from lamina.sandbox.runtime_api import (
     ACCEPTED,
     RESPONSE_LIMIT,
     ApiReply,
+    Deliver,
     Invocation,
     RuntimeApiServer,
     error_reply,
@@ -96,18 +98,30 @@ class Environment:
         self.process: launch.ProcessHandle | None = None
         self._api = RuntimeApiServer(self)
         self._ready: asyncio.Future[Outcome | None] | None = None
-        self._waiter: asyncio.Future[Invocation] | None = None
+        self._deliver: Deliver | None = None  # the runtime waits in GET /next
         self._pending: Invocation | None = None
         self._current: Invocation | None = None
         self._outcome: asyncio.Future[Outcome] | None = None
         self._exit_watch: asyncio.Task[None] | None = None
         self._read_fd = -1
+        self._status_fd = -1  # /proc/<pid>/status, kept open: read on every REPORT
         self._partial = b""
         self._init_request_id = ""
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    def max_memory_mb(self) -> int:
+        """Peak resident memory of the environment's process (VmHWM), in MB."""
+        if self._status_fd < 0:
+            return 0
+        try:
+            status = os.pread(self._status_fd, 4096, 0)
+            start = status.index(b"VmHWM:") + 6
+            return math.ceil(int(status[start : status.index(b"kB", start)]) / 1024)
+        except (OSError, ValueError):
+            return 0
 
     # Lifecycle --------------------------------------------------------------------------
     async def start(self, request_id: str = "") -> Outcome | None:
@@ -154,6 +168,8 @@ class Environment:
             os.close(write_fd)  # the process has its own copy
         self._read_fd = read_fd
         os.set_blocking(read_fd, False)
+        with contextlib.suppress(OSError):
+            self._status_fd = os.open(f"/proc/{self.process.pid}/status", os.O_RDONLY)
         loop.add_reader(read_fd, self._drain_output)
         self._exit_watch = loop.create_task(self._watch_exit())
         try:
@@ -177,23 +193,18 @@ class Environment:
         self.state = State.BUSY
         self.invocations += 1
         loop = asyncio.get_running_loop()
-        self._outcome = loop.create_future()
+        self._outcome = outcome_future = loop.create_future()
         self._current = invocation
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(invocation)
-            self._waiter = None
+        deliver, self._deliver = self._deliver, None
+        if deliver is not None:
+            deliver(invocation)
         else:
             self._pending = invocation
+        timer = loop.call_later(timeout_s, self._time_out, invocation, timeout_s)
         try:
-            async with asyncio.timeout(timeout_s):
-                outcome = await asyncio.shield(self._outcome)
-        except TimeoutError:
-            outcome = Outcome.error(
-                "Sandbox.Timedout",
-                f"RequestId: {invocation.request_id} Error: "
-                f"Task timed out after {timeout_s:.2f} seconds",
-            )
-            outcome.fatal = True
+            outcome = await outcome_future
+        finally:
+            timer.cancel()
         self._drain_output()
         self._flush_partial()  # a last line without a newline belongs to this invocation
         self._current = None
@@ -204,6 +215,17 @@ class Environment:
         else:
             self.state = State.READY
         return outcome
+
+    def _time_out(self, invocation: Invocation, timeout_s: float) -> None:
+        if self._outcome is None or self._outcome.done():
+            return
+        outcome = Outcome.error(
+            "Sandbox.Timedout",
+            f"RequestId: {invocation.request_id} Error: "
+            f"Task timed out after {timeout_s:.2f} seconds",
+        )
+        outcome.fatal = True
+        self._outcome.set_result(outcome)
 
     async def stop(self) -> None:
         """Kill the whole process tree and free everything. Safe to call twice."""
@@ -224,8 +246,10 @@ class Environment:
         self._close_output()
         self._api.close()
         self._settle(Outcome.error("Runtime.Unknown", "The execution environment was stopped."))
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.cancel()
+        self._deliver = None
+        if self._status_fd >= 0:
+            os.close(self._status_fd)
+            self._status_fd = -1
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     async def _watch_exit(self) -> None:
@@ -286,14 +310,14 @@ class Environment:
         self._read_fd = -1
 
     # Runtime API (called by RuntimeApiServer) ------------------------------------------
-    async def next_invocation(self) -> Invocation:
+    def next_invocation(self, deliver: Deliver) -> None:
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)  # the first /next ends init
         if self._pending is not None:
             invocation, self._pending = self._pending, None
-            return invocation
-        self._waiter = asyncio.get_running_loop().create_future()
-        return await self._waiter
+            deliver(invocation)
+        else:
+            self._deliver = deliver
 
     def _answer(self, request_id: str, outcome: Outcome) -> ApiReply:
         if self._current is None or self._current.request_id != request_id:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,8 +63,13 @@ def error_reply(status: int, error_type: str, message: str) -> ApiReply:
 ACCEPTED = ApiReply(202, b'{"status":"OK"}', {"Content-Type": "application/json"})
 
 
+Deliver = Callable[[Invocation], None]
+
+
 class RuntimeApiHandler(Protocol):
-    async def next_invocation(self) -> Invocation: ...
+    def next_invocation(self, deliver: Deliver) -> None:
+        """Call `deliver` with the next invocation: now, or when there is one."""
+        ...
 
     def post_response(self, request_id: str, body: bytes, oversized: bool) -> ApiReply: ...
 
@@ -71,7 +78,18 @@ class RuntimeApiHandler(Protocol):
     def post_init_error(self, body: bytes, error_type: str | None) -> ApiReply: ...
 
 
-async def dispatch(
+_REASONS = {
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    413: "Request Entity Too Large",
+    500: "Internal Server Error",
+}
+
+
+def dispatch(
     handler: RuntimeApiHandler,
     method: str,
     path: str,
@@ -79,13 +97,11 @@ async def dispatch(
     headers: dict[str, str],
     oversized: bool,
 ) -> ApiReply:
+    """Every request but `GET /invocation/next`, answered at once."""
     if not path.startswith(PREFIX):
         return error_reply(404, "NotFound", f"No route for {method} {path}")
     route = path[len(PREFIX) :].split("?", 1)[0].split("/")
     error_type = headers.get("lambda-runtime-function-error-type")
-    if method == "GET" and route == ["invocation", "next"]:
-        invocation = await handler.next_invocation()
-        return ApiReply(200, invocation.payload, invocation.headers())
     if method == "POST" and len(route) == 3 and route[0] == "invocation":
         if route[2] == "response":
             return handler.post_response(route[1], body, oversized)
@@ -96,17 +112,40 @@ async def dispatch(
     return error_reply(404, "NotFound", f"No route for {method} {path}")
 
 
+def is_next(method: str, path: str) -> bool:
+    return method == "GET" and path.split("?", 1)[0] == PREFIX + "invocation/next"
+
+
+def encode(reply: ApiReply) -> bytes:
+    head = f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'OK')}\r\n"
+    for name, value in reply.headers.items():
+        head += f"{name}: {value}\r\n"
+    head += f"Content-Length: {len(reply.body)}\r\n\r\n"
+    return head.encode("latin-1") + reply.body
+
+
+Request = tuple[str, str, bytes, dict[str, str], bool]
+
+
 class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection from the runtime; requests are answered in order."""
+    """One HTTP/1.1 connection from the runtime; requests are answered in order.
+
+    Everything is answered from the parser's callbacks, without a task: posts at once,
+    `GET /invocation/next` when the environment delivers an invocation. Requests behind a
+    waiting GET wait their turn. Replies made while reading are written together at the
+    end of the read, and when a GET that came in the same read has to wait, the replies
+    before it (the 202 of a pipelined answer) go out with the event it waits for: one
+    write per invocation for a runtime that pipelines, as Lamina's does.
+    """
 
     def __init__(self, server: RuntimeApiServer) -> None:
         self.server = server
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.queue: asyncio.Queue[tuple[str, str, bytes, dict[str, str], bool] | None] = (
-            asyncio.Queue()
-        )
-        self.worker: asyncio.Task[None] | None = None
+        self.waiting = False  # a GET /next is waiting for its invocation
+        self.backlog: deque[Request] = deque()  # requests behind it
+        self.out: list[bytes] = []  # replies not written yet
+        self.reading = False
         self._url = b""
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
@@ -115,20 +154,23 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.worker = asyncio.get_running_loop().create_task(self._serve())
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        self.reading = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             if self.transport is not None:
                 self.transport.close()
+        finally:
+            self.reading = False
+        if not self.waiting:
+            self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
-        if self.worker is not None:
-            self.worker.cancel()
+        self.transport = None
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -149,32 +191,35 @@ class _Connection(asyncio.Protocol):
         method = self.parser.get_method().decode()
         oversized = self._size > RESPONSE_LIMIT
         body = b"" if oversized else b"".join(self._body)
-        self.queue.put_nowait((method, self._url.decode("latin-1"), body, self._headers, oversized))
+        request = (method, self._url.decode("latin-1"), body, self._headers, oversized)
+        if self.waiting:
+            self.backlog.append(request)
+        else:
+            self._handle(request)
 
-    async def _serve(self) -> None:
-        while True:
-            item = await self.queue.get()
-            if item is None or self.transport is None:
-                return
-            method, path, body, headers, oversized = item
-            reply = await dispatch(self.server.handler, method, path, body, headers, oversized)
-            if self.transport.is_closing():
-                return
-            head = [f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'OK')}"]
-            head += [f"{k}: {v}" for k, v in reply.headers.items()]
-            head.append(f"Content-Length: {len(reply.body)}")
-            self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body)
+    # Answering
+    def _handle(self, request: Request) -> None:
+        if is_next(request[0], request[1]):
+            self.waiting = True
+            self.server.handler.next_invocation(self._deliver)
+        else:
+            self.out.append(encode(dispatch(self.server.handler, *request)))
 
+    def _deliver(self, invocation: Invocation) -> None:
+        self.waiting = False
+        self.out.append(encode(ApiReply(200, invocation.payload, invocation.headers())))
+        while self.backlog and not self.waiting:
+            self._handle(self.backlog.popleft())
+        if not self.reading:
+            self._flush()
 
-_REASONS = {
-    200: "OK",
-    202: "Accepted",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    413: "Request Entity Too Large",
-    500: "Internal Server Error",
-}
+    def _flush(self) -> None:
+        if not self.out:
+            return
+        data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
+        self.out.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
 
 class RuntimeApiServer:
@@ -199,6 +244,4 @@ class RuntimeApiServer:
         for connection in list(self.connections):
             if connection.transport is not None:
                 connection.transport.close()
-            if connection.worker is not None:
-                connection.worker.cancel()
         self.connections.clear()
