@@ -59,11 +59,11 @@ def sqlite_baseline(seconds: float, directory: Path) -> float:
 async def offer(port: int, seconds: float, connections: int) -> tuple[int, int]:
     """Keep `connections` keep-alive connections busy with Event invokes; (202s, others)."""
     request = (
-        "POST /2015-03-31/functions/sink/invocations HTTP/1.1\r\n"
-        "Host: 127.0.0.1\r\nX-Amz-Invocation-Type: Event\r\n"
-        "Content-Type: application/json\r\nContent-Length: 8\r\n\r\n"
-        '{"n": 1}'
-    ).encode()
+        b"POST /2015-03-31/functions/sink/invocations HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\nX-Amz-Invocation-Type: Event\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 8\r\n\r\n"
+        b'{"n": 1}'
+    )
     accepted = refused = 0
     deadline = time.perf_counter() + seconds
 
