@@ -342,6 +342,20 @@ def test_throttled_backlog_drains_with_backoff(
     assert 1 <= throttles <= 150, throttles
 
 
+def test_a_backlog_does_not_starve_other_functions(
+    lam: Any, worker: Callable[..., str], recorder: Recorder
+) -> None:
+    busy, quiet = worker("async-busy"), worker("async-quiet")
+    lam.put_function_concurrency(FunctionName=busy, ReservedConcurrentExecutions=1)
+    for index in range(100):
+        send(lam, busy, {"i": index, "sleep": 0.05})
+    sent = time.time()
+    send(lam, quiet, {"q": 1})
+    ran = recorder.wait(quiet, 1)[0]
+    assert ran["at"] - sent < 1.0  # not behind 100 x 50 ms of the other's backlog
+    assert len(recorder.of(busy)) < 50
+
+
 def test_old_events_are_dropped_to_the_failure_target(
     lam: Any, worker: Callable[..., str], recorder: Recorder
 ) -> None:
