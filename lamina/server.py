@@ -23,6 +23,8 @@ from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
 from lamina.control.providers import LambdaProvider
 from lamina.control.provisioned import Provisioned
+from lamina.control.queues import Queues
+from lamina.control.streams import Streams
 from lamina.control.versions import Versions
 from lamina.engine.concurrency import Counters, Limits
 from lamina.engine.service import Engine
@@ -30,7 +32,9 @@ from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
 from lamina.sandbox import launch
 from lamina.sandbox.forkserver import ForkLauncher, ForkServer
+from lamina.store.queues import QueueStore
 from lamina.store.sqlite import SqliteStore
+from lamina.store.streams import StreamStore
 
 log = logging.getLogger("lamina")
 
@@ -73,6 +77,8 @@ class Lamina:
         self.concurrency = Concurrency(self.functions)  # reservations before provisioning
         self.provisioned = Provisioned(self.functions)
         self.versions = Versions(self.functions, self.provisioned)
+        self.queues = Queues(QueueStore(data_dir), self.clock)
+        self.streams = Streams(StreamStore(data_dir), self.clock)
         self.gateway = Gateway()
         self.gateway.mount(
             service("lambda"),
@@ -84,6 +90,8 @@ class Lamina:
                 self.provisioned,
             ),
         )
+        self.gateway.mount(service("sqs"), self.queues)
+        self.gateway.mount(service("kinesis"), self.streams)
         self.gateway.on_startup.append(self.provisioned.start)
         self.gateway.mount_internal("health", self._health)
         self.gateway.mount_internal("code", self._code)
@@ -95,6 +103,8 @@ class Lamina:
     async def close(self) -> None:
         await self.engine.close()
         await self.launcher.close()  # after the environments it started are gone
+        self.queues.store.close()
+        self.streams.store.close()
         self.store.close()
 
     async def _health(self, request: HttpRequest) -> HttpResponse:

@@ -23,6 +23,10 @@ EXTRA_CONSTRAINTS: dict[str, dict[str, dict[str, Any]]] = {
         "Timeout": {"min": 1, "max": 900},
         "EphemeralStorageSize": {"min": 512, "max": 10240},
     },
+    # SQS answers unknown attribute names itself (InvalidAttributeName), and ReceiveMessage's
+    # deprecated AttributeNames takes message attribute names (ApproximateReceiveCount, ...)
+    # although the model types it as queue attribute names.
+    "sqs": {"QueueAttributeName": {"enum": []}},
 }
 
 

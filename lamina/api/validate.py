@@ -85,7 +85,7 @@ def _check(
                     value, path, f"Member must have length less than or equal to {meta['max']}"
                 )
             )
-        enum = shape.enum
+        enum = meta.get("enum", shape.enum)
         if enum and value not in enum:
             out.append(
                 constraint(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
@@ -156,8 +156,9 @@ def _map_keys_problem(
         rules.append(f"Member must have length greater than or equal to {meta['min']}")
     if meta.get("pattern"):
         rules.append(f"Member must satisfy regular expression pattern: {meta['pattern']}")
-    if key.enum:
-        rules.append(f"Member must satisfy enum value set: [{', '.join(key.enum)}]")
+    enum = meta.get("enum", key.enum)
+    if enum:
+        rules.append(f"Member must satisfy enum value set: [{', '.join(enum)}]")
     rule = f"Map keys must satisfy constraint: [{', '.join(rules)}]"
     if shape.metadata.get("sensitive") or meta.get("sensitive"):
         return f"Value at '{path}' failed to satisfy constraint: {rule}"  # the value stays secret

@@ -1,0 +1,188 @@
+"""Durable queues: queue records, messages and FIFO deduplication ids in SQLite.
+
+Its own database file (`queues.db` under the data dir), one connection used from the
+event loop only, WAL journal: an accepted message survives a `kill -9` of the server.
+The queue service (control/queues.py) keeps the working state in memory and writes
+every change through; this module only stores and loads rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS queues (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    record TEXT NOT NULL,
+    UNIQUE (account, region, name)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    queue_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    visible REAL NOT NULL,
+    receives INTEGER NOT NULL,
+    first_receive REAL,
+    receipt TEXT,
+    PRIMARY KEY (queue_id, seq)
+);
+CREATE TABLE IF NOT EXISTS dedup (
+    queue_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sequence TEXT,
+    expires REAL NOT NULL,
+    PRIMARY KEY (queue_id, key)
+);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection for the event loop: autocommit, WAL, synchronous=NORMAL."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+@dataclass
+class StoredMessage:
+    seq: int
+    message: dict[str, Any]  # the immutable part: id, body, attributes, sent, group, ...
+    visible: float
+    receives: int
+    first_receive: float | None
+    receipt: str | None
+
+
+class QueueStore:
+    def __init__(self, data_dir: Path) -> None:
+        self._db = connect(data_dir / "queues.db")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # Queues ----------------------------------------------------------------------------
+    def queues(self) -> Iterator[tuple[int, str, str, str, dict[str, Any]]]:
+        for row in self._db.execute("SELECT id, account, region, name, record FROM queues"):
+            yield row[0], row[1], row[2], row[3], json.loads(row[4])
+
+    def insert_queue(self, account: str, region: str, name: str, record: dict[str, Any]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO queues (account, region, name, record) VALUES (?, ?, ?, ?)",
+            (account, region, name, json.dumps(record)),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def update_queue(self, queue_id: int, record: dict[str, Any]) -> None:
+        self._db.execute("UPDATE queues SET record=? WHERE id=?", (json.dumps(record), queue_id))
+
+    def delete_queue(self, queue_id: int) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM queues WHERE id=?", (queue_id,))
+            self._db.execute("DELETE FROM messages WHERE queue_id=?", (queue_id,))
+            self._db.execute("DELETE FROM dedup WHERE queue_id=?", (queue_id,))
+
+    # Messages --------------------------------------------------------------------------
+    def messages(self, queue_id: int) -> Iterator[StoredMessage]:
+        for row in self._db.execute(
+            "SELECT seq, message, visible, receives, first_receive, receipt FROM messages "
+            "WHERE queue_id=? ORDER BY seq",
+            (queue_id,),
+        ):
+            yield StoredMessage(row[0], json.loads(row[1]), row[2], row[3], row[4], row[5])
+
+    def insert_messages(self, queue_id: int, messages: Iterable[StoredMessage]) -> None:
+        rows = [
+            (
+                queue_id,
+                m.seq,
+                json.dumps(m.message),
+                m.visible,
+                m.receives,
+                m.first_receive,
+                m.receipt,
+            )
+            for m in messages
+        ]
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO messages (queue_id, seq, message, visible, receives, first_receive, "
+                "receipt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def update_states(
+        self, queue_id: int, states: Iterable[tuple[int, float, int, float | None, str | None]]
+    ) -> None:
+        """(seq, visible, receives, first_receive, receipt) for messages that changed."""
+        rows = [(v, r, f, h, queue_id, s) for s, v, r, f, h in states]
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "UPDATE messages SET visible=?, receives=?, first_receive=?, receipt=? "
+                "WHERE queue_id=? AND seq=?",
+                rows,
+            )
+
+    def delete_messages(self, queue_id: int, seqs: Iterable[int]) -> None:
+        rows = [(queue_id, seq) for seq in seqs]
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM messages WHERE queue_id=? AND seq=?", rows)
+
+    def move_message(self, from_queue: int, seq: int, to_queue: int, moved: StoredMessage) -> None:
+        """Redrive: one transaction, so a crash leaves the message in exactly one queue."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM messages WHERE queue_id=? AND seq=?", (from_queue, seq))
+            self._db.execute(
+                "INSERT INTO messages (queue_id, seq, message, visible, receives, first_receive, "
+                "receipt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    to_queue,
+                    moved.seq,
+                    json.dumps(moved.message),
+                    moved.visible,
+                    moved.receives,
+                    moved.first_receive,
+                    moved.receipt,
+                ),
+            )
+
+    def purge(self, queue_id: int) -> None:
+        self._db.execute("DELETE FROM messages WHERE queue_id=?", (queue_id,))
+
+    # Deduplication ---------------------------------------------------------------------
+    def dedup_entries(
+        self, queue_id: int, now: float
+    ) -> Iterator[tuple[str, str, str | None, float]]:
+        self._db.execute("DELETE FROM dedup WHERE queue_id=? AND expires<=?", (queue_id, now))
+        for row in self._db.execute(
+            "SELECT key, message_id, sequence, expires FROM dedup WHERE queue_id=?", (queue_id,)
+        ):
+            yield row[0], row[1], row[2], row[3]
+
+    def put_dedup(
+        self, queue_id: int, key: str, message_id: str, sequence: str | None, expires: float
+    ) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO dedup (queue_id, key, message_id, sequence, expires) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (queue_id, key, message_id, sequence, expires),
+        )
+
+    def drop_dedup(self, queue_id: int, before: float) -> None:
+        self._db.execute("DELETE FROM dedup WHERE queue_id=? AND expires<=?", (queue_id, before))

@@ -1,0 +1,145 @@
+"""Durable streams: stream records and their data records in SQLite (`streams.db`).
+
+Records are keyed by (stream id, shard index, n), n counting up from 0 in each shard, so
+a read from a position is one index range scan. The stream service (control/streams.py)
+keeps only each shard's next n and its waiters in memory; the records stay here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lamina.store.queues import connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    record TEXT NOT NULL,
+    UNIQUE (account, region, name)
+);
+CREATE TABLE IF NOT EXISTS records (
+    stream_id INTEGER NOT NULL,
+    shard INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    partition_key TEXT NOT NULL,
+    data BLOB NOT NULL,
+    arrival REAL NOT NULL,
+    PRIMARY KEY (stream_id, shard, n)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    shard: int
+    n: int
+    partition_key: str
+    data: bytes
+    arrival: float  # wall-clock seconds
+
+
+class StreamStore:
+    def __init__(self, data_dir: Path) -> None:
+        self._db = connect(data_dir / "streams.db")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # Streams ---------------------------------------------------------------------------
+    def streams(self) -> Iterator[tuple[int, str, str, str, dict[str, Any]]]:
+        for row in self._db.execute("SELECT id, account, region, name, record FROM streams"):
+            yield row[0], row[1], row[2], row[3], json.loads(row[4])
+
+    def insert_stream(self, account: str, region: str, name: str, record: dict[str, Any]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO streams (account, region, name, record) VALUES (?, ?, ?, ?)",
+            (account, region, name, json.dumps(record)),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def update_stream(self, stream_id: int, record: dict[str, Any]) -> None:
+        self._db.execute("UPDATE streams SET record=? WHERE id=?", (json.dumps(record), stream_id))
+
+    def delete_stream(self, stream_id: int) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM streams WHERE id=?", (stream_id,))
+            self._db.execute("DELETE FROM records WHERE stream_id=?", (stream_id,))
+
+    # Records ---------------------------------------------------------------------------
+    def next_positions(self, stream_id: int) -> dict[int, int]:
+        """Each shard's next n (one past its newest record)."""
+        rows = self._db.execute(
+            "SELECT shard, MAX(n) FROM records WHERE stream_id=? GROUP BY shard", (stream_id,)
+        )
+        return {shard: top + 1 for shard, top in rows}
+
+    def append(self, stream_id: int, records: Iterable[StoredRecord]) -> None:
+        rows = [(stream_id, r.shard, r.n, r.partition_key, r.data, r.arrival) for r in records]
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO records (stream_id, shard, n, partition_key, data, arrival) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def read(
+        self, stream_id: int, shard: int, start: int, limit: int, max_bytes: int
+    ) -> list[StoredRecord]:
+        """Records with n >= start, oldest first, at most `limit` and about `max_bytes`."""
+        out: list[StoredRecord] = []
+        size = 0
+        for n, key, data, arrival in self._db.execute(
+            "SELECT n, partition_key, data, arrival FROM records "
+            "WHERE stream_id=? AND shard=? AND n>=? ORDER BY n LIMIT ?",
+            (stream_id, shard, start, limit),
+        ):
+            size += len(data) + len(key)
+            if out and size > max_bytes:
+                break
+            out.append(StoredRecord(shard, n, key, bytes(data), arrival))
+        return out
+
+    def oldest(self, stream_id: int, shard: int) -> int | None:
+        row = self._db.execute(
+            "SELECT MIN(n) FROM records WHERE stream_id=? AND shard=?", (stream_id, shard)
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def first_at(self, stream_id: int, shard: int, timestamp: float) -> int | None:
+        """The first n that arrived at or after `timestamp`."""
+        row = self._db.execute(
+            "SELECT MIN(n) FROM records WHERE stream_id=? AND shard=? AND arrival>=?",
+            (stream_id, shard, timestamp),
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def arrival(self, stream_id: int, shard: int, n: int) -> float | None:
+        row = self._db.execute(
+            "SELECT arrival FROM records WHERE stream_id=? AND shard=? AND n=?",
+            (stream_id, shard, n),
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def trim(self, stream_id: int, before: float) -> int:
+        """Drop records that arrived before `before` (the retention period ran out).
+
+        Each shard's newest record stays, so that its n keeps counting up after a restart;
+        readers skip it once it is too old."""
+        cursor = self._db.execute(
+            "DELETE FROM records WHERE stream_id=? AND arrival<? AND n < (SELECT MAX(n) FROM "
+            "records AS newest WHERE newest.stream_id=records.stream_id "
+            "AND newest.shard=records.shard)",
+            (stream_id, before),
+        )
+        return cursor.rowcount
