@@ -21,6 +21,7 @@ from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION, Settings
 from lamina.control.concurrency import Concurrency
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
+from lamina.control.mappings import Mappings
 from lamina.control.providers import LambdaProvider
 from lamina.control.provisioned import Provisioned
 from lamina.control.queues import Queues
@@ -32,6 +33,7 @@ from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
 from lamina.sandbox import launch
 from lamina.sandbox.forkserver import ForkLauncher, ForkServer
+from lamina.store.mappings import MappingStore
 from lamina.store.queues import QueueStore
 from lamina.store.sqlite import SqliteStore
 from lamina.store.streams import StreamStore
@@ -79,6 +81,15 @@ class Lamina:
         self.versions = Versions(self.functions, self.provisioned)
         self.queues = Queues(QueueStore(data_dir), self.clock)
         self.streams = Streams(StreamStore(data_dir), self.clock)
+        self.mappings = Mappings(
+            MappingStore(data_dir),
+            self.functions,
+            self.invocations,
+            self.engine,
+            self.queues,
+            self.streams,
+            self.clock,
+        )
         self.gateway = Gateway()
         self.gateway.mount(
             service("lambda"),
@@ -88,10 +99,12 @@ class Lamina:
                 self.concurrency,
                 self.versions,
                 self.provisioned,
+                mappings=self.mappings,
             ),
         )
         self.gateway.mount(service("sqs"), self.queues)
         self.gateway.mount(service("kinesis"), self.streams)
+        self.gateway.on_startup.append(self.mappings.start)
         self.gateway.on_startup.append(self.provisioned.start)
         self.gateway.mount_internal("health", self._health)
         self.gateway.mount_internal("code", self._code)
@@ -101,8 +114,10 @@ class Lamina:
         self.gateway.on_shutdown.append(self.close)
 
     async def close(self) -> None:
+        await self.mappings.close()  # pollers first: they invoke through the engine
         await self.engine.close()
         await self.launcher.close()  # after the environments it started are gone
+        self.mappings.store.close()
         self.queues.store.close()
         self.streams.store.close()
         self.store.close()
@@ -112,7 +127,10 @@ class Lamina:
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     async def _stats(self, request: HttpRequest) -> HttpResponse:
-        body = {"concurrency": self.engine.counters.stats()}
+        body = {
+            "concurrency": self.engine.counters.stats(),
+            "mappings": self.mappings.stats_view(),
+        }
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     async def _code(self, request: HttpRequest) -> HttpResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from lamina.control.concurrency import Concurrency
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
+from lamina.control.mappings import Mappings
 from lamina.control.provisioned import Provisioned
 from lamina.control.versions import Versions
 
@@ -21,6 +22,7 @@ class LambdaProvider:
         concurrency: Concurrency,
         versions: Versions,
         provisioned: Provisioned,
+        mappings: Mappings | None = None,
     ) -> None:
         self.CreateFunction = functions.CreateFunction
         self.GetFunction = functions.GetFunction
@@ -51,3 +53,9 @@ class LambdaProvider:
             "ListProvisionedConcurrencyConfigs",
         ):
             setattr(self, name, getattr(provisioned, name))
+        if mappings is not None:
+            self.CreateEventSourceMapping = mappings.CreateEventSourceMapping
+            self.GetEventSourceMapping = mappings.GetEventSourceMapping
+            self.ListEventSourceMappings = mappings.ListEventSourceMappings
+            self.UpdateEventSourceMapping = mappings.UpdateEventSourceMapping
+            self.DeleteEventSourceMapping = mappings.DeleteEventSourceMapping

@@ -8,6 +8,7 @@ and the result comes back equal. Then the validator, directly.
 from __future__ import annotations
 
 import datetime
+import datetime as dt
 import io
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +33,9 @@ ROLE = "arn:aws:iam::000000000000:role/lamina-test"
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:my-function"
 ZIP = b"PK\x03\x04" + bytes(range(256)) + b"\x00\xff binary, not utf-8 \xc3\x28"
 
+QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:my-queue"
+STREAM_ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/my-stream"
+MAPPING_ID = "a1b2c3d4-5678-90ab-cdef-11111EXAMPLE"
 REQUESTS: dict[str, list[dict[str, Any]]] = {
     "CreateFunction": [
         {
@@ -203,6 +207,46 @@ REQUESTS: dict[str, list[dict[str, Any]]] = {
     "UpdateFunctionEventInvokeConfig": [{"FunctionName": ARN, "MaximumRetryAttempts": 2}],
     "DeleteFunctionEventInvokeConfig": [{"FunctionName": "my-function"}],
     "ListFunctionEventInvokeConfigs": [{"FunctionName": "my-function", "MaxItems": 5}],
+    "CreateEventSourceMapping": [
+        {"EventSourceArn": QUEUE_ARN, "FunctionName": "my-function"},
+        {
+            "EventSourceArn": QUEUE_ARN,
+            "FunctionName": ARN,
+            "Enabled": False,
+            "BatchSize": 100,
+            "MaximumBatchingWindowInSeconds": 5,
+            "ScalingConfig": {"MaximumConcurrency": 3},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        },
+        {
+            "EventSourceArn": STREAM_ARN,
+            "FunctionName": "my-function",
+            "StartingPosition": "AT_TIMESTAMP",
+            "StartingPositionTimestamp": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+            "ParallelizationFactor": 10,
+            "MaximumRecordAgeInSeconds": -1,
+            "BisectBatchOnFunctionError": True,
+            "MaximumRetryAttempts": 10000,
+            "DestinationConfig": {"OnFailure": {"Destination": QUEUE_ARN}},
+        },
+    ],
+    "GetEventSourceMapping": [{"UUID": MAPPING_ID}],
+    "ListEventSourceMappings": [
+        {},
+        {"EventSourceArn": STREAM_ARN, "FunctionName": ARN, "Marker": MAPPING_ID, "MaxItems": 7},
+    ],
+    "UpdateEventSourceMapping": [
+        {"UUID": MAPPING_ID, "Enabled": True},
+        {
+            "UUID": MAPPING_ID,
+            "FunctionName": "other",
+            "BatchSize": 10,
+            "ParallelizationFactor": 2,
+            "MaximumRetryAttempts": -1,
+            "DestinationConfig": {"OnFailure": {}},
+        },
+    ],
+    "DeleteEventSourceMapping": [{"UUID": MAPPING_ID}],
 }
 BUILT = sorted(REQUESTS)
 
@@ -241,8 +285,14 @@ class _Anything:
 
 def test_every_built_operation_is_covered() -> None:
     provider = LambdaProvider(
-        _Anything(), _Anything(), _Anything(), _Anything(), _Anything(), _Anything()
-    )  # type: ignore[arg-type]
+        _Anything(),  # type: ignore[arg-type]
+        _Anything(),  # type: ignore[arg-type]
+        _Anything(),  # type: ignore[arg-type]
+        _Anything(),  # type: ignore[arg-type]
+        _Anything(),  # type: ignore[arg-type]
+        _Anything(),  # type: ignore[arg-type]
+        mappings=_Anything(),  # type: ignore[arg-type]
+    )
     built = sorted(name for name in LAMBDA.model.operation_names if hasattr(provider, name))
     assert built == BUILT
 
@@ -339,6 +389,39 @@ EVENT_CONFIG = {
     "MaximumEventAgeInSeconds": 120,
     "DestinationConfig": {"OnSuccess": {}, "OnFailure": {"Destination": ARN + "-dlq"}},
 }
+QUEUE_MAPPING: dict[str, Any] = {
+    "UUID": MAPPING_ID,
+    "BatchSize": 10,
+    "MaximumBatchingWindowInSeconds": 0,
+    "EventSourceArn": QUEUE_ARN,
+    "FunctionArn": ARN,
+    "LastModified": dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC),
+    "State": "Enabled",
+    "StateTransitionReason": "USER_INITIATED",
+    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+    "ScalingConfig": {"MaximumConcurrency": 3},
+    "EventSourceMappingArn": "arn:aws:lambda:us-east-1:000000000000:event-source-mapping:"
+    + MAPPING_ID,
+}
+STREAM_MAPPING: dict[str, Any] = {
+    "UUID": MAPPING_ID,
+    "StartingPosition": "TRIM_HORIZON",
+    "BatchSize": 100,
+    "MaximumBatchingWindowInSeconds": 0,
+    "ParallelizationFactor": 2,
+    "EventSourceArn": STREAM_ARN,
+    "FunctionArn": ARN,
+    "LastModified": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+    "LastProcessingResult": "OK",
+    "State": "Enabled",
+    "StateTransitionReason": "USER_INITIATED",
+    "DestinationConfig": {"OnFailure": {"Destination": QUEUE_ARN}},
+    "MaximumRecordAgeInSeconds": -1,
+    "BisectBatchOnFunctionError": False,
+    "MaximumRetryAttempts": -1,
+    "TumblingWindowInSeconds": 0,
+    "FunctionResponseTypes": [],
+}
 RESULTS: dict[str, dict[str, Any]] = {
     "CreateFunction": CONFIGURATION,
     "GetFunction": {
@@ -401,6 +484,14 @@ RESULTS: dict[str, dict[str, Any]] = {
         "ProvisionedConcurrencyConfigs": [{"FunctionArn": ARN + ":live", **PROVISIONED}],
         "NextMarker": "1",
     },
+    "CreateEventSourceMapping": {**QUEUE_MAPPING, "State": "Creating"},
+    "GetEventSourceMapping": STREAM_MAPPING,
+    "ListEventSourceMappings": {
+        "EventSourceMappings": [QUEUE_MAPPING, STREAM_MAPPING],
+        "NextMarker": MAPPING_ID,
+    },
+    "UpdateEventSourceMapping": {**STREAM_MAPPING, "State": "Updating"},
+    "DeleteEventSourceMapping": {**QUEUE_MAPPING, "State": "Deleting"},
 }
 
 
@@ -440,6 +531,9 @@ def test_response_round_trip(name: str) -> None:
         "DeleteProvisionedConcurrencyConfig": 204,
         "InvokeAsync": 202,
         "DeleteFunctionEventInvokeConfig": 204,
+        "CreateEventSourceMapping": 202,
+        "UpdateEventSourceMapping": 202,
+        "DeleteEventSourceMapping": 202,
     }.get(name, 200)
     parsed = parse_response(operation, response.status, response.headers, response.body)
     assert parsed == RESULTS[name]

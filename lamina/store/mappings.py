@@ -1,0 +1,68 @@
+"""Durable event source mappings and their stream checkpoints (`mappings.db`).
+
+A checkpoint is, per mapping and shard, the position (n) of the first record not yet
+processed: every record before it was handled (or sent to the on-failure destination).
+It is written after each advance, so a restart resumes there and skips nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lamina.store.queues import connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS mappings (
+    uuid TEXT PRIMARY KEY,
+    created INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    uuid TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (uuid, shard)
+);
+"""
+
+
+class MappingStore:
+    def __init__(self, data_dir: Path) -> None:
+        self._db = connect(data_dir / "mappings.db")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def mappings(self) -> Iterator[dict[str, Any]]:
+        for (record,) in self._db.execute("SELECT record FROM mappings ORDER BY created"):
+            yield json.loads(record)
+
+    def insert(self, uuid: str, record: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO mappings (uuid, created, record) VALUES (?, "
+            "(SELECT COALESCE(MAX(created), 0) + 1 FROM mappings), ?)",
+            (uuid, json.dumps(record)),
+        )
+
+    def update(self, uuid: str, record: dict[str, Any]) -> None:
+        self._db.execute("UPDATE mappings SET record=? WHERE uuid=?", (json.dumps(record), uuid))
+
+    def delete(self, uuid: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM mappings WHERE uuid=?", (uuid,))
+            self._db.execute("DELETE FROM checkpoints WHERE uuid=?", (uuid,))
+
+    def checkpoints(self, uuid: str) -> dict[int, int]:
+        rows = self._db.execute("SELECT shard, position FROM checkpoints WHERE uuid=?", (uuid,))
+        return {shard: position for shard, position in rows}
+
+    def set_checkpoint(self, uuid: str, shard: int, position: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO checkpoints (uuid, shard, position) VALUES (?, ?, ?)",
+            (uuid, shard, position),
+        )
