@@ -40,6 +40,7 @@ import logging
 import os
 import signal
 import socket
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,8 @@ class ForkServer:
         self._starting: asyncio.Task[None] | None = None
         self._requests: dict[int, asyncio.Future[ForkedProcess]] = {}
         self._children: dict[int, ForkedProcess] = {}
+        self._outbox: deque[tuple[bytes, int]] = deque()  # requests not sent yet
+        self._writing = False  # waiting for the socket to take more
         self._ids = 0
         self._closed = False
         self._retry_at = 0.0
@@ -190,36 +193,36 @@ class ForkServer:
         answer: asyncio.Future[ForkedProcess] = loop.create_future()
         self._requests[request_id] = answer
         packet = json.dumps({"id": request_id, "env": plan.env, "cwd": str(plan.cwd)}).encode()
-        try:
-            await self._send(packet, output)
-        except BaseException:
-            self._requests.pop(request_id, None)
-            raise
+        # The packet goes out in order with the others; `output` stays open meanwhile, as
+        # the caller closes it only after the answer (which comes after the packet left).
+        self._outbox.append((packet, output))
+        if len(self._outbox) == 1:
+            self._write_outbox()
         try:
             return await asyncio.shield(answer)
         except asyncio.CancelledError:
             answer.add_done_callback(_kill_unclaimed)  # nobody will stop it otherwise
             raise
 
-    async def _send(self, packet: bytes, fd: int) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            sock = self._sock
-            if sock is None:
-                raise ForkServerUnavailable("the fork server went away")
+    def _write_outbox(self) -> None:
+        """Send queued requests until the socket is full; then again when it is writable."""
+        sock = self._sock
+        while sock is not None and self._outbox:
+            packet, fd = self._outbox[0]
             try:
                 socket.send_fds(sock, [packet], [fd])
-                return
             except BlockingIOError:
-                writable = loop.create_future()
-                loop.add_writer(sock.fileno(), writable.set_result, None)
-                try:
-                    await writable
-                finally:
-                    loop.remove_writer(sock.fileno())
-            except OSError as exc:
+                if not self._writing:
+                    asyncio.get_running_loop().add_writer(sock.fileno(), self._write_outbox)
+                    self._writing = True
+                return
+            except OSError:
                 self._lost()
-                raise ForkServerUnavailable(f"the fork server went away: {exc}") from exc
+                return
+            self._outbox.popleft()
+        if self._writing and sock is not None:
+            asyncio.get_running_loop().remove_writer(sock.fileno())
+        self._writing = False
 
     def _receive(self) -> None:
         sock = self._sock
@@ -259,7 +262,12 @@ class ForkServer:
         if sock is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(sock.fileno())
+            if self._writing:
+                with contextlib.suppress(Exception):
+                    asyncio.get_running_loop().remove_writer(sock.fileno())
             sock.close()
+        self._outbox.clear()
+        self._writing = False
         gone = ForkServerUnavailable("the fork server went away")
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(gone)
