@@ -104,13 +104,13 @@ class Lamina:
         )
         self.gateway.mount(service("sqs"), self.queues)
         self.gateway.mount(service("kinesis"), self.streams)
-        self.gateway.on_startup.append(self.mappings.start)
         self.gateway.on_startup.append(self.provisioned.start)
         self.gateway.mount_internal("health", self._health)
         self.gateway.mount_internal("code", self._code)
         self.gateway.mount_internal("logs", self._logs)
         self.gateway.mount_internal("stats", self._stats)
         self.gateway.on_startup.append(self.launcher.start)
+        self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
         self.gateway.on_shutdown.append(self.close)
 
     async def close(self) -> None:

@@ -498,9 +498,10 @@ class ShardWorker:
                 batch.append(lane.records.popleft())
                 size += cost
             lane.since = time.monotonic()
-            poller.stats.iterator_age_ms[self.shard.id] = max(
-                0, int((wall_now() - batch[-1].arrival) * 1000)
-            )
+            age = max(0, int((wall_now() - batch[-1].arrival) * 1000))
+            poller.stats.iterator_age_ms[self.shard.id] = age
+            if poller.owner.on_iterator_age is not None:  # the IteratorAge metric
+                poller.owner.on_iterator_age(_function_key(poller.config), age)
             await poller.process(self.stream, self.shard, batch)
             for record in batch:
                 self.done.add(record.n)
@@ -694,6 +695,8 @@ class Mappings:
         self.retiring: set[Poller] = set()
         self.stats: dict[str, MappingStats] = {}
         self.started = False
+        # Called with (function, milliseconds) for every stream batch taken: metrics hook.
+        self.on_iterator_age: Callable[[FunctionKey, float], None] | None = None
 
     # Lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:

@@ -717,3 +717,26 @@ def test_a_killed_server_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     # At-least-once: only batches that were in flight (not yet checkpointed) run again.
     print(f"\nSIGKILL after {len(before)} records: {repeated} processed again after restart")
     assert 0 <= repeated <= 2 * 3  # at most one batch per shard
+
+
+def test_records_too_old_go_to_the_destination(
+    lam: Any, sqs: Any, kinesis: Any, server: Server, tracer: Any
+) -> None:
+    tracer("stream-aging", MODE="raise")
+    arn, _ = stream(kinesis, "stream-aging", 1)
+    destination_url, destination_arn = queue(sqs, "stream-aging-failures")
+    put = kinesis.put_record(StreamName="stream-aging", Data=b"poison", PartitionKey="k")
+    mapping = lam.create_event_source_mapping(
+        EventSourceArn=arn,
+        FunctionName="stream-aging",
+        StartingPosition="TRIM_HORIZON",
+        MaximumRecordAgeInSeconds=60,  # 1.2 s here; retries are unlimited (-1)
+        DestinationConfig={"OnFailure": {"Destination": destination_arn}},
+    )
+    got = sqs.receive_message(QueueUrl=destination_url, WaitTimeSeconds=10)["Messages"]
+    failure = json.loads(got[0]["Body"])
+    assert failure["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert failure["KinesisBatchInfo"]["startSequenceNumber"] == put["SequenceNumber"]
+    assert failure["requestContext"]["approximateInvokeCount"] >= 1
+    assert len(traces(server, "stream-aging")) >= 1
+    lam.delete_event_source_mapping(UUID=mapping["UUID"])
