@@ -281,6 +281,7 @@ class Functions:
             ephemeral_mb=config["EphemeralStorage"]["Size"],
             variables=dict(config.get("Environment", {}).get("Variables", {})),
             revision=config["RevisionId"],
+            tracing=(config.get("TracingConfig") or {}).get("Mode", "PassThrough"),
         )
 
     async def _package(self, blob: bytes) -> packages.Package:

@@ -96,6 +96,8 @@ class FunctionCounts:
     provisioned_busy: int = 0  # provisioned environments in flight
     provisioned_invocations: int = 0  # served by a provisioned environment
     spillover_invocations: int = 0  # meant for provisioned ones, served on demand
+    peak: int = 0  # highest in_flight since the last take_peaks() (for metrics)
+    provisioned_peak: int = 0  # highest provisioned_busy since then
     throttles: dict[Throttle, int] = field(default_factory=dict)
     scaling: TokenBucket | None = None
     requests: TokenBucket | None = None
@@ -131,6 +133,8 @@ class Counter:
         self.provisioned_unreserved = 0  # Σ provisioned of functions without a reservation
         self.unreserved_in_flight = 0  # on-demand leases taken from the shared pool
         self.in_flight = 0  # every lease
+        self.peak = 0  # highest in_flight since the last take_peaks() (for metrics)
+        self.unreserved_peak = 0  # highest unreserved_in_flight since then
         self.throttles: dict[Throttle, int] = {}
         self._leases: dict[int, Lease] = {}
         self._ids = itertools.count(1)
@@ -177,6 +181,22 @@ class Counter:
                 for key, counts in self.functions.items()
             },
         }
+
+    def sample(self) -> dict[str, Any]:
+        """stats() with the peaks since the previous sample, which it starts anew: what
+        the metrics sampler records, so a minute's Maximum is the exact peak."""
+        figures = self.stats()
+        figures["PeakConcurrentExecutions"] = self.peak
+        figures["PeakUnreservedInUse"] = self.unreserved_peak
+        self.peak = self.in_flight
+        self.unreserved_peak = self.unreserved_in_flight
+        for key, counts in self.functions.items():
+            entry = figures["Functions"][key.name]
+            entry["PeakConcurrentExecutions"] = counts.peak
+            entry["PeakProvisionedConcurrentExecutions"] = counts.provisioned_peak
+            counts.peak = counts.in_flight
+            counts.provisioned_peak = counts.provisioned_busy
+        return figures
 
     # Settings --------------------------------------------------------------------------
     def set_reserved(self, function: FunctionKey, reserved: int | None) -> None:
@@ -289,6 +309,8 @@ class Counter:
             counts.spillover_invocations += 1
         if pool is Pool.UNRESERVED:
             self.unreserved_in_flight += 1
+            if self.unreserved_in_flight > self.unreserved_peak:
+                self.unreserved_peak = self.unreserved_in_flight
         return Decision(self._lease(function, pool))
 
     def release(self, lease: Lease) -> None:
@@ -308,6 +330,13 @@ class Counter:
         lease = Lease(next(self._ids), function, pool)
         self._leases[lease.id] = lease
         self.in_flight += 1
+        if self.in_flight > self.peak:
+            self.peak = self.in_flight
+        counts = self.functions[function]
+        if counts.in_flight > counts.peak:
+            counts.peak = counts.in_flight
+        if counts.provisioned_busy > counts.provisioned_peak:
+            counts.provisioned_peak = counts.provisioned_busy
         return lease
 
     def _throttle(self, counts: FunctionCounts, reason: Throttle, retry_after: float) -> Decision:
@@ -346,5 +375,12 @@ class Counters:
         """Plain data for /_lamina/stats and, later, the metrics: one entry per account."""
         return [
             {"Account": account, "Region": region, **counter.stats()}
+            for (account, region), counter in self._counters.items()
+        ]
+
+    def sample(self) -> list[dict[str, Any]]:
+        """Every account's stats with its peaks since the previous sample (metrics)."""
+        return [
+            {"Account": account, "Region": region, **counter.sample()}
             for (account, region), counter in self._counters.items()
         ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import math
-import random
 import time
 import uuid
 from collections import deque
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lamina.keys import FunctionKey
+from lamina.observe import traces
 from lamina.observe.logs import LogStore
 from lamina.sandbox.environment import Environment, Outcome
 from lamina.sandbox.launch import FunctionImage
@@ -28,6 +28,7 @@ class InvokeRequest:
     invoked_arn: str = ""
     client_context: str | None = None
     want_tail: bool = False
+    trace_header: str | None = None  # X-Amzn-Trace-Id to continue (else the request's own)
 
 
 @dataclass
@@ -37,18 +38,22 @@ class InvokeResult:
     executed_version: str
     request_id: str
     log_tail: str | None = None  # base64 of the last 4 KB, when asked for
+    duration_ms: float = 0.0
+    init_ms: float | None = None  # set when the invocation started its environment
+    trace: traces.InvocationTrace | None = None
 
 
 class Transcript:
     """The lines of one invocation: written to the function's log, last ones kept for Tail."""
 
-    def __init__(self, logs: LogStore, key: FunctionKey) -> None:
+    def __init__(self, logs: LogStore, key: FunctionKey, stream: str = "") -> None:
         self.log = logs.log(key)
+        self.stream = stream
         self.lines: deque[str] = deque()  # popped from the left on every line of a flood
         self.size = 0
 
     def write(self, text: str) -> None:
-        self.log.write(text)
+        self.log.write(text, self.stream)
         self.lines.append(text)
         self.size += len(text) + 1
         while self.size > TRANSCRIPT_LIMIT and len(self.lines) > 1:
@@ -57,13 +62,6 @@ class Transcript:
     def tail(self) -> str:
         data = "".join(line + "\n" for line in self.lines).encode()[-TAIL_BYTES:]
         return base64.b64encode(data).decode()
-
-
-def trace_id() -> str:
-    """An X-Ray trace header: a new root and parent, not sampled."""
-    bits = random.getrandbits(160)
-    root, parent = bits >> 64, bits & ((1 << 64) - 1)
-    return f"Root=1-{int(time.time()):08x}-{root:024x};Parent={parent:016x};Sampled=0"
 
 
 def max_memory_mb(env: Environment) -> int:
@@ -90,31 +88,38 @@ class Invoker:
         key, image = pool.key, pool.image
         request_id = request.request_id or str(uuid.uuid4())
         env, cold = pool.acquire()
-        transcript = Transcript(self.logs, key)
+        transcript = Transcript(self.logs, key, env.log_stream)
+        trace = traces.begin(request.trace_header or traces.incoming_header.get(), image.tracing)
         try:
             env.output = transcript.write
             if cold:
+                trace.init_start = time.time()
                 failure = await env.start(request_id)
+                trace.init_end = time.time()
                 if failure is not None:
                     transcript.write(f"START RequestId: {request_id} Version: {image.version}")
-                    return self._finish(image, request_id, failure, transcript, request, env, cold)
+                    return self._finish(
+                        image, request_id, failure, transcript, request, env, cold, trace=trace
+                    )
             transcript.write(f"START RequestId: {request_id} Version: {image.version}")
             invocation = Invocation(
                 request_id=request_id,
                 payload=request.payload,
                 deadline_ms=int(time.time() * 1000 + image.timeout_s * 1000),
                 invoked_arn=request.invoked_arn or image.arn,
-                trace_id=trace_id(),
+                trace_id=trace.header,
                 client_context=request.client_context,
             )
+            trace.invoke_start = time.time()
             started = time.monotonic()
             outcome = await env.invoke(invocation, image.timeout_s)
             duration = (time.monotonic() - started) * 1000
+            trace.invoke_end = time.time()
             return self._finish(
-                image, request_id, outcome, transcript, request, env, cold, duration
+                image, request_id, outcome, transcript, request, env, cold, duration, trace
             )
         finally:
-            env.output = self.logs.log(key).write
+            env.output = self.logs.log(key).sink(env.log_stream)
             pool.release(env)
 
     def _finish(
@@ -127,6 +132,7 @@ class Invoker:
         env: Environment,
         cold: bool,
         duration: float = 0.0,
+        trace: traces.InvocationTrace | None = None,
     ) -> InvokeResult:
         transcript.write(f"END RequestId: {request_id}")
         report = (
@@ -137,10 +143,20 @@ class Invoker:
         if cold:
             report += f"\tInit Duration: {env.init_duration_ms:.2f} ms"
         transcript.write(report)
+        if trace is not None:
+            trace.error_type = outcome.error_type
+            if trace.sampled:
+                transcript.write(
+                    f"XRAY TraceId: {trace.root}\tSegmentId: {trace.function_id}\tSampled: true"
+                )
+            trace.end = time.time()
         return InvokeResult(
             payload=outcome.payload,
             function_error="Unhandled" if outcome.error_type is not None else None,
             executed_version=image.version,
             request_id=request_id,
             log_tail=transcript.tail() if request.want_tail else None,
+            duration_ms=duration,
+            init_ms=env.init_duration_ms if cold else None,
+            trace=trace,
         )

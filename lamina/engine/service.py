@@ -6,6 +6,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from lamina.clock import Clock
 from lamina.engine.concurrency import Counters, Kind, Lease, Pool, Throttle
@@ -25,6 +26,14 @@ class Throttled(Exception):
         super().__init__(reason.value)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class Observer(Protocol):
+    """Told of every finished invocation and every throttle (metrics, traces)."""
+
+    def invoked(self, key: FunctionKey, request: InvokeRequest, result: InvokeResult) -> None: ...
+
+    def throttled(self, key: FunctionKey, request: InvokeRequest, reason: Throttle) -> None: ...
 
 
 class Engine:
@@ -49,17 +58,20 @@ class Engine:
         self.invoker = Invoker(logs)
         # Told of every freed slot: the async queue wakes functions it paused on throttles.
         self.on_release: list[Callable[[Lease], None]] = []
+        self.observer: Observer | None = None
 
     def _new_environment(
         self, key: FunctionKey, image: FunctionImage, init_type: str = "on-demand"
     ) -> Environment:
-        return Environment(
+        env = Environment(
             image,
             self.scratch_root,
             python=self.python,
             init_type=init_type,
             output=self.logs.log(key).write,
         )
+        env.output = self.logs.log(key).sink(env.log_stream)  # its own log stream
+        return env
 
     async def invoke(
         self,
@@ -91,15 +103,20 @@ class Engine:
             source = pool
         if decision.lease is None:
             assert decision.throttle is not None
+            if self.observer is not None:
+                self.observer.throttled(key, request, decision.throttle)
             raise Throttled(decision.throttle, decision.retry_after)
         if decision.lease.pool is not Pool.PROVISIONED and source is warm:
             source = self.pools.pool_for(key, image)  # no provisioned slot after all
         try:
-            return await self.invoker.invoke(source, request)
+            result = await self.invoker.invoke(source, request)
         finally:
             counter.release(decision.lease)  # on every path, cancellation included
             for listener in self.on_release:
                 listener(decision.lease)
+        if self.observer is not None:
+            self.observer.invoked(key, request, result)
+        return result
 
     def provision(self, key: FunctionKey, qualifier: str, image: FunctionImage, count: int) -> None:
         self.provisioner.provision(key, qualifier, image, count)

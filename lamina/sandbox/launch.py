@@ -44,6 +44,7 @@ class FunctionImage:
     ephemeral_mb: int
     variables: dict[str, str] = field(default_factory=dict)
     revision: str = ""
+    tracing: str = "PassThrough"  # TracingConfig Mode: Active or PassThrough
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,14 @@ class SpawnLauncher:
 
 
 _launcher: Launcher = SpawnLauncher()
+# Where functions send X-Ray segments (AWS_XRAY_DAEMON_ADDRESS): the server's daemon
+# endpoint, set once it listens (its port is a setting, so parallel servers don't clash).
+xray_daemon_address = "127.0.0.1:2000"
+
+
+def set_xray_daemon_address(address: str) -> None:
+    global xray_daemon_address
+    xray_daemon_address = address
 
 
 def install(launcher: Launcher) -> Launcher:
@@ -191,7 +200,7 @@ def environment_variables(
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{image.name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+        "AWS_XRAY_DAEMON_ADDRESS": xray_daemon_address,
         "TMPDIR": str(tmp_dir),
     }
     return env
