@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from lamina.api.protocols import PROTOCOLS
+from lamina.api.protocols import PROTOCOLS, WireProtocol
 from lamina.api.spec import Service
 from lamina.api.validate import validate
-from lamina.api.wire import HttpRequest, HttpResponse
+from lamina.api.wire import HttpRequest, HttpResponse, current_request_id
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION
 from lamina.control.context import RequestContext
 from lamina.errors import AwsError, not_implemented
+from lamina.observe.traces import incoming_header
 
 log = logging.getLogger("lamina.api")
 
@@ -52,6 +53,9 @@ def new_request_id() -> str:
 class Mounted:
     service: Service
     provider: object
+    # Every protocol of the model Lamina speaks (CloudWatch: json for new clients, query
+    # for older ones), in the model's order of preference.
+    protocols: tuple[WireProtocol, ...] = ()
 
 
 class Gateway:
@@ -60,15 +64,22 @@ class Gateway:
     def __init__(self) -> None:
         self.mounted: list[Mounted] = []
         self.internal: dict[str, Streamer] = {}
+        self.pages: dict[str, Streamer] = {}
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
 
     def mount(self, service: Service, provider: object) -> None:
-        self.mounted.append(Mounted(service, provider))
+        names = service.model.metadata.get("protocols") or [service.protocol]
+        protocols = tuple(PROTOCOLS[name] for name in names if name in PROTOCOLS)
+        self.mounted.append(Mounted(service, provider, protocols))
 
     def mount_internal(self, prefix: str, handler: Streamer) -> None:
         """Serve Lamina's own endpoint `/_lamina/<prefix>/...`."""
         self.internal[prefix] = handler
+
+    def mount_page(self, prefix: str, handler: Streamer) -> None:
+        """Serve `GET /<prefix>[/...]` at the top level (/metrics, /console)."""
+        self.pages[prefix] = handler
 
     # ASGI -----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,9 +96,15 @@ class Gateway:
         response: HttpResponse | AsyncIterator[bytes]
         if path.startswith("/_lamina/"):
             response = await self._internal(request, receive)
+        elif request.method in ("GET", "HEAD") and (page := self._page(path)) is not None:
+            await _read_body(receive, 0)
+            response = await page(request)
         else:
             response = await self._service(request, scope, receive)
         await _send(send, receive, response)
+
+    def _page(self, path: str) -> Streamer | None:
+        return self.pages.get(path.split("/", 2)[1]) if self.pages else None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -124,6 +141,10 @@ class Gateway:
 
     async def _service(self, request: HttpRequest, scope: Scope, receive: Receive) -> HttpResponse:
         request_id = new_request_id()
+        current_request_id.set(request_id)
+        trace_header = request.headers.get("x-amzn-trace-id")
+        if trace_header is not None:
+            incoming_header.set(trace_header)  # an invocation continues the caller's trace
         response = await self._answer(request, scope, receive, request_id)
         response.headers["x-amzn-RequestId"] = request_id
         return response
@@ -131,22 +152,30 @@ class Gateway:
     async def _answer(
         self, request: HttpRequest, scope: Scope, receive: Receive, request_id: str
     ) -> HttpResponse:
+        prefetched = None
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            # The query protocol names its operation in the body: read it before routing.
+            prefetched = await _read_body(receive, DEFAULT_BODY_LIMIT)
+            request.body = prefetched[0]
         found = self._route(request)
         if found is None:
-            await _read_body(receive, 0)
+            if prefetched is None:
+                await _read_body(receive, 0)
             error = AwsError(
                 "UnknownOperationException",
                 f"No operation matches {request.method} {request.path}",
                 404,
             )
             return PROTOCOLS["rest-json"].serialize_error(self.mounted[0].service, error)
-        mounted, operation, match = found
-        protocol = PROTOCOLS[mounted.service.protocol]
+        mounted, protocol, operation, match = found
         try:
             limit, code = BODY_LIMITS.get(
                 operation.name, (DEFAULT_BODY_LIMIT, "RequestTooLargeException")
             )
-            body, complete = await _read_body(receive, limit)
+            if prefetched is not None:
+                body, complete = prefetched[0], prefetched[1] and len(prefetched[0]) <= limit
+            else:
+                body, complete = await _read_body(receive, limit)
             if not complete:
                 label = OPERATION_LABELS.get(operation.name, operation.name)
                 raise AwsError(
@@ -171,11 +200,12 @@ class Gateway:
             internal = AwsError("ServiceException", "An internal error occurred in Lamina.", 500)
             return protocol.serialize_error(mounted.service, internal)
 
-    def _route(self, request: HttpRequest) -> tuple[Mounted, Any, Any] | None:
+    def _route(self, request: HttpRequest) -> tuple[Mounted, WireProtocol, Any, Any] | None:
         for mounted in self.mounted:
-            found = PROTOCOLS[mounted.service.protocol].route(mounted.service, request)
-            if found is not None:
-                return mounted, found[0], found[1]
+            for protocol in mounted.protocols:
+                found = protocol.route(mounted.service, request)
+                if found is not None:
+                    return mounted, protocol, found[0], found[1]
         return None
 
     @staticmethod

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 from botocore.model import OperationModel, Shape
 
+from lamina.api.query import Query
 from lamina.api.shapes import from_json, parse_json_body, parse_timestamp, to_json
 from lamina.api.spec import Service
 from lamina.api.validate import type_error
@@ -222,6 +223,12 @@ class JsonRpc:
             status = shape.metadata.get("error", {}).get("httpStatusCode", status)
         body, headers = _error_body(error, shape)
         body["__type"] = error.code
+        if "awsQueryCompatible" in service.model.metadata:
+            # Services that moved from query (CloudWatch) keep their query error codes here.
+            code = shape.metadata.get("error", {}).get("code", error.code) if shape else error.code
+            body["__type"] = shape.name if shape is not None else error.code
+            sender = "Sender" if status < 500 else "Receiver"
+            headers.setdefault("x-amzn-query-error", f"{code};{sender}")  # SQS sets its own
         headers["Content-Type"] = self._content_type(service)
         return HttpResponse(status, _dump(body), headers)
 
@@ -229,4 +236,5 @@ class JsonRpc:
 PROTOCOLS: dict[str, WireProtocol] = {
     "rest-json": RestJson(),
     "json": JsonRpc(),
+    "query": Query(),
 }

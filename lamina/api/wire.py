@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass, field
+
+# The id of the request being served (each is served in a task of its own), for protocols
+# that also write it into the body (query: <RequestId>).
+current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "current_request_id", default=""
+)
 
 
 @dataclass
