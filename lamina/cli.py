@@ -1,4 +1,4 @@
-"""`lamina serve | invoke | logs`."""
+"""`lamina serve | invoke | logs | top`."""
 
 from __future__ import annotations
 
@@ -68,6 +68,13 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         help="fork python3.x environments from a process that has the runtime imported "
         "(fast cold starts; default on); --no-fork-server starts a new interpreter for each",
     )
+    serve.add_argument(
+        "--xray-port",
+        type=int,
+        default=int(env_default("XRAY_PORT", "2000")),
+        help="UDP port of the X-Ray daemon endpoint on 127.0.0.1 that functions send "
+        "segments to (AWS_XRAY_DAEMON_ADDRESS; default 2000; 0 picks a free one)",
+    )
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("name")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     _client_args(logs)
+    top = commands.add_parser(
+        "top", help="live view of concurrency per function, throttles and cold starts"
+    )
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between frames")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    top.add_argument("--iterations", type=int, default=0, help="stop after this many frames")
+    top.add_argument("--account", default="000000000000")
+    _client_args(top)
     return parser
 
 
@@ -153,6 +168,8 @@ def _limits_problem(args: argparse.Namespace) -> str:
         return "--burst must be at least 1 and --burst-window positive"
     if args.request_rate < 0:
         return "--request-rate must not be negative (0 turns it off)"
+    if not 0 <= args.xray_port <= 65535:
+        return "--xray-port must be between 0 and 65535"
     return ""
 
 
@@ -183,11 +200,23 @@ def main(argv: list[str] | None = None) -> int:
                 request_rate=args.request_rate,
                 python=args.python,
                 fork_server=args.fork_server,
+                xray_port=args.xray_port,
             )
         )
         return 0
     if args.command == "invoke":
         return invoke(args)
+    if args.command == "top":
+        from lamina.top import run as top
+
+        return top(
+            args.endpoint,
+            args.region,
+            args.account,
+            interval=args.interval,
+            once=args.once,
+            iterations=args.iterations,
+        )
     return logs(args)
 
 

@@ -24,6 +24,7 @@ class Settings:
     request_rate: float = 10.0  # sync invokes per second per unit of concurrency; 0 = off
     python: str = ""  # interpreter for python3.x runtimes; empty = the one running Lamina
     fork_server: bool = True  # fork python3.x environments from a fork server
+    xray_port: int = 2000  # UDP port of the X-Ray daemon endpoint on 127.0.0.1; 0 = any free
 
 
 def env_default(name: str, default: str) -> str:

@@ -56,6 +56,8 @@ class Server:
             str(self.port),
             "--data-dir",
             str(self.data_dir),
+            # Each test server its own X-Ray daemon port (a free one), unless the test says.
+            *([] if "--xray-port" in self.args else ["--xray-port", "0"]),
             *self.args,
         ]
         with open(self.log_path, "ab") as out:

@@ -1,0 +1,299 @@
+// Lamina's console: polls /_lamina/live once a second and draws it with uPlot.
+// Plain script, no build step: the page, this file and the vendored uPlot are all it needs.
+"use strict";
+
+(() => {
+  const params = new URLSearchParams(location.search);
+  const region = params.get("region") || "us-east-1";
+  const account = params.get("account") || "000000000000";
+  const SECONDS = 300;
+  const state = { selected: params.get("function") || "", refreshes: 0, data: null, openTrace: null };
+  const $ = (id) => document.getElementById(id);
+
+  // Charts -------------------------------------------------------------------------------
+  const colors = {
+    concurrency: "#2563eb", provisionedBusy: "#16a34a", reserved: "#ea580c",
+    provisioned: "#15803d", limit: "#dc2626", invocations: "#2563eb", errors: "#dc2626",
+    throttles: "#ea580c", cold: "#7c3aed", avg: "#0891b2", max: "#94a3b8",
+  };
+
+  function width(el) { return Math.max(320, el.clientWidth || el.parentElement.clientWidth - 10); }
+
+  function makeChart(el, title, series, yLabel) {
+    const opts = {
+      title, width: width(el), height: 200,
+      scales: { x: { time: true } },
+      series: [{}, ...series],
+      axes: [{}, { label: yLabel, size: 50 }],
+      legend: { live: true },
+      cursor: { drag: { x: false, y: false } },
+    };
+    const empty = [[], ...series.map(() => [])];
+    return new uPlot(opts, empty, el);
+  }
+
+  const line = (label, stroke, extra = {}) => ({ label, stroke, width: 2, points: { show: false }, ...extra });
+  const charts = {
+    concurrency: makeChart($("chart-concurrency"), "Concurrent executions", [
+      line("Concurrent executions", colors.concurrency, { fill: "rgba(37,99,235,0.10)" }),
+      line("Provisioned in use", colors.provisionedBusy),
+      line("Reserved", colors.reserved, { dash: [6, 4], width: 1.5 }),
+      line("Provisioned", colors.provisioned, { dash: [2, 3], width: 1.5 }),
+      line("Account limit", colors.limit, { dash: [8, 4], width: 1.5 }),
+    ], "executions"),
+    activity: makeChart($("chart-activity"), "Per second", [
+      line("Invocations", colors.invocations),
+      line("Errors", colors.errors),
+      line("Throttles", colors.throttles),
+      line("Cold starts", colors.cold),
+    ], "count / s"),
+    duration: makeChart($("chart-duration"), "Duration", [
+      line("Average", colors.avg),
+      line("Maximum", colors.max, { width: 1 }),
+    ], "ms"),
+  };
+
+  addEventListener("resize", () => {
+    for (const [name, chart] of Object.entries(charts)) {
+      chart.setSize({ width: width($("chart-" + name)), height: 200 });
+    }
+  });
+
+  function constant(value, n) {
+    const column = new Array(n);
+    column.fill(value === null || value === undefined ? null : value);
+    return column;
+  }
+
+  function drawCharts(data) {
+    const s = data.series;
+    const n = s.t.length;
+    const limits = data.limits || {};
+    const selected = data.selected;
+    charts.concurrency.setData([
+      s.t, s.concurrency, s.provisioned_busy,
+      constant(selected ? limits.reserved : null, n),
+      constant(selected && limits.provisioned ? limits.provisioned : null, n),
+      constant(limits.account, n),
+    ]);
+    charts.activity.setData([s.t, s.invocations, s.errors, s.throttles, s.cold_starts]);
+    charts.duration.setData([s.t, s.duration_avg, s.duration_max]);
+  }
+
+  // Cards and table ------------------------------------------------------------------------
+  const fmt = (v) => (v === null || v === undefined ? "–" : String(v));
+  const ms = (v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(2) : v.toFixed(0));
+
+  function drawCards(data) {
+    const t = data.totals;
+    $("scope").textContent = `account ${data.account} · ${data.region}`;
+    $("card-concurrency").textContent = fmt(t.concurrency);
+    $("card-limit").textContent = `limit ${fmt(t.limit)} · peak 1 min ${fmt(t.last_minute.peak_concurrency)}`;
+    $("card-unreserved").textContent = `${fmt(t.unreserved_in_use)} / ${fmt(t.unreserved_pool)}`;
+    $("card-claimed").textContent = `claimed ${fmt(t.claimed)}`;
+    $("card-invocations").textContent = fmt(t.last_minute.invocations);
+    $("card-duration").textContent = `avg ${ms(t.last_minute.duration_avg)} ms`;
+    $("card-errors").textContent = fmt(t.last_minute.errors);
+    $("card-throttles").textContent = fmt(t.last_minute.throttles);
+    $("card-cold").textContent = fmt(t.last_minute.cold_starts);
+  }
+
+  function cell(row, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+  }
+
+  function drawTable(data) {
+    const body = $("functions").tBodies[0];
+    const rows = [];
+    const all = document.createElement("tr");
+    all.dataset.name = "";
+    cell(all, "All functions");
+    for (let i = 0; i < 6; i++) cell(all, "");
+    cell(all, fmt(data.totals.concurrency), "num");
+    const lm = data.totals.last_minute;
+    cell(all, fmt(lm.peak_concurrency), "num");
+    cell(all, fmt(lm.invocations), "num");
+    cell(all, fmt(lm.errors), lm.errors ? "num bad" : "num");
+    cell(all, fmt(lm.throttles), lm.throttles ? "num warn" : "num");
+    cell(all, fmt(lm.cold_starts), "num");
+    cell(all, ms(lm.duration_avg), "num");
+    rows.push(all);
+    for (const f of data.functions) {
+      const tr = document.createElement("tr");
+      tr.dataset.name = f.name;
+      const m = f.last_minute;
+      cell(tr, f.name);
+      cell(tr, fmt(f.runtime));
+      cell(tr, fmt(f.memory), "num");
+      cell(tr, fmt(f.timeout), "num");
+      cell(tr, f.tracing);
+      cell(tr, f.reserved === null || f.reserved === undefined ? "–" : String(f.reserved), "num");
+      cell(tr, f.provisioned ? `${f.provisioned_ready}/${f.provisioned}` : "–", "num");
+      cell(tr, fmt(f.concurrency), "num");
+      cell(tr, fmt(m.peak_concurrency), "num");
+      cell(tr, fmt(m.invocations), "num");
+      cell(tr, fmt(m.errors), m.errors ? "num bad" : "num");
+      cell(tr, fmt(m.throttles), m.throttles ? "num warn" : "num");
+      cell(tr, fmt(m.cold_starts), "num");
+      cell(tr, ms(m.duration_avg), "num");
+      rows.push(tr);
+    }
+    for (const tr of rows) {
+      if (tr.dataset.name === data.selected) tr.classList.add("selected");
+      tr.addEventListener("click", () => select(tr.dataset.name));
+    }
+    body.replaceChildren(...rows);
+  }
+
+  function drawSettings(data) {
+    const f = data.functions.find((x) => x.name === data.selected);
+    $("details").hidden = !f;
+    $("chart-title").textContent = f ? f.name : "All functions";
+    if (!f) return;
+    const items = [
+      ["Runtime", f.runtime], ["Memory", `${f.memory} MB`], ["Timeout", `${f.timeout} s`],
+      ["Tracing", f.tracing], ["Reserved", f.reserved ?? "none"],
+      ["Provisioned", f.provisioned ? `${f.provisioned_ready} ready of ${f.provisioned}` : "none"],
+      ["Provisioned invocations", f.provisioned_invocations], ["Spillover", f.spillover_invocations],
+      ["Throttles by reason", Object.entries(f.throttles_by_reason).map(([k, v]) => `${k}: ${v}`).join(", ") || "none"],
+    ];
+    const nodes = [];
+    for (const [k, v] of items) {
+      const dt = document.createElement("dt"); dt.textContent = k;
+      const dd = document.createElement("dd"); dd.textContent = String(v);
+      nodes.push(dt, dd);
+    }
+    $("settings").replaceChildren(...nodes);
+  }
+
+  // Logs and traces -------------------------------------------------------------------------
+  function time(t) { return new Date(t * 1000).toISOString().slice(11, 23); }
+
+  async function drawLogs() {
+    if (!state.selected) return;
+    const body = await getJson(`/_lamina/live/logs?${scope()}&function=${encodeURIComponent(state.selected)}&limit=200`);
+    const pre = $("logs");
+    const stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    const nodes = [];
+    for (const l of body.lines) {
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      meta.textContent = `${time(l.t)} ${l.stream.slice(-8)} `;
+      nodes.push(meta, document.createTextNode(l.text + "\n"));
+    }
+    pre.replaceChildren(...nodes);
+    if (stick) pre.scrollTop = pre.scrollHeight;
+  }
+
+  function flatten(entity, depth, out, user) {
+    out.push({ entity, depth, user });
+    for (const child of entity.subsegments || []) {
+      const own = ["Initialization", "Invocation", "Overhead"].includes(child.name);
+      flatten(child, depth + 1, out, user || (!own && depth >= 0 && entity.origin === "AWS::Lambda::Function"));
+    }
+    return out;
+  }
+
+  function timeline(trace) {
+    const rows = [];
+    for (const segment of trace.segments) flatten(segment, 0, rows, false);
+    const start = Math.min(...rows.map((r) => r.entity.start_time).filter(Number.isFinite));
+    const end = Math.max(...rows.map((r) => r.entity.end_time || r.entity.start_time).filter(Number.isFinite));
+    const span = Math.max(end - start, 1e-6);
+    const box = document.createElement("div");
+    box.className = "timeline";
+    for (const { entity, depth, user } of rows) {
+      const row = document.createElement("div");
+      row.className = "bar-row";
+      const name = document.createElement("span");
+      name.textContent = `${"\u00a0".repeat(depth * 2)}${entity.name}${entity.origin ? " (" + entity.origin + ")" : ""}`;
+      const track = document.createElement("div");
+      track.className = "bar-track";
+      const bar = document.createElement("div");
+      bar.className = "bar" + (depth ? " sub" : "") + (user ? " user" : "") + (entity.error || entity.fault ? " error" : "");
+      const s = entity.start_time, e = entity.end_time || s;
+      bar.style.left = `${((s - start) / span) * 100}%`;
+      bar.style.width = `${((e - s) / span) * 100}%`;
+      track.appendChild(bar);
+      const dur = document.createElement("span");
+      dur.textContent = `${((e - s) * 1000).toFixed(1)} ms`;
+      row.append(name, track, dur);
+      box.appendChild(row);
+    }
+    return box;
+  }
+
+  async function drawTraces() {
+    if (!state.selected) return;
+    const body = await getJson(`/_lamina/live/traces?${scope()}&function=${encodeURIComponent(state.selected)}&limit=20`);
+    const nodes = [];
+    for (const trace of body.traces) {
+      const li = document.createElement("li");
+      li.dataset.trace = trace.id;
+      if (trace.error) li.classList.add("error");
+      const id = document.createElement("span");
+      id.className = "id";
+      id.textContent = trace.id;
+      li.append(`${time(trace.start)} `, id, ` ${(trace.duration * 1000).toFixed(1)} ms`);
+      if (state.openTrace === trace.id) li.appendChild(timeline(trace));
+      li.addEventListener("click", () => { state.openTrace = state.openTrace === trace.id ? null : trace.id; drawTraces(); });
+      nodes.push(li);
+    }
+    if (!nodes.length) {
+      const li = document.createElement("li");
+      li.textContent = "No traces: set TracingConfig Mode Active, or send a sampled X-Amzn-Trace-Id.";
+      nodes.push(li);
+    }
+    $("traces").replaceChildren(...nodes);
+  }
+
+  // Polling --------------------------------------------------------------------------------
+  function scope() { return `account=${encodeURIComponent(account)}&region=${encodeURIComponent(region)}`; }
+
+  async function getJson(url) {
+    const response = await fetch(url, { cache: "no-store" });
+    if (!response.ok) throw new Error(`${url}: ${response.status}`);
+    return response.json();
+  }
+
+  function select(name) {
+    state.selected = name;
+    state.openTrace = null;
+    const url = new URL(location.href);
+    if (name) url.searchParams.set("function", name); else url.searchParams.delete("function");
+    history.replaceState(null, "", url);
+    refresh();
+    details();
+  }
+
+  async function refresh() {
+    try {
+      const data = await getJson(`/_lamina/live?${scope()}&seconds=${SECONDS}&function=${encodeURIComponent(state.selected)}`);
+      state.data = data;
+      if (state.selected && !data.selected) state.selected = "";
+      drawCards(data);
+      drawTable(data);
+      drawSettings(data);
+      drawCharts(data);
+      $("status").textContent = `live · ${new Date(data.now * 1000).toLocaleTimeString()}`;
+      $("status").classList.remove("down");
+      state.refreshes += 1;
+      document.body.dataset.refreshes = String(state.refreshes);
+    } catch (error) {
+      $("status").textContent = `disconnected (${error.message})`;
+      $("status").classList.add("down");
+    }
+  }
+
+  async function details() {
+    try { await Promise.all([drawLogs(), drawTraces()]); } catch (error) { /* the next tick retries */ }
+  }
+
+  refresh();
+  details();
+  setInterval(refresh, 1000);
+  setInterval(details, 2000);
+})();
