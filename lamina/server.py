@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -163,12 +164,21 @@ def _format(timestamp: float, text: str) -> str:
     return f"{stamp}.{int(timestamp * 1000) % 1000:03d}Z {text}\n"
 
 
+async def _settle_heap() -> None:
+    """What startup loaded (service models, modules) lives as long as the server: keep the
+    cyclic collector off it, so that a full collection does not stall every request in
+    flight for tens of milliseconds (it did, at the overload benchmark's p99)."""
+    gc.collect()
+    gc.freeze()
+
+
 def run(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM; then stop every environment and exit."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     lamina = Lamina(settings)
+    lamina.gateway.on_startup.append(_settle_heap)  # last: everything is loaded by then
     config = uvicorn.Config(
         lamina.gateway,
         host=settings.host,
@@ -176,6 +186,7 @@ def run(settings: Settings) -> None:
         lifespan="on",
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # no proxy in front: skip its middleware on every request
         timeout_graceful_shutdown=5,
     )
     log.info(
