@@ -28,6 +28,16 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed-test system-packages
 	$(BIN)/python -m pytest -q
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(VENV)/.installed $@
+
+# Benchmarks against baselines measured in the same run (bench/run.py, about 2 minutes);
+# wrk, from Debian's packages, drives the warm-invoke load. Writes bench/results.json.
+bench: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python bench/run.py
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check lamina tests bench
 	$(BIN)/mypy
