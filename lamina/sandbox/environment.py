@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import heapq
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from lamina.sandbox import launch
@@ -38,6 +40,7 @@ log = logging.getLogger("lamina.sandbox")
 INIT_LIMIT_S = 10.0
 LINE_LIMIT = 256 * 1024  # longer lines are cut: a flood cannot grow a buffer without end
 READ_SIZE = 64 * 1024
+MEMORY_READ_S = 0.25  # how stale a REPORT's Max Memory Used may be under load
 
 
 class State(enum.Enum):
@@ -104,7 +107,9 @@ class Environment:
         self._outcome: asyncio.Future[Outcome] | None = None
         self._exit_watch: asyncio.Task[None] | None = None
         self._read_fd = -1
-        self._status_fd = -1  # /proc/<pid>/status, kept open: read on every REPORT
+        self._status_fd = -1  # /proc/<pid>/status, kept open: read for REPORT lines
+        self._memory_mb = 0
+        self._memory_read_at = -MEMORY_READ_S
         self._partial = b""
         self._init_request_id = ""
 
@@ -113,15 +118,22 @@ class Environment:
         return self.process.pid if self.process else None
 
     def max_memory_mb(self) -> int:
-        """Peak resident memory of the environment's process (VmHWM), in MB."""
-        if self._status_fd < 0:
-            return 0
+        """Peak resident memory of the environment's process (VmHWM), in MB.
+
+        /proc/<pid>/status costs the kernel a walk of the process's memory map: under load
+        it is read at most every MEMORY_READ_S per environment, in between the last figure
+        stands (a peak only grows, so it is a lower bound that lags by at most that)."""
+        now = time.monotonic()
+        if self._status_fd < 0 or now - self._memory_read_at < MEMORY_READ_S:
+            return self._memory_mb
+        self._memory_read_at = now
         try:
             status = os.pread(self._status_fd, 4096, 0)
             start = status.index(b"VmHWM:") + 6
-            return math.ceil(int(status[start : status.index(b"kB", start)]) / 1024)
+            self._memory_mb = math.ceil(int(status[start : status.index(b"kB", start)]) / 1024)
         except (OSError, ValueError):
-            return 0
+            pass
+        return self._memory_mb
 
     # Lifecycle --------------------------------------------------------------------------
     async def start(self, request_id: str = "") -> Outcome | None:
@@ -200,11 +212,13 @@ class Environment:
             deliver(invocation)
         else:
             self._pending = invocation
-        timer = loop.call_later(timeout_s, self._time_out, invocation, timeout_s)
+        deadline = deadlines().add(
+            loop.time() + timeout_s, partial(self._time_out, invocation, timeout_s)
+        )
         try:
             outcome = await outcome_future
         finally:
-            timer.cancel()
+            deadline.cancel()
         self._drain_output()
         self._flush_partial()  # a last line without a newline belongs to this invocation
         self._current = None
@@ -348,6 +362,85 @@ class Environment:
         error_type = error_type or _error_type_of(body) or "Runtime.Unknown"
         self._ready.set_result(Outcome(body or b"{}", error_type, fatal=True))
         return ACCEPTED
+
+
+class Deadline:
+    __slots__ = ("callback", "owner", "when")
+
+    def __init__(self, owner: Deadlines, when: float, callback: Callable[[], None]) -> None:
+        self.owner = owner
+        self.when = when
+        self.callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        if self.callback is not None:
+            self.callback = None
+            self.owner.cancelled += 1
+
+    def __lt__(self, other: Deadline) -> bool:
+        return self.when < other.when
+
+
+class Deadlines:
+    """Invocation timeouts under one timer per event loop.
+
+    A timer per invocation costs a timer handle made and cancelled on every warm invoke
+    (with uvloop, a libuv handle opened and closed). Here a deadline is an entry in a
+    heap; cancelling one only clears it; the single timer is armed for the earliest entry
+    and, when it fires, runs what is due and skips what was cancelled. Cancelled entries
+    are swept when they outnumber the live ones, so memory stays bounded by those."""
+
+    SWEEP_AT = 1024
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.heap: list[Deadline] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.armed_for = math.inf
+        self.cancelled = 0  # entries in the heap that were cancelled
+
+    def add(self, when: float, callback: Callable[[], None]) -> Deadline:
+        entry = Deadline(self, when, callback)
+        heapq.heappush(self.heap, entry)
+        if self.cancelled > self.SWEEP_AT and 2 * self.cancelled > len(self.heap):
+            self.heap = [item for item in self.heap if item.callback is not None]
+            heapq.heapify(self.heap)
+            self.cancelled = 0
+        if when < self.armed_for:
+            self._arm(when)
+        return entry
+
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.armed_for = when
+        self.timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self.timer, self.armed_for = None, math.inf
+        now = self.loop.time()
+        while self.heap and (self.heap[0].callback is None or self.heap[0].when <= now):
+            entry = heapq.heappop(self.heap)
+            callback, entry.callback = entry.callback, None
+            if callback is None:
+                self.cancelled -= 1
+            else:
+                callback()
+        if self.heap:
+            self._arm(self.heap[0].when)
+
+
+_deadlines: dict[asyncio.AbstractEventLoop, Deadlines] = {}
+
+
+def deadlines() -> Deadlines:
+    loop = asyncio.get_running_loop()
+    found = _deadlines.get(loop)
+    if found is None:
+        for other in [other for other in _deadlines if other.is_closed()]:
+            del _deadlines[other]
+        found = _deadlines[loop] = Deadlines(loop)
+    return found
 
 
 def _signal_text(number: int) -> str:
