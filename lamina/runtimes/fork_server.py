@@ -187,6 +187,8 @@ def main() -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Lamina decides when this process ends
+    with contextlib.suppress(OSError):
+        socket.getaddrinfo("localhost", None)  # the resolver's modules, loaded once, here
     gc.collect()
     gc.freeze()  # what is here now is shared with every environment: keep gc off its pages
     send(control, {"ready": os.getpid()})

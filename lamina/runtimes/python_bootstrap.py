@@ -99,6 +99,24 @@ class Headers(dict[str, str]):
         return super().get(name.lower(), default)
 
 
+def connect(host: str, port: int) -> socket.socket:
+    """A TCP connection; a numeric address skips the resolver (its first use in a process
+    loads the NSS modules and reads /etc: milliseconds of a cold start)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    return socket.create_connection((host, port))
+
+
 class RuntimeClient:
     """HTTP/1.1 to the Runtime API over one kept-alive connection.
 
@@ -109,8 +127,9 @@ class RuntimeClient:
 
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
+        host = host.strip("[]")
         self.host = address
-        self.sock = socket.create_connection((host, int(port)))
+        self.sock = connect(host, int(port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = b""
         self.unread = 0  # responses sent for and not read yet, before the next event's
