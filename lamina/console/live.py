@@ -114,6 +114,11 @@ class LiveView:
         scope = self.metrics.accounts.get((account, region))
         gauges = scope.gauges if scope is not None else None
         live = scope.live if scope is not None else {}
+        async_events: dict[str, dict[str, int]] = {}
+        for (name, _), events in (scope.async_totals if scope is not None else {}).items():
+            entry = async_events.setdefault(name, {"received": 0, "dropped": 0})
+            entry["received"] += events.received
+            entry["dropped"] += events.dropped
         functions = []
         for record in self.list_functions(account, region):
             config = record["config"]
@@ -135,6 +140,7 @@ class LiveView:
                     "throttles_by_reason": dict(figures.throttles) if figures else {},
                     "provisioned_invocations": figures.provisioned_invocations if figures else 0,
                     "spillover_invocations": figures.spillover_invocations if figures else 0,
+                    "async_events": async_events.get(name, {"received": 0, "dropped": 0}),
                     "last_minute": _totals(buckets),
                     "recent": _totals(
                         live[name].since(end - RECENT) if name in live else [], upto=end - 1

@@ -245,7 +245,8 @@ class CloudWatch:
                 for value, count in zip(datum["Values"], counts, strict=True):
                     series.add_stats(when, count, value * count, value, value)
             elif "Value" in datum:
-                series.add(when, datum["Value"])
+                value = datum["Value"]
+                series.add_stats(when, 1, value, value, value)
             else:
                 raise combination("Each MetricData entry needs a Value, Values or StatisticValues.")
         return {}

@@ -52,10 +52,6 @@ def parse_header(header: str | None) -> dict[str, str]:
     return fields
 
 
-def new_root(now: float | None = None) -> str:
-    return f"1-{int(time.time() if now is None else now):08x}-{random.getrandbits(96):024x}"
-
-
 def new_id() -> str:
     return f"{random.getrandbits(64):016x}"
 
@@ -87,17 +83,20 @@ class InvocationTrace:
 def begin(incoming: str | None, mode: str) -> InvocationTrace:
     """The trace of a new invocation of a function whose TracingConfig Mode is `mode`."""
     now = time.time()
-    fields = parse_header(incoming) if incoming else {}
-    root = fields.get("Root") or new_root(now)
+    bits = random.getrandbits(224)  # two segment ids and, when needed, a root
+    service_id = f"{bits & 0xFFFFFFFFFFFFFFFF:016x}"
+    function_id = f"{(bits >> 64) & 0xFFFFFFFFFFFFFFFF:016x}"
+    if not incoming:  # the common case, on the warm path: no parsing
+        root = f"1-{int(now):08x}-{bits >> 128:024x}"
+        return InvocationTrace(root, None, mode == "Active", service_id, function_id, now)
+    fields = parse_header(incoming)
     decision = fields.get("Sampled")
-    sampled = decision == "1" if decision in ("0", "1") else mode == "Active"
-    bits = random.getrandbits(128)
     return InvocationTrace(
-        root=root,
+        root=fields.get("Root") or f"1-{int(now):08x}-{bits >> 128:024x}",
         parent=fields.get("Parent"),
-        sampled=sampled,
-        service_id=f"{bits >> 64:016x}",
-        function_id=f"{bits & 0xFFFFFFFFFFFFFFFF:016x}",
+        sampled=decision == "1" if decision in ("0", "1") else mode == "Active",
+        service_id=service_id,
+        function_id=function_id,
         start=now,
     )
 

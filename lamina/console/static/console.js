@@ -70,8 +70,10 @@
     const n = s.t.length;
     const limits = data.limits || {};
     const selected = data.selected;
+    // The provisioned line only where there is provisioned concurrency (else it hides the other).
+    const provisioned = (selected && limits.provisioned) || s.provisioned_busy.some((v) => v > 0);
     charts.concurrency.setData([
-      s.t, s.concurrency, s.provisioned_busy,
+      s.t, s.concurrency, provisioned ? s.provisioned_busy : constant(null, n),
       constant(selected ? limits.reserved : null, n),
       constant(selected && limits.provisioned ? limits.provisioned : null, n),
       constant(limits.account, n),
