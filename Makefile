@@ -17,10 +17,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
-# System tools: curl (a test bootstrap speaks the Runtime API with it), setpriv (util-linux).
+# System tools: curl (a test bootstrap speaks the Runtime API with it), setpriv (util-linux),
+# chromium (the console's browser test drives Debian's Chromium with Playwright) and
+# awscli (Debian's is AWS CLI v2, /usr/bin/aws: `aws logs tail`, which PyPI's v1 lacks).
 system-packages:
-	@command -v curl >/dev/null && command -v setpriv >/dev/null || \
-		{ apt-get update -qq && apt-get install -y -qq curl util-linux; }
+	@command -v curl >/dev/null && command -v setpriv >/dev/null && \
+		command -v chromium >/dev/null && test -x /usr/bin/aws || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			curl util-linux chromium awscli; }
 
 serve: $(VENV)/.installed
 	$(BIN)/lamina serve
