@@ -85,6 +85,10 @@ def fork_environment(sock: socket.socket, request: dict[str, object], output: in
         code = 1
         try:
             code = environment(request, output, ready_w, me)
+        except BaseException:
+            traceback.print_exc()  # e.g. its code directory is gone: say why it exits
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
         finally:
             os._exit(code)  # never back into the fork server's loop
     os.close(ready_w)

@@ -13,7 +13,16 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import ROLE, Server, descendants, make_zip
+from tests.helpers import ROLE, Server, alive, descendants, make_zip
+
+
+def command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
 
 APP = (
     "import os\n\n"
@@ -131,11 +140,17 @@ def test_functions_survive_kill_9(tmp_path: Path) -> None:
         )
         before = {"us-east-1": everything(lam), "eu-west-1": everything(europe)}
         settings = without_metadata(lam.get_account_settings())
-        # Nothing was invoked: the server has no child process to orphan.
-        assert first.process is not None and not descendants(first.process.pid)
+        # Nothing was invoked: no environment; only the fork server, which dies with it.
+        assert first.process is not None
+        children = descendants(first.process.pid)
+        assert all("fork_server.py" in command_line(pid) for pid in children), children
     finally:
         first.kill()
     assert first.process.returncode == -9
+    deadline = time.monotonic() + 3
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in children), "outlived a kill -9 of the server"
 
     second = Server(data_dir).start()
     try:
