@@ -20,6 +20,7 @@ from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.clock import Clock
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION, Settings
 from lamina.control.concurrency import Concurrency
+from lamina.control.event_configs import EventInvokeConfigs
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
 from lamina.control.mappings import Mappings
@@ -28,12 +29,15 @@ from lamina.control.provisioned import Provisioned
 from lamina.control.queues import Queues
 from lamina.control.streams import Streams
 from lamina.control.versions import Versions
+from lamina.engine.async_queue import AsyncQueue
 from lamina.engine.concurrency import Counters, Limits
 from lamina.engine.service import Engine
 from lamina.keys import FunctionKey
+from lamina.observability import Observability
 from lamina.observe.logs import LogStore
 from lamina.sandbox import launch
 from lamina.sandbox.forkserver import ForkLauncher, ForkServer
+from lamina.store.events import EventStore
 from lamina.store.mappings import MappingStore
 from lamina.store.queues import QueueStore
 from lamina.store.sqlite import SqliteStore
@@ -80,7 +84,12 @@ class Lamina:
         self.concurrency = Concurrency(self.functions)  # reservations before provisioning
         self.provisioned = Provisioned(self.functions)
         self.versions = Versions(self.functions, self.provisioned)
+        self.events = EventStore(data_dir)
+        self.async_queue = AsyncQueue(self.engine, self.events, self.clock)
+        self.invocations.async_queue = self.async_queue
+        self.event_configs = EventInvokeConfigs(self.functions, self.async_queue)
         self.queues = Queues(QueueStore(data_dir), self.clock)
+        self.event_configs.sqs = self.queues  # destinations and dead-letter queues
         self.streams = Streams(StreamStore(data_dir), self.clock)
         self.mappings = Mappings(
             MappingStore(data_dir),
@@ -100,11 +109,13 @@ class Lamina:
                 self.concurrency,
                 self.versions,
                 self.provisioned,
+                self.event_configs,
                 mappings=self.mappings,
             ),
         )
         self.gateway.mount(service("sqs"), self.queues)
         self.gateway.mount(service("kinesis"), self.streams)
+        self.gateway.on_startup.append(self.event_configs.start)
         self.gateway.on_startup.append(self.provisioned.start)
         self.gateway.mount_internal("health", self._health)
         self.gateway.mount_internal("code", self._code)
@@ -113,9 +124,16 @@ class Lamina:
         self.gateway.on_startup.append(self.launcher.start)
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
         self.gateway.on_shutdown.append(self.close)
+        # Metrics, logs, traces, the console; the async queue records into .metrics.
+        self.observability = Observability(
+            settings, self.store, self.logs, self.engine, self.gateway
+        )
+        self.metrics = self.observability.metrics
 
     async def close(self) -> None:
         await self.mappings.close()  # pollers first: they invoke through the engine
+        await self.async_queue.close()  # unfinished events stay on disk for the next start
+        self.events.close()
         await self.engine.close()
         await self.launcher.close()  # after the environments it started are gone
         self.mappings.store.close()

@@ -7,6 +7,7 @@ the gateway answers 501 naming it.
 from __future__ import annotations
 
 from lamina.control.concurrency import Concurrency
+from lamina.control.event_configs import EventInvokeConfigs
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
 from lamina.control.mappings import Mappings
@@ -22,6 +23,7 @@ class LambdaProvider:
         concurrency: Concurrency,
         versions: Versions,
         provisioned: Provisioned,
+        event_configs: EventInvokeConfigs,
         mappings: Mappings | None = None,
     ) -> None:
         self.CreateFunction = functions.CreateFunction
@@ -33,6 +35,7 @@ class LambdaProvider:
         self.DeleteFunction = functions.DeleteFunction
         self.GetAccountSettings = functions.GetAccountSettings
         self.Invoke = invocations.Invoke
+        self.InvokeAsync = invocations.InvokeAsync
         self.PutFunctionConcurrency = concurrency.PutFunctionConcurrency
         self.GetFunctionConcurrency = concurrency.GetFunctionConcurrency
         self.DeleteFunctionConcurrency = concurrency.DeleteFunctionConcurrency
@@ -53,6 +56,14 @@ class LambdaProvider:
             "ListProvisionedConcurrencyConfigs",
         ):
             setattr(self, name, getattr(provisioned, name))
+        for name in (
+            "PutFunctionEventInvokeConfig",
+            "GetFunctionEventInvokeConfig",
+            "UpdateFunctionEventInvokeConfig",
+            "DeleteFunctionEventInvokeConfig",
+            "ListFunctionEventInvokeConfigs",
+        ):
+            setattr(self, name, getattr(event_configs, name))
         if mappings is not None:
             self.CreateEventSourceMapping = mappings.CreateEventSourceMapping
             self.GetEventSourceMapping = mappings.GetEventSourceMapping
