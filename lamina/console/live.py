@@ -17,7 +17,7 @@ from lamina.observe.metrics import Metrics, Second
 from lamina.observe.traces import TraceStore
 
 DEFAULT_SECONDS = 300
-MAX_SECONDS = 600
+MAX_SECONDS = 300
 WINDOW = 60  # seconds the table's totals cover
 RECENT = 5  # complete seconds the rates (per second) cover
 JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import math
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ NAMESPACE = "AWS/Lambda"
 LAMINA_NAMESPACE = "Lamina"
 RESOLUTION = 60  # seconds per stored datapoint
 RETENTION_MINUTES = 26 * 60  # one-minute datapoints kept a little over a day
-LIVE_SECONDS = 600  # per-second buckets kept for the console and `lamina top`
+LIVE_SECONDS = 300  # per-second buckets kept for the console and `lamina top`
 SAMPLE_INTERVAL = 1.0  # seconds between gauge samples
 
 UNITS = {
@@ -78,80 +79,108 @@ def dimensions(**pairs: str) -> Dimensions:
 
 
 class MinuteSeries:
-    """Per-minute statistics of one metric: buckets [minute, count, sum, min, max]."""
+    """Per-minute statistics of one metric: for each minute with data, its sample count,
+    sum, minimum and maximum. The current minute is kept in plain attributes (the hot
+    path); earlier ones in flat arrays (40 bytes a minute, ~62 KB for a series busy all
+    day), minutes ascending."""
 
-    __slots__ = ("buckets", "unit")
+    __slots__ = ("count", "head", "high", "low", "minutes", "stats", "total", "unit")
 
     def __init__(self, unit: str) -> None:
         self.unit = unit
-        self.buckets: deque[list[float]] = deque()
+        self.minutes = array("q")  # earlier minutes with data, ascending
+        self.stats = array("d")  # count, sum, min, max of each of them
+        self.head = -1  # the latest minute with data (-1: none yet)
+        self.count = self.total = self.low = self.high = 0.0
 
     def add(self, now: float, value: float) -> None:
         minute = int(now // RESOLUTION)
-        buckets = self.buckets
-        if buckets and buckets[-1][0] >= minute:  # this minute (or a clock step back)
-            bucket = buckets[-1]
-            bucket[1] += 1
-            bucket[2] += value
-            if value < bucket[3]:
-                bucket[3] = value
-            if value > bucket[4]:
-                bucket[4] = value
+        if minute <= self.head:  # this minute (or a clock step back)
+            self.count += 1
+            self.total += value
+            if value < self.low:
+                self.low = value
+            if value > self.high:
+                self.high = value
             return
-        buckets.append([minute, 1, value, value, value])
-        horizon = minute - RETENTION_MINUTES
-        while buckets[0][0] <= horizon:
-            buckets.popleft()
+        self._advance(minute, 1.0, value, value, value)
 
     def add_stats(self, when: float, count: float, total: float, low: float, high: float) -> None:
         """Add already-aggregated values at `when`, which may be in the past (PutMetricData)."""
         minute = int(when // RESOLUTION)
-        buckets = self.buckets
-        if buckets and minute <= buckets[-1][0] - RETENTION_MINUTES:
+        if minute == self.head:
+            self.count += count
+            self.total += total
+            self.low = min(self.low, low)
+            self.high = max(self.high, high)
+            return
+        if minute > self.head:
+            self._advance(minute, count, total, low, high)
+            return
+        if minute <= self.head - RETENTION_MINUTES:
             return  # older than what is kept
-        index = bisect.bisect_left([bucket[0] for bucket in buckets], minute)
-        if index < len(buckets) and buckets[index][0] == minute:
-            bucket = buckets[index]
-            bucket[1] += count
-            bucket[2] += total
-            bucket[3] = min(bucket[3], low)
-            bucket[4] = max(bucket[4], high)
-        else:
-            buckets.insert(index, [minute, count, total, low, high])
-            horizon = buckets[-1][0] - RETENTION_MINUTES
-            while buckets[0][0] <= horizon:
-                buckets.popleft()
+        minutes, stats = self.minutes, self.stats
+        index = bisect.bisect_left(minutes, minute)
+        if index < len(minutes) and minutes[index] == minute:
+            at = index * 4
+            stats[at] += count
+            stats[at + 1] += total
+            stats[at + 2] = min(stats[at + 2], low)
+            stats[at + 3] = max(stats[at + 3], high)
+            return
+        minutes.insert(index, minute)
+        stats[index * 4 : index * 4] = array("d", (count, total, low, high))
+
+    def _advance(self, minute: int, count: float, total: float, low: float, high: float) -> None:
+        """A new latest minute: the current one goes to the arrays, the oldest out."""
+        minutes = self.minutes
+        if self.head >= 0:
+            minutes.append(self.head)
+            self.stats.extend((self.count, self.total, self.low, self.high))
+        self.head = minute
+        self.count, self.total, self.low, self.high = count, total, low, high
+        horizon = minute - RETENTION_MINUTES
+        if minutes and minutes[0] <= horizon:
+            drop = bisect.bisect_right(minutes, horizon)
+            del minutes[:drop]
+            del self.stats[: drop * 4]
+
+    def kept(self) -> list[int]:
+        """The minutes that have data."""
+        return [*self.minutes, self.head] if self.head >= 0 else []
 
     def periods(self, start: float, end: float, period: int) -> Iterator[tuple[int, list[float]]]:
         """(period start in seconds, [count, sum, min, max]) for each period in [start, end)
         that has data, periods aligned to multiples of `period` since the epoch."""
-        buckets = self.buckets
-        if not buckets:
-            return
+        minutes, stats = self.minutes, self.stats
         first = int(start // RESOLUTION)
         last = math.ceil(end / RESOLUTION)  # exclusive
-        minutes = [bucket[0] for bucket in buckets]  # sorted
         index = bisect.bisect_left(minutes, first)
-        current: int | None = None
-        stats: list[float] = []
-        while index < len(buckets) and buckets[index][0] < last:
-            minute, count, total, low, high = buckets[index]
+        buckets: list[tuple[int, float, float, float, float]] = []
+        while index < len(minutes) and minutes[index] < last:
+            at = index * 4
+            buckets.append((minutes[index], stats[at], stats[at + 1], stats[at + 2], stats[at + 3]))
             index += 1
-            slot = int(minute * RESOLUTION // period * period)
+        if first <= self.head < last:
+            buckets.append((self.head, self.count, self.total, self.low, self.high))
+        current: int | None = None
+        totals: list[float] = []
+        for minute, count, total, low, high in buckets:
+            slot = minute * RESOLUTION // period * period
             if slot != current:
                 if current is not None:
-                    yield current, stats
-                current, stats = slot, [count, total, low, high]
+                    yield current, totals
+                current, totals = slot, [count, total, low, high]
             else:
-                stats[0] += count
-                stats[1] += total
-                stats[2] = min(stats[2], low)
-                stats[3] = max(stats[3], high)
+                totals[0] += count
+                totals[1] += total
+                totals[2] = min(totals[2], low)
+                totals[3] = max(totals[3], high)
         if current is not None:
-            yield current, stats
+            yield current, totals
 
     def last_minute(self) -> float:
-        return self.buckets[-1][0] * RESOLUTION if self.buckets else 0.0
+        return float(self.head * RESOLUTION) if self.head >= 0 else 0.0
 
 
 @dataclass(slots=True)
