@@ -113,6 +113,7 @@ class Lamina:
                 mappings=self.mappings,
             ),
         )
+        self.functions.on_delete.append(self.mappings.forget_function)
         self.gateway.mount(service("sqs"), self.queues)
         self.gateway.mount(service("kinesis"), self.streams)
         self.gateway.on_startup.append(self.event_configs.start)
@@ -129,6 +130,8 @@ class Lamina:
             settings, self.store, self.logs, self.engine, self.gateway
         )
         self.metrics = self.observability.metrics
+        self.async_queue.recorder = self.metrics
+        self.event_configs.recorder = self.metrics
 
     async def close(self) -> None:
         await self.mappings.close()  # pollers first: they invoke through the engine

@@ -43,6 +43,16 @@ class QueueSender(Protocol):
     def queue_by_arn(self, arn: str) -> object | None: ...
 
 
+class DeliveryRecorder(Protocol):
+    """Delivery failures, for metrics (observe.metrics.Metrics has these)."""
+
+    def dead_letter_error(self, key: FunctionKey, qualifier: str | None = None) -> None: ...
+
+    def destination_delivery_failure(
+        self, key: FunctionKey, qualifier: str | None = None
+    ) -> None: ...
+
+
 def iso_now() -> str:
     moment = dt.datetime.now(dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -60,6 +70,7 @@ class EventInvokeConfigs:
         self.functions = functions
         self.queue = queue
         self.sqs: QueueSender | None = None  # set when the SQS service is assembled
+        self.recorder: DeliveryRecorder | None = None  # set when metrics are assembled
 
     async def start(self) -> None:
         self.queue.start(self.resolve, self.finish)
@@ -216,12 +227,17 @@ class EventInvokeConfigs:
         destinations = config.get("DestinationConfig", {})
         side = "OnSuccess" if condition == Condition.SUCCESS else "OnFailure"
         target = (destinations.get(side) or {}).get("Destination")
+        qualifier = event.stored.qualifier or None
         if target:
-            await self._deliver(target, json.dumps(self._record(event, condition, result)))
+            body = json.dumps(self._record(event, condition, result))
+            if not await self._deliver(target, body) and self.recorder is not None:
+                self.recorder.destination_delivery_failure(event.key, qualifier)
         if condition != Condition.SUCCESS:
             dead_letter = (record["config"].get("DeadLetterConfig") or {}).get("TargetArn")
             if dead_letter:
-                await self._deliver(dead_letter, event.stored.payload.decode("utf-8", "replace"))
+                payload = event.stored.payload.decode("utf-8", "replace")
+                if not await self._deliver(dead_letter, payload) and self.recorder is not None:
+                    self.recorder.dead_letter_error(event.key, qualifier)
 
     def _record(
         self, event: AsyncEvent, condition: str, result: InvokeResult | None
@@ -250,18 +266,21 @@ class EventInvokeConfigs:
             shown["responsePayload"] = _json_or_text(result.payload)
         return shown
 
-    async def _deliver(self, arn: str, body: str) -> None:
+    async def _deliver(self, arn: str, body: str) -> bool:
+        """Send `body` to a queue or a function; False if it could not be delivered."""
         if SQS_ARN.fullmatch(arn):
             if self.sqs is None or self.sqs.send_internal(arn, body) is None:
                 log.warning("could not deliver to %s: no such queue", arn)
-            return
+                return False
+            return True
         found = LAMBDA_ARN.fullmatch(arn)
         if found:
             region, account, name, qualifier = found.groups()
             key = FunctionKey(account, region, name)
             if self.functions.store.get_function(key) is None:
                 log.warning("could not deliver to %s: no such function", arn)
-                return
+                return False
             await self.queue.submit(key, qualifier or "", str(uuid.uuid4()), body.encode())
-            return
+            return True
         log.warning("could not deliver to %s: not a destination Lamina serves", arn)
+        return False

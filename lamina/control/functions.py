@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -210,6 +211,8 @@ class Functions:
     def __init__(self, store: SqliteStore, engine: Engine) -> None:
         self.store = store
         self.engine = engine
+        # Told of each deleted function (event source mappings stop polling for it).
+        self.on_delete: list[Callable[[FunctionKey], None]] = []
         self._write_lock = asyncio.Lock()  # code extraction happens off-loop; keep writes ordered
 
     # Helpers ---------------------------------------------------------------------------
@@ -512,6 +515,8 @@ class Functions:
         self.store.delete_function(ref.key)
         self.engine.counters.of(ref.key).forget(ref.key)
         await self.engine.retire(ref.key)
+        for listener in self.on_delete:
+            listener(ref.key)
         return {"StatusCode": 204}  # AWS answers 204 No Content
 
     async def _delete_version(self, ref: FunctionRef) -> None:

@@ -29,6 +29,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from lamina.clock import Clock
 from lamina.engine.concurrency import Lease, Pool
@@ -76,6 +77,18 @@ class Delivery:
     max_age: float = 21600.0  # platform seconds
 
 
+class AsyncRecorder(Protocol):
+    """Where the queue reports for metrics (observe.metrics.Metrics has these)."""
+
+    def async_event_received(self, key: FunctionKey, qualifier: str | None = None) -> None: ...
+
+    def async_event_dropped(self, key: FunctionKey, qualifier: str | None = None) -> None: ...
+
+    def async_event_age(
+        self, key: FunctionKey, seconds: float, qualifier: str | None = None
+    ) -> None: ...
+
+
 Resolve = Callable[[AsyncEvent], Delivery | None]  # None: the function is gone
 Finish = Callable[[AsyncEvent, str, InvokeResult | None], Awaitable[None]]
 
@@ -91,6 +104,7 @@ class AsyncQueue:
         self.engine = engine
         self.store = store
         self.clock = clock
+        self.recorder: AsyncRecorder | None = None  # set when metrics are assembled
         self.resolve: Resolve | None = None
         self.finish: Finish | None = None
         self.queues: dict[FunctionKey, FunctionQueue] = {}
@@ -136,6 +150,8 @@ class AsyncQueue:
             0, key.account, key.region, key.name, qualifier, request_id, payload, now, 0, now
         )
         stored.id = await self.store.add(stored)
+        if self.recorder is not None:
+            self.recorder.async_event_received(key, qualifier or None)
         self._push(AsyncEvent(stored, key))
         self._wake.set()
 
@@ -244,6 +260,10 @@ class AsyncQueue:
         if counter.reserved(event.key) == 0:
             await self._end(event, Condition.ZERO_RESERVED)
             return
+        if self.recorder is not None:
+            self.recorder.async_event_age(
+                event.key, self._age(event), event.stored.qualifier or None
+            )
         request = InvokeRequest(
             payload=event.stored.payload,
             request_id=event.stored.request_id,
@@ -299,6 +319,8 @@ class AsyncQueue:
         self, event: AsyncEvent, condition: str, result: InvokeResult | None = None
     ) -> None:
         assert self.finish is not None
+        if condition != Condition.SUCCESS and self.recorder is not None:
+            self.recorder.async_event_dropped(event.key, event.stored.qualifier or None)
         try:
             await self.finish(event, condition, result if result is not None else event.last)
         except Exception:

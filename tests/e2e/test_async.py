@@ -407,6 +407,38 @@ def test_dead_letter_queue_and_sqs_destination(
     assert records[0]["responseContext"]["functionError"] == "Unhandled"
 
 
+def prometheus_value(server: Server, metric: str, function: str) -> float:
+    with urllib.request.urlopen(f"{server.endpoint}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    for line in text.splitlines():
+        if line.startswith(metric + "{") and f'resource="{function}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_async_metrics_count_received_dropped_and_deliveries(
+    server: Server, lam: Any, worker: Callable[..., str], recorder: Recorder
+) -> None:
+    name = worker(
+        "async-metrics",
+        DeadLetterConfig={"TargetArn": "arn:aws:sqs:us-east-1:000000000000:no-such-dlq"},
+    )
+    for index in range(3):
+        send(lam, name, {"i": index})
+    recorder.wait(name, 3)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    send(lam, name, {"i": 3})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if prometheus_value(server, "aws_lambda_dead_letter_errors_total", name) >= 1:
+            break
+        time.sleep(0.05)
+    assert prometheus_value(server, "aws_lambda_async_events_received_total", name) == 4
+    assert prometheus_value(server, "aws_lambda_async_events_dropped_total", name) == 1
+    assert prometheus_value(server, "aws_lambda_async_event_age_milliseconds_count", name) == 3
+    assert prometheus_value(server, "aws_lambda_dead_letter_errors_total", name) == 1
+
+
 def test_qualified_async_invoke_runs_the_version(
     lam: Any, worker: Callable[..., str], recorder: Recorder
 ) -> None:

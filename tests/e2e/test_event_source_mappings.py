@@ -166,6 +166,21 @@ def error_of(call: Any, **params: Any) -> dict[str, Any]:
 
 
 # The API -----------------------------------------------------------------------------------
+def test_deleting_the_function_disables_its_mappings(lam: Any, sqs: Any, tracer: Any) -> None:
+    tracer("doomed-fn")
+    url, arn = queue(sqs, "doomed-queue")
+    uuid = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="doomed-fn")["UUID"]
+    assert lam.get_event_source_mapping(UUID=uuid)["State"] == "Enabled"
+    lam.delete_function(FunctionName="doomed-fn")
+    assert lam.get_event_source_mapping(UUID=uuid)["State"] == "Disabled"
+    sqs.send_message(QueueUrl=url, MessageBody="kept")
+    time.sleep(0.5)  # nothing polls it: the message stays in the queue
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "1"
+
+
 def test_mapping_operations_and_states(
     lam: Any, sqs: Any, kinesis: Any, tracer: Any, server: Server
 ) -> None:
