@@ -1,4 +1,4 @@
-"""`lamina serve | invoke | logs | top`."""
+"""`lamina serve | invoke | logs | top | doctor`."""
 
 from __future__ import annotations
 
@@ -75,6 +75,13 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         help="UDP port of the X-Ray daemon endpoint on 127.0.0.1 that functions send "
         "segments to (AWS_XRAY_DAEMON_ADDRESS; default 2000; 0 picks a free one)",
     )
+    serve.add_argument(
+        "--isolation",
+        choices=("auto", "namespaces", "process", "none"),
+        default=env_default("ISOLATION", "auto"),
+        help="how environments are contained: namespaces + cgroups, process (rlimits only), "
+        "none; auto (default) takes namespaces where the host allows (see lamina doctor)",
+    )
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--iterations", type=int, default=0, help="stop after this many frames")
     top.add_argument("--account", default="000000000000")
     _client_args(top)
+    doctor = commands.add_parser(
+        "doctor", help="which isolation backend this host allows, and why (or why not)"
+    )
+    doctor.add_argument("--python", default=env_default("PYTHON", ""))
     return parser
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from lamina.sandbox.isolation import PROCESS_CANNOT, diagnose
+
+    found = diagnose(args.python or sys.executable)
+    for name, ok, detail in found.checks:
+        print(f"  {'ok  ' if ok else 'FAIL'}  {name}" + (f": {detail}" if detail else ""))
+    if found.namespaces_ok:
+        print("isolation: namespaces (what `lamina serve` uses by default here)")
+        return 0
+    print(f"isolation: process, the fallback ({found.why_not})")
+    print("  not enforced by it:")
+    for item in PROCESS_CANNOT:
+        print(f"    - {item}")
+    return 1
 
 
 def _authorization(region: str, service: str = "lambda") -> str:
@@ -201,11 +228,14 @@ def main(argv: list[str] | None = None) -> int:
                 python=args.python,
                 fork_server=args.fork_server,
                 xray_port=args.xray_port,
+                isolation=args.isolation,
             )
         )
         return 0
     if args.command == "invoke":
         return invoke(args)
+    if args.command == "doctor":
+        return doctor(args)
     if args.command == "top":
         from lamina.top import run as top
 

@@ -25,6 +25,7 @@ class Settings:
     python: str = ""  # interpreter for python3.x runtimes; empty = the one running Lamina
     fork_server: bool = True  # fork python3.x environments from a fork server
     xray_port: int = 2000  # UDP port of the X-Ray daemon endpoint on 127.0.0.1; 0 = any free
+    isolation: str = "auto"  # auto | namespaces | process | none (sandbox/isolation.py)
 
 
 def env_default(name: str, default: str) -> str:

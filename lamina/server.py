@@ -35,7 +35,7 @@ from lamina.engine.service import Engine
 from lamina.keys import FunctionKey
 from lamina.observability import Observability
 from lamina.observe.logs import LogStore
-from lamina.sandbox import launch
+from lamina.sandbox import isolation, launch
 from lamina.sandbox.forkserver import ForkLauncher, ForkServer
 from lamina.store.events import EventStore
 from lamina.store.mappings import MappingStore
@@ -56,6 +56,9 @@ class Lamina:
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.clock = Clock(settings.time_scale)
+        # Chosen first: it fails the start when `namespaces` was asked for and cannot be had.
+        self.isolation = isolation.choose(settings.isolation, settings.python or sys.executable)
+        isolation.install(self.isolation)
         self.launcher: launch.Launcher = (
             ForkLauncher(ForkServer(settings.python or sys.executable))
             if settings.fork_server
@@ -139,6 +142,7 @@ class Lamina:
         self.events.close()
         await self.engine.close()
         await self.launcher.close()  # after the environments it started are gone
+        self.isolation.close()  # their cgroups went with them; now the server's own
         self.mappings.store.close()
         self.queues.store.close()
         self.streams.store.close()
@@ -198,7 +202,11 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    lamina = Lamina(settings)
+    try:
+        lamina = Lamina(settings)
+    except isolation.IsolationUnavailable as exc:
+        log.error("%s (lamina doctor explains)", exc)
+        raise SystemExit(2) from exc
     lamina.gateway.on_startup.append(_settle_heap)  # last: everything is loaded by then
     config = uvicorn.Config(
         lamina.gateway,
@@ -217,4 +225,5 @@ def run(settings: Settings) -> None:
         settings.data_dir,
         "forked from a fork server" if settings.fork_server else "plain processes",
     )
+    log.info("%s", lamina.isolation.describe())
     uvicorn.Server(config).run()

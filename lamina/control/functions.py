@@ -285,6 +285,7 @@ class Functions:
             variables=dict(config.get("Environment", {}).get("Variables", {})),
             revision=config["RevisionId"],
             tracing=(config.get("TracingConfig") or {}).get("Mode", "PassThrough"),
+            vpc_subnets=tuple((config.get("VpcConfig") or {}).get("SubnetIds") or ()),
         )
 
     async def _package(self, blob: bytes) -> packages.Package:

@@ -22,6 +22,14 @@ dies), stdin from /dev/null, stdout and stderr into its output pipe, no other de
 exactly the environment variables it was given, cwd = its code directory, a reseeded
 `random`, no event loop, signal dispositions as a fresh interpreter has them, and none of
 the function's modules imported: the handler module is imported after the fork.
+
+A request may carry a sandbox (lamina/runtimes/isolate.py): with namespaces, the child is
+forked as PID 1 of a new PID namespace, sets the sandbox up and forks the runtime, which
+goes on as above as the unprivileged user; the init stays, reaps, and reports the
+runtime's exit status:
+  init → Lamina   {"api": n} with a listening socket    a private network's Runtime API
+                  {"status": n, "code": c}              the runtime ended: its status
+With rlimits only (the process backend), the child sets them and goes on as above.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import sys
 import time
 import traceback
 
+import isolate  # namespaces, mounts, cgroups for isolated environments
 import python_bootstrap  # the runtime and everything it imports, loaded once, here
 
 PR_SET_PDEATHSIG = 1
@@ -71,11 +80,26 @@ def reap(sock: socket.socket) -> None:
         send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
+_pid_namespace: isolate.PidNamespace | None = None
+
+
+def _fork(request: dict[str, object]) -> int:
+    """fork(); an isolated environment's child is PID 1 of a new PID namespace."""
+    global _pid_namespace
+    sandbox = request.get("sandbox")
+    if not (isinstance(sandbox, dict) and sandbox.get("root")):
+        return os.fork()
+    if _pid_namespace is None:
+        _pid_namespace = isolate.PidNamespace()
+    with _pid_namespace:
+        return os.fork()
+
+
 def fork_environment(sock: socket.socket, request: dict[str, object], output: int) -> None:
     ready_r, ready_w = os.pipe()
     me = os.getpid()
     try:
-        pid = os.fork()
+        pid = _fork(request)
     except OSError as exc:
         os.close(ready_r)
         os.close(ready_w)
@@ -84,7 +108,7 @@ def fork_environment(sock: socket.socket, request: dict[str, object], output: in
     if pid == 0:
         code = 1
         try:
-            code = environment(request, output, ready_w, me)
+            code = environment(request, output, ready_w, me, sock)
         except BaseException:
             traceback.print_exc()  # e.g. its code directory is gone: say why it exits
             with contextlib.suppress(Exception):
@@ -99,11 +123,26 @@ def fork_environment(sock: socket.socket, request: dict[str, object], output: in
     send(sock, {"id": request["id"], "pid": pid})
 
 
-def environment(request: dict[str, object], output: int, ready: int, fork_server: int) -> int:
+def environment(
+    request: dict[str, object],
+    output: int,
+    ready: int,
+    fork_server: int,
+    control: socket.socket,
+) -> int:
     """The forked child: become a fresh environment, then run the runtime."""
     os.setsid()
-    parent_death_signal(fork_server)
-    os.write(ready, b"1")
+    sandbox = request.get("sandbox")
+    assert sandbox is None or isinstance(sandbox, dict)
+    if sandbox and sandbox.get("root"):
+        isolated(request, sandbox, output, ready, control)  # returns in the runtime only
+    else:
+        parent_death_signal(fork_server)
+        os.write(ready, b"1")
+        if sandbox and sandbox.get("rlimits"):
+            isolate.apply_rlimits(sandbox["rlimits"])
+            if sandbox.get("data"):
+                isolate.limit_data(int(sandbox["data"]))
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
@@ -144,6 +183,36 @@ def environment(request: dict[str, object], output: int, ready: int, fork_server
         with contextlib.suppress(Exception):
             stream.flush()
     return code
+
+
+def isolated(
+    request: dict[str, object],
+    sandbox: dict[str, object],
+    output: int,
+    ready: int,
+    control: socket.socket,
+) -> None:
+    """PID 1 of the environment's namespace: set the sandbox up, then fork the runtime,
+    which returns from here; this process stays as its init and never returns."""
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    os.dup2(output, 1)  # what goes wrong from here is the environment's to say
+    os.dup2(output, 2)
+    request_id = request["id"]
+
+    def announce(api: socket.socket | None) -> isolate.Report:
+        if api is not None:
+            socket.send_fds(control, [json.dumps({"api": request_id}).encode()], [api.fileno()])
+        os.write(ready, b"1")  # fails if the fork server is gone: its death signal came late
+        os.close(ready)
+
+        def report(code: int) -> None:
+            with contextlib.suppress(OSError):
+                send(control, {"status": request_id, "code": code})
+
+        return report
+
+    isolate.enter(sandbox, announce, keep=(control.fileno(),))
 
 
 def _exit_code(code: object) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from lamina.sandbox import launch
+from lamina.sandbox import isolation, launch
 from lamina.sandbox.runtime_api import (
     ACCEPTED,
     RESPONSE_LIMIT,
@@ -40,6 +40,13 @@ log = logging.getLogger("lamina.sandbox")
 INIT_LIMIT_S = 10.0
 LINE_LIMIT = 256 * 1024  # longer lines are cut: a flood cannot grow a buffer without end
 READ_SIZE = 64 * 1024
+# Output kept per invocation (and for init): its first LOG_LIMIT bytes and its last
+# LOG_TAIL; what lies between is dropped as it is read, and one line says how much. A
+# function printing without end costs Lamina neither memory nor the function's other log
+# lines, and its last lines (an error, as a rule) are still there.
+LOG_LIMIT = 1024 * 1024
+LOG_TAIL = 16 * 1024
+SKIP_READ = 256 * 1024
 MEMORY_READ_S = 0.25  # how stale a REPORT's Max Memory Used may be under load
 
 
@@ -99,6 +106,7 @@ class Environment:
         self.invocations = 0
         self.last_used = 0.0
         self.process: launch.ProcessHandle | None = None
+        self.sandbox: isolation.Sandbox | None = None
         self._api = RuntimeApiServer(self)
         self._ready: asyncio.Future[Outcome | None] | None = None
         self._deliver: Deliver | None = None  # the runtime waits in GET /next
@@ -111,6 +119,9 @@ class Environment:
         self._memory_mb = 0
         self._memory_read_at = -MEMORY_READ_S
         self._partial = b""
+        self._log_room = LOG_LIMIT
+        self._log_skipped = 0  # bytes read past the limit
+        self._log_tail = bytearray()  # the last LOG_TAIL of them
         self._init_request_id = ""
 
     @property
@@ -118,11 +129,15 @@ class Environment:
         return self.process.pid if self.process else None
 
     def max_memory_mb(self) -> int:
-        """Peak resident memory of the environment's process (VmHWM), in MB.
+        """Peak memory of the environment, in MB: its cgroup's peak when it has one, else
+        the peak resident memory of its process (VmHWM).
 
         /proc/<pid>/status costs the kernel a walk of the process's memory map: under load
         it is read at most every MEMORY_READ_S per environment, in between the last figure
         stands (a peak only grows, so it is a lower bound that lags by at most that)."""
+        if self.sandbox is not None and self.sandbox.cgroup is not None:
+            self._memory_mb = self.sandbox.peak_memory_mb() or self._memory_mb
+            return self._memory_mb
         now = time.monotonic()
         if self._status_fd < 0 or now - self._memory_read_at < MEMORY_READ_S:
             return self._memory_mb
@@ -146,8 +161,13 @@ class Environment:
         self._init_request_id = request_id
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
-        address = await self._api.start()
         self.scratch.mkdir(parents=True, exist_ok=True)
+        try:
+            sandbox = self.sandbox = isolation.current().prepare(self.id, self.image, self.scratch)
+        except OSError as exc:
+            await self.stop()
+            return Outcome.error("Runtime.Unknown", f"Could not isolate the environment: {exc}")
+        address = sandbox.runtime_api() or await self._api.start()
         plan = launch.build(
             self.image,
             python=self.python,
@@ -155,6 +175,9 @@ class Environment:
             init_type=self.init_type,
             log_stream=self.log_stream,
             scratch=self.scratch,
+            task_root=sandbox.task_root,
+            tmp_dir=sandbox.tmp_dir if sandbox.namespaces else None,
+            sandbox=sandbox.spec,
         )
         if self.image.runtime in launch.CUSTOM_RUNTIMES and not os.access(
             self.image.code_dir / "bootstrap", os.X_OK
@@ -180,6 +203,9 @@ class Environment:
             os.close(write_fd)  # the process has its own copy
         self._read_fd = read_fd
         os.set_blocking(read_fd, False)
+        api_socket = getattr(self.process, "api_socket", None)
+        if api_socket is not None:  # a private network: serve the API made inside it
+            await self._api.start(sock=api_socket)
         with contextlib.suppress(OSError):
             self._status_fd = os.open(f"/proc/{self.process.pid}/status", os.O_RDONLY)
         loop.add_reader(read_fd, self._drain_output)
@@ -193,6 +219,8 @@ class Environment:
                 "Sandbox.Timedout", f"Init phase timed out after {INIT_LIMIT_S:.2f} seconds"
             )
         self.init_duration_ms = (time.monotonic() - started) * 1000
+        self._drain_output()
+        self._note_dropped()
         if failure is not None:
             await self.stop()
             return failure
@@ -204,6 +232,8 @@ class Environment:
         assert self.state is State.READY
         self.state = State.BUSY
         self.invocations += 1
+        self._note_dropped()  # of what it printed while idle
+        self._log_room = LOG_LIMIT
         loop = asyncio.get_running_loop()
         self._outcome = outcome_future = loop.create_future()
         self._current = invocation
@@ -220,6 +250,7 @@ class Environment:
         finally:
             deadline.cancel()
         self._drain_output()
+        self._note_dropped()
         self._flush_partial()  # a last line without a newline belongs to this invocation
         self._current = None
         self._pending = None
@@ -256,6 +287,8 @@ class Environment:
                 await self._exit_watch
         if already:
             return
+        if self.sandbox is not None:
+            await self.sandbox.release()  # its cgroup, once its processes are gone
         self._drain_output()
         self._close_output()
         self._api.close()
@@ -272,8 +305,9 @@ class Environment:
         # As AWS (Go) words it: "exit status 1", "signal: killed", "signal: segmentation fault".
         reason = f"exit status {code}" if code >= 0 else f"signal: {_signal_text(-code)}"
         request_id = self._current.request_id if self._current else self._init_request_id
+        oom = self.sandbox is not None and self.sandbox.out_of_memory()
         outcome = Outcome.error(
-            "Runtime.ExitError",
+            "Runtime.OutOfMemory" if oom else "Runtime.ExitError",
             f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
         )
         outcome.fatal = True
@@ -288,12 +322,17 @@ class Environment:
 
     # Output -----------------------------------------------------------------------------
     def _drain_output(self) -> None:
-        """Read whatever the process has written, line by line, without blocking."""
+        """Read whatever the process has written, line by line, without blocking; past the
+        invocation's LOG_LIMIT, keep only its last LOG_TAIL bytes."""
         if self._read_fd < 0:
             return
         while True:
+            if self._log_room <= 0:
+                if not self._skip():
+                    return
+                continue
             try:
-                chunk = os.read(self._read_fd, READ_SIZE)
+                chunk = os.read(self._read_fd, min(READ_SIZE, self._log_room))
             except BlockingIOError:
                 return
             except OSError:
@@ -301,6 +340,7 @@ class Environment:
             if not chunk:
                 self._close_output()
                 return
+            self._log_room -= len(chunk)
             data = self._partial + chunk
             *lines, self._partial = data.split(b"\n")
             for line in lines:
@@ -308,6 +348,44 @@ class Environment:
             if len(self._partial) > LINE_LIMIT:
                 self.output(self._partial[:LINE_LIMIT].decode("utf-8", "replace"))
                 self._partial = b""
+
+    def _skip(self) -> bool:
+        """Read past the limit, keeping the last LOG_TAIL bytes; False when nothing is left
+        to read for now."""
+        try:
+            chunk = os.read(self._read_fd, SKIP_READ)
+        except BlockingIOError:
+            return False
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._close_output()
+            return False
+        if not self._log_skipped:
+            self._flush_partial()  # the line the limit cut
+        self._log_skipped += len(chunk)
+        self._log_tail += chunk[-LOG_TAIL:]
+        del self._log_tail[:-LOG_TAIL]
+        return True
+
+    def _note_dropped(self) -> None:
+        """After an invocation went past the limit: say how much was dropped, then its last
+        lines (the last one, unfinished, waits in the partial line as usual)."""
+        if not self._log_skipped:
+            return
+        tail = bytes(self._log_tail)
+        if self._log_skipped > len(tail):  # the tail starts mid-line: from its next line
+            tail = tail[tail.find(b"\n") + 1 :] if b"\n" in tail else b""
+        dropped = self._log_skipped - len(tail)
+        self._log_skipped = 0
+        self._log_tail.clear()
+        self.output(
+            f"[Lamina] {dropped} bytes of output dropped: more than {LOG_LIMIT} bytes in one "
+            "invocation (its first ones and its last lines are kept)"
+        )
+        *lines, self._partial = tail.split(b"\n")
+        for line in lines:
+            self.output(line[:LINE_LIMIT].decode("utf-8", "replace"))
 
     def _flush_partial(self) -> None:
         if self._partial:

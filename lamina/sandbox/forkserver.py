@@ -21,14 +21,15 @@ What a fork shares with its siblings and a spawn would not: the interpreter's ha
 (`PYTHONHASHSEED`) and whatever the runtime imported before the fork (standard library
 modules only; the function's modules are always imported after it).
 
-How isolation joins (the isolation issue): the Launcher is the seam. An isolating
-launcher keeps this protocol and adds to the child's side of the fork, before it
-signals ready: `unshare()` of the mount, PID, IPC, UTS and network namespaces (the
-fork server itself started under `bwrap`/`unshare` with the read-only root and the
-runtime's files, so each environment gets a private /tmp bind-mounted from its scratch
-directory), joining the environment's cgroup (Lamina creates it and passes its
-`cgroup.procs` descriptor with the output pipe; or clone3 with CLONE_INTO_CGROUP), and
-setting rlimits. Lamina still learns a pid only once all of that is in place.
+Isolation: a request carries the environment's sandbox spec (sandbox/isolation.py). For
+the namespaces backend the fork server forks the child as PID 1 of a new PID namespace; it
+joins its cgroup, takes its other namespaces, builds its root and forks the runtime as PID
+2, which drops to the unprivileged user before the function's code is imported
+(lamina/runtimes/isolate.py). Lamina still learns a pid (the init's) only once all of that
+is in place. The init reports the runtime's exit status over this socket (`{"status": id,
+"code": c}`), and for a private network first passes the Runtime API's listening socket
+made inside it (`{"api": id}` with the descriptor). The process backend's rlimits are set
+in the child before it runs anything of the function.
 """
 
 from __future__ import annotations
@@ -75,15 +76,21 @@ def startup_sensitive(name: str) -> bool:
 
 
 class ForkedProcess:
-    """An environment forked by the fork server; its exit status arrives from there."""
+    """An environment forked by the fork server; its exit status arrives from there (for an
+    isolated one, the runtime's status as its init reported it)."""
 
     def __init__(self, pid: int, loop: asyncio.AbstractEventLoop) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self.api_socket: socket.socket | None = None
+        self.request_id = 0
+        self._status: int | None = None
         self._exited: asyncio.Future[int] = loop.create_future()
 
     def _exit(self, code: int) -> None:
         if self.returncode is None:
+            if self._status is not None:
+                code = self._status
             self.returncode = code
             self._exited.set_result(code)
 
@@ -101,6 +108,8 @@ class ForkServer:
         self._starting: asyncio.Task[None] | None = None
         self._requests: dict[int, asyncio.Future[ForkedProcess]] = {}
         self._children: dict[int, ForkedProcess] = {}
+        self._by_request: dict[int, ForkedProcess] = {}  # isolated ones report by request
+        self._api_sockets: dict[int, socket.socket] = {}  # private networks' Runtime APIs
         self._outbox: deque[tuple[bytes, int]] = deque()  # requests not sent yet
         self._writing = False  # waiting for the socket to take more
         self._ids = 0
@@ -192,7 +201,10 @@ class ForkServer:
         request_id = self._ids
         answer: asyncio.Future[ForkedProcess] = loop.create_future()
         self._requests[request_id] = answer
-        packet = json.dumps({"id": request_id, "env": plan.env, "cwd": str(plan.cwd)}).encode()
+        request: dict[str, Any] = {"id": request_id, "env": plan.env, "cwd": str(plan.cwd)}
+        if plan.sandbox:
+            request["sandbox"] = plan.sandbox
+        packet = json.dumps(request).encode()
         # The packet goes out in order with the others; `output` stays open meanwhile, as
         # the caller closes it only after the answer (which comes after the packet left).
         self._outbox.append((packet, output))
@@ -228,33 +240,53 @@ class ForkServer:
         sock = self._sock
         while sock is not None and sock is self._sock:
             try:
-                data = sock.recv(MAX_PACKET)
+                data, fds, _, _ = socket.recv_fds(sock, MAX_PACKET, 1)
             except BlockingIOError:
                 return
             except OSError:
-                data = b""
+                data, fds = b"", []
             if not data:
+                for fd in fds:
+                    os.close(fd)
                 self._lost()
                 return
-            self._handle(json.loads(data))
+            self._handle(json.loads(data), fds)
 
-    def _handle(self, message: dict[str, Any]) -> None:
+    def _handle(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        if fds and "api" in message:
+            self._api_sockets[message["api"]] = socket.socket(fileno=fds.pop())
+        for fd in fds or ():
+            os.close(fd)
         if "exit" in message:
             child = self._children.pop(message["exit"], None)
             if child is not None:
+                self._by_request.pop(child.request_id, None)
                 child._exit(message["code"])
+        elif "status" in message:
+            reported = self._by_request.get(message["status"])
+            if reported is not None:
+                reported._status = message["code"]
+        elif "api" in message:
+            pass
         elif "ready" in message:
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(message["ready"])
         else:
             answer = self._requests.pop(message["id"], None)
+            api = self._api_sockets.pop(message["id"], None)
             if "pid" in message:
                 child = ForkedProcess(message["pid"], asyncio.get_running_loop())
+                child.api_socket = api
+                child.request_id = message["id"]
                 self._children[child.pid] = child
+                self._by_request[message["id"]] = child
                 if answer is not None and not answer.done():
                     answer.set_result(child)
-            elif answer is not None and not answer.done():
-                answer.set_exception(OSError(message.get("error", "fork failed")))
+            else:
+                if api is not None:
+                    api.close()
+                if answer is not None and not answer.done():
+                    answer.set_exception(OSError(message.get("error", "fork failed")))
 
     def _lost(self) -> None:
         """The connection is gone: so is the fork server, and so are its environments."""
@@ -279,6 +311,10 @@ class ForkServer:
         for child in self._children.values():
             child._exit(-signal.SIGKILL)  # its parent-death signal
         self._children.clear()
+        self._by_request.clear()
+        for api in self._api_sockets.values():
+            api.close()
+        self._api_sockets.clear()
         self._ready = None
         self.pid = None
 

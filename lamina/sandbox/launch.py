@@ -4,28 +4,40 @@ Launcher that turns them into a process.
 Each environment has a directory of its own whose `tmp/` is its TMPDIR, kept across its
 warm invocations and removed with it. The process leads its own session and process
 group, so a timeout kills its whole tree, and gets a parent-death signal, so it never
-outlives Lamina even when Lamina is killed with SIGKILL. Namespaces and cgroups come with
-the isolation backend, as another Launcher (see sandbox/forkserver.py).
+outlives Lamina even when Lamina is killed with SIGKILL. Namespaces, cgroups and rlimits
+come with the isolation backend (sandbox/isolation.py) as `Launch.sandbox`, a spec that
+either launcher carries out in the child (lamina/runtimes/isolate.py).
 
 Launchers: `SpawnLauncher` execs the command (`setpriv --pdeathsig KILL -- python -u
-python_bootstrap.py`, or a custom runtime's `bootstrap`); `forkserver.ForkLauncher` forks
-Python environments from a fork server and hands everything else to a SpawnLauncher. The
-server installs the one it uses with `install()`; environments take `current()`.
+python_bootstrap.py`, or a custom runtime's `bootstrap`; isolated: as PID 1 of a new PID
+namespace, `isolate.py spawn` sets the sandbox up and execs the command in PID 2);
+`forkserver.ForkLauncher` forks Python environments from a fork server and hands
+everything else to a SpawnLauncher. The server installs the one it uses with `install()`;
+environments take `current()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import marshal
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 PYTHON_BOOTSTRAP = Path(__file__).resolve().parent.parent / "runtimes" / "python_bootstrap.py"
 CUSTOM_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
 SETPRIV = shutil.which("setpriv")  # util-linux: sets the parent-death signal, then execs
+PRLIMIT = shutil.which("prlimit")  # util-linux: sets rlimits, then execs
+ISOLATE = PYTHON_BOOTSTRAP.parent / "isolate.py"
+SETUP_LIMIT_S = 10.0  # an isolated environment's sandbox is set up within this
+SPAWN_DATA_BASE = 32 * 1024 * 1024  # RLIMIT_DATA of a spawned interpreter: its own start
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class FunctionImage:
     variables: dict[str, str] = field(default_factory=dict)
     revision: str = ""
     tracing: str = "PassThrough"  # TracingConfig Mode: Active or PassThrough
+    vpc_subnets: tuple[str, ...] = ()  # VpcConfig.SubnetIds: a private network when isolated
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class Launch:
     env: dict[str, str]
     cwd: Path
     python: str | None = None  # the interpreter, when this is Lamina's Python runtime
+    sandbox: dict[str, Any] | None = None  # the isolation spec (sandbox/isolation.py)
 
 
 class ProcessHandle(Protocol):
@@ -82,15 +96,60 @@ class Launcher(Protocol):
 
 class SpawnedProcess:
     """A child started by subprocess.Popen (which closes every other descriptor in it) and
-    reaped when its pidfd turns readable: no thread and no SIGCHLD handler per child."""
+    reaped when its pidfd turns readable: no thread and no SIGCHLD handler per child.
 
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+    An isolated one (PID 1 of its namespace) talks over `channel`: it says when its
+    sandbox is ready (with the Runtime API's socket of a private network), and reports the
+    runtime's exit status, which is the environment's (PID 1 cannot die of most signals)."""
+
+    def __init__(
+        self, popen: subprocess.Popen[bytes], channel: socket.socket | None = None
+    ) -> None:
         self._popen = popen
         self.pid = popen.pid
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int] = self._loop.create_future()
+        self.api_socket: socket.socket | None = None
+        self._channel = channel
+        self._status: int | None = None
+        self.ready: asyncio.Future[None] = self._loop.create_future()
+        if channel is None:
+            self.ready.set_result(None)
+        else:
+            channel.setblocking(False)
+            self._loop.add_reader(channel.fileno(), self._hear)
         self._pidfd = os.pidfd_open(popen.pid)  # fine even if it has exited already
         self._loop.add_reader(self._pidfd, self._reap)
+
+    def _hear(self) -> None:
+        channel = self._channel
+        while channel is not None:
+            try:
+                data, fds, _, _ = socket.recv_fds(channel, 4096, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                self._hang_up()
+                return
+            if data == b"ready":
+                if fds:
+                    self.api_socket = socket.socket(fileno=fds.pop())
+                if not self.ready.done():
+                    self.ready.set_result(None)
+            elif data.startswith(b"status "):
+                self._status = int(data[7:])
+            for fd in fds:
+                os.close(fd)
+
+    def _hang_up(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            self._loop.remove_reader(channel.fileno())
+            channel.close()
+        if not self.ready.done():
+            self.ready.set_result(None)  # it died setting up: its exit says the rest
 
     @property
     def returncode(self) -> int | None:
@@ -104,6 +163,10 @@ class SpawnedProcess:
         if pid == 0:
             return
         code = os.waitstatus_to_exitcode(status)
+        self._hear()  # the runtime's status, sent before its init exited
+        self._hang_up()
+        if self._status is not None:
+            code = self._status
         self._popen.returncode = code
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
@@ -137,6 +200,68 @@ def spawn_process(
     return SpawnedProcess(popen)
 
 
+_pid_namespace: Any = None
+
+
+def _new_pid_namespace() -> Any:
+    """A context in which this thread's next child is PID 1 of a new PID namespace."""
+    global _pid_namespace
+    if _pid_namespace is None:
+        from lamina.runtimes.isolate import PidNamespace
+
+        _pid_namespace = PidNamespace()
+    return _pid_namespace
+
+
+async def spawn_isolated(plan: Launch, output: int) -> SpawnedProcess:
+    """Start `plan` in its sandbox: `isolate.py spawn` as PID 1 of a new PID namespace
+    (with only the variables an interpreter needs: the function's are for the runtime),
+    back once the sandbox is set up or the process is gone."""
+    assert plan.sandbox is not None
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.send(marshal.dumps({**plan.sandbox, "argv": plan.argv, "env": plan.env}))
+    argv = [sys.executable, "-I", "-S", str(ISOLATE), "spawn", str(theirs.fileno())]
+    try:
+        with _new_pid_namespace():
+            popen = subprocess.Popen(
+                argv,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                pass_fds=(theirs.fileno(),),
+                close_fds=True,
+                start_new_session=True,
+            )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    process = SpawnedProcess(popen, ours)
+    try:
+        async with asyncio.timeout(SETUP_LIMIT_S):
+            await asyncio.shield(process.ready)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        raise
+    return process
+
+
+def limited_argv(plan: Launch) -> list[str]:
+    """The process backend's rlimits for a spawned command (util-linux's prlimit)."""
+    spec = plan.sandbox or {}
+    if PRLIMIT is None or not spec.get("rlimits"):
+        return plan.argv
+    limits = dict(spec["rlimits"])
+    if spec.get("data"):
+        limits["DATA"] = int(spec["data"]) + SPAWN_DATA_BASE
+    options = [f"--{name.lower()}={value}" for name, value in limits.items()]
+    return [PRLIMIT, *options, "--", *plan.argv]
+
+
 class SpawnLauncher:
     """Every environment a new program: fork + exec of `plan.argv`."""
 
@@ -144,7 +269,10 @@ class SpawnLauncher:
         return None
 
     async def spawn(self, plan: Launch, output: int) -> ProcessHandle:
-        return spawn_process(plan.argv, env=plan.env, cwd=plan.cwd, output=output)
+        if plan.sandbox and plan.sandbox.get("root"):
+            return await spawn_isolated(plan, output)
+        argv = limited_argv(plan) if plan.sandbox else plan.argv
+        return spawn_process(argv, env=plan.env, cwd=plan.cwd, output=output)
 
     async def close(self) -> None:
         return None
@@ -172,14 +300,19 @@ def current() -> Launcher:
     return _launcher
 
 
-def runtime_argv(image: FunctionImage, python: str) -> list[str]:
+def runtime_argv(image: FunctionImage, python: str, task_root: Path | None = None) -> list[str]:
     if image.runtime in CUSTOM_RUNTIMES:
-        return [str(image.code_dir / "bootstrap")]
+        return [str((task_root or image.code_dir) / "bootstrap")]
     return [python, "-u", str(PYTHON_BOOTSTRAP)]
 
 
 def environment_variables(
-    image: FunctionImage, runtime_api: str, init_type: str, log_stream: str, tmp_dir: Path
+    image: FunctionImage,
+    runtime_api: str,
+    init_type: str,
+    log_stream: str,
+    tmp_dir: Path,
+    task_root: Path | None = None,
 ) -> dict[str, str]:
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin",
@@ -187,7 +320,7 @@ def environment_variables(
         "TZ": ":UTC",
         **image.variables,
         "_HANDLER": image.handler,
-        "LAMBDA_TASK_ROOT": str(image.code_dir),
+        "LAMBDA_TASK_ROOT": str(task_root or image.code_dir),
         "LAMBDA_RUNTIME_DIR": str(PYTHON_BOOTSTRAP.parent),
         "AWS_LAMBDA_RUNTIME_API": runtime_api,
         "AWS_REGION": image.region,
@@ -214,13 +347,21 @@ def build(
     init_type: str,
     log_stream: str,
     scratch: Path,
+    task_root: Path | None = None,
+    tmp_dir: Path | None = None,
+    sandbox: dict[str, Any] | None = None,
 ) -> Launch:
-    """The command and variables that start one environment in its directory `scratch`."""
-    tmp_dir = scratch / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    argv = runtime_argv(image, python)
+    """The command and variables that start one environment in its directory `scratch`.
+
+    `task_root` and `tmp_dir` are the code's and /tmp's paths as the environment sees them
+    (default: the code directory and `scratch/tmp`); `sandbox` the isolation spec."""
+    if tmp_dir is None:
+        tmp_dir = scratch / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+    task_root = task_root or image.code_dir
+    argv = runtime_argv(image, python, task_root)
     if SETPRIV is not None:
         argv = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
-    env = environment_variables(image, runtime_api, init_type, log_stream, tmp_dir)
+    env = environment_variables(image, runtime_api, init_type, log_stream, tmp_dir, task_root)
     custom = image.runtime in CUSTOM_RUNTIMES
-    return Launch(argv, env, image.code_dir, python=None if custom else python)
+    return Launch(argv, env, task_root, python=None if custom else python, sandbox=sandbox)

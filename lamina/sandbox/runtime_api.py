@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -231,11 +232,16 @@ class RuntimeApiServer:
         self._server: asyncio.Server | None = None
         self.address = ""
 
-    async def start(self, host: str = "127.0.0.1") -> str:
+    async def start(self, host: str = "127.0.0.1", sock: socket.socket | None = None) -> str:
+        """Listen on a free port of `host`, or serve on `sock`, a listening socket made in
+        the environment's own network namespace (its address is the same inside)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), host, 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.address = f"{host}:{port}"
+        if sock is not None:
+            self._server = await loop.create_server(lambda: _Connection(self), sock=sock)
+        else:
+            self._server = await loop.create_server(lambda: _Connection(self), host, 0)
+        name = self._server.sockets[0].getsockname()
+        self.address = f"{name[0]}:{name[1]}"
         return self.address
 
     def close(self) -> None:

@@ -1,0 +1,365 @@
+"""Isolation backends: what contains an execution environment, chosen when the server starts.
+
+  namespaces  each environment in PID, mount, IPC, UTS and cgroup namespaces of its own
+              (and a network namespace for a function with VpcConfig.SubnetIds), with a
+              cgroup limiting its memory (MemorySize; an out-of-memory kill ends it as
+              Runtime.OutOfMemory), its processes and its CPU weight; a private tmpfs /tmp of
+              EphemeralStorage size; its code read-only at /var/task; nothing else of the
+              host's files but its system directories, read-only; an unprivileged user.
+              Needs root (CAP_SYS_ADMIN) and cgroups with the memory and pids controllers.
+  process     the fallback: a plain process with rlimits (data size ≈ MemorySize, file size
+              = EphemeralStorage, 1,024 descriptors, no core dumps).
+  none        a plain process, nothing limited.
+
+`auto` (the default) takes namespaces where the host allows them and says why not
+otherwise (`lamina doctor` explains). The child's side is lamina/runtimes/isolate.py; an
+environment's sandbox is described to it by a JSON spec, carried by `Launch.sandbox`
+through either launcher (forked by the fork server, or spawned).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pwd
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lamina.sandbox import cgroups as cg
+from lamina.sandbox.launch import PYTHON_BOOTSTRAP, FunctionImage
+
+log = logging.getLogger("lamina.sandbox")
+
+ISOLATE = PYTHON_BOOTSTRAP.parent / "isolate.py"
+CHOICES = ("auto", "namespaces", "process", "none")
+UID, GID = 993, 990  # Lambda's sbx_user1051
+API_PORT = 9001  # the Runtime API's port inside a private network, as on Lambda
+PIDS_MAX = 1024  # processes and threads per environment (Lambda's limit)
+NOFILE = 1024  # descriptors per process (Lambda's limit)
+SERVER_PREFIX = "lamina-"
+RELEASE_PATIENCE_S = 5.0  # how long a busy cgroup is retried before it is left to the janitor
+# The process backend's RLIMIT_DATA: MemorySize on top of what a forked child has mapped,
+# or this much more for a spawned interpreter's own start.
+SPAWN_DATA_BASE = 32 * 1024 * 1024  # a spawned interpreter's own data, added to MemorySize
+
+TASK_ROOT = Path("/var/task")
+
+
+class IsolationUnavailable(Exception):
+    """The isolation asked for cannot be had here (the message says why)."""
+
+
+@dataclass
+class Sandbox:
+    """One environment's share of its backend: what the launcher hands the child, what the
+    environment reads back (peak memory, out of memory), what goes when it goes."""
+
+    spec: dict[str, Any] | None  # for lamina/runtimes/isolate.py (None: a plain process)
+    task_root: Path  # LAMBDA_TASK_ROOT and cwd, as the function sees it
+    tmp_dir: Path  # TMPDIR, as the function sees it
+    private_network: bool = False  # the Runtime API is served on a socket made inside
+    cgroup: cg.Cgroup | None = None
+    backend: Backend | None = None
+    _oom_before: int = 0
+
+    @property
+    def namespaces(self) -> bool:
+        return bool(self.spec and self.spec.get("root"))
+
+    def runtime_api(self) -> str | None:
+        """The Runtime API's address inside a private network (else None: Lamina's own)."""
+        return f"127.0.0.1:{API_PORT}" if self.private_network else None
+
+    def peak_memory_mb(self) -> int | None:
+        if self.cgroup is None:
+            return None
+        return -(-self.cgroup.peak_bytes() // (1024 * 1024))
+
+    def out_of_memory(self) -> bool:
+        return self.cgroup is not None and self.cgroup.oom_kills() > self._oom_before
+
+    async def release(self) -> None:
+        """Remove the environment's cgroup once its processes are gone (called after its
+        init was reaped: the rest of its PID namespace is being killed by the kernel)."""
+        cgroup, self.cgroup = self.cgroup, None
+        if cgroup is None:
+            return
+        deadline = time.monotonic() + RELEASE_PATIENCE_S
+        delay = 0.001
+        while not cgroup.remove():
+            if time.monotonic() > deadline:
+                log.warning("cgroup %s still busy; left to the janitor", cgroup.procs_files[0])
+                return
+            for pid in cgroup.members():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, 9)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+@dataclass
+class Backend:
+    """An isolation backend: its name, why it was chosen, what it does not enforce."""
+
+    name: str
+    reason: str
+    cannot: tuple[str, ...] = ()
+    cgroups: cg.Cgroups | None = None
+    binds: tuple[str, ...] = ()
+    _janitor: subprocess.Popen[bytes] | None = None
+    _janitor_pipe: int = -1
+    _closed: bool = field(default=False)
+
+    def describe(self) -> str:
+        text = f"isolation: {self.name} ({self.reason})"
+        if self.cannot:
+            text += "; not enforced: " + "; ".join(self.cannot)
+        return text
+
+    def prepare(self, env_id: str, image: FunctionImage, scratch: Path) -> Sandbox:
+        """The sandbox of a new environment whose directory is `scratch` (made already)."""
+        vpc = bool(image.vpc_subnets)
+        if self.name == "none":
+            return Sandbox(None, image.code_dir, scratch / "tmp", backend=self)
+        if self.name == "process":
+            limits = {"FSIZE": image.ephemeral_mb * 1024 * 1024, "NOFILE": NOFILE, "CORE": 0}
+            spec = {"rlimits": limits, "data": image.memory_mb * 1024 * 1024}
+            return Sandbox(spec, image.code_dir, scratch / "tmp", backend=self)
+        assert self.cgroups is not None
+        _readable(image.code_dir)
+        root = scratch / "root"
+        root.mkdir(exist_ok=True)
+        cgroup = self.cgroups.create(env_id, image.memory_mb, PIDS_MAX)
+        spec = {
+            "root": str(root),
+            "task": str(image.code_dir),
+            "tmp_mb": image.ephemeral_mb,
+            "binds": list(self.binds),
+            "net": vpc,
+            "api_port": API_PORT,
+            "uid": UID,
+            "gid": GID,
+            "rlimits": {"NOFILE": NOFILE, "CORE": 0},
+            "cgroups": cgroup.procs_files,
+        }
+        return Sandbox(
+            spec,
+            TASK_ROOT,
+            Path("/tmp"),
+            private_network=vpc,
+            cgroup=cgroup,
+            backend=self,
+            _oom_before=cgroup.oom_kills(),
+        )
+
+    def start_janitor(self) -> None:
+        """A process that removes the server's cgroups if the server dies without doing it
+        (SIGKILL): it waits for the end of a pipe only this server holds."""
+        if self.cgroups is None:
+            return
+        reader, writer = os.pipe()
+        try:
+            self._janitor = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(ISOLATE), "janitor", str(reader),
+                 *self.cgroups.base_dirs],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(reader,),
+                close_fds=True,
+                start_new_session=True,
+            )  # fmt: skip
+        except OSError as exc:
+            os.close(writer)
+            log.warning("no janitor for cgroups (%s): a crash would leave them behind", exc)
+            return
+        finally:
+            os.close(reader)
+        os.set_inheritable(writer, False)
+        self._janitor_pipe = writer
+
+    def close(self) -> None:
+        """After every environment is gone: remove the base cgroups, let the janitor go."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.cgroups is not None:
+            self.cgroups.close()
+        if self._janitor_pipe >= 0:
+            os.close(self._janitor_pipe)  # the janitor finds nothing left and exits
+            self._janitor_pipe = -1
+        if self._janitor is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._janitor.wait(1.0)
+
+
+def _readable(code_dir: Path) -> None:
+    """The unprivileged user must be able to enter the code directory (a staging directory
+    is made 0700); the files in it are made readable by the extraction."""
+    with contextlib.suppress(OSError):
+        mode = code_dir.stat().st_mode
+        if mode & 0o005 != 0o005:
+            code_dir.chmod(mode | 0o755)
+
+
+# Choosing -----------------------------------------------------------------------------------
+@dataclass
+class Diagnosis:
+    """What `lamina doctor` prints and what `choose` decides from."""
+
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)  # name, ok, detail
+    namespaces_ok: bool = False
+    cgroups: cg.Cgroups | None = None
+    why_not: str = ""
+    binds: list[str] = field(default_factory=list)
+
+    def add(self, name: str, ok: bool, detail: str = "") -> None:
+        self.checks.append((name, ok, detail))
+
+
+PROCESS_CANNOT = (
+    "Runtime.OutOfMemory (an allocation past ~MemorySize fails with MemoryError/ENOMEM "
+    "instead, and Max Memory Used is the runtime process's own peak)",
+    "a private /tmp of EphemeralStorage size (TMPDIR is a directory of its own; only one "
+    "file is capped at that size)",
+    "PID, mount and network namespaces: an environment can see other processes and "
+    "files, and a VPC function keeps the host's network",
+    "an unprivileged user (functions run as Lamina's user)",
+    "a process limit (a fork bomb is not contained) and CPU weight",
+    "killing processes that leave the environment's process group on timeout",
+)
+
+
+def interpreter_prefixes(python: str) -> list[str]:
+    """Directories an interpreter needs (its prefix and base prefix, resolved)."""
+    found = {sys.prefix, sys.base_prefix} if python == sys.executable else set()
+    if not found:
+        try:
+            out = subprocess.run(
+                [python, "-I", "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout
+            found = set(out.split())
+        except (OSError, subprocess.SubprocessError):
+            found = set()
+    found.add(str(Path(os.path.realpath(python)).parent.parent))
+    return sorted({os.path.realpath(path) for path in found})
+
+
+def diagnose(python: str, server: str | None = None) -> Diagnosis:
+    """Check, step by step, whether environments can have namespaces and cgroups here.
+    With `server`, the server's base cgroup is made and kept in `cgroups`."""
+    found = Diagnosis()
+    euid = os.geteuid()
+    advice = "" if euid == 0 else ": namespaces and cgroups need root (CAP_SYS_ADMIN)"
+    found.add("root", euid == 0, f"euid {euid}{advice}")
+    try:
+        owner = pwd.getpwuid(UID).pw_name
+        found.add(f"uid {UID} unused on the host", False, f"it is {owner}'s: functions share it")
+    except KeyError:
+        found.add(f"uid {UID} unused on the host", True, "functions run as it (sbx_user1051)")
+    binds = [*interpreter_prefixes(sys.executable), *interpreter_prefixes(python),
+             str(PYTHON_BOOTSTRAP.parent)]  # fmt: skip
+    spec = {"uid": UID, "gid": GID, "binds": binds, "tmp_mb": 1, "rlimits": {}}
+    steps: dict[str, Any] = {}
+    if euid == 0:
+        try:
+            out = subprocess.run(
+                [sys.executable, "-I", "-S", str(ISOLATE), "probe", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                cwd="/",
+            )
+            steps = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
+            if not steps:
+                steps = {"probe": (out.stderr.strip().splitlines() or ["no answer"])[-1]}
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            steps = {"probe": str(exc)}
+    for name in ("pid namespace", "mount, ipc, uts, cgroup namespaces", "network namespace",
+                 "filesystem (tmpfs, binds, /proc, pivot_root)", "unprivileged user"):  # fmt: skip
+        value = steps.get(name)
+        if value is True:
+            found.add(name, True)
+        elif value is not None:
+            found.add(name, False, str(value))
+    if "probe" in steps:
+        found.add("probe", False, str(steps["probe"]))
+    namespaces = euid == 0 and all(
+        steps.get(name) is True
+        for name in ("pid namespace", "mount, ipc, uts, cgroup namespaces", "network namespace",
+                     "filesystem (tmpfs, binds, /proc, pivot_root)", "unprivileged user")
+    )  # fmt: skip
+    name = server or f"{SERVER_PREFIX}doctor-{os.getpid()}"
+    cgroups: cg.Cgroups | None = None
+    if euid == 0:
+        try:
+            cgroups = cg.open_cgroups(name)
+            detail = f"v{cgroups.version}: {', '.join(cgroups.controllers)} under " + ", ".join(
+                str(Path(path).parent) for path in cgroups.base_dirs
+            )
+            if "cpu" not in cgroups.bases:
+                detail += " (no cpu controller: CPU weight not applied)"
+            found.add("cgroups", True, detail)
+        except cg.CgroupsUnavailable as exc:
+            found.add("cgroups", False, str(exc))
+    else:
+        found.add("cgroups", False, "not root")
+    if cgroups is not None and server is None:
+        cgroups.close()
+    found.namespaces_ok = namespaces and cgroups is not None
+    found.cgroups = cgroups if server is not None else None
+    advisory = f"uid {UID} unused on the host"
+    failed = [f"{n}: {d}" if d else n for n, ok, d in found.checks if not ok and n != advisory]
+    found.why_not = "; ".join(failed)
+    found.binds = binds
+    return found
+
+
+def choose(requested: str, python: str) -> Backend:
+    """The backend for `--isolation requested`; raise IsolationUnavailable when
+    `namespaces` is asked for and cannot be had."""
+    if requested not in CHOICES:
+        raise IsolationUnavailable(f"unknown isolation {requested!r} (one of {', '.join(CHOICES)})")
+    if requested == "none":
+        return Backend("none", "asked for", cannot=("nothing is limited or isolated",))
+    if requested == "process":
+        return Backend("process", "asked for", cannot=PROCESS_CANNOT)
+    found = diagnose(python, server=f"{SERVER_PREFIX}{os.getpid()}")
+    if found.namespaces_ok:
+        assert found.cgroups is not None
+        cg.sweep(SERVER_PREFIX, found.cgroups)
+        cgroups = found.cgroups
+        reason = (
+            f"cgroup v{cgroups.version} {', '.join(cgroups.controllers)}; pid, mount, ipc, uts, "
+            "cgroup namespaces; network namespaces for VPC functions"
+        )
+        backend = Backend("namespaces", reason, cgroups=cgroups, binds=tuple(found.binds))
+        backend.start_janitor()
+        return backend
+    if found.cgroups is not None:
+        found.cgroups.close()
+    if requested == "namespaces":
+        raise IsolationUnavailable(f"namespaces isolation is not available: {found.why_not}")
+    return Backend("process", f"fallback: {found.why_not}", cannot=PROCESS_CANNOT)
+
+
+_backend = Backend("none", "not chosen yet", cannot=("nothing is limited or isolated",))
+
+
+def install(backend: Backend) -> Backend:
+    global _backend
+    previous, _backend = _backend, backend
+    return previous
+
+
+def current() -> Backend:
+    return _backend
