@@ -159,3 +159,28 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def pid_namespace(pid: int | str = "self") -> int:
+    """The inode of a process's PID namespace (0 if it is gone)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def environment_pids(server_pid: int, reported: Mapping[str, int]) -> set[int]:
+    """Host pids of the environment whose function reported {"pid": os.getpid(), "ns":
+    its PID namespace's inode}: that pid when it shares the test's PID namespace (no
+    isolation), else every descendant of the server in that namespace."""
+    if reported["ns"] == pid_namespace():
+        return {reported["pid"]}
+    return {pid for pid in descendants(server_pid) if pid_namespace(pid) == reported["ns"]}

@@ -3,6 +3,10 @@
 Each test runs twice: against a server that forks Python environments from its fork
 server (the default) and against one started with LAMINA_FORK_SERVER=0, which starts a
 new interpreter per environment. Both must give a function the same world.
+
+These tests compare the two paths at the level of host processes (the pids a function
+reports, its files under the test's directories), so their servers run with
+`--isolation none`; tests/e2e/test_isolation.py runs both paths under namespaces.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ MODES = ["fork", "spawn"]
 
 
 def start_server(directory: Path, mode: str, *args: str) -> Server:
-    env = {"LAMINA_FORK_SERVER": "1" if mode == "fork" else "0"}
+    env = {"LAMINA_FORK_SERVER": "1" if mode == "fork" else "0", "LAMINA_ISOLATION": "none"}
     return Server(directory / "data", args=list(args), env=env).start()
 
 
@@ -399,7 +403,7 @@ def test_a_killed_fork_server_is_replaced(tmp_path: Path) -> None:
 
 
 def test_no_fork_server_flag(tmp_path: Path) -> None:
-    server = Server(tmp_path / "data", args=["--no-fork-server"]).start()
+    server = Server(tmp_path / "data", args=["--no-fork-server", "--isolation", "none"]).start()
     try:
         python_function(server.client(), "flagged", PROBE)
         assert server.process is not None

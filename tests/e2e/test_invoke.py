@@ -1,4 +1,10 @@
-"""Invocation end to end: real `lamina serve`, real boto3, real processes (issue 3)."""
+"""Invocation end to end: real `lamina serve`, real boto3, real processes (issue 3).
+
+These tests follow environments by the host pids their functions report and share files
+with them through the test's directories, so their servers run with `--isolation none`
+(under namespaces a function has a PID namespace and a filesystem of its own);
+tests/e2e/test_isolation.py covers timeouts, crashes and reuse under namespaces.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +51,16 @@ def handler(event, context):
     time.sleep(event.get("sleep", 0))
     return {"pid": os.getpid()}
 """
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("lamina") / "data", args=["--isolation", "none"])
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 # Helpers -----------------------------------------------------------------------------
@@ -303,7 +319,10 @@ def test_five_concurrent_invokes_run_in_five_environments(server: Server) -> Non
 @pytest.fixture(scope="module")
 def quick_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose idle environments are reclaimed after one second."""
-    running = Server(tmp_path_factory.mktemp("keepalive") / "data", args=["--keep-alive", "1"])
+    running = Server(
+        tmp_path_factory.mktemp("keepalive") / "data",
+        args=["--keep-alive", "1", "--isolation", "none"],
+    )
     running.start()
     try:
         yield running

@@ -1,4 +1,8 @@
-"""Stopping the server leaves no process behind: SIGTERM (graceful) and SIGKILL (crash)."""
+"""Stopping the server leaves no process behind: SIGTERM (graceful) and SIGKILL (crash).
+
+Under any isolation: an environment is found among the server's descendants by the pid
+and PID namespace its function reports (tests.helpers.environment_pids).
+"""
 
 from __future__ import annotations
 
@@ -15,20 +19,23 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.helpers import Server, alive, descendants, python_function
+from tests.helpers import (
+    Server,
+    alive,
+    command_line,
+    descendants,
+    environment_pids,
+    python_function,
+)
 
 WORKER = """
-import json, os, subprocess, time
+import os, subprocess, time
 
 def handler(event, context):
-    if "dir" in event:
-        child = subprocess.Popen(["sleep", "120"])
-        path = os.path.join(event["dir"], "busy.json")
-        with open(path + ".part", "w") as out:
-            json.dump({"runtime": os.getpid(), "child": child.pid}, out)
-        os.rename(path + ".part", path)
+    if event.get("child"):
+        subprocess.Popen(["sleep", "120"])
     time.sleep(event.get("sleep", 0))
-    return {"pid": os.getpid()}
+    return {"pid": os.getpid(), "ns": os.stat("/proc/self/ns/pid").st_ino}
 """
 
 
@@ -42,8 +49,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
 
 
 def invoke_concurrently(server: Server, name: str, count: int, sleep: float) -> list[int]:
-    """`count` simultaneous invokes, so that `count` environments exist; their pids."""
-    pids: list[int] = []
+    """`count` simultaneous invokes, so that `count` environments exist; their host pids."""
+    reported: list[dict[str, int]] = []
     barrier = threading.Barrier(count)
 
     def run() -> None:
@@ -51,16 +58,23 @@ def invoke_concurrently(server: Server, name: str, count: int, sleep: float) -> 
         response = server.client().invoke(
             FunctionName=name, Payload=json.dumps({"sleep": sleep}).encode()
         )
-        pids.append(json.loads(response["Payload"].read())["pid"])
+        reported.append(json.loads(response["Payload"].read()))
 
     threads = [threading.Thread(target=run) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert len(pids) == count
-    assert len(set(pids)) == count
-    return pids
+    assert len(reported) == count
+    assert len({(each["ns"], each["pid"]) for each in reported}) == count
+    assert server.process is not None
+    pids = [environment_pids(server.process.pid, each) for each in reported]
+    assert all(pids)
+    return [pid for each in pids for pid in each]
+
+
+def sleepers(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if command_line(pid) == "sleep 120"}
 
 
 @pytest.fixture
@@ -72,7 +86,7 @@ def fresh(tmp_path: Path) -> Iterator[Server]:
         server.kill()
 
 
-def test_sigterm_stops_every_environment(fresh: Server, tmp_path: Path) -> None:
+def test_sigterm_stops_every_environment(fresh: Server) -> None:
     assert fresh.process is not None
     client = fresh.client()
     python_function(client, "idle-a", WORKER)
@@ -84,19 +98,20 @@ def test_sigterm_stops_every_environment(fresh: Server, tmp_path: Path) -> None:
 
     def long_invoke() -> None:
         try:
-            payload = json.dumps({"dir": str(tmp_path), "sleep": 100}).encode()
+            payload = json.dumps({"child": True, "sleep": 100}).encode()
             outcome["response"] = fresh.client().invoke(FunctionName="busy", Payload=payload)
         except Exception as exc:  # the server goes away under it
             outcome["error"] = exc
 
     caller = threading.Thread(target=long_invoke)
     caller.start()
-    busy_file = tmp_path / "busy.json"
-    assert wait_until(busy_file.exists, 10), "the long invoke never started"
-    busy = json.loads(busy_file.read_text())
+    server_pid = fresh.process.pid
+    assert wait_until(lambda: bool(sleepers(descendants(server_pid))), 10), (
+        "the long invoke never started"
+    )
     started = descendants(fresh.process.pid)
     assert set(idle) <= started
-    assert {busy["runtime"], busy["child"]} <= started
+    assert sleepers(started)  # the busy function's child
     assert all(alive(pid) for pid in started)
 
     stopping = time.monotonic()
