@@ -25,7 +25,8 @@ def handler(event, context):
 
 def start(tmp_path_factory: pytest.TempPathFactory, *args: str) -> Server:
     data_dir: Path = tmp_path_factory.mktemp("lamina") / "data"
-    return Server(data_dir, args=list(args)).start()
+    # Environments are counted by the host pids their functions report: no PID namespaces.
+    return Server(data_dir, args=[*args, "--isolation", "none"]).start()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,10 @@ from tests.helpers import Server, alive, make_zip, python_function
 
 ACCOUNT, FLOOR = 20, 5
 # No request-rate limit here: the routing test invokes faster than 10 x 20 per second.
+# Environments are followed by the host pids their functions report: no PID namespaces.
 ARGS = [
+    "--isolation",
+    "none",
     "--account-concurrency",
     str(ACCOUNT),
     "--unreserved-floor",
