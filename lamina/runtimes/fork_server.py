@@ -25,8 +25,10 @@ the function's modules imported: the handler module is imported after the fork.
 
 A request may carry a sandbox (lamina/runtimes/isolate.py): with namespaces, the child is
 forked as PID 1 of a new PID namespace, sets the sandbox up and forks the runtime, which
-goes on as above as the unprivileged user; the init stays, reaps, and reports the
-runtime's exit status:
+goes on as above as the unprivileged user (or, when the request has an "argv", execs it
+with exactly the request's variables: isolated environments of other programs start
+here too, sparing them an interpreter's start for their init); the init stays, reaps, and
+reports the runtime's exit status:
   init → Lamina   {"api": n} with a listening socket    a private network's Runtime API
                   {"status": n, "code": c}              the runtime ended: its status
 With rlimits only (the process backend), the child sets them and goes on as above.
@@ -157,6 +159,9 @@ def environment(
                 os.close(int(name))
     env = request["env"]
     assert isinstance(env, dict)
+    argv = request.get("argv")
+    if isinstance(argv, list):  # an isolated environment of another program: exec it
+        return execute([str(arg) for arg in argv], env, str(request["cwd"]))
     os.environ.clear()
     os.environ.update(env)
     for name, value in STARTUP_ADDED.items():  # as the interpreter's startup would add them
@@ -183,6 +188,19 @@ def environment(
         with contextlib.suppress(Exception):
             stream.flush()
     return code
+
+
+def execute(argv: list[str], env: dict[str, str], cwd: str) -> int:
+    """Become `argv` as a spawn would start it: the signals this interpreter ignores back
+    to their defaults, exactly the variables given."""
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(signum, signal.SIG_DFL)
+    try:
+        os.chdir(cwd)
+        os.execve(argv[0], argv, env)
+    except OSError as exc:
+        print(f"cannot start the runtime {argv[0]}: {exc.strerror}", file=sys.stderr, flush=True)
+    return 127
 
 
 def isolated(

@@ -7,7 +7,8 @@ process, asks it for environments over a SOCK_SEQPACKET socket pair (passing eac
 output pipe as SCM_RIGHTS), and hears their exit statuses, since the fork server, not
 Lamina, is their parent. `ForkLauncher` is the Launcher that uses it for `python3.x`
 environments and hands everything else (custom runtimes, interpreters other than the
-fork server's, variables an interpreter reads only at startup) to a SpawnLauncher.
+fork server's, variables an interpreter reads only at startup) to a SpawnLauncher, but
+for isolated ones: the fork server sets their sandbox up and execs their command.
 
 Lifetimes: the fork server leads its own session and dies with Lamina (parent-death
 signal); each environment leads its own session and dies with the fork server (its
@@ -194,7 +195,8 @@ class ForkServer:
             await process.wait()
 
     # Forking ----------------------------------------------------------------------------
-    async def fork(self, plan: Launch, output: int) -> ForkedProcess:
+    async def fork(self, plan: Launch, output: int, execute: bool = False) -> ForkedProcess:
+        """An environment of `plan` (`execute`: of its argv, exec'd in its sandbox)."""
         await self.start()
         loop = asyncio.get_running_loop()
         self._ids += 1
@@ -204,6 +206,8 @@ class ForkServer:
         request: dict[str, Any] = {"id": request_id, "env": plan.env, "cwd": str(plan.cwd)}
         if plan.sandbox:
             request["sandbox"] = plan.sandbox
+        if execute:
+            request["argv"] = plan.argv
         packet = json.dumps(request).encode()
         # The packet goes out in order with the others; `output` stays open meanwhile, as
         # the caller closes it only after the answer (which comes after the packet left).
@@ -342,9 +346,13 @@ class ForkLauncher:
             self._warned = True
 
     async def spawn(self, plan: Launch, output: int) -> ProcessHandle:
-        if self.server.accepts(plan):
+        # An isolated environment this server cannot run (another program, another
+        # interpreter, startup variables) is still set up here, then exec'd: its init is
+        # a fork, not a new interpreter.
+        forked = self.server.accepts(plan)
+        if forked or (plan.sandbox and plan.sandbox.get("root")):
             try:
-                return await self.server.fork(plan, output)
+                return await self.server.fork(plan, output, execute=not forked)
             except ForkServerUnavailable as exc:
                 if not self._warned:
                     log.warning("%s; spawning environments until it is back", exc)
