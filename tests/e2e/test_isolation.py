@@ -26,7 +26,15 @@ from typing import Any
 import pytest
 
 from lamina.sandbox.isolation import PROCESS_CANNOT
-from tests.helpers import Server, alive, command_line, descendants, python_function
+from tests.helpers import (
+    ROLE,
+    Server,
+    alive,
+    command_line,
+    descendants,
+    make_zip,
+    python_function,
+)
 
 LAMINA_UID = 993
 
@@ -209,6 +217,17 @@ def handler(event, context):
 
 QUIET = "def handler(event, context):\n    return 1\n"
 
+BOOTSTRAP = r"""#!/bin/sh
+API="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+while true; do
+  curl -sS -D /tmp/headers -o /tmp/event "$API/invocation/next"
+  ID=$(grep -i '^Lambda-Runtime-Aws-Request-Id:' /tmp/headers | cut -d' ' -f2 | tr -d '\r')
+  printf '{"uid": %s, "root": "%s", "pid": %s, "tmp": "%s"}' "$(id -u)" "$LAMBDA_TASK_ROOT" \
+    "$$" "$(df -m /tmp | tail -1 | tr -s ' ' | cut -d' ' -f2)" > /tmp/response
+  curl -sS -o /dev/null -X POST --data-binary @/tmp/response "$API/invocation/$ID/response"
+done
+"""
+
 
 # Helpers ------------------------------------------------------------------------------------
 def invoke(server: Server, name: str, event: Any = None, **extra: Any) -> dict[str, Any]:
@@ -324,6 +343,20 @@ def test_an_environment_sees_only_itself(ns: Server) -> None:
     assert len(processes_named("sleep 77.25")) == 1  # the neighbour's process exists
     lam.delete_function(FunctionName=neighbour)
     assert wait_until(lambda: not processes_named("sleep 77.25"), 5)
+
+
+def test_a_provided_runtime_is_isolated_too(ns: Server) -> None:
+    name = unique(ns, "provided")
+    ns.client().create_function(
+        FunctionName=name,
+        Runtime="provided.al2023",
+        Role=ROLE,
+        Handler="unused",
+        Code={"ZipFile": make_zip({"bootstrap": BOOTSTRAP}, {"bootstrap": 0o755})},
+        EphemeralStorage={"Size": 600},
+    )
+    body = invoke(ns, name)["body"]
+    assert body == {"uid": LAMINA_UID, "root": "/var/task", "pid": 2, "tmp": "600"}
 
 
 def test_tmp_survives_warm_invokes_and_is_private(ns: Server) -> None:
