@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from botocore.model import OperationModel, Shape
 
 from lamina.api.query import Query
-from lamina.api.shapes import from_json, parse_json_body, parse_timestamp, to_json
+from lamina.api.shapes import TEXT_SCALARS, from_json, parse_json_body, text_scalar, to_json
 from lamina.api.spec import Service
 from lamina.api.validate import type_error
 from lamina.api.wire import HttpRequest, HttpResponse
@@ -44,19 +44,8 @@ def _dump(document: Any) -> bytes:
 def _scalar(shape: Shape, raw: str, path: str) -> Any:
     """A header or query-string value → the Python value for `shape`."""
     kind = shape.type_name
-    try:
-        if kind in ("integer", "long"):
-            return int(raw)
-        if kind in ("double", "float"):
-            return float(raw)
-    except ValueError as exc:
-        raise type_error(path, kind, raw) from exc
-    if kind == "boolean":
-        if raw.lower() not in ("true", "false"):
-            raise type_error(path, "java.lang.Boolean", raw)
-        return raw.lower() == "true"
-    if kind == "timestamp":
-        return parse_timestamp(raw, path)
+    if kind in TEXT_SCALARS:
+        return text_scalar(shape, raw, path)
     if kind == "string" and shape.serialization.get("jsonvalue"):
         return json.loads(base64.b64decode(raw))
     return raw

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 
 from botocore.model import OperationModel, Shape
 
-from lamina.api.shapes import parse_timestamp
+from lamina.api.shapes import TEXT_SCALARS, text_scalar
 from lamina.api.spec import Service
 from lamina.api.validate import type_error
 from lamina.api.wire import HttpRequest, HttpResponse, current_request_id
@@ -48,19 +48,8 @@ def _has_prefix(fields: dict[str, str], prefix: str) -> bool:
 
 def _scalar(shape: Shape, raw: str, path: str) -> Any:
     kind = shape.type_name
-    try:
-        if kind in ("integer", "long"):
-            return int(raw)
-        if kind in ("double", "float"):
-            return float(raw)
-    except ValueError as exc:
-        raise type_error(path, kind, raw) from exc
-    if kind == "boolean":
-        if raw.lower() not in ("true", "false"):
-            raise type_error(path, "java.lang.Boolean", raw)
-        return raw.lower() == "true"
-    if kind == "timestamp":
-        return parse_timestamp(raw, path)
+    if kind in TEXT_SCALARS:
+        return text_scalar(shape, raw, path)
     if kind == "blob":
         try:
             return base64.b64decode(raw, validate=True)

@@ -125,3 +125,25 @@ def to_json(shape: Shape, value: Any) -> Any:
             return value.timestamp()
         return value
     return value
+
+
+TEXT_SCALARS = frozenset({"integer", "long", "double", "float", "boolean", "timestamp"})
+
+
+def text_scalar(shape: Shape, raw: str, path: str) -> Any:
+    """A number, boolean or timestamp written as text (headers, query strings, forms)."""
+    kind = shape.type_name
+    try:
+        if kind in ("integer", "long"):
+            return int(raw)
+        if kind in ("double", "float"):
+            return float(raw)
+    except ValueError as exc:
+        raise type_error(path, kind, raw) from exc
+    if kind == "boolean":
+        if raw.lower() not in ("true", "false"):
+            raise type_error(path, "java.lang.Boolean", raw)
+        return raw.lower() == "true"
+    if kind == "timestamp":
+        return parse_timestamp(raw, path)
+    return raw
