@@ -270,6 +270,14 @@ def build_root(spec: dict[str, Any]) -> None:
             os.mkdir(f"{root}/{name}")
             _bind(source, f"{root}/{name}")
             shown.append(source)
+    for name in ("var/task", "tmp", "proc", "dev", "opt"):
+        os.makedirs(f"{root}/{name}", mode=0o755, exist_ok=True)
+    _bind(str(spec["task"]), f"{root}/var/task")
+    tmp_mb = int(spec.get("tmp_mb", 512))
+    mount("tmp", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
+    # Host paths the runtime needs (interpreter, virtualenv, Lamina) come after /tmp is
+    # mounted: a checkout or virtualenv under the host's /tmp stays visible, bound into
+    # the private /tmp, rather than being hidden by it.
     for source in sorted(str(path) for path in spec.get("binds", ())):
         source = os.path.realpath(source)
         if not os.path.isdir(source) or any(_within(source, seen) for seen in shown):
@@ -277,11 +285,6 @@ def build_root(spec: dict[str, Any]) -> None:
         os.makedirs(root + source, mode=0o755, exist_ok=True)
         _bind(source, root + source)
         shown.append(source)
-    for name in ("var/task", "tmp", "proc", "dev", "opt"):
-        os.makedirs(f"{root}/{name}", mode=0o755, exist_ok=True)
-    _bind(str(spec["task"]), f"{root}/var/task")
-    tmp_mb = int(spec.get("tmp_mb", 512))
-    mount("tmp", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
     mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     mount("dev", f"{root}/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
     for name in DEVICES:
