@@ -25,6 +25,7 @@ Concurrency is Lambda's:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import contextlib
@@ -193,8 +194,9 @@ class Stopped(Exception):
     """The poller is stopping: give the batch back untouched."""
 
 
-class Poller:
-    """Reads one mapping's source and invokes its function; owns its tasks."""
+class Poller(abc.ABC):
+    """Reads one mapping's source and invokes its function; owns its tasks. QueuePoller
+    and StreamPoller say how (`run`)."""
 
     def __init__(self, owner: Mappings, config: dict[str, Any], after: Poller | None) -> None:
         self.owner = owner
@@ -221,8 +223,9 @@ class Poller:
         except Exception:
             log.exception("event source mapping %s stopped on an error", self.uuid)
 
+    @abc.abstractmethod
     async def run(self) -> None:
-        raise NotImplementedError
+        """Poll until stopped."""
 
     def stop(self) -> None:
         """Stop polling now; batches being processed finish (or give up when throttled)."""
