@@ -53,7 +53,9 @@ class Lamina:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        data_dir = Path(settings.data_dir)
+        # Absolute: environments resolve code and scratch paths from other working
+        # directories and inside their own mount namespace.
+        data_dir = Path(settings.data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         self.clock = Clock(settings.time_scale)
         # Chosen first: it fails the start when `namespaces` was asked for and cannot be had.

@@ -39,6 +39,7 @@ class Server:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    cwd: Path | None = None  # where `lamina serve` runs; `data_dir` may be relative to it
 
     @property
     def endpoint(self) -> str:
@@ -46,7 +47,8 @@ class Server:
 
     def start(self, timeout: float = 20.0) -> Server:
         self.port = self.port or free_port()
-        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
+        where = (self.cwd / self.data_dir) if self.cwd else self.data_dir
+        self.log_path = where.parent / f"server-{self.port}.log"
         command = [
             sys.executable,
             "-m",
@@ -62,7 +64,11 @@ class Server:
         ]
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                cwd=self.cwd,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
