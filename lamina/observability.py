@@ -18,9 +18,6 @@ from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.config import Settings
 from lamina.console import ConsolePages
 from lamina.console.live import LiveView
-from lamina.control.cloudwatch import CloudWatch
-from lamina.control.log_groups import LogGroups
-from lamina.control.xray import XRay
 from lamina.engine.service import Engine
 from lamina.engine.telemetry import Telemetry
 from lamina.observe.logs import LogStore
@@ -28,6 +25,9 @@ from lamina.observe.metrics import Metrics, Sampler
 from lamina.observe.prometheus import CONTENT_TYPE, PrometheusView
 from lamina.observe.traces import TraceStore, XRayDaemon
 from lamina.sandbox import launch
+from lamina.services.cloudwatch.provider import CloudWatch
+from lamina.services.logs.provider import LogGroups
+from lamina.services.xray.provider import XRay
 from lamina.store.sqlite import SqliteStore
 
 

@@ -21,7 +21,7 @@ from lamina.api.spec import Service
 from lamina.api.validate import validate
 from lamina.api.wire import HttpRequest, HttpResponse, current_request_id
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.errors import AwsError, not_implemented
 from lamina.observe.traces import incoming_header
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.control.functions import Functions, resolve
 from lamina.engine.concurrency import SettingsError
 from lamina.errors import AwsError, invalid_parameter

@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.control.functions import LATEST, FunctionRef, Functions, page, resolve
 from lamina.control.invocations import weighted_version
 from lamina.engine.async_queue import AsyncEvent, AsyncQueue, Condition, Delivery

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lamina.context import RequestContext
 from lamina.control import code as packages
-from lamina.control.context import RequestContext
 from lamina.engine.concurrency import Counters
 from lamina.engine.provisioned import ProvisionedState
 from lamina.errors import (

@@ -9,7 +9,7 @@ import math
 import random
 from typing import Any
 
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.control.functions import LATEST, FunctionRef, Functions, resolve
 from lamina.engine.async_queue import AsyncQueue
 from lamina.engine.invoker import InvokeRequest

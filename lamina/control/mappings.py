@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.clock import Clock
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.control.functions import Functions, resolve
 from lamina.control.invocations import Invocations
 from lamina.control.queues import Claim, Queue, Queues

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.clock import Clock
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.errors import AwsError
 from lamina.store.streams import StoredRecord, StreamStore
 

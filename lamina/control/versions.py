@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.control.functions import (
     LATEST,
     FunctionRef,

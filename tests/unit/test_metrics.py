@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from lamina.console.live import LiveView
-from lamina.control.cloudwatch import CloudWatch
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.engine.concurrency import Counters, Kind, Limits
 from lamina.errors import AwsError
 from lamina.keys import FunctionKey
@@ -21,6 +20,7 @@ from lamina.observe.logs import LogStore
 from lamina.observe.metrics import RETENTION_MINUTES, Metrics, MinuteSeries, qualifier_of
 from lamina.observe.prometheus import PrometheusView
 from lamina.observe.traces import TraceStore
+from lamina.services.cloudwatch.provider import CloudWatch
 
 ACCOUNT, REGION = "000000000000", "us-east-1"
 KEY = FunctionKey(ACCOUNT, REGION, "fn")

@@ -12,7 +12,7 @@ import datetime as dt
 import math
 from typing import Any
 
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.errors import AwsError
 from lamina.observe.metrics import RESOLUTION, Dimensions, Metrics, MinuteSeries
 

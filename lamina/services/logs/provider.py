@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.errors import AwsError
 from lamina.keys import FunctionKey
 from lamina.observe.logs import RETENTION_DAYS, FunctionLog, LogLine, LogStore, group_name

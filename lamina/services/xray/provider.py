@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any
 
-from lamina.control.context import RequestContext
+from lamina.context import RequestContext
 from lamina.errors import AwsError
 from lamina.observe.traces import StoredTrace, TraceStore
 

@@ -1,0 +1,1 @@
+"""X-Ray: the API (provider.py) over the traces in observe/traces.py."""
