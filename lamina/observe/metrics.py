@@ -27,22 +27,19 @@ import asyncio
 import bisect
 import contextlib
 import logging
-import math
 import time
-from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.keys import FunctionKey
+from lamina.observe.series import Dimensions, MinuteSeries, dimensions
 
 log = logging.getLogger("lamina.metrics")
 
 NAMESPACE = "AWS/Lambda"
 LAMINA_NAMESPACE = "Lamina"
-RESOLUTION = 60  # seconds per stored datapoint
-RETENTION_MINUTES = 26 * 60  # one-minute datapoints kept a little over a day
 LIVE_SECONDS = 300  # per-second buckets kept for the console and `lamina top`
 SAMPLE_INTERVAL = 1.0  # seconds between gauge samples
 
@@ -70,117 +67,6 @@ UNITS = {
 
 # Upper bounds (ms) of the Prometheus duration histogram.
 DURATION_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 900000)
-
-Dimensions = tuple[tuple[str, str], ...]  # sorted by name
-
-
-def dimensions(**pairs: str) -> Dimensions:
-    return tuple(sorted(pairs.items()))
-
-
-class MinuteSeries:
-    """Per-minute statistics of one metric: for each minute with data, its sample count,
-    sum, minimum and maximum. The current minute is kept in plain attributes (the hot
-    path); earlier ones in flat arrays (40 bytes a minute, ~62 KB for a series busy all
-    day), minutes ascending."""
-
-    __slots__ = ("count", "head", "high", "low", "minutes", "stats", "total", "unit")
-
-    def __init__(self, unit: str) -> None:
-        self.unit = unit
-        self.minutes = array("q")  # earlier minutes with data, ascending
-        self.stats = array("d")  # count, sum, min, max of each of them
-        self.head = -1  # the latest minute with data (-1: none yet)
-        self.count = self.total = self.low = self.high = 0.0
-
-    def add(self, now: float, value: float) -> None:
-        minute = int(now // RESOLUTION)
-        if minute <= self.head:  # this minute (or a clock step back)
-            self.count += 1
-            self.total += value
-            if value < self.low:
-                self.low = value
-            if value > self.high:
-                self.high = value
-            return
-        self._advance(minute, 1.0, value, value, value)
-
-    def add_stats(self, when: float, count: float, total: float, low: float, high: float) -> None:
-        """Add already-aggregated values at `when`, which may be in the past (PutMetricData)."""
-        minute = int(when // RESOLUTION)
-        if minute == self.head:
-            self.count += count
-            self.total += total
-            self.low = min(self.low, low)
-            self.high = max(self.high, high)
-            return
-        if minute > self.head:
-            self._advance(minute, count, total, low, high)
-            return
-        if minute <= self.head - RETENTION_MINUTES:
-            return  # older than what is kept
-        minutes, stats = self.minutes, self.stats
-        index = bisect.bisect_left(minutes, minute)
-        if index < len(minutes) and minutes[index] == minute:
-            at = index * 4
-            stats[at] += count
-            stats[at + 1] += total
-            stats[at + 2] = min(stats[at + 2], low)
-            stats[at + 3] = max(stats[at + 3], high)
-            return
-        minutes.insert(index, minute)
-        stats[index * 4 : index * 4] = array("d", (count, total, low, high))
-
-    def _advance(self, minute: int, count: float, total: float, low: float, high: float) -> None:
-        """A new latest minute: the current one goes to the arrays, the oldest out."""
-        minutes = self.minutes
-        if self.head >= 0:
-            minutes.append(self.head)
-            self.stats.extend((self.count, self.total, self.low, self.high))
-        self.head = minute
-        self.count, self.total, self.low, self.high = count, total, low, high
-        horizon = minute - RETENTION_MINUTES
-        if minutes and minutes[0] <= horizon:
-            drop = bisect.bisect_right(minutes, horizon)
-            del minutes[:drop]
-            del self.stats[: drop * 4]
-
-    def kept(self) -> list[int]:
-        """The minutes that have data."""
-        return [*self.minutes, self.head] if self.head >= 0 else []
-
-    def periods(self, start: float, end: float, period: int) -> Iterator[tuple[int, list[float]]]:
-        """(period start in seconds, [count, sum, min, max]) for each period in [start, end)
-        that has data, periods aligned to multiples of `period` since the epoch."""
-        minutes, stats = self.minutes, self.stats
-        first = int(start // RESOLUTION)
-        last = math.ceil(end / RESOLUTION)  # exclusive
-        index = bisect.bisect_left(minutes, first)
-        buckets: list[tuple[int, float, float, float, float]] = []
-        while index < len(minutes) and minutes[index] < last:
-            at = index * 4
-            buckets.append((minutes[index], stats[at], stats[at + 1], stats[at + 2], stats[at + 3]))
-            index += 1
-        if first <= self.head < last:
-            buckets.append((self.head, self.count, self.total, self.low, self.high))
-        current: int | None = None
-        totals: list[float] = []
-        for minute, count, total, low, high in buckets:
-            slot = minute * RESOLUTION // period * period
-            if slot != current:
-                if current is not None:
-                    yield current, totals
-                current, totals = slot, [count, total, low, high]
-            else:
-                totals[0] += count
-                totals[1] += total
-                totals[2] = min(totals[2], low)
-                totals[3] = max(totals[3], high)
-        if current is not None:
-            yield current, totals
-
-    def last_minute(self) -> float:
-        return float(self.head * RESOLUTION) if self.head >= 0 else 0.0
 
 
 @dataclass(slots=True)

@@ -17,8 +17,9 @@ from lamina.engine.concurrency import Counters, Kind, Limits
 from lamina.errors import AwsError
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
-from lamina.observe.metrics import RETENTION_MINUTES, Metrics, MinuteSeries, qualifier_of
+from lamina.observe.metrics import Metrics, qualifier_of
 from lamina.observe.prometheus import PrometheusView
+from lamina.observe.series import RETENTION_MINUTES, MinuteSeries
 from lamina.observe.traces import TraceStore
 from lamina.services.cloudwatch.provider import CloudWatch
 

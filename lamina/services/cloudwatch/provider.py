@@ -14,7 +14,8 @@ from typing import Any
 
 from lamina.context import RequestContext
 from lamina.errors import AwsError
-from lamina.observe.metrics import RESOLUTION, Dimensions, Metrics, MinuteSeries
+from lamina.observe.metrics import Metrics
+from lamina.observe.series import RESOLUTION, Dimensions, MinuteSeries
 
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 MAX_DATAPOINTS = 1440  # GetMetricStatistics answers at most this many
