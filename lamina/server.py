@@ -23,25 +23,33 @@ from lamina.control.concurrency import Concurrency
 from lamina.control.event_configs import EventInvokeConfigs
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
-from lamina.control.mappings import Mappings
+from lamina.control.mappings import MappingInvoker, Mappings
 from lamina.control.providers import LambdaProvider
 from lamina.control.provisioned import Provisioned
-from lamina.control.queues import Queues
-from lamina.control.streams import Streams
 from lamina.control.versions import Versions
 from lamina.engine.async_queue import AsyncQueue
 from lamina.engine.concurrency import Counters, Limits
+from lamina.engine.pollers.manager import Pollers
 from lamina.engine.service import Engine
 from lamina.keys import FunctionKey
 from lamina.observability import Observability
 from lamina.observe.logs import LogStore
 from lamina.sandbox import isolation, launch
 from lamina.sandbox.forkserver import ForkLauncher, ForkServer
+from lamina.services.cloudwatch.provider import CloudWatch
+from lamina.services.kinesis import poll as kinesis_poll
+from lamina.services.kinesis.provider import KinesisProvider
+from lamina.services.kinesis.store import StreamStore
+from lamina.services.kinesis.streams import Streams
+from lamina.services.logs.provider import LogGroups
+from lamina.services.sqs import poll as sqs_poll
+from lamina.services.sqs.provider import SqsProvider
+from lamina.services.sqs.queues import Queues
+from lamina.services.sqs.store import QueueStore
+from lamina.services.xray.provider import XRay
 from lamina.store.events import EventStore
 from lamina.store.mappings import MappingStore
-from lamina.store.queues import QueueStore
 from lamina.store.sqlite import SqliteStore
-from lamina.store.streams import StreamStore
 
 log = logging.getLogger("lamina")
 
@@ -49,7 +57,8 @@ CODE_PATH = re.compile(r"/_lamina/code/([0-9a-f]{64})\.zip")
 
 
 class Lamina:
-    """One server's components, started and stopped together."""
+    """One server's components, built in the order of the map (../shared/DESIGN.md) and
+    started and stopped together."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -57,8 +66,10 @@ class Lamina:
         # directories and inside their own mount namespace.
         data_dir = Path(settings.data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.clock = Clock(settings.time_scale)
-        # Chosen first: it fails the start when `namespaces` was asked for and cannot be had.
+        clock = self.clock = Clock(settings.time_scale)
+
+        # sandbox/: how environments start. Isolation is chosen first: it fails the start
+        # when `namespaces` was asked for and cannot be had.
         self.isolation = isolation.choose(settings.isolation, settings.python or sys.executable)
         isolation.install(self.isolation)
         self.launcher: launch.Launcher = (
@@ -67,44 +78,65 @@ class Lamina:
             else launch.SpawnLauncher()
         )
         launch.install(self.launcher)  # environments start through it
+
+        # store/ and observe/: what everything above writes to.
         self.store = SqliteStore(data_dir)
         self.logs = LogStore()
-        limits = Limits(
-            account=settings.account_concurrency,
-            floor=settings.unreserved_floor,
-            burst=settings.burst,
-            burst_window=settings.burst_window,
-            rate_per_unit=settings.request_rate,
+        counters = Counters(
+            Limits(
+                account=settings.account_concurrency,
+                floor=settings.unreserved_floor,
+                burst=settings.burst,
+                burst_window=settings.burst_window,
+                rate_per_unit=settings.request_rate,
+            )
         )
+        self.observability = Observability(settings, self.logs, counters, self.store.list_functions)
+        self.metrics = self.observability.metrics
+
+        # engine/: the invoke path, the async queue.
         self.engine = Engine(
             data_dir / "environments",
-            self.clock,
+            clock,
             settings.keep_alive,
             self.logs,
-            Counters(limits),
+            counters,
             settings.python,
+            observer=self.observability.telemetry,
         )
+        self.events = EventStore(data_dir)
+        self.async_queue = AsyncQueue(self.engine, self.events, clock, recorder=self.metrics)
+
+        # services/: every AWS service other than Lambda.
+        self.queues = Queues(QueueStore(data_dir), clock)
+        self.streams = Streams(StreamStore(data_dir), clock)
+
+        # control/: Lambda's own resources.
         self.functions = Functions(self.store, self.engine)
-        self.invocations = Invocations(self.functions, self.engine)
+        self.invocations = Invocations(self.functions, self.engine, self.async_queue)
         self.concurrency = Concurrency(self.functions)  # reservations before provisioning
         self.provisioned = Provisioned(self.functions)
         self.versions = Versions(self.functions, self.provisioned)
-        self.events = EventStore(data_dir)
-        self.async_queue = AsyncQueue(self.engine, self.events, self.clock)
-        self.invocations.async_queue = self.async_queue
-        self.event_configs = EventInvokeConfigs(self.functions, self.async_queue)
-        self.queues = Queues(QueueStore(data_dir), self.clock)
-        self.event_configs.sqs = self.queues  # destinations and dead-letter queues
-        self.streams = Streams(StreamStore(data_dir), self.clock)
-        self.mappings = Mappings(
-            MappingStore(data_dir),
-            self.functions,
-            self.invocations,
-            self.engine,
-            self.queues,
-            self.streams,
-            self.clock,
+        self.event_configs = EventInvokeConfigs(
+            self.functions, self.async_queue, sqs=self.queues, recorder=self.metrics
         )
+
+        # Event source mappings: the records are control's, the pollers the engine's; the
+        # pollers see sources and functions only through engine/pollers/sources.py.
+        queue_source = sqs_poll.QueueSource(self.queues)
+        self.mapping_store = MappingStore(data_dir)
+        self.pollers = Pollers(
+            queue_source,
+            {"kinesis": kinesis_poll.StreamSource(self.streams)},
+            MappingInvoker(self.functions, self.invocations, self.engine),
+            self.mapping_store,
+            clock,
+            recorder=self.metrics,
+        )
+        self.mappings = Mappings(self.mapping_store, self.functions, self.pollers, queue_source)
+        self.functions.on_delete.append(self.mappings.forget_function)
+
+        # api/: one endpoint for every service.
         self.gateway = Gateway()
         self.gateway.mount(
             service("lambda"),
@@ -118,34 +150,33 @@ class Lamina:
                 mappings=self.mappings,
             ),
         )
-        self.functions.on_delete.append(self.mappings.forget_function)
-        self.gateway.mount(service("sqs"), self.queues)
-        self.gateway.mount(service("kinesis"), self.streams)
-        self.gateway.on_startup.append(self.event_configs.start)
-        self.gateway.on_startup.append(self.provisioned.start)
+        self.gateway.mount(service("sqs"), SqsProvider(self.queues, clock))
+        self.gateway.mount(service("kinesis"), KinesisProvider(self.streams, clock))
+        self.gateway.mount(service("cloudwatch"), CloudWatch(self.metrics))
+        self.gateway.mount(service("logs"), LogGroups(self.logs))
+        self.gateway.mount(service("xray"), XRay(self.observability.traces))
         self.gateway.mount_internal("health", self._health)
         self.gateway.mount_internal("code", self._code)
         self.gateway.mount_internal("logs", self._logs)
         self.gateway.mount_internal("stats", self._stats)
+        self.observability.mount(self.gateway)  # /metrics, the console, the live view
+
+        # Started in this order (the observability block first: environments are told
+        # the X-Ray daemon's address), stopped by close().
+        self.gateway.on_startup.append(self.event_configs.start)
+        self.gateway.on_startup.append(self.provisioned.start)
         self.gateway.on_startup.append(self.launcher.start)
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
-        self.gateway.on_shutdown.append(self.close)
-        # Metrics, logs, traces, the console; the async queue records into .metrics.
-        self.observability = Observability(
-            settings, self.store, self.logs, self.engine, self.gateway
-        )
-        self.metrics = self.observability.metrics
-        self.async_queue.recorder = self.metrics
-        self.event_configs.recorder = self.metrics
+        self.gateway.on_shutdown.insert(0, self.close)
 
     async def close(self) -> None:
-        await self.mappings.close()  # pollers first: they invoke through the engine
+        await self.pollers.close()  # pollers first: they invoke through the engine
         await self.async_queue.close()  # unfinished events stay on disk for the next start
         self.events.close()
         await self.engine.close()
         await self.launcher.close()  # after the environments it started are gone
         self.isolation.close()  # their cgroups went with them; now the server's own
-        self.mappings.store.close()
+        self.mapping_store.close()
         self.queues.store.close()
         self.streams.store.close()
         self.store.close()
@@ -157,7 +188,7 @@ class Lamina:
     async def _stats(self, request: HttpRequest) -> HttpResponse:
         body = {
             "concurrency": self.engine.counters.stats(),
-            "mappings": self.mappings.stats_view(),
+            "mappings": self.pollers.stats_view(),
         }
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 

@@ -66,11 +66,17 @@ def _json_or_text(data: bytes) -> Any:
 
 
 class EventInvokeConfigs:
-    def __init__(self, functions: Functions, queue: AsyncQueue) -> None:
+    def __init__(
+        self,
+        functions: Functions,
+        queue: AsyncQueue,
+        sqs: QueueSender,
+        recorder: DeliveryRecorder | None = None,
+    ) -> None:
         self.functions = functions
         self.queue = queue
-        self.sqs: QueueSender | None = None  # set when the SQS service is assembled
-        self.recorder: DeliveryRecorder | None = None  # set when metrics are assembled
+        self.sqs = sqs  # destinations and dead-letter queues
+        self.recorder = recorder
 
     async def start(self) -> None:
         self.queue.start(self.resolve, self.finish)
@@ -98,7 +104,7 @@ class EventInvokeConfigs:
         )
 
     def _queue_exists(self, arn: str) -> bool:
-        return self.sqs is not None and self.sqs.queue_by_arn(arn) is not None
+        return self.sqs.queue_by_arn(arn) is not None
 
     def _shown(self, key: FunctionKey, qualifier: str, config: dict[str, Any]) -> dict[str, Any]:
         return {"FunctionArn": f"{key.arn}:{qualifier}", **config}
@@ -269,7 +275,7 @@ class EventInvokeConfigs:
     async def _deliver(self, arn: str, body: str) -> bool:
         """Send `body` to a queue or a function; False if it could not be delivered."""
         if SQS_ARN.fullmatch(arn):
-            if self.sqs is None or self.sqs.send_internal(arn, body) is None:
+            if self.sqs.send_internal(arn, body) is None:
                 log.warning("could not deliver to %s: no such queue", arn)
                 return False
             return True

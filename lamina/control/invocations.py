@@ -85,10 +85,10 @@ def _read_stream(value: Any) -> bytes:
 
 
 class Invocations:
-    def __init__(self, functions: Functions, engine: Engine) -> None:
+    def __init__(self, functions: Functions, engine: Engine, async_queue: AsyncQueue) -> None:
         self.functions = functions
         self.engine = engine
-        self.async_queue: AsyncQueue | None = None  # assembled with the server
+        self.async_queue = async_queue
 
     def image(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
         return self.functions.image(key, record)
@@ -102,7 +102,6 @@ class Invocations:
                 "InvokeFunction operation",
                 413,
             )
-        assert self.async_queue is not None, "the async queue is assembled with the server"
         await self.async_queue.submit(ref.key, ref.qualifier or "", request_id, payload)
 
     async def InvokeAsync(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -100,11 +100,17 @@ class FunctionQueue:
 
 
 class AsyncQueue:
-    def __init__(self, engine: Engine, store: EventStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: EventStore,
+        clock: Clock,
+        recorder: AsyncRecorder | None = None,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.clock = clock
-        self.recorder: AsyncRecorder | None = None  # set when metrics are assembled
+        self.recorder = recorder
         self.resolve: Resolve | None = None
         self.finish: Finish | None = None
         self.queues: dict[FunctionKey, FunctionQueue] = {}

@@ -45,6 +45,7 @@ class Engine:
         logs: LogStore,
         counters: Counters,
         python: str = "",
+        observer: Observer | None = None,
     ) -> None:
         self.scratch_root = scratch_root
         shutil.rmtree(scratch_root, ignore_errors=True)  # leftovers of a crashed run
@@ -58,7 +59,7 @@ class Engine:
         self.invoker = Invoker(logs)
         # Told of every freed slot: the async queue wakes functions it paused on throttles.
         self.on_release: list[Callable[[Lease], None]] = []
-        self.observer: Observer | None = None
+        self.observer = observer
 
     def _new_environment(
         self, key: FunctionKey, image: FunctionImage, init_type: str = "on-demand"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lamina.store.queues import connect
+from lamina.store.tables import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mappings (

@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 
-from lamina.control.mappings import item_failures, lane_of
-from lamina.control.queues import md5_of_attributes, wanted
-from lamina.control.streams import hash_ranges, parse_sequence, sequence_number, shard_id
+from lamina.engine.pollers.base import item_failures
+from lamina.engine.pollers.stream import lane_of
+from lamina.services.kinesis.streams import hash_ranges, parse_sequence, sequence_number, shard_id
+from lamina.services.sqs.messages import md5_of_attributes, wanted
 
 
 def test_message_attribute_digest_matches_aws() -> None:

@@ -2,28 +2,21 @@
 
 Its own database file (`queues.db` under the data dir), one connection used from the
 event loop only, WAL journal: an accepted message survives a `kill -9` of the server.
-The queue service (control/queues.py) keeps the working state in memory and writes
-every change through; this module only stores and loads rows.
+The queues (queues.py) keep the working state in memory and write every change through;
+this module only stores and loads rows.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lamina.store.tables import NamedResources, connect
+
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS queues (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    account TEXT NOT NULL,
-    region TEXT NOT NULL,
-    name TEXT NOT NULL,
-    record TEXT NOT NULL,
-    UNIQUE (account, region, name)
-);
 CREATE TABLE IF NOT EXISTS messages (
     queue_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -45,14 +38,6 @@ CREATE TABLE IF NOT EXISTS dedup (
 """
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection for the event loop: autocommit, WAL, synchronous=NORMAL."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db
-
-
 @dataclass
 class StoredMessage:
     seq: int
@@ -66,31 +51,17 @@ class StoredMessage:
 class QueueStore:
     def __init__(self, data_dir: Path) -> None:
         self._db = connect(data_dir / "queues.db")
+        self.queues = NamedResources(self._db, "queues")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
-    # Queues ----------------------------------------------------------------------------
-    def queues(self) -> Iterator[tuple[int, str, str, str, dict[str, Any]]]:
-        for row in self._db.execute("SELECT id, account, region, name, record FROM queues"):
-            yield row[0], row[1], row[2], row[3], json.loads(row[4])
-
-    def insert_queue(self, account: str, region: str, name: str, record: dict[str, Any]) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO queues (account, region, name, record) VALUES (?, ?, ?, ?)",
-            (account, region, name, json.dumps(record)),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    def update_queue(self, queue_id: int, record: dict[str, Any]) -> None:
-        self._db.execute("UPDATE queues SET record=? WHERE id=?", (json.dumps(record), queue_id))
-
+    # Queues -------------------------------------------------------------------------------
     def delete_queue(self, queue_id: int) -> None:
         with self._db:
             self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM queues WHERE id=?", (queue_id,))
+            self.queues.delete(queue_id)
             self._db.execute("DELETE FROM messages WHERE queue_id=?", (queue_id,))
             self._db.execute("DELETE FROM dedup WHERE queue_id=?", (queue_id,))
 

@@ -1,193 +1,52 @@
-"""Kinesis-compatible data streams: the Kinesis operations and the shards behind them.
-
-Records live in the store (store/streams.py), keyed by shard and position n; this module
-keeps each shard's next position and the futures of readers waiting at the tip. A
-partition key goes to the shard whose hash key range holds the MD5 of the key, as on
-AWS. Sequence numbers are 56-digit decimals that grow within a shard and encode the
-shard and the position, so an iterator can start at or after any of them.
-
-Event source mappings read shards through `read` and `wait` (control/mappings.py).
-"""
+"""The Kinesis operations (botocore's `kinesis` model, json 1.1), over the streams of
+streams.py: requests are checked here, state is changed by `Streams`."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import datetime as dt
-import hashlib
 import json
-import math
 import re
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.clock import Clock
 from lamina.context import RequestContext
-from lamina.errors import AwsError
-from lamina.store.streams import StoredRecord, StreamStore
-
-HASH_SPACE = 2**128
-SEQUENCE_BASE = 49 * 10**54  # 56 digits, like AWS's
-SHARD_SLOTS = 10_000  # sequence = BASE + n * SHARD_SLOTS + shard index
-NAME = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
-DEFAULT_RETENTION = 24
-MAX_RETENTION = 8760
-ON_DEMAND_SHARDS = 4
-MAX_SHARDS = 500  # the default shard quota of an account in most regions
-RECORD_LIMIT = 1_048_576  # data + partition key
-PUT_RECORDS_LIMIT = 500
-PUT_RECORDS_BYTES = 5 * 1_048_576
-GET_RECORDS_LIMIT = 10_000
-GET_RECORDS_BYTES = 10 * 1_048_576
-ITERATOR_LIFETIME = 300.0  # seconds, a platform delay
-TRIM_EVERY = 1000  # puts between retention sweeps of a stream
-
-
-def kinesis_error(code: str, message: str) -> AwsError:
-    return AwsError(code, message, 400)
-
-
-def invalid_argument(message: str) -> AwsError:
-    return kinesis_error("InvalidArgumentException", message)
+from lamina.services.kinesis.streams import (
+    DEFAULT_RETENTION,
+    GET_RECORDS_LIMIT,
+    ITERATOR_LIFETIME,
+    MAX_RETENTION,
+    MAX_SHARDS,
+    NAME,
+    ON_DEMAND_SHARDS,
+    PUT_RECORDS_BYTES,
+    PUT_RECORDS_LIMIT,
+    Iterator,
+    Shard,
+    Stream,
+    Streams,
+    invalid_argument,
+    iso,
+    kinesis_error,
+    parse_sequence,
+    sequence_number,
+    shard_id,
+)
 
 
-def shard_id(index: int) -> str:
-    return f"shardId-{index:012d}"
+class KinesisProvider:
+    """The Kinesis operations the gateway dispatches to."""
 
-
-def sequence_number(shard: int, n: int) -> str:
-    return str(SEQUENCE_BASE + n * SHARD_SLOTS + shard)
-
-
-def parse_sequence(raw: str) -> tuple[int, int] | None:
-    """(shard index, n) of a sequence number, or None if it is not one of ours."""
-    if not raw.isdigit():
-        return None
-    value = int(raw) - SEQUENCE_BASE
-    if value < 0:
-        return None
-    n, shard = divmod(value, SHARD_SLOTS)
-    return shard, n
-
-
-def hash_ranges(count: int) -> list[tuple[int, int]]:
-    """AWS's even split of the 128-bit hash key space over `count` shards."""
-    step = HASH_SPACE // count
-    ranges = []
-    for index in range(count):
-        start = index * step
-        end = HASH_SPACE - 1 if index == count - 1 else (index + 1) * step - 1
-        ranges.append((start, end))
-    return ranges
-
-
-def iso(timestamp: float) -> str:
-    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-@dataclass
-class Shard:
-    index: int
-    start_hash: int
-    end_hash: int
-    next_n: int = 0
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return shard_id(self.index)
-
-    def wake(self) -> None:
-        waiters, self.waiters = self.waiters, []
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
-
-
-@dataclass(eq=False)
-class Stream:
-    id: int
-    account: str
-    region: str
-    name: str
-    record: dict[str, Any]  # created, retention, mode, tags
-    shards: list[Shard]
-    deleted: bool = False
-    puts: int = 0
-
-    @property
-    def arn(self) -> str:
-        return f"arn:aws:kinesis:{self.region}:{self.account}:stream/{self.name}"
-
-    @property
-    def retention_hours(self) -> int:
-        return int(self.record.get("retention", DEFAULT_RETENTION))
-
-    def shard_for(self, hash_key: int) -> Shard:
-        for shard in self.shards:
-            if shard.start_hash <= hash_key <= shard.end_hash:
-                return shard
-        return self.shards[-1]
-
-
-@dataclass(frozen=True, slots=True)
-class Iterator:
-    stream_id: int
-    shard: int
-    n: int
-    issued: float  # wall-clock seconds
-
-    def encode(self) -> str:
-        raw = json.dumps([self.stream_id, self.shard, self.n, self.issued])
-        return base64.b64encode(raw.encode()).decode()
-
-    @classmethod
-    def decode(cls, token: str) -> Iterator:
-        try:
-            stream_id, shard, n, issued = json.loads(base64.b64decode(token, validate=True))
-            return cls(int(stream_id), int(shard), int(n), float(issued))
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-            raise invalid_argument("Invalid ShardIterator.") from None
-
-
-class Streams:
-    """Every stream of every account and region, and the Kinesis operations on them."""
-
-    def __init__(self, store: StreamStore, clock: Clock) -> None:
-        self.store = store
+    def __init__(self, streams: Streams, clock: Clock) -> None:
+        self.streams = streams
         self.clock = clock
-        self.streams: dict[tuple[str, str, str], Stream] = {}
-        self.by_id: dict[int, Stream] = {}
-        for stream_id, account, region, name, record in list(store.streams()):
-            shards = [
-                Shard(i, start, end) for i, (start, end) in enumerate(hash_ranges(record["shards"]))
-            ]
-            for index, next_n in store.next_positions(stream_id).items():
-                if index < len(shards):
-                    shards[index].next_n = next_n
-            stream = Stream(stream_id, account, region, name, record, shards)
-            self._register(stream)
-            self._trim(stream)
-
-    def _register(self, stream: Stream) -> None:
-        self.streams[(stream.account, stream.region, stream.name)] = stream
-        self.by_id[stream.id] = stream
-
-    # Lookup ----------------------------------------------------------------------------
-    def stream_by_arn(self, arn: str) -> Stream | None:
-        found = re.fullmatch(r"arn:aws[a-zA-Z-]*:kinesis:([^:]+):(\d{12}):stream/(.+)", arn)
-        if found is None:
-            return None
-        return self.streams.get((found.group(2), found.group(1), found.group(3)))
 
     def _stream(self, ctx: RequestContext, params: dict[str, Any]) -> Stream:
         name = params.get("StreamName")
         arn = params.get("StreamARN")
         if arn:
-            stream = self.stream_by_arn(arn)
+            stream = self.streams.stream_by_arn(arn)
             found = re.fullmatch(r"arn:aws[a-zA-Z-]*:kinesis:[^:]+:(\d{12}):stream/(.+)", arn)
             if found is None:
                 raise invalid_argument(f"Invalid StreamARN {arn}.")
@@ -201,7 +60,7 @@ class Streams:
             return stream
         if not name:
             raise invalid_argument("Either StreamName or StreamARN must be provided.")
-        stream = self.streams.get((ctx.account, ctx.region, name))
+        stream = self.streams.streams.get((ctx.account, ctx.region, name))
         if stream is None:
             raise kinesis_error(
                 "ResourceNotFoundException", f"Stream {name} under account {ctx.account} not found."
@@ -217,98 +76,6 @@ class Streams:
             f"Shard {raw_id} in stream {stream.name} under account {stream.account} does not exist",
         )
 
-    # Reading, for GetRecords and for mappings ------------------------------------------
-    def _horizon(self, stream: Stream) -> float:
-        """Records that arrived before this wall-clock time are past their retention."""
-        return self.clock.wall() - self.clock.platform_delay(stream.retention_hours * 3600.0)
-
-    def read(
-        self,
-        stream: Stream,
-        shard: Shard,
-        start: int,
-        limit: int,
-        max_bytes: int = GET_RECORDS_BYTES,
-    ) -> list[StoredRecord]:
-        records = self.store.read(stream.id, shard.index, start, limit, max_bytes)
-        horizon = self._horizon(stream)
-        return [r for r in records if r.arrival >= horizon]
-
-    def trim_horizon(self, stream: Stream, shard: Shard) -> int:
-        oldest = self.store.oldest(stream.id, shard.index)
-        if oldest is None:
-            return shard.next_n
-        first = self.store.first_at(stream.id, shard.index, self._horizon(stream))
-        return shard.next_n if first is None else max(first, oldest)
-
-    def at_timestamp(self, stream: Stream, shard: Shard, timestamp: float) -> int:
-        first = self.store.first_at(stream.id, shard.index, max(timestamp, self._horizon(stream)))
-        return shard.next_n if first is None else first
-
-    async def wait(self, stream: Stream, shard: Shard, position: int, timeout: float) -> None:
-        """Until a record at or after `position` exists, the stream goes, or `timeout`."""
-        if shard.next_n > position or stream.deleted:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        shard.waiters.append(future)
-        try:
-            await asyncio.wait({future}, timeout=timeout)
-        finally:
-            if future in shard.waiters:
-                shard.waiters.remove(future)
-
-    def _trim(self, stream: Stream) -> None:
-        self.store.trim(stream.id, self._horizon(stream))
-
-    # Writing ---------------------------------------------------------------------------
-    def _place(self, stream: Stream, entry: dict[str, Any]) -> tuple[Shard, str, bytes]:
-        key = entry.get("PartitionKey")
-        data = entry.get("Data")
-        if key is None:
-            raise invalid_argument("PartitionKey is required.")
-        if data is None:
-            raise invalid_argument("Data is required.")
-        if not 1 <= len(key) <= 256:
-            raise kinesis_error(
-                "ValidationException",
-                f"1 validation error detected: Value '{key}' at 'partitionKey' failed to satisfy "
-                "constraint: Member must have length between 1 and 256",
-            )
-        data = bytes(data)
-        if len(data) + len(key.encode()) > RECORD_LIMIT:
-            raise kinesis_error(
-                "ValidationException",
-                "1 validation error detected: Value at 'data' failed to satisfy constraint: "
-                f"Member must have length less than or equal to {RECORD_LIMIT}",
-            )
-        explicit = entry.get("ExplicitHashKey")
-        if explicit is not None:
-            if not re.fullmatch(r"0|[1-9]\d{0,38}", explicit) or int(explicit) >= HASH_SPACE:
-                raise invalid_argument(
-                    f"Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, "
-                    f"{HASH_SPACE - 1}]. Specified value was {explicit}"
-                )
-            hash_key = int(explicit)
-        else:
-            hash_key = int.from_bytes(hashlib.md5(key.encode(), usedforsecurity=False).digest())
-        return stream.shard_for(hash_key), key, data
-
-    def _append(self, stream: Stream, placed: list[tuple[Shard, str, bytes]]) -> list[StoredRecord]:
-        now = self.clock.wall()
-        records = []
-        for shard, key, data in placed:
-            records.append(StoredRecord(shard.index, shard.next_n, key, data, now))
-            shard.next_n += 1
-        self.store.append(stream.id, records)
-        for shard in {shard.index: shard for shard, _, _ in placed}.values():
-            shard.wake()
-        stream.puts += len(records)
-        if stream.puts >= TRIM_EVERY:
-            stream.puts = 0
-            self._trim(stream)
-        return records
-
-    # Operations ------------------------------------------------------------------------
     async def CreateStream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         name = params["StreamName"]
         if not NAME.fullmatch(name):
@@ -331,7 +98,7 @@ class Streams:
                 f"Number of additional shards that would have resulted from this request: "
                 f"{count}.",
             )
-        if (ctx.account, ctx.region, name) in self.streams:
+        if (ctx.account, ctx.region, name) in self.streams.streams:
             raise kinesis_error(
                 "ResourceInUseException",
                 f"Stream {name} under account {ctx.account} already exists.",
@@ -343,19 +110,11 @@ class Streams:
             "mode": mode,
             "tags": dict(params.get("Tags") or {}),
         }
-        stream_id = self.store.insert_stream(ctx.account, ctx.region, name, record)
-        shards = [Shard(i, start, end) for i, (start, end) in enumerate(hash_ranges(count))]
-        self._register(Stream(stream_id, ctx.account, ctx.region, name, record, shards))
+        self.streams.create(ctx.account, ctx.region, name, record, count)
         return {}
 
     async def DeleteStream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        stream = self._stream(ctx, params)
-        self.store.delete_stream(stream.id)
-        stream.deleted = True
-        del self.streams[(stream.account, stream.region, stream.name)]
-        self.by_id.pop(stream.id, None)
-        for shard in stream.shards:
-            shard.wake()
+        self.streams.delete(self._stream(ctx, params))
         return {}
 
     def _shard_description(self, shard: Shard) -> dict[str, Any]:
@@ -433,7 +192,11 @@ class Streams:
             except (binascii.Error, ValueError):
                 raise invalid_argument("Invalid NextToken.") from None
         streams = sorted(
-            (s for (a, r, n), s in self.streams.items() if a == ctx.account and r == ctx.region),
+            (
+                s
+                for (a, r, n), s in self.streams.streams.items()
+                if a == ctx.account and r == ctx.region
+            ),
             key=lambda s: s.name,
         )
         streams = [s for s in streams if s.name > after]
@@ -493,14 +256,14 @@ class Streams:
                 "IncreaseRetentionPeriod API."
             )
         stream.record["retention"] = hours
-        self.store.update_stream(stream.id, stream.record)
-        self._trim(stream)
+        self.streams.save(stream)
+        self.streams.trim(stream)
         return {}
 
     async def AddTagsToStream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         stream = self._stream(ctx, params)
         stream.record.setdefault("tags", {}).update(params.get("Tags") or {})
-        self.store.update_stream(stream.id, stream.record)
+        self.streams.save(stream)
         return {}
 
     async def ListTagsForStream(
@@ -512,8 +275,8 @@ class Streams:
 
     async def PutRecord(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         stream = self._stream(ctx, params)
-        placed = self._place(stream, params)
-        (record,) = self._append(stream, [placed])
+        placed = self.streams.place(stream, params)
+        (record,) = self.streams.append(stream, [placed])
         return {
             "ShardId": shard_id(record.shard),
             "SequenceNumber": sequence_number(record.shard, record.n),
@@ -537,8 +300,8 @@ class Streams:
             raise invalid_argument(
                 f"Records size exceeds {PUT_RECORDS_BYTES // 1_048_576} MB limit"
             )
-        placed = [self._place(stream, entry) for entry in entries]
-        records = self._append(stream, placed)
+        placed = [self.streams.place(stream, entry) for entry in entries]
+        records = self.streams.append(stream, placed)
         return {
             "FailedRecordCount": 0,
             "Records": [
@@ -577,17 +340,17 @@ class Streams:
                 raise invalid_argument(
                     "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP."
                 )
-            position = self.at_timestamp(stream, shard, stamp.timestamp())
+            position = self.streams.at_timestamp(stream, shard, stamp.timestamp())
         elif kind == "LATEST":
             position = shard.next_n
         else:
-            position = self.trim_horizon(stream, shard)
+            position = self.streams.trim_horizon(stream, shard)
         iterator = Iterator(stream.id, shard.index, position, self.clock.wall())
         return {"ShardIterator": iterator.encode()}
 
     async def GetRecords(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         iterator = Iterator.decode(params["ShardIterator"])
-        stream = self.by_id.get(iterator.stream_id)
+        stream = self.streams.by_id.get(iterator.stream_id)
         if stream is None or stream.account != ctx.account:
             raise kinesis_error(
                 "ResourceNotFoundException",
@@ -610,15 +373,15 @@ class Streams:
             )
         shard = stream.shards[iterator.shard]
         start = (
-            max(iterator.n, self.trim_horizon(stream, shard))
+            max(iterator.n, self.streams.trim_horizon(stream, shard))
             if iterator.n < shard.next_n
             else iterator.n
         )
-        records = self.read(stream, shard, start, limit)
+        records = self.streams.read(stream, shard, start, limit)
         next_n = records[-1].n + 1 if records else start
         behind = 0
         if next_n < shard.next_n:
-            arrival = self.store.arrival(stream.id, shard.index, shard.next_n - 1)
+            arrival = self.streams.store.arrival(stream.id, shard.index, shard.next_n - 1)
             if arrival is not None and records:
                 behind = max(0, int((arrival - records[-1].arrival) * 1000))
         return {
@@ -634,7 +397,3 @@ class Streams:
             "NextShardIterator": Iterator(stream.id, shard.index, next_n, now).encode(),
             "MillisBehindLatest": behind,
         }
-
-
-def millis_behind(arrival: float, now: float | None = None) -> int:
-    return max(0, math.floor(((now if now is not None else time.time()) - arrival) * 1000))

@@ -1,29 +1,19 @@
 """Durable streams: stream records and their data records in SQLite (`streams.db`).
 
 Records are keyed by (stream id, shard index, n), n counting up from 0 in each shard, so
-a read from a position is one index range scan. The stream service (control/streams.py)
+a read from a position is one index range scan. The streams (streams.py)
 keeps only each shard's next n and its waiters in memory; the records stay here.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lamina.store.queues import connect
+from lamina.store.tables import NamedResources, connect
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS streams (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    account TEXT NOT NULL,
-    region TEXT NOT NULL,
-    name TEXT NOT NULL,
-    record TEXT NOT NULL,
-    UNIQUE (account, region, name)
-);
 CREATE TABLE IF NOT EXISTS records (
     stream_id INTEGER NOT NULL,
     shard INTEGER NOT NULL,
@@ -48,31 +38,17 @@ class StoredRecord:
 class StreamStore:
     def __init__(self, data_dir: Path) -> None:
         self._db = connect(data_dir / "streams.db")
+        self.streams = NamedResources(self._db, "streams")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
-    # Streams ---------------------------------------------------------------------------
-    def streams(self) -> Iterator[tuple[int, str, str, str, dict[str, Any]]]:
-        for row in self._db.execute("SELECT id, account, region, name, record FROM streams"):
-            yield row[0], row[1], row[2], row[3], json.loads(row[4])
-
-    def insert_stream(self, account: str, region: str, name: str, record: dict[str, Any]) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO streams (account, region, name, record) VALUES (?, ?, ?, ?)",
-            (account, region, name, json.dumps(record)),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    def update_stream(self, stream_id: int, record: dict[str, Any]) -> None:
-        self._db.execute("UPDATE streams SET record=? WHERE id=?", (json.dumps(record), stream_id))
-
+    # Streams ------------------------------------------------------------------------------
     def delete_stream(self, stream_id: int) -> None:
         with self._db:
             self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM streams WHERE id=?", (stream_id,))
+            self.streams.delete(stream_id)
             self._db.execute("DELETE FROM records WHERE stream_id=?", (stream_id,))
 
     # Records ---------------------------------------------------------------------------

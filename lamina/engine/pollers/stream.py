@@ -1,0 +1,315 @@
+"""The poller of a stream mapping (Kinesis): one reader per shard, one batch in flight
+per lane.
+
+Per shard, records are dealt by partition key into ParallelizationFactor lanes; each
+lane has at most one batch in flight, so a stream with S shards never has more than
+S x ParallelizationFactor invocations, and a key's records stay in order. The shard's
+checkpoint is the first record not yet done; it advances only past records whose batch
+succeeded (or was given up and reported to the on-failure destination) and is persisted
+at each advance, so a restart resumes there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lamina.engine.invoker import InvokeResult
+from lamina.engine.pollers.base import (
+    FUNCTION_FAILED,
+    FUNCTION_MISSING,
+    IDLE_WAIT,
+    OK,
+    PAYLOAD_BUDGET,
+    PROBLEM_WAIT,
+    RETRY_BACKOFF,
+    SOURCE_MISSING,
+    Poller,
+    Stopped,
+    function_key,
+    iso_millis,
+    item_failures,
+    log,
+    suppress_timeout,
+    wall_now,
+)
+from lamina.engine.pollers.sources import ShardView, StreamView
+from lamina.errors import AwsError
+
+if TYPE_CHECKING:
+    from lamina.engine.pollers.manager import Pollers
+
+STREAM_BUFFER = 10_000  # records read ahead per shard
+
+
+def lane_of(partition_key: str, lanes: int) -> int:
+    if lanes == 1:
+        return 0
+    digest = hashlib.md5(partition_key.encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:8]) % lanes
+
+
+@dataclass
+class Lane:
+    records: deque[Any] = field(default_factory=deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    since: float = 0.0  # monotonic time the oldest waiting record was dealt
+
+
+class ShardWorker:
+    def __init__(
+        self, poller: StreamPoller, stream: StreamView, shard: ShardView, position: int
+    ) -> None:
+        self.poller = poller
+        self.stream = stream
+        self.shard = shard
+        self.position = position  # the checkpoint: every record before it is done
+        self.read_n = position
+        self.pending: deque[int] = deque()
+        self.done: set[int] = set()
+        self.lanes = [Lane() for _ in range(poller.config.get("ParallelizationFactor") or 1)]
+        self.drained = asyncio.Event()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for lane in self.lanes:
+                group.create_task(self._lane(lane))
+            with contextlib.suppress(Stopped):
+                await self._read()
+
+    async def _read(self) -> None:
+        shard = self.shard
+        poller = self.poller
+        while not poller.stopping:
+            room = STREAM_BUFFER - len(self.pending)
+            if room <= 0:
+                self.drained.clear()
+                await poller.idle(self.drained.wait())
+                continue
+            if self.stream.deleted:
+                poller.set_result(SOURCE_MISSING)
+                return
+            records = shard.read(self.read_n, min(room, 1000))
+            if not records:
+                horizon = shard.trim_horizon()
+                if horizon > self.read_n:  # records ran past their retention unread
+                    self._skip_to(horizon)
+                    continue
+                await poller.idle(shard.wait(self.read_n, IDLE_WAIT))
+                continue
+            now = time.monotonic()
+            for record in records:
+                lane = self.lanes[lane_of(record.partition_key, len(self.lanes))]
+                if not lane.records:
+                    lane.since = now
+                lane.records.append(record)
+                lane.ready.set()
+                self.pending.append(record.n)
+            self.read_n = records[-1].n + 1
+
+    def _skip_to(self, position: int) -> None:
+        for n in range(self.read_n, position):
+            self.pending.append(n)
+            self.done.add(n)
+        self.read_n = position
+        self._advance()
+
+    async def _lane(self, lane: Lane) -> None:
+        with contextlib.suppress(Stopped):  # a batch given back is read again later
+            await self._deal(lane)
+
+    async def _deal(self, lane: Lane) -> None:
+        poller = self.poller
+        clock = poller.owner.clock
+        while not poller.stopping:
+            if not lane.records:
+                lane.ready.clear()
+                await poller.idle(lane.ready.wait())
+                continue
+            batch_size = poller.config["BatchSize"]
+            window = poller.config.get("MaximumBatchingWindowInSeconds") or 0
+            if window and len(lane.records) < batch_size:
+                remaining = lane.since + clock.platform_delay(window) - time.monotonic()
+                if remaining > 0:
+                    lane.ready.clear()
+                    with suppress_timeout():
+                        await poller.idle(asyncio.wait_for(lane.ready.wait(), remaining))
+                    continue
+            batch: list[Any] = []
+            size = 0
+            while lane.records and len(batch) < batch_size:
+                record = lane.records[0]
+                cost = self.shard.cost(record)
+                if batch and size + cost > PAYLOAD_BUDGET:
+                    break
+                batch.append(lane.records.popleft())
+                size += cost
+            lane.since = time.monotonic()
+            age = max(0, int((wall_now() - batch[-1].arrival) * 1000))
+            poller.stats.iterator_age_ms[self.shard.id] = age
+            if poller.owner.recorder is not None:  # the IteratorAge metric
+                poller.owner.recorder.iterator_age(function_key(poller.config), age)
+            await poller.process(self.shard, batch)
+            for record in batch:
+                self.done.add(record.n)
+            self._advance()
+
+    def _advance(self) -> None:
+        moved = False
+        while self.pending and self.pending[0] in self.done:
+            n = self.pending.popleft()
+            self.done.discard(n)
+            self.position = n + 1
+            moved = True
+        if moved:
+            self.poller.owner.store.set_checkpoint(
+                self.poller.uuid, self.shard.index, self.position
+            )
+            self.drained.set()
+
+
+class StreamPoller(Poller):
+    def __init__(self, owner: Pollers, config: dict[str, Any], after: Poller | None) -> None:
+        self.lanes = config.get("ParallelizationFactor") or 1
+        super().__init__(owner, config, after)
+
+    async def run(self) -> None:
+        owner = self.owner
+        stream = owner.stream(self.config["EventSourceArn"])
+        if stream is None:
+            self.set_result(SOURCE_MISSING)
+            return
+        checkpoints = owner.store.checkpoints(self.uuid)
+        workers = []
+        for shard in stream.shards():
+            position = checkpoints.get(shard.index)
+            if position is None:
+                position = owner.starting_position(self.config, shard)
+                owner.store.set_checkpoint(self.uuid, shard.index, position)
+            workers.append(ShardWorker(self, stream, shard, position))
+        async with asyncio.TaskGroup() as group:
+            for worker in workers:
+                group.create_task(worker.run())
+
+    async def process(self, shard: ShardView, batch: list[Any]) -> None:
+        """Invoke until the batch succeeds or is given up; raises Stopped to leave it."""
+        config = self.config
+        clock = self.owner.clock
+        attempts = 0
+        retries = 0
+        delay = RETRY_BACKOFF[0]
+        pieces = [batch]
+        while pieces:
+            piece = pieces[0]
+            max_age = config.get("MaximumRecordAgeInSeconds", -1)
+
+            def too_old(records: list[Any] = piece, max_age: int = max_age) -> bool:
+                if max_age is None or max_age < 0:
+                    return False
+                return wall_now() - records[0].arrival > clock.platform_delay(max_age)
+
+            if too_old():
+                self._give_up(shard, piece, "RecordAgeExceeded", attempts, None)
+                pieces.pop(0)
+                continue
+            records = shard.records(piece, config.get("_Role", ""))
+            payload = json.dumps({"Records": records}).encode()
+            result: InvokeResult | None = None
+            self.started()
+            try:
+                result = await self.invoke(payload, lambda _wait: not too_old())
+            except Stopped:
+                if self.stopping or not too_old():
+                    raise
+            except AwsError:
+                pass  # the function went away
+            finally:
+                self.ended()
+            if result is None:
+                if too_old():
+                    self._give_up(shard, piece, "RecordAgeExceeded", attempts, None)
+                    pieces.pop(0)
+                else:
+                    self.set_result(FUNCTION_MISSING)
+                    await self.idle(clock.sleep(PROBLEM_WAIT))
+                continue
+            attempts += 1
+            self.stats.batches += 1
+            self.stats.records += len(piece)
+            failed_from: int | None = None
+            if result.function_error:
+                failed_from = 0
+                self.stats.function_errors += 1
+            elif "ReportBatchItemFailures" in (config.get("FunctionResponseTypes") or []):
+                sequences = [shard.sequence_number(r) for r in piece]
+                failed = item_failures(result.payload, sequences)
+                if failed is None:
+                    failed_from = 0
+                elif failed:
+                    failed_from = min(sequences.index(s) for s in failed)
+            if failed_from is None:
+                self.set_result(OK)
+                pieces.pop(0)
+                retries = 0
+                delay = RETRY_BACKOFF[0]
+                continue
+            self.set_result(FUNCTION_FAILED)
+            if failed_from > 0:  # the records before the first failure are done
+                piece = piece[failed_from:]
+                pieces[0] = piece
+            self.stats.retried_items += len(piece)
+            if config.get("BisectBatchOnFunctionError") and len(piece) > 1 and failed_from == 0:
+                half = len(piece) // 2
+                pieces[0:1] = [piece[:half], piece[half:]]
+                continue  # splitting does not use up a retry
+            retries += 1
+            limit = config.get("MaximumRetryAttempts", -1)
+            if limit is not None and limit >= 0 and retries > limit:
+                self._give_up(shard, piece, "RetryAttemptsExhausted", attempts, result)
+                pieces.pop(0)
+                retries = 0
+                continue
+            await self.idle(clock.sleep(delay))
+            delay = min(delay * 2, RETRY_BACKOFF[1])
+
+    def _give_up(
+        self,
+        shard: ShardView,
+        records: list[Any],
+        condition: str,
+        attempts: int,
+        result: InvokeResult | None,
+    ) -> None:
+        self.stats.discarded += len(records)
+        destination = ((self.config.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+            "Destination"
+        )
+        if not destination:
+            return
+        document: dict[str, Any] = {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": self.config["FunctionArn"],
+                "condition": condition,
+                "approximateInvokeCount": attempts,
+            },
+            "responseContext": {
+                "statusCode": 200 if result is not None else 0,
+                "executedVersion": result.executed_version if result is not None else "",
+                "functionError": (result.function_error or "") if result is not None else "",
+            },
+            "version": "1.0",
+            "timestamp": iso_millis(wall_now()),
+            **shard.batch_info(records),
+        }
+        if self.owner.queues.send_internal(destination, json.dumps(document)) is None:
+            log.warning(
+                "mapping %s: on-failure destination %s does not exist", self.uuid, destination
+            )

@@ -1,0 +1,410 @@
+"""Every SQS queue, and the state machine of their messages.
+
+Each queue is owned by one `Queue` object on the event loop (queue.py); `Queues` makes
+every change to it and writes it through to the store (store.py) before the operation
+answers, so an accepted message survives a crash. Times the user sees (SentTimestamp,
+...) are wall-clock; the queue's own delays — visibility timeouts, DelaySeconds,
+retention, the deduplication window, the purge and re-creation cool-downs — are platform
+delays and go through the clock, so `--time-scale` shortens them. WaitTimeSeconds is the
+caller's own wait and is not scaled.
+
+Long polling waits on futures woken by sends and visibility changes, with a timeout at
+the next moment a hidden message becomes visible: no polling loop.
+
+Event source mappings read queues through `poll`, `hold`, `release` and `settle`
+(poll.py adapts them to the pollers' view); destinations and dead-letter targets send
+with `send_internal`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from lamina.clock import Clock
+from lamina.services.sqs.attributes import MAX_VISIBILITY
+from lamina.services.sqs.messages import (
+    Claim,
+    Message,
+    no_queue,
+    parameter_error,
+    parse_receipt,
+    receipt_handle,
+    sqs_error,
+)
+from lamina.services.sqs.queue import Queue, ReceiveOptions
+from lamina.services.sqs.store import QueueStore
+
+DEDUP_WINDOW = 300.0  # seconds, a platform delay
+BATCH_LIMIT = 10
+
+
+class Queues:
+    """Every queue of every account and region: the one owner of their state."""
+
+    def __init__(self, store: QueueStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.queues: dict[tuple[str, str, str], Queue] = {}
+        self.by_arn: dict[str, Queue] = {}
+        self.deleted_at: dict[tuple[str, str, str], float] = {}  # platform time
+        self._load()
+
+    # Loading and lookup ----------------------------------------------------------------
+    def _load(self) -> None:
+        now = self.clock.wall()
+        for queue_id, account, region, name, record in list(self.store.queues.all()):
+            queue = Queue(
+                queue_id,
+                account,
+                region,
+                name,
+                dict(record["attributes"]),
+                dict(record.get("tags") or {}),
+                record["created"],
+                record["modified"],
+                self.clock,
+            )
+            for row in self.store.messages(queue_id):
+                message = Message.load(row)
+                queue.last_seq = max(queue.last_seq, message.seq)
+                queue.index(message)
+            for key, message_id, sequence, expires in self.store.dedup_entries(queue_id, now):
+                queue.dedup[key] = (message_id, sequence, expires)
+            self._register(queue)
+
+    def _register(self, queue: Queue) -> None:
+        self.queues[(queue.account, queue.region, queue.name)] = queue
+        self.by_arn[queue.arn] = queue
+
+    def queue_by_arn(self, arn: str) -> Queue | None:
+        queue = self.by_arn.get(arn)
+        return None if queue is None or queue.deleted else queue
+
+    # Receiving, the heart of it --------------------------------------------------------
+    def _expired(self, queue: Queue, message: Message, now: float) -> bool:
+        retention = self.clock.platform_delay(queue.int_attribute("MessageRetentionPeriod"))
+        return message.sent + retention <= now
+
+    def receive(self, queue: Queue, options: ReceiveOptions) -> list[Claim]:
+        """Take up to `max_messages` visible messages and hide them for `visibility`."""
+        now = self.clock.wall()
+        taken: list[Message] = []
+        dropped: list[Message] = []
+        redrive = queue.redrive()
+        size = 0
+
+        def take(message: Message) -> bool:
+            """False when the message went away instead (expired, or moved to the DLQ)."""
+            nonlocal size
+            if self._expired(queue, message, now):
+                dropped.append(message)
+                queue.forget(message)
+                return False
+            if redrive is not None and message.receives >= redrive[1]:
+                dead = self.queue_by_arn(redrive[0])
+                if dead is not None:
+                    self._move(queue, message, dead, now)
+                    return False
+            taken.append(message)
+            size += message.size
+            return True
+
+        def full() -> bool:
+            if len(taken) >= options.max_messages:
+                return True
+            return bool(options.max_bytes) and size >= options.max_bytes
+
+        if queue.fifo:
+            for group in list(queue.groups):
+                if full():
+                    break
+                seqs = queue.groups.get(group)
+                for seq in list(seqs or ()):
+                    message = queue.messages.get(seq)
+                    if message is None:
+                        continue
+                    if message.visible > now:
+                        break  # in flight or delayed: the rest of the group waits behind it
+                    take(message)
+                    if full():
+                        break
+        else:
+            heap = queue.heap
+            while heap and not full():
+                visible, seq, version = heap[0]
+                if visible > now:
+                    break
+                heapq.heappop(heap)
+                message = queue.messages.get(seq)
+                if message is None or message.version != version:
+                    continue
+                take(message)
+        claims = []
+        for message in taken:
+            message.receives += 1
+            if message.first_receive is None:
+                message.first_receive = now
+            message.visible = now + options.visibility
+            message.receipt = uuid.uuid4().hex
+            queue.touched(message)
+            claims.append(Claim(message, message.receipt))
+        if dropped:
+            self.store.delete_messages(queue.id, [m.seq for m in dropped])
+        if taken:
+            self.store.update_states(
+                queue.id,
+                [(m.seq, m.visible, m.receives, m.first_receive, m.receipt) for m in taken],
+            )
+        return claims
+
+    def _move(self, queue: Queue, message: Message, dead: Queue, now: float) -> None:
+        queue.forget(message)
+        moved = Message(
+            seq=dead.next_seq(),
+            id=message.id,
+            body=message.body,
+            attributes=message.attributes,
+            system=message.system,
+            sent=message.sent,
+            group=message.group,
+            dedup=message.dedup,
+            sequence=message.sequence,
+            source_arn=queue.arn,
+            visible=now,
+            receives=message.receives,
+            first_receive=message.first_receive,
+        )
+        self.store.move_message(queue.id, message.seq, dead.id, moved.stored())
+        dead.index(moved)
+        dead.wake()
+
+    async def receive_waiting(
+        self, queue: Queue, options: ReceiveOptions, wait: float
+    ) -> list[Claim]:
+        """receive(), waiting up to `wait` real seconds for the first message."""
+        deadline = time.monotonic() + wait
+        while True:
+            if queue.deleted:
+                raise no_queue()
+            claims = self.receive(queue, options)
+            remaining = deadline - time.monotonic()
+            if claims or remaining <= 0:
+                return claims
+            until_visible = queue.next_visible() - self.clock.wall()
+            await queue.wait(min(remaining, max(until_visible, 0.001)))
+
+    # For event source mappings (through poll.py) ----------------------------------------
+    async def poll(
+        self, queue: Queue, batch_size: int, window: float, max_bytes: int, wait: float = 20.0
+    ) -> list[Claim]:
+        """A batch for a mapping: long-poll for the first messages, then gather more for
+        up to `window` platform seconds, until `batch_size` or `max_bytes` is reached.
+        Cancelled while gathering, the messages become visible again at once."""
+        visibility = self.clock.platform_delay(queue.int_attribute("VisibilityTimeout"))
+        options = ReceiveOptions(min(batch_size, BATCH_LIMIT), visibility, max_bytes)
+        claims = await self.receive_waiting(queue, options, wait)
+        if not claims or window <= 0:
+            return claims
+        deadline = time.monotonic() + self.clock.platform_delay(window)
+        try:
+            while len(claims) < batch_size and sum(c.message.size for c in claims) < max_bytes:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or queue.deleted:
+                    break
+                wanted_now = min(batch_size - len(claims), BATCH_LIMIT)
+                used = sum(c.message.size for c in claims)
+                more = self.receive(queue, ReceiveOptions(wanted_now, visibility, max_bytes - used))
+                if more:
+                    claims.extend(more)
+                    continue
+                until_visible = queue.next_visible() - self.clock.wall()
+                await queue.wait(min(remaining, max(until_visible, 0.001)))
+        except asyncio.CancelledError:
+            self.release(queue, claims)
+            raise
+        return claims
+
+    def release(self, queue: Queue, claims: Iterable[Claim]) -> None:
+        """Make claimed messages visible again now (a poller gave them back)."""
+        self.hold(queue, claims, 0.0)
+
+    def hold(self, queue: Queue, claims: Iterable[Claim], seconds: float) -> list[Claim]:
+        """Keep claimed messages hidden for `seconds` more platform seconds; returns the
+        claims still owned (the others were received again by someone else)."""
+        now = self.clock.wall()
+        kept = []
+        for claim in claims:
+            message = claim.message
+            if not claim.owned or queue.messages.get(message.seq) is not message:
+                continue
+            message.visible = now + self.clock.platform_delay(seconds)
+            queue.touched(message)
+            kept.append(claim)
+        if kept:
+            self.store.update_states(
+                queue.id,
+                [
+                    (
+                        c.message.seq,
+                        c.message.visible,
+                        c.message.receives,
+                        c.message.first_receive,
+                        c.message.receipt,
+                    )
+                    for c in kept
+                ],
+            )
+            queue.wake()
+        return kept
+
+    def settle(self, queue: Queue, claims: Iterable[Claim]) -> int:
+        """Delete the claimed messages still owned; returns how many were deleted."""
+        gone = []
+        for claim in claims:
+            message = claim.message
+            if claim.owned and queue.messages.get(message.seq) is message:
+                queue.forget(message)
+                gone.append(message.seq)
+        if gone:
+            self.store.delete_messages(queue.id, gone)
+        return len(gone)
+
+    def send_internal(self, arn: str, body: str) -> str | None:
+        """Send `body` to the queue `arn` (destinations, dead-letter targets); the message
+        id, or None if there is no such queue."""
+        queue = self.queue_by_arn(arn)
+        if queue is None:
+            return None
+        group = "lamina" if queue.fifo else None
+        dedup = uuid.uuid4().hex if queue.fifo else None
+        message, _ = self.enqueue(queue, body, {}, {}, 0, group, dedup)
+        return message.id
+
+    def enqueue(
+        self,
+        queue: Queue,
+        body: str,
+        attributes: dict[str, dict[str, Any]],
+        system: dict[str, dict[str, Any]],
+        delay: int | None,
+        group: str | None,
+        dedup: str | None,
+    ) -> tuple[Message, bool]:
+        """Store and index one message; (message, False) for a FIFO duplicate."""
+        now = self.clock.wall()
+        if queue.fifo:
+            assert dedup is not None
+            scope = group if queue.attributes.get("DeduplicationScope") == "messageGroup" else ""
+            key = f"{scope}\x00{dedup}"
+            seen = queue.dedup.get(key)
+            if seen is not None and seen[2] > now:
+                duplicate = Message(
+                    0, seen[0], body, attributes, system, now, group, dedup, seen[1]
+                )
+                return duplicate, False
+        seq = queue.next_seq()
+        if delay is None:
+            delay = queue.int_attribute("DelaySeconds")
+        message = Message(
+            seq=seq,
+            id=str(uuid.uuid4()),
+            body=body,
+            attributes=attributes,
+            system=system,
+            sent=now,
+            group=group if queue.fifo else None,
+            dedup=dedup if queue.fifo else None,
+            sequence=f"{seq:020d}" if queue.fifo else None,
+            visible=now + self.clock.platform_delay(delay),
+        )
+        self.store.insert_messages(queue.id, [message.stored()])
+        if queue.fifo:
+            expires = now + self.clock.platform_delay(DEDUP_WINDOW)
+            queue.dedup[key] = (message.id, message.sequence, expires)
+            self.store.put_dedup(queue.id, key, message.id, message.sequence, expires)
+            if len(queue.dedup) > 1000:
+                queue.dedup = {k: v for k, v in queue.dedup.items() if v[2] > now}
+                self.store.drop_dedup(queue.id, now)
+        queue.index(message)
+        queue.wake()
+        return message, True
+
+    # Changes the operations ask for ----------------------------------------------------
+    def create(
+        self, account: str, region: str, name: str, attributes: dict[str, str], tags: dict[str, str]
+    ) -> Queue:
+        now = self.clock.wall()
+        record = {"attributes": attributes, "tags": tags, "created": now, "modified": now}
+        queue_id = self.store.queues.insert(account, region, name, record)
+        queue = Queue(queue_id, account, region, name, attributes, tags, now, now, self.clock)
+        self._register(queue)
+        return queue
+
+    def delete(self, queue: Queue) -> None:
+        self.store.delete_queue(queue.id)
+        queue.deleted = True
+        key = (queue.account, queue.region, queue.name)
+        del self.queues[key]
+        self.by_arn.pop(queue.arn, None)
+        self.deleted_at[key] = self.clock.platform_now()
+        queue.wake()
+
+    def save(self, queue: Queue) -> None:
+        """The queue's attributes or tags changed."""
+        self.store.queues.update(queue.id, queue.record())
+        queue.wake()
+
+    def purge(self, queue: Queue) -> None:
+        queue.last_purge = self.clock.platform_now()
+        self.store.purge(queue.id)
+        for message in queue.messages.values():
+            message.receipt = None
+        queue.messages.clear()
+        queue.heap.clear()
+        queue.groups.clear()
+
+    def receipt_handle(self, queue: Queue, claim: Claim) -> str:
+        return receipt_handle(queue.id, queue.arn, claim)
+
+    def delete_message(self, queue: Queue, handle: str) -> None:
+        seq, nonce = parse_receipt(queue.id, queue.arn, handle)
+        message = queue.messages.get(seq)
+        # A stale handle (the message was received again since) succeeds without deleting,
+        # as AWS documents; a message already gone succeeds too.
+        if message is None or message.receipt != nonce:
+            return
+        queue.forget(message)
+        self.store.delete_messages(queue.id, [seq])
+
+    def change_visibility(self, queue: Queue, handle: str, timeout: int) -> None:
+        if not 0 <= timeout <= MAX_VISIBILITY:
+            raise parameter_error(
+                "VisibilityTimeout", timeout, "Must be between 0 and 43200, if provided."
+            )
+        seq, nonce = parse_receipt(queue.id, queue.arn, handle)
+        message = queue.messages.get(seq)
+        if message is None or message.receipt != nonce:
+            raise parameter_error(
+                "ReceiptHandle",
+                handle,
+                "Message does not exist or is not available for visibility timeout change.",
+            )
+        now = self.clock.wall()
+        if message.visible <= now:
+            raise sqs_error(
+                "MessageNotInflight",
+                "Message does not exist or is not available for visibility timeout change.",
+                "AWS.SimpleQueueService.MessageNotInflight",
+            )
+        message.visible = now + self.clock.platform_delay(timeout)
+        queue.touched(message)
+        self.store.update_states(
+            queue.id,
+            [(seq, message.visible, message.receives, message.first_receive, message.receipt)],
+        )
+        queue.wake()
