@@ -13,6 +13,7 @@ The server runs with --time-scale 0.02 (a 30 s visibility timeout lasts 0.6 s).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import urllib.request
@@ -616,6 +617,19 @@ def test_four_shards_run_exactly_four_at_once(
     check_key_order(runs)
     counted = stats(server, mapping["UUID"])
     assert set(counted["iterator_age_ms"]) == set(shard_ids)
+    # The IteratorAge metric, one value per batch, in CloudWatch.
+    now = dt.datetime.now(dt.UTC)
+    ages = server.client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/Lambda",
+        MetricName="IteratorAge",
+        Dimensions=[{"Name": "FunctionName", "Value": "shards-4"}],
+        StartTime=now - dt.timedelta(minutes=10),
+        EndTime=now + dt.timedelta(minutes=2),
+        Period=60,
+        Statistics=["SampleCount", "Maximum"],
+    )["Datapoints"]
+    assert sum(point["SampleCount"] for point in ages) == len(runs)
+    assert all(point["Maximum"] >= 0 for point in ages)
     got = lam.get_event_source_mapping(UUID=mapping["UUID"])
     assert got["LastProcessingResult"] == "OK"
     lam.delete_event_source_mapping(UUID=mapping["UUID"])
