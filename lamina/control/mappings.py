@@ -21,12 +21,14 @@ from lamina.engine.pollers.sources import QueueSource
 from lamina.engine.service import Engine
 from lamina.errors import AwsError, conflict, invalid_parameter, not_found
 from lamina.keys import FunctionKey
+from lamina.patterns import PatternError, compile_pattern
 from lamina.store.mappings import MappingStore
 
 LIST_LIMIT = 100
 SQS_DEFAULT_BATCH = 10
 FIFO_MAX_BATCH = 10
 STREAM_DEFAULT_BATCH = 100
+MAX_FILTERS = 5
 SQS_ARN = re.compile(r"arn:aws[a-zA-Z-]*:sqs:([^:]+):(\d{12}):(.+)")
 KINESIS_ARN = re.compile(r"arn:aws[a-zA-Z-]*:kinesis:([^:]+):(\d{12}):stream/(.+)")
 UPDATABLE = (
@@ -42,7 +44,6 @@ UPDATABLE = (
     "MetricsConfig",
 )
 UNSUPPORTED = {
-    "FilterCriteria": "Event filtering (FilterCriteria) is not supported by Lamina yet.",
     "TumblingWindowInSeconds": "Tumbling windows are not supported by Lamina yet.",
     "KMSKeyArn": "Encrypted filter criteria (KMSKeyArn) are not supported by Lamina.",
     "Topics": "Kafka event sources are not supported by Lamina.",
@@ -158,9 +159,7 @@ class Mappings:
     def _check(self, config: dict[str, Any], params: dict[str, Any], creating: bool) -> None:
         for member, message in UNSUPPORTED.items():
             value = params.get(member)
-            if value not in (None, 0, [], {}) and not (
-                member == "FilterCriteria" and not value.get("Filters")
-            ):
+            if value not in (None, 0, [], {}):
                 raise invalid_parameter(message)
         arn = config["EventSourceArn"]
         sqs = _is_sqs(arn)
@@ -292,6 +291,9 @@ class Mappings:
             config["MaximumRetryAttempts"] = params.get("MaximumRetryAttempts", -1)
             config["TumblingWindowInSeconds"] = 0
         config["FunctionResponseTypes"] = list(params.get("FunctionResponseTypes") or [])
+        filters = filter_criteria(params.get("FilterCriteria"))
+        if filters is not None:
+            config["FilterCriteria"] = filters
         if params.get("ScalingConfig"):
             config["ScalingConfig"] = dict(params["ScalingConfig"])
         if params.get("MetricsConfig"):
@@ -375,6 +377,12 @@ class Mappings:
                 config[member] = value
         if "Enabled" in params:
             config["State"] = "Enabled" if params["Enabled"] else "Disabled"
+        if "FilterCriteria" in params:
+            filters = filter_criteria(params["FilterCriteria"])
+            if filters is None:
+                config.pop("FilterCriteria", None)
+            else:
+                config["FilterCriteria"] = filters
         self._check(config, params, creating=False)
         if _is_sqs(config["EventSourceArn"]):
             for member in STREAM_ONLY:
@@ -399,6 +407,24 @@ class Mappings:
         del self.records[record["UUID"]]
         self.store.delete(record["UUID"])
         return self._view(record)
+
+
+def filter_criteria(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """FilterCriteria as stored, each pattern checked; None when there is no filter."""
+    filters = list((value or {}).get("Filters") or [])
+    if not filters:
+        return None
+    if len(filters) > MAX_FILTERS:
+        raise invalid_parameter(
+            f"The number of filters ({len(filters)}) exceeds the limit of {MAX_FILTERS} per "
+            "event source mapping."
+        )
+    for item in filters:
+        try:
+            compile_pattern(item.get("Pattern") or "")
+        except PatternError:
+            raise invalid_parameter("Invalid filter pattern definition.") from None
+    return {"Filters": [{"Pattern": item.get("Pattern") or ""} for item in filters]}
 
 
 def _is_sqs(arn: str) -> bool:

@@ -255,9 +255,9 @@ def test_mapping_operations_and_states(
         lam.create_event_source_mapping,
         EventSourceArn=fifo_arn,
         FunctionName="api-fn",
-        FilterCriteria={"Filters": [{"Pattern": '{"body": ["x"]}'}]},
+        FilterCriteria={"Filters": [{"Pattern": '{"body": "x"}'}]},
     )
-    assert "FilterCriteria" in error["Message"]
+    assert error["Message"] == "Invalid filter pattern definition."
     error = error_of(
         lam.create_event_source_mapping,
         EventSourceArn=fifo_arn,

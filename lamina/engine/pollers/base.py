@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from lamina.engine.invoker import InvokeResult
 from lamina.engine.service import Throttled
 from lamina.keys import FunctionKey
+from lamina.patterns import Pattern, compile_pattern, matches_any
 
 if TYPE_CHECKING:
     from lamina.engine.pollers.manager import Pollers
@@ -91,6 +92,7 @@ class MappingStats:
     deleted: int = 0
     retried_items: int = 0
     discarded: int = 0
+    filtered: int = 0  # records FilterCriteria dropped
     in_flight: int = 0
     peak_in_flight: int = 0
     iterator_age_ms: dict[str, int] = field(default_factory=dict)
@@ -104,6 +106,7 @@ class MappingStats:
             "deleted": self.deleted,
             "retried_items": self.retried_items,
             "discarded": self.discarded,
+            "filtered": self.filtered,
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
             "iterator_age_ms": dict(self.iterator_age_ms),
@@ -126,6 +129,7 @@ class Poller(abc.ABC):
         self.stopping = False
         self._after = after
         self._idle: set[asyncio.Task[Any]] = set()  # tasks a graceful stop may cancel
+        self._filters: tuple[Any, list[Pattern]] = (None, [])
         self.task = asyncio.get_running_loop().create_task(
             self._main(), name=f"mapping-{self.uuid}"
         )
@@ -142,6 +146,23 @@ class Poller(abc.ABC):
             raise
         except Exception:
             log.exception("event source mapping %s stopped on an error", self.uuid)
+
+    def patterns(self) -> list[Pattern]:
+        """The mapping's FilterCriteria, compiled once per setting (checked when set)."""
+        raw = self.config.get("FilterCriteria")
+        if self._filters[0] is not raw:
+            filters = (raw or {}).get("Filters") or []
+            self._filters = (raw, [compile_pattern(f.get("Pattern") or "") for f in filters])
+        return self._filters[1]
+
+    def kept(
+        self, records: list[dict[str, Any]], form: Callable[[dict[str, Any]], Any]
+    ) -> list[bool]:
+        """Which event records pass the mapping's FilterCriteria (all, without one)."""
+        patterns = self.patterns()
+        if not patterns:
+            return [True] * len(records)
+        return [matches_any(patterns, form(record)) for record in records]
 
     @abc.abstractmethod
     async def run(self) -> None:

@@ -77,13 +77,24 @@ class QueuePoller(Poller):
             if not claims:
                 self.busy_since = self.owner.clock.platform_now()
                 continue
+            records = queue.records(claims)
+            keep = self.kept(records, queue.filter_form)
+            if not all(keep):  # messages that match no filter are deleted, as on AWS
+                dropped = [c for c, k in zip(claims, keep, strict=True) if not k]
+                self.stats.filtered += queue.settle(dropped)
+                claims = [c for c, k in zip(claims, keep, strict=True) if k]
+                records = [r for r, k in zip(records, keep, strict=True) if k]
+                if not claims:
+                    continue
             self.in_flight += 1
-            group.create_task(self._handle(queue, claims))
+            group.create_task(self._handle(queue, claims, records))
 
-    async def _handle(self, queue: QueueView, claims: list[Any]) -> None:
+    async def _handle(
+        self, queue: QueueView, claims: list[Any], records: list[dict[str, Any]]
+    ) -> None:
         self.started()
         try:
-            await self._process(queue, claims)
+            await self._process(queue, claims, records)
         except Stopped:
             queue.release([c for c in claims if c.owned])
         except Exception:
@@ -93,7 +104,9 @@ class QueuePoller(Poller):
             self.in_flight -= 1
             self._freed.set()
 
-    async def _process(self, queue: QueueView, claims: list[Any]) -> None:
+    async def _process(
+        self, queue: QueueView, claims: list[Any], records: list[dict[str, Any]]
+    ) -> None:
         visibility = queue.visibility_timeout
         held = claims
 
@@ -103,7 +116,7 @@ class QueuePoller(Poller):
             held = queue.hold(held, visibility + wait)
             return bool(held) and not self.stopping
 
-        payload = json.dumps({"Records": queue.records(claims)}).encode()
+        payload = json.dumps({"Records": records}).encode()
         try:
             result = await self.invoke(payload, hold)
         except AwsError:  # the function went away

@@ -67,6 +67,9 @@ class QueueView(Protocol):
     def records(self, claims: Sequence[Any]) -> list[dict[str, Any]]:
         """Lambda's event record of each claimed message."""
 
+    def filter_form(self, record: dict[str, Any]) -> Any:
+        """What FilterCriteria patterns are matched against, for an event record."""
+
 
 class QueueSource(Protocol):
     def queue(self, arn: str) -> QueueView | None:
@@ -127,6 +130,9 @@ class ShardView(Protocol):
     def records(self, records: Sequence[Any], role: str) -> list[dict[str, Any]]:
         """Lambda's event record of each record (`role` is the function's execution
         role, for invokeIdentityArn)."""
+
+    def filter_form(self, record: dict[str, Any]) -> Any:
+        """What FilterCriteria patterns are matched against, for an event record."""
 
     def batch_info(self, records: Sequence[Any]) -> dict[str, Any]:
         """What an on-failure record says of the records given up, under its source's

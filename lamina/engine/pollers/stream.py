@@ -105,7 +105,18 @@ class ShardWorker:
                 await poller.idle(shard.wait(self.read_n, IDLE_WAIT))
                 continue
             now = time.monotonic()
-            for record in records:
+            dropped = False
+            keep: list[bool] | None = None
+            if poller.patterns():  # records that match no filter are done at once
+                events = shard.records(records, poller.config.get("_Role", ""))
+                keep = poller.kept(events, shard.filter_form)
+            for index, record in enumerate(records):
+                if keep is not None and not keep[index]:
+                    self.pending.append(record.n)
+                    self.done.add(record.n)
+                    poller.stats.filtered += 1
+                    dropped = True
+                    continue
                 lane = self.lanes[lane_of(record.partition_key, len(self.lanes))]
                 if not lane.records:
                     lane.since = now
@@ -113,6 +124,8 @@ class ShardWorker:
                 lane.ready.set()
                 self.pending.append(record.n)
             self.read_n = records[-1].n + 1
+            if dropped:
+                self._advance()
 
     def _skip_to(self, position: int) -> None:
         for n in range(self.read_n, position):

@@ -4,6 +4,8 @@ and Lambda's Kinesis event record, exactly as AWS builds it."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +76,16 @@ class ShardView:
                 }
             )
         return out
+
+    @staticmethod
+    def filter_form(record: dict[str, Any]) -> dict[str, Any]:
+        """The record's Kinesis fields, `data` decoded and parsed when it is JSON (Lambda
+        filters Kinesis records on `data`; data that is not JSON matches no data pattern)."""
+        fields = dict(record["kinesis"])
+        # Data that is not JSON stays a string: an object pattern on it does not match.
+        with contextlib.suppress(ValueError):
+            fields["data"] = json.loads(base64.b64decode(fields["data"]))
+        return fields
 
     def batch_info(self, records: Sequence[StoredRecord]) -> dict[str, Any]:
         shard = self._shard

@@ -4,6 +4,7 @@ Lambda's SQS event record, exactly as AWS builds it."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,15 @@ class QueueView:
 
     def records(self, claims: Sequence[Claim]) -> list[dict[str, Any]]:
         return [self.record(claim) for claim in claims]
+
+    @staticmethod
+    def filter_form(record: dict[str, Any]) -> dict[str, Any]:
+        """The record, its body parsed when it is JSON (patterns on `body` see fields)."""
+        try:
+            body = json.loads(record["body"])
+        except ValueError:
+            return record
+        return {**record, "body": body}
 
     def record(self, claim: Claim) -> dict[str, Any]:
         queue = self._queue
