@@ -37,6 +37,11 @@ from lamina.observe.logs import LogStore
 from lamina.sandbox import isolation, launch
 from lamina.sandbox.forkserver import ForkLauncher, ForkServer
 from lamina.services.cloudwatch.provider import CloudWatch
+from lamina.services.dynamodb import poll as dynamodb_poll
+from lamina.services.dynamodb.provider import DynamoDBProvider
+from lamina.services.dynamodb.store import TableStore
+from lamina.services.dynamodb.streams_api import StreamsProvider
+from lamina.services.dynamodb.tables import Tables
 from lamina.services.kinesis import poll as kinesis_poll
 from lamina.services.kinesis.provider import KinesisProvider
 from lamina.services.kinesis.store import StreamStore
@@ -110,6 +115,7 @@ class Lamina:
         # services/: every AWS service other than Lambda.
         self.queues = Queues(QueueStore(data_dir), clock)
         self.streams = Streams(StreamStore(data_dir), clock)
+        self.tables = Tables(TableStore(data_dir), clock)
 
         # control/: Lambda's own resources.
         self.functions = Functions(self.store, self.engine)
@@ -127,7 +133,10 @@ class Lamina:
         self.mapping_store = MappingStore(data_dir)
         self.pollers = Pollers(
             queue_source,
-            {"kinesis": kinesis_poll.StreamSource(self.streams)},
+            {
+                "kinesis": kinesis_poll.StreamSource(self.streams),
+                "dynamodb": dynamodb_poll.StreamSource(self.tables),
+            },
             MappingInvoker(self.functions, self.invocations, self.engine),
             self.mapping_store,
             clock,
@@ -152,6 +161,8 @@ class Lamina:
         )
         self.gateway.mount(service("sqs"), SqsProvider(self.queues, clock))
         self.gateway.mount(service("kinesis"), KinesisProvider(self.streams, clock))
+        self.gateway.mount(service("dynamodb"), DynamoDBProvider(self.tables, clock))
+        self.gateway.mount(service("dynamodbstreams"), StreamsProvider(self.tables, clock))
         self.gateway.mount(service("cloudwatch"), CloudWatch(self.metrics))
         self.gateway.mount(service("logs"), LogGroups(self.logs))
         self.gateway.mount(service("xray"), XRay(self.observability.traces))
@@ -159,6 +170,7 @@ class Lamina:
         self.gateway.mount_internal("code", self._code)
         self.gateway.mount_internal("logs", self._logs)
         self.gateway.mount_internal("stats", self._stats)
+        self.gateway.mount_internal("dynamodb", self._dynamodb)
         self.observability.mount(self.gateway)  # /metrics, the console, the live view
 
         # Started in this order (the observability block first: environments are told
@@ -179,6 +191,7 @@ class Lamina:
         self.mapping_store.close()
         self.queues.store.close()
         self.streams.store.close()
+        self.tables.store.close()
         self.store.close()
 
     async def _health(self, request: HttpRequest) -> HttpResponse:
@@ -190,6 +203,21 @@ class Lamina:
             "concurrency": self.engine.counters.stats(),
             "mappings": self.pollers.stats_view(),
         }
+        return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+    async def _dynamodb(self, request: HttpRequest) -> HttpResponse:
+        """POST /_lamina/dynamodb/handover?table=NAME[&region=R]: the table's stream shards
+        close and children take over (the shard handover AWS does as partitions split)."""
+        region = request.query.get("region", [DEFAULT_REGION])[0]
+        name = request.query.get("table", [""])[0]
+        table = self.tables.table(DEFAULT_ACCOUNT, region, name)
+        if request.method != "POST" or not request.path.endswith("/handover"):
+            return HttpResponse(404, b"Not found")
+        if table is None or table.stream is None:
+            return HttpResponse(404, f"No table {name} with a stream in {region}".encode())
+        stream = self.tables.handover(table)
+        assert stream is not None
+        body = {"StreamArn": stream.arn, "OpenShards": [s.id for s in stream.open_shards()]}
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     async def _code(self, request: HttpRequest) -> HttpResponse:

@@ -31,6 +31,9 @@ STREAM_DEFAULT_BATCH = 100
 MAX_FILTERS = 5
 SQS_ARN = re.compile(r"arn:aws[a-zA-Z-]*:sqs:([^:]+):(\d{12}):(.+)")
 KINESIS_ARN = re.compile(r"arn:aws[a-zA-Z-]*:kinesis:([^:]+):(\d{12}):stream/(.+)")
+DYNAMODB_STREAM_ARN = re.compile(
+    r"arn:aws[a-zA-Z-]*:dynamodb:([^:]+):(\d{12}):table/[^/]+/stream/.+"
+)
 UPDATABLE = (
     "BatchSize",
     "MaximumBatchingWindowInSeconds",
@@ -188,10 +191,18 @@ class Mappings:
         else:
             if params.get("ScalingConfig"):
                 raise invalid_parameter("ScalingConfig is only supported for SQS event sources.")
+            dynamodb = DYNAMODB_STREAM_ARN.fullmatch(arn) is not None
             if creating and not params.get("StartingPosition"):
                 raise invalid_parameter(
-                    "StartingPosition is required for Kinesis event sources: TRIM_HORIZON, "
+                    "StartingPosition is required for DynamoDB Streams event sources: "
+                    "TRIM_HORIZON or LATEST."
+                    if dynamodb
+                    else "StartingPosition is required for Kinesis event sources: TRIM_HORIZON, "
                     "LATEST or AT_TIMESTAMP."
+                )
+            if dynamodb and config.get("StartingPosition") == "AT_TIMESTAMP":
+                raise invalid_parameter(
+                    "Unsupported starting position for DynamoDB Streams: AT_TIMESTAMP."
                 )
             if config.get("StartingPosition") == "AT_TIMESTAMP" and not config.get(
                 "StartingPositionTimestamp"
@@ -219,8 +230,8 @@ class Mappings:
                     )
         if ((config.get("DestinationConfig") or {}).get("OnSuccess") or {}).get("Destination"):
             raise invalid_parameter(
-                "OnSuccess destinations are not supported for event source mappings of SQS or "
-                "Kinesis."
+                "OnSuccess destinations are not supported for event source mappings of SQS, "
+                "Kinesis or DynamoDB Streams."
             )
 
     def _function_config(self, ctx: RequestContext, name: str) -> tuple[str, dict[str, Any]]:
@@ -235,16 +246,13 @@ class Mappings:
         arn = params.get("EventSourceArn") or ""
         if not arn:
             raise invalid_parameter(
-                "EventSourceArn is required: Lamina reads SQS queues and Kinesis streams."
+                "EventSourceArn is required: Lamina reads SQS queues, Kinesis streams and "
+                "DynamoDB streams."
             )
-        if not _is_sqs(arn) and not KINESIS_ARN.fullmatch(arn):
-            service = arn.split(":")[2] if arn.count(":") >= 2 else arn
-            detail = (
-                "DynamoDB Streams are out of scope for Lamina. " if service == "dynamodb" else ""
-            )
+        if not (_is_sqs(arn) or KINESIS_ARN.fullmatch(arn) or DYNAMODB_STREAM_ARN.fullmatch(arn)):
             raise invalid_parameter(
-                f"Unsupported event source {arn}: {detail}Lamina reads SQS queues and Kinesis "
-                "data streams."
+                f"Unsupported event source {arn}: Lamina reads SQS queues, Kinesis data streams "
+                "and DynamoDB streams."
             )
         function_arn, function = self._function_config(ctx, params["FunctionName"])
         region, account = _arn_region_account(arn)
@@ -307,7 +315,7 @@ class Mappings:
         self._check(config, params, creating=True)
         for other in self.records.values():
             if other["EventSourceArn"] == arn and other["FunctionArn"] == function_arn:
-                label = "SQS" if sqs else "Kinesis"
+                label = "SQS" if sqs else "Kinesis" if KINESIS_ARN.fullmatch(arn) else "DynamoDB"
                 raise conflict(
                     f'An event source mapping with {label} arn (" {arn} ") and function '
                     f'(" {function["config"]["FunctionName"]} ") already exists. Please update '

@@ -106,6 +106,13 @@ class ShardView(Protocol):
     @property
     def id(self) -> str: ...
 
+    @property
+    def parent(self) -> str | None:
+        """The id of the shard this one took over from (its records come first)."""
+
+    def end(self) -> int | None:
+        """Once the shard is closed, the position one past its last record."""
+
     def read(self, start: int, limit: int) -> Sequence[StreamRecord]:
         """Records at positions >= start, oldest first, within their retention."""
 
@@ -144,6 +151,9 @@ class StreamView(Protocol):
     def deleted(self) -> bool: ...
 
     def shards(self) -> Sequence[ShardView]: ...
+
+    async def changed(self, timeout: float) -> None:
+        """Until the shards change (or the stream goes), or `timeout` seconds."""
 
 
 class StreamSource(Protocol):

@@ -64,10 +64,22 @@ class Lane:
 
 
 class ShardWorker:
+    """Reads one shard from its checkpoint and deals its records to lanes. A shard that
+    has a parent starts once the parent's worker has finished; a closed shard's worker
+    finishes when every record of it is done."""
+
     def __init__(
-        self, poller: StreamPoller, stream: StreamView, shard: ShardView, position: int
+        self,
+        poller: StreamPoller,
+        stream: StreamView,
+        shard: ShardView,
+        position: int,
+        after: ShardWorker | None = None,
     ) -> None:
         self.poller = poller
+        self.after = after
+        self.finished = asyncio.Event()
+        self.ended = False
         self.stream = stream
         self.shard = shard
         self.position = position  # the checkpoint: every record before it is done
@@ -78,11 +90,27 @@ class ShardWorker:
         self.drained = asyncio.Event()
 
     async def run(self) -> None:
+        with contextlib.suppress(Stopped):
+            if self.after is not None:  # the parent shard first: a key's order holds
+                await self.poller.idle(self.after.finished.wait())
+        if self.poller.stopping:
+            return
         async with asyncio.TaskGroup() as group:
             for lane in self.lanes:
                 group.create_task(self._lane(lane))
             with contextlib.suppress(Stopped):
                 await self._read()
+
+    async def _finish(self) -> None:
+        """The shard is closed and read to its end: once its last batches are done, the
+        worker ends and its children may start."""
+        while self.pending:
+            self.drained.clear()
+            await self.poller.idle(self.drained.wait())
+        self.ended = True
+        for lane in self.lanes:
+            lane.ready.set()
+        self.finished.set()
 
     async def _read(self) -> None:
         shard = self.shard
@@ -102,6 +130,10 @@ class ShardWorker:
                 if horizon > self.read_n:  # records ran past their retention unread
                     self._skip_to(horizon)
                     continue
+                end = shard.end()
+                if end is not None and self.read_n >= end:
+                    await self._finish()
+                    return
                 await poller.idle(shard.wait(self.read_n, IDLE_WAIT))
                 continue
             now = time.monotonic()
@@ -143,6 +175,8 @@ class ShardWorker:
         clock = poller.owner.clock
         while not poller.stopping:
             if not lane.records:
+                if self.ended:
+                    return
                 lane.ready.clear()
                 await poller.idle(lane.ready.wait())
                 continue
@@ -200,16 +234,22 @@ class StreamPoller(Poller):
             self.set_result(SOURCE_MISSING)
             return
         checkpoints = owner.store.checkpoints(self.uuid)
-        workers = []
-        for shard in stream.shards():
-            position = checkpoints.get(shard.index)
-            if position is None:
-                position = owner.starting_position(self.config, shard)
-                owner.store.set_checkpoint(self.uuid, shard.index, position)
-            workers.append(ShardWorker(self, stream, shard, position))
+        workers: dict[str, ShardWorker] = {}
         async with asyncio.TaskGroup() as group:
-            for worker in workers:
-                group.create_task(worker.run())
+            with contextlib.suppress(Stopped):
+                while not self.stopping:
+                    for shard in stream.shards():  # shards that appeared: a handover
+                        if shard.id in workers:
+                            continue
+                        position = checkpoints.get(shard.index)
+                        if position is None:  # a child shard: read from its beginning
+                            position = shard.trim_horizon()
+                            owner.store.set_checkpoint(self.uuid, shard.index, position)
+                        parent = workers.get(shard.parent) if shard.parent else None
+                        worker = ShardWorker(self, stream, shard, position, parent)
+                        workers[shard.id] = worker
+                        group.create_task(worker.run())
+                    await self.idle(stream.changed(IDLE_WAIT))
 
     async def process(self, shard: ShardView, batch: list[Any]) -> None:
         """Invoke until the batch succeeds or is given up; raises Stopped to leave it."""

@@ -29,6 +29,14 @@ class ShardView:
     def id(self) -> str:
         return self._shard.id
 
+    @property
+    def parent(self) -> str | None:
+        return None  # no resharding: every shard is open and has no parent
+
+    @staticmethod
+    def end() -> int | None:
+        return None
+
     def read(self, start: int, limit: int) -> list[StoredRecord]:
         return self._streams.read(self._stream, self._shard, start, limit)
 
@@ -113,6 +121,9 @@ class StreamView:
 
     def shards(self) -> list[ShardView]:
         return [ShardView(self._streams, self._stream, s) for s in self._stream.shards]
+
+    async def changed(self, timeout: float) -> None:
+        await self._stream.wait_changed(timeout)
 
 
 class StreamSource:

@@ -115,6 +115,17 @@ class Stream:
     shards: list[Shard]
     deleted: bool = False
     puts: int = 0
+    changes: list[asyncio.Future[None]] = field(default_factory=list)
+
+    async def wait_changed(self, timeout: float) -> None:
+        """Until the stream goes (Kinesis shards here never change), or `timeout`."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.changes.append(future)
+        try:
+            await asyncio.wait({future}, timeout=timeout)
+        finally:
+            if future in self.changes:
+                self.changes.remove(future)
 
     @property
     def arn(self) -> str:
@@ -289,6 +300,9 @@ class Streams:
         self.by_id.pop(stream.id, None)
         for shard in stream.shards:
             shard.wake()
+        for future in stream.changes:
+            if not future.done():
+                future.set_result(None)
 
     def save(self, stream: Stream) -> None:
         """The stream's record (retention, tags) changed."""
