@@ -1,4 +1,4 @@
-"""`make bench`: Lamina's four benchmarks, each against a baseline measured in the same run.
+"""`make bench`: Lamina's benchmarks, each against a baseline measured in the same run.
 
 1. Warm sync invoke of a no-op Python function at 1, 8 and 32 concurrent clients (wrk,
    closed loop): requests/s, p50, p99; baseline bench/relay.py, a minimal uvloop HTTP
@@ -14,6 +14,9 @@
    concurrency (1,000 requests/s open loop, so 50 in flight by Little's law): latency of
    the 429 answers and of the admitted requests, against the same function unloaded
    (one caller at a time).
+5. DynamoDB (bench/dynamodb.py): PutItem into a table whose stream is on, from 8
+   clients, and records/s through a DynamoDB stream mapping (4 shards x 2 lanes) into a
+   no-op function; baseline a bare SQLite INSERT loop with the same durability.
 
 Absolute times on these machines drift: read the ratios. Loopback only, bounded in time
 (about a minute and a half). Lamina runs with `--request-rate 0` so that throttles come
@@ -760,11 +763,24 @@ def report(started: float) -> None:
     print(f"\n{len(ROWS)} figures in {document['took_s']} s; written to {RESULTS}")
 
 
+def bench_dynamodb() -> None:
+    print("5. DynamoDB: PutItem with the stream on; a stream mapping's records/s", flush=True)
+    sys.path.insert(0, str(BENCH))
+    import dynamodb  # bench/dynamodb.py
+
+    server = Lamina()
+    try:
+        dynamodb.bench(server, row, percentile, RAW)
+    finally:
+        server.stop()
+
+
 BENCHES: dict[str, Callable[[], None]] = {
     "warm": bench_warm,
     "cold": bench_cold,
     "scale": bench_scale,
     "overload": bench_overload,
+    "dynamodb": bench_dynamodb,
 }
 
 

@@ -24,6 +24,9 @@ import base64, json
 
 def handler(event, context):
     for record in event["Records"]:
+        if "dynamodb" in record:
+            print("GOT " + json.dumps(int(record["dynamodb"]["Keys"]["pk"]["S"])))
+            continue
         if "kinesis" in record:
             text = base64.b64decode(record["kinesis"]["data"]).decode()
         else:
@@ -226,3 +229,66 @@ def test_filter_criteria_are_checked_and_can_be_changed(lam: Any, server: Server
     assert "FilterCriteria" not in cleared
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"id": 22}))
     wait_for(lambda: received(server, "sqs-check") == [21, 22])
+
+
+# DynamoDB: patterns see the record, images in DynamoDB's JSON (numbers are strings there,
+# so `numeric` applies to the record's own numbers, such as SizeBytes).
+ITEMS: list[dict[str, Any]] = [
+    {"kind": "order", "city": "Seattle", "pad": "x" * 400},
+    {"kind": "order", "city": "seattle", "note": "x", "pad": "x" * 400},
+    {"kind": "refund", "city": "Portland"},
+    {"kind": "ORDER", "city": "Boston", "note": "y"},
+    {"kind": "ordered"},
+]
+DYNAMODB_CASES: dict[str, tuple[dict[str, Any], list[int]]] = {
+    "exact": ({"kind": {"S": ["order"]}}, [0, 1]),
+    "prefix": ({"kind": {"S": [{"prefix": "ord"}]}}, [0, 1, 4]),
+    "suffix": ({"city": {"S": [{"suffix": "land"}]}}, [2]),
+    "ignorecase": ({"kind": {"S": [{"equals-ignore-case": "ORDER"}]}}, [0, 1, 3]),
+    "anythingbut": ({"kind": {"S": [{"anything-but": ["order", "refund"]}]}}, [3, 4]),
+    "exists": ({"note": {"S": [{"exists": True}]}}, [1, 3]),
+    "absent": ({"note": {"S": [{"exists": False}]}}, [0, 2, 2, 4]),  # and the REMOVE
+    "or": ({"$or": [{"kind": {"S": ["refund"]}}, {"city": {"S": ["Boston"]}}]}, [2, 3]),
+}
+
+
+def test_dynamodb_filters_keep_exactly_the_matching_records(lam: Any, server: Server) -> None:
+    client = server.client("dynamodb")
+    client.create_table(
+        TableName="filtered-table",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        Tags=[{"Key": "lamina:partitions", "Value": "2"}],
+    )
+    arn = client.describe_table(TableName="filtered-table")["Table"]["LatestStreamArn"]
+    patterns = {
+        name: {"dynamodb": {"NewImage": pattern}} for name, (pattern, _) in DYNAMODB_CASES.items()
+    }
+    patterns["numeric"] = {"dynamodb": {"SizeBytes": [{"numeric": [">", 300]}]}}
+    patterns["event"] = {"eventName": ["INSERT"], "dynamodb": {"Keys": {"pk": {"S": ["2"]}}}}
+    expected = {name: ids for name, (_, ids) in DYNAMODB_CASES.items()}
+    expected["numeric"] = [0, 1]
+    expected["event"] = [2]
+    uuids = {}
+    for name, pattern in patterns.items():
+        python_function(lam, f"ddb-{name}", RECORDER)
+        mapping = lam.create_event_source_mapping(
+            EventSourceArn=arn,
+            FunctionName=f"ddb-{name}",
+            StartingPosition="TRIM_HORIZON",
+            FilterCriteria=filters(pattern),
+        )
+        uuids[name] = mapping["UUID"]
+    for index, item in enumerate(ITEMS):
+        shown = {k: {"S": value} for k, value in item.items()}
+        client.put_item(TableName="filtered-table", Item={"pk": {"S": str(index)}, **shown})
+    client.delete_item(TableName="filtered-table", Key={"pk": {"S": "2"}})  # a REMOVE
+    for name, uuid in uuids.items():
+        wait_for(lambda n=name, e=expected[name]: sorted(received(server, f"ddb-{n}")) == e)
+        dropped = len(ITEMS) + 1 - len(expected[name])
+        wait_for(lambda u=uuid, d=dropped: mapping_stats(server, u)["filtered"] == d)
+    time.sleep(0.5)
+    for name in uuids:
+        assert sorted(received(server, f"ddb-{name}")) == expected[name], name

@@ -267,7 +267,10 @@ def test_mapping_operations_and_states(
     assert error["Code"] == "InvalidParameterValueException"
     dynamo = "arn:aws:dynamodb:us-east-1:000000000000:table/t/stream/2024-01-01T00:00:00.000"
     error = error_of(lam.create_event_source_mapping, EventSourceArn=dynamo, FunctionName="api-fn")
-    assert "DynamoDB Streams are out of scope" in error["Message"]
+    assert error["Message"] == f"Stream not found: {dynamo}"
+    topic = "arn:aws:sns:us-east-1:000000000000:topic"
+    error = error_of(lam.create_event_source_mapping, EventSourceArn=topic, FunctionName="api-fn")
+    assert error["Message"].startswith(f"Unsupported event source {topic}")
     # ScalingConfig bounds come from the model (2-1000); botocore checks them too.
     unchecked = server.client(parameter_validation=False)
     error = error_of(
