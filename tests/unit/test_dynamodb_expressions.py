@@ -88,6 +88,8 @@ def check(text: str, names: dict[str, str] | None = None) -> bool:
         ("size(lst) > :two", True),
         ("size(mp) = :two", True),
         ("size(bn) > :two", True),
+        ("size(:s) = :two", False),  # the size of a value: DynamoDB allows it
+        ("(age = :n) AND (size(tags) = :two OR age = :one)", True),
         ("mp.city = :london", True),
         ("lst[2].deep = :x", True),
         ("lst[1] = :two", True),
@@ -149,6 +151,24 @@ def failure(call: Any) -> str:
             "begins_with(title, :n)",
             "Invalid ConditionExpression: Incorrect operand type for operator or function; "
             "operator or function: begins_with, operand type: N",
+        ),
+        (
+            "((age = :n))",
+            "Invalid ConditionExpression: The expression has redundant parentheses;",
+        ),
+        (
+            "contains(tags, tags)",
+            "Invalid ConditionExpression: The first operand must be distinct from the remaining "
+            "operands for this operator or function; operator: contains, first operand: [tags]",
+        ),
+        (
+            "size(:n) > :one",
+            "Invalid ConditionExpression: Incorrect operand type for operator or function; "
+            "operator or function: size, operand type: N",
+        ),
+        (
+            "age = :n AND NOT flag",
+            'Invalid ConditionExpression: Syntax error; token: "<EOF>", near: "flag"',
         ),
         (
             "attribute_exists(:s)",

@@ -7,7 +7,7 @@ each defined one must be used), reserved words, function names, numbers of opera
 the operand types it can know before reading an item, with AWS's messages. Resolved:
 
     path       a tuple of names and list indexes: ("a", 0, "b")
-    operand    ("path", path) | ("value", v) | ("size", path) | ("if_not_exists", path, o)
+    operand    ("path", path) | ("value", v) | ("size", o) | ("if_not_exists", path, o)
                | ("list_append", o, o) | ("+", o, o) | ("-", o, o)
     condition  ("compare", op, o, o) | ("between", o, o, o) | ("in", o, [o, ...])
                | ("and", c, c) | ("or", c, c) | ("not", c) | ("exists", path)
@@ -51,6 +51,7 @@ LONG_TYPES = {
     "BOOL": "BOOLEAN",
 }
 MAX_IN = 100
+SIZED = ("S", "B", "SS", "NS", "BS", "L", "M")
 
 
 def one_error(message: str) -> Exception:
@@ -208,8 +209,13 @@ class Expressions:
             return (kind, left, right)
         allowed = UPDATE_FUNCTIONS if where == "update" else OPERAND_FUNCTIONS
         name, args = self._function(node, allowed, where)
-        if name == "size":
-            return ("size", self._document_path(args[0], name))
+        if name == "size":  # of a path, or (undocumented, as DynamoDB allows) of a value
+            inner = self._operand(args[0], where)
+            if inner[0] == "value" and v.kind_of(inner[1]) not in SIZED:
+                raise self._type_error(name, inner[1])
+            if inner[0] == "size":
+                raise self._type_error(name, {"N": "0"})
+            return ("size", inner)
         if name == "if_not_exists":
             return (name, self._document_path(args[0], name), self._operand(args[1], where))
         parts = [self._operand(a, where) for a in args]  # list_append
@@ -226,6 +232,10 @@ class Expressions:
 
     def _condition(self, node: Any) -> Any:
         kind = node[0]
+        if kind == "group":
+            if node[1][0] == "group":
+                raise self._error("The expression has redundant parentheses;")
+            return self._condition(node[1])
         if kind in ("and", "or"):
             return (kind, self._condition(node[1]), self._condition(node[2]))
         if kind == "not":
@@ -267,6 +277,12 @@ class Expressions:
                     )
             return ("type", path, wanted)
         first, second = self._operand(args[0], ""), self._operand(args[1], "")
+        if name == "contains" and first == second and first[0] == "path":
+            raise self._error(
+                "The first operand must be distinct from the remaining operands for this "
+                f"operator or function; operator: contains, first operand: "
+                f"[{_path_text(first[1])}]"
+            )
         if name == "begins_with" and second[0] == "value" and v.kind_of(second[1]) not in "SB":
             raise self._type_error(name, second[1])
         return (name, first, second)
@@ -294,7 +310,7 @@ def operand_value(node: Any, item: v.Item) -> v.Value | None:
     if kind == "path":
         return get_path(item, node[1])
     if kind == "size":
-        found = get_path(item, node[1])
+        found = operand_value(node[1], item)
         if found is None:
             return None
         ((type_name, inner),) = found.items()

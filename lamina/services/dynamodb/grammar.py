@@ -56,7 +56,7 @@ CONDITION = (
         | operand _BETWEEN operand _AND operand -> between
         | operand _IN "(" operand ("," operand)* ")" -> in_
         | call
-        | "(" disjunction ")"
+        | "(" disjunction ")" -> group
     ?operand: path | value | call
 """
     + COMMON
@@ -112,6 +112,9 @@ class _Tree(Transformer[Token, Any]):
 
     def in_(self, items: list[Any]) -> Any:
         return ("in", items[0], items[1:])
+
+    def group(self, items: list[Any]) -> Any:
+        return ("group", items[0])
 
     def and_(self, items: list[Any]) -> Any:
         return ("and", items[0], items[1])
