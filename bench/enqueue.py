@@ -27,6 +27,8 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+PYTHON_RUNTIME = f"python3.{sys.version_info.minor}"  # the interpreter running Lamina
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -138,7 +140,7 @@ def main() -> None:
                 zipped.writestr("app.py", "import time\ndef handler(e, c):\n    time.sleep(60)\n")
             client.create_function(
                 FunctionName="sink",
-                Runtime="python3.12",
+                Runtime=PYTHON_RUNTIME,
                 Role="arn:aws:iam::000000000000:role/bench",
                 Handler="app.handler",
                 Code={"ZipFile": archive.getvalue()},

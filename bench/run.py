@@ -53,6 +53,8 @@ from typing import Any
 import httptools
 import uvloop
 
+PYTHON_RUNTIME = f"python3.{sys.version_info.minor}"  # the interpreter running Lamina
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RUNTIMES = ROOT / "lamina" / "runtimes"
@@ -202,7 +204,7 @@ class Lamina:
             archive.writestr("app.py", source)
         document = {
             "FunctionName": name,
-            "Runtime": "python3.12",
+            "Runtime": PYTHON_RUNTIME,
             "Role": ROLE,
             "Handler": "app.handler",
             "Code": {"ZipFile": base64.b64encode(buffer.getvalue()).decode()},

@@ -61,6 +61,7 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         default=env_default("PYTHON", ""),
         help="interpreter for python3.x functions (default: the one running Lamina)",
     )
+    _runtime_arg(serve)
     serve.add_argument(
         "--fork-server",
         action=argparse.BooleanOptionalAction,
@@ -81,6 +82,18 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         default=env_default("ISOLATION", "auto"),
         help="how environments are contained: namespaces + cgroups, process (rlimits only), "
         "none; auto (default) takes namespaces where the host allows (see lamina doctor)",
+    )
+
+
+def _runtime_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runtime",
+        action="append",
+        metavar="NAME=PATH",
+        default=[item for item in env_default("RUNTIMES", "").split(",") if item.strip()],
+        help="the interpreter of a runtime, e.g. nodejs22.x=/opt/node22/bin/node or "
+        "python3.12=/usr/bin/python3.12 (repeatable; LAMINA_RUNTIMES takes a comma-separated "
+        "list); default: found on PATH or in pyenv's versions",
     )
 
 
@@ -113,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", help="which isolation backend this host allows, and why (or why not)"
     )
     doctor.add_argument("--python", default=env_default("PYTHON", ""))
+    _runtime_arg(doctor)
     return parser
 
 
@@ -122,6 +136,10 @@ def doctor(args: argparse.Namespace) -> int:
     found = diagnose(args.python or sys.executable)
     for name, ok, detail in found.checks:
         print(f"  {'ok  ' if ok else 'FAIL'}  {name}" + (f": {detail}" if detail else ""))
+    from lamina.sandbox import runtimes
+
+    for line in runtimes.report(runtimes.configured(args.python, args.runtime)):
+        print(line)
     if found.namespaces_ok:
         print("isolation: namespaces (what `lamina serve` uses by default here)")
         return 0
@@ -197,6 +215,12 @@ def _limits_problem(args: argparse.Namespace) -> str:
         return "--request-rate must not be negative (0 turns it off)"
     if not 0 <= args.xray_port <= 65535:
         return "--xray-port must be between 0 and 65535"
+    try:
+        from lamina.sandbox.runtimes import parse_overrides
+
+        parse_overrides(args.runtime)
+    except ValueError as exc:
+        return str(exc)
     return ""
 
 
@@ -226,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                 burst_window=args.burst_window,
                 request_rate=args.request_rate,
                 python=args.python,
+                runtimes=tuple(args.runtime),
                 fork_server=args.fork_server,
                 xray_port=args.xray_port,
                 isolation=args.isolation,

@@ -23,6 +23,7 @@ class Settings:
     burst_window: float = 10.0  # seconds (a platform delay)
     request_rate: float = 10.0  # sync invokes per second per unit of concurrency; 0 = off
     python: str = ""  # interpreter for python3.x runtimes; empty = the one running Lamina
+    runtimes: tuple[str, ...] = ()  # NAME=PATH: the interpreter of a runtime
     fork_server: bool = True  # fork python3.x environments from a fork server
     xray_port: int = 2000  # UDP port of the X-Ray daemon endpoint on 127.0.0.1; 0 = any free
     isolation: str = "auto"  # auto | namespaces | process | none (sandbox/isolation.py)

@@ -34,7 +34,7 @@ from lamina.engine.service import Engine
 from lamina.keys import FunctionKey
 from lamina.observability import Observability
 from lamina.observe.logs import LogStore
-from lamina.sandbox import isolation, launch
+from lamina.sandbox import isolation, launch, runtimes
 from lamina.sandbox.forkserver import ForkLauncher, ForkServer
 from lamina.services.cloudwatch.provider import CloudWatch
 from lamina.services.dynamodb import poll as dynamodb_poll
@@ -75,6 +75,7 @@ class Lamina:
 
         # sandbox/: how environments start. Isolation is chosen first: it fails the start
         # when `namespaces` was asked for and cannot be had.
+        runtimes.install(runtimes.configured(settings.python, settings.runtimes))
         self.isolation = isolation.choose(settings.isolation, settings.python or sys.executable)
         isolation.install(self.isolation)
         self.launcher: launch.Launcher = (

@@ -20,6 +20,9 @@ import boto3
 from botocore.config import Config
 
 ROLE = "arn:aws:iam::000000000000:role/lamina-test"
+# The python3.x runtime of the interpreter running the tests (and Lamina): functions that
+# use what its virtualenv has (boto3, the X-Ray SDK) run on it, wherever the suite runs.
+PYTHON_RUNTIME = f"python3.{sys.version_info.minor}"
 CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
 
@@ -125,10 +128,10 @@ def make_zip(files: Mapping[str, str | bytes], modes: Mapping[str, int] | None =
 def python_function(
     client: Any, name: str, source: str, handler: str = "app.handler", **extra: Any
 ) -> dict[str, Any]:
-    """Create a python3.12 function whose app.py is `source`."""
+    """Create a function of Lamina's own Python version whose app.py is `source`."""
     response: dict[str, Any] = client.create_function(
         FunctionName=name,
-        Runtime="python3.12",
+        Runtime=PYTHON_RUNTIME,
         Role=ROLE,
         Handler=handler,
         Code={"ZipFile": make_zip({"app.py": source})},

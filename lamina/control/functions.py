@@ -25,6 +25,7 @@ from lamina.errors import (
     validation_error,
 )
 from lamina.keys import FunctionKey
+from lamina.sandbox import runtimes
 from lamina.sandbox.launch import FunctionImage
 from lamina.store.sqlite import SqliteStore
 
@@ -173,12 +174,19 @@ def environment_problem(variables: dict[str, str]) -> AwsError | None:
 
 
 def check_runtime(runtime: str) -> None:
-    if runtime.startswith("python3.") or runtime in CUSTOM_RUNTIMES:
-        return
-    raise invalid_parameter(
-        f"The runtime parameter of {runtime} is not supported by Lamina: use python3.x, "
-        "provided, provided.al2 or provided.al2023."
-    )
+    """AWS's refusal of a deprecated runtime; Lamina's of one this host cannot run."""
+    deprecated = runtimes.deprecation(runtime)
+    if deprecated is not None:
+        raise invalid_parameter(deprecated)
+    if runtimes.family(runtime) is None:
+        raise invalid_parameter(
+            f"The runtime parameter of {runtime} is not supported by Lamina: use "
+            f"{', '.join((*runtimes.PYTHONS, *runtimes.NODES, *runtimes.CUSTOM))}."
+        )
+    try:
+        runtimes.current().find(runtime)
+    except runtimes.RuntimeUnavailable as exc:
+        raise invalid_parameter(str(exc)) from None
 
 
 def check_supported(params: dict[str, Any]) -> None:
@@ -271,7 +279,16 @@ class Functions:
         """What the engine needs to start environments of one version (`record` holds its
         "config" and "code", as a Target's view does)."""
         config = record["config"]
+        interpreter, unavailable = "", ""
+        try:
+            interpreter = runtimes.current().find(config["Runtime"]).executable
+        except runtimes.RuntimeUnavailable as exc:
+            unavailable = str(exc)
+        layers = record["code"].get("opt")
         return FunctionImage(
+            interpreter=interpreter,
+            unavailable=unavailable,
+            opt_dir=self.store.opt_dir(layers) if layers else None,
             name=key.name,
             arn=key.arn,
             version=config["Version"],
@@ -309,8 +326,6 @@ class Functions:
             problem = environment_problem(variables)
             if problem:
                 raise problem
-        if params.get("Runtime"):
-            check_runtime(params["Runtime"])
 
     def _apply_configuration(self, config: dict[str, Any], params: dict[str, Any]) -> None:
         for member in (
@@ -379,6 +394,7 @@ class Functions:
                 "deployment packages."
             )
         self._check_configuration(params)
+        await asyncio.to_thread(check_runtime, params["Runtime"])  # may probe interpreters
         blob = zip_from(params["Code"])
         key = ref.key
         if self.store.get_function(key) is not None:
@@ -497,6 +513,8 @@ class Functions:
         record = self.record(ref)
         self._check_revision(record, params.get("RevisionId"))
         self._check_configuration(params)
+        if params.get("Runtime"):
+            await asyncio.to_thread(check_runtime, params["Runtime"])
         self._apply_configuration(record["config"], params)
         self.store.update_function(ref.key, record)
         await self.engine.retire(ref.key, LATEST)

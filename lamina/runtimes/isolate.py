@@ -28,7 +28,8 @@ function that kills itself would not die.
 
 Spec (JSON, made by lamina/sandbox/isolation.py): cgroups (cgroup.procs files to join),
 root (an empty directory to build the root on), task (the code), tmp_mb, binds (host paths
-shown read-only at the same path), net (bool: an empty network namespace), api_port, uid,
+shown read-only at the same path), opt (the function's layers, read-only at /opt), net
+(bool: an empty network namespace), api_port, uid,
 gid, rlimits ({"NOFILE": n, ...}), env and argv (spawned environments only). The process
 backend's spec has only rlimits and data (bytes of RLIMIT_DATA on top of what is mapped).
 """
@@ -273,6 +274,8 @@ def build_root(spec: dict[str, Any]) -> None:
     for name in ("var/task", "tmp", "proc", "dev", "opt"):
         os.makedirs(f"{root}/{name}", mode=0o755, exist_ok=True)
     _bind(str(spec["task"]), f"{root}/var/task")
+    if spec.get("opt"):  # the function's layers, merged in order
+        _bind(str(spec["opt"]), f"{root}/opt")
     tmp_mb = int(spec.get("tmp_mb", 512))
     mount("tmp", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
     # Host paths the runtime needs (interpreter, virtualenv, Lamina) come after /tmp is

@@ -213,7 +213,10 @@ def main() -> None:
     task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
     if sys.path and os.path.dirname(os.path.abspath(__file__)) == os.path.abspath(sys.path[0]):
         sys.path.pop(0)  # the runtime's own directory is not the function's business
-    sys.path.insert(0, task_root)
+    # As on AWS: the task root, then the layers' directories, before everything else.
+    opt = os.environ.pop("_LAMINA_OPT", "/opt")  # a host directory without namespaces
+    site = f"{opt}/python/lib/python3.{sys.version_info[1]}/site-packages"
+    sys.path[0:0] = [task_root, site, opt + "/python"]
     os.chdir(task_root)
     client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
     try:

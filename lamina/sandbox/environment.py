@@ -167,6 +167,9 @@ class Environment:
         except OSError as exc:
             await self.stop()
             return Outcome.error("Runtime.Unknown", f"Could not isolate the environment: {exc}")
+        if self.image.unavailable:
+            await self.stop()
+            return Outcome.error("Runtime.InvalidRuntime", self.image.unavailable)
         address = sandbox.runtime_api() or await self._api.start()
         plan = launch.build(
             self.image,
@@ -178,6 +181,7 @@ class Environment:
             task_root=sandbox.task_root,
             tmp_dir=sandbox.tmp_dir if sandbox.namespaces else None,
             sandbox=sandbox.spec,
+            opt_dir=None if sandbox.namespaces else self.image.opt_dir,
         )
         if self.image.runtime in launch.CUSTOM_RUNTIMES and not os.access(
             self.image.code_dir / "bootstrap", os.X_OK

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from lamina.sandbox.launch import (
+    LD_LIBRARY_PATH,
     Launch,
     Launcher,
     ProcessHandle,
@@ -63,7 +64,12 @@ RETRY_AFTER_S = 10.0  # after a failed start, spawn for this long before trying 
 MAX_PACKET = 1 << 20
 # The fork server's own variables: an environment whose startup-sensitive variables
 # differ from these (PYTHON*, LD_*, locale, malloc tuning) is spawned, not forked.
-BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC"}
+BASE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin",
+    "LANG": "en_US.UTF-8",
+    "TZ": ":UTC",
+    "LD_LIBRARY_PATH": LD_LIBRARY_PATH,
+}
 STARTUP_PREFIXES = ("PYTHON", "LD_", "LC_", "MALLOC_")
 STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "GLIBC_TUNABLES"})
 
@@ -331,12 +337,25 @@ def _kill_unclaimed(answer: asyncio.Future[ForkedProcess]) -> None:
 
 
 class ForkLauncher:
-    """Forks `python3.x` environments from a ForkServer; spawns everything else."""
+    """Forks `python3.x` environments from a ForkServer of their interpreter (one per
+    interpreter, started when first needed); spawns everything else."""
 
     def __init__(self, server: ForkServer, fallback: Launcher | None = None) -> None:
-        self.server = server
+        self.server = server  # the first one's, started with the launcher
+        self.servers: dict[str, ForkServer] = {server.python: server}
         self.fallback = fallback or SpawnLauncher()
         self._warned = False
+        self._closed = False
+
+    def server_for(self, plan: Launch) -> tuple[ForkServer, bool]:
+        """The fork server for `plan` and whether it forks the runtime itself (else it
+        sets an isolated environment up and execs its command)."""
+        if plan.python is not None and plan.python not in self.servers and not self._closed:
+            self.servers[plan.python] = ForkServer(plan.python)
+        server = self.servers.get(plan.python or "")
+        if server is not None and server.accepts(plan):
+            return server, True
+        return self.server, False
 
     async def start(self) -> None:
         try:
@@ -349,10 +368,10 @@ class ForkLauncher:
         # An isolated environment this server cannot run (another program, another
         # interpreter, startup variables) is still set up here, then exec'd: its init is
         # a fork, not a new interpreter.
-        forked = self.server.accepts(plan)
+        server, forked = self.server_for(plan)
         if forked or (plan.sandbox and plan.sandbox.get("root")):
             try:
-                return await self.server.fork(plan, output, execute=not forked)
+                return await server.fork(plan, output, execute=not forked)
             except ForkServerUnavailable as exc:
                 if not self._warned:
                     log.warning("%s; spawning environments until it is back", exc)
@@ -360,5 +379,7 @@ class ForkLauncher:
         return await self.fallback.spawn(plan, output)
 
     async def close(self) -> None:
-        await self.server.close()
+        self._closed = True
+        for server in list(self.servers.values()):
+            await server.close()
         await self.fallback.close()

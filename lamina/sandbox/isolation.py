@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -141,7 +142,8 @@ class Backend:
             "root": str(root),
             "task": str(image.code_dir),
             "tmp_mb": image.ephemeral_mb,
-            "binds": list(self.binds),
+            "binds": [*self.binds, *runtime_binds(image)],
+            "opt": str(image.opt_dir) if image.opt_dir else None,
             "net": vpc,
             "api_port": API_PORT,
             "uid": UID,
@@ -235,6 +237,17 @@ PROCESS_CANNOT = (
 )
 
 
+def runtime_binds(image: FunctionImage) -> list[str]:
+    """Host directories the function's interpreter needs (another Python's prefixes, a
+    node's directory), shown read-only at the same paths."""
+    if not image.interpreter:
+        return []
+    if image.runtime.startswith("nodejs"):
+        return [str(Path(os.path.realpath(image.interpreter)).parent.parent)]
+    return interpreter_prefixes(image.interpreter)
+
+
+@functools.cache
 def interpreter_prefixes(python: str) -> list[str]:
     """Directories an interpreter needs (its prefix and base prefix, resolved)."""
     found = {sys.prefix, sys.base_prefix} if python == sys.executable else set()

@@ -32,6 +32,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 PYTHON_BOOTSTRAP = Path(__file__).resolve().parent.parent / "runtimes" / "python_bootstrap.py"
+NODE_BOOTSTRAP = PYTHON_BOOTSTRAP.parent / "node_bootstrap.js"
+# As on AWS (less /var/lang/lib): the same for every environment, so the fork server's
+# own (its startup read it) equals a forked environment's.
+LD_LIBRARY_PATH = "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
+OPT = Path("/opt")
 CUSTOM_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
 SETPRIV = shutil.which("setpriv")  # util-linux: sets the parent-death signal, then execs
 PRLIMIT = shutil.which("prlimit")  # util-linux: sets rlimits, then execs
@@ -58,6 +63,9 @@ class FunctionImage:
     revision: str = ""
     tracing: str = "PassThrough"  # TracingConfig Mode: Active or PassThrough
     vpc_subnets: tuple[str, ...] = ()  # VpcConfig.SubnetIds: a private network when isolated
+    interpreter: str = ""  # the runtime's python or node on this host ("": none here)
+    opt_dir: Path | None = None  # the function's layers, merged in order (shown at /opt)
+    unavailable: str = ""  # why the runtime cannot run here (its interpreter is gone)
 
 
 @dataclass(frozen=True)
@@ -300,10 +308,32 @@ def current() -> Launcher:
     return _launcher
 
 
+def is_node(runtime: str) -> bool:
+    return runtime.startswith("nodejs")
+
+
 def runtime_argv(image: FunctionImage, python: str, task_root: Path | None = None) -> list[str]:
     if image.runtime in CUSTOM_RUNTIMES:
         return [str((task_root or image.code_dir) / "bootstrap")]
-    return [python, "-u", str(PYTHON_BOOTSTRAP)]
+    if is_node(image.runtime):
+        return [image.interpreter, str(NODE_BOOTSTRAP)]
+    return [image.interpreter or python, "-u", str(PYTHON_BOOTSTRAP)]
+
+
+def layer_variables(image: FunctionImage, opt: Path) -> dict[str, str]:
+    """Where the runtime finds the layers' files (`opt` is /opt as the environment sees
+    it), as on AWS: libraries on LD_LIBRARY_PATH, node_modules on NODE_PATH."""
+    env = {"LD_LIBRARY_PATH": LD_LIBRARY_PATH}
+    if opt != OPT:  # layers of an environment without a mount namespace: a host directory
+        env["LD_LIBRARY_PATH"] += f":{opt}/lib"
+        env["_LAMINA_OPT"] = str(opt)
+    if is_node(image.runtime):
+        major = image.runtime[len("nodejs") : -len(".x")]
+        env["NODE_PATH"] = (
+            f"{opt}/nodejs/node{major}/node_modules:{opt}/nodejs/node_modules:"
+            f"{PYTHON_BOOTSTRAP.parent}:/var/task"
+        )
+    return env
 
 
 def environment_variables(
@@ -313,9 +343,16 @@ def environment_variables(
     log_stream: str,
     tmp_dir: Path,
     task_root: Path | None = None,
+    opt_dir: Path | None = None,
 ) -> dict[str, str]:
+    """The environment's variables; `opt_dir` is where it sees its layers (/opt)."""
+    opt = opt_dir or OPT
+    path = "/usr/local/bin:/usr/bin:/bin:" + f"{opt}/bin"
+    if is_node(image.runtime) and image.interpreter:
+        path = os.path.dirname(image.interpreter) + ":" + path  # `node` itself, as on AWS
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin",
+        "PATH": path,
+        **layer_variables(image, opt),
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
         **image.variables,
@@ -350,6 +387,7 @@ def build(
     task_root: Path | None = None,
     tmp_dir: Path | None = None,
     sandbox: dict[str, Any] | None = None,
+    opt_dir: Path | None = None,
 ) -> Launch:
     """The command and variables that start one environment in its directory `scratch`.
 
@@ -362,6 +400,11 @@ def build(
     argv = runtime_argv(image, python, task_root)
     if SETPRIV is not None:
         argv = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
-    env = environment_variables(image, runtime_api, init_type, log_stream, tmp_dir, task_root)
-    custom = image.runtime in CUSTOM_RUNTIMES
-    return Launch(argv, env, task_root, python=None if custom else python, sandbox=sandbox)
+    env = environment_variables(
+        image, runtime_api, init_type, log_stream, tmp_dir, task_root, opt_dir
+    )
+    python_runtime = not (image.runtime in CUSTOM_RUNTIMES or is_node(image.runtime))
+    interpreter = image.interpreter or python
+    return Launch(
+        argv, env, task_root, python=interpreter if python_runtime else None, sandbox=sandbox
+    )

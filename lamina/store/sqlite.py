@@ -100,6 +100,10 @@ class SqliteStore:
     def code_dir(self, digest: str) -> Path:
         return self.code_root / digest
 
+    def opt_dir(self, digest: str) -> Path:
+        """A function's layers merged in order (lamina/control/layers.py builds it)."""
+        return self.data_dir / "opt" / digest
+
     def has_code(self, digest: str) -> bool:
         return self.code_zip(digest).is_file() and self.code_dir(digest).is_dir()
 

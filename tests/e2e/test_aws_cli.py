@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROLE, Server, make_zip
+from tests.helpers import PYTHON_RUNTIME, ROLE, Server, make_zip
 
 AWS = Path(sys.executable).parent / "aws"
 APP = "def handler(event, context):\n    return {'from': 'cli', 'event': event}\n"
@@ -93,7 +93,7 @@ def test_create_get_list_with_the_cli(server: Server, lam: Any, tmp_path: Path) 
             "--function-name",
             "cli-made",
             "--runtime",
-            "python3.12",
+            PYTHON_RUNTIME,
             "--role",
             ROLE,
             "--handler",
@@ -153,7 +153,7 @@ def test_cli_pagination(server: Server, tmp_path: Path) -> None:
     for name in names:
         client.create_function(
             FunctionName=name,
-            Runtime="python3.12",
+            Runtime=PYTHON_RUNTIME,
             Role=ROLE,
             Handler="app.handler",
             Code={"ZipFile": make_zip({"app.py": APP})},
@@ -191,7 +191,7 @@ def test_cli_update_settings_and_delete(server: Server, tmp_path: Path) -> None:
             "--function-name",
             "cli-life",
             "--runtime",
-            "python3.12",
+            PYTHON_RUNTIME,
             "--role",
             ROLE,
             "--handler",
@@ -257,7 +257,7 @@ def test_cli_reports_server_validation(server: Server, tmp_path: Path) -> None:
             "--function-name",
             "cli-too-big",
             "--runtime",
-            "python3.12",
+            PYTHON_RUNTIME,
             "--role",
             ROLE,
             "--handler",
@@ -294,7 +294,7 @@ def test_cli_endpoint_from_the_environment(server: Server, tmp_path: Path, regio
             "--function-name",
             "cli-env",
             "--runtime",
-            "python3.12",
+            PYTHON_RUNTIME,
             "--role",
             ROLE,
             "--handler",

@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from tests.helpers import Server, python_function
+from tests.helpers import PYTHON_RUNTIME, Server, python_function
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SERIES_BLUE = (37, 99, 235)  # "Concurrent executions" in console.js
@@ -106,7 +106,7 @@ def test_console_shows_functions_and_a_chart_that_draws_under_load(
     page.wait_for_function("Number(document.body.dataset.refreshes) >= 1", timeout=10_000)
     row = page.locator('#functions tbody tr[data-name="ui-load"]')
     cells = row.locator("td").all_inner_texts()
-    assert cells[:6] == ["ui-load", "python3.12", "256", "3", "Active", "3"]
+    assert cells[:6] == ["ui-load", PYTHON_RUNTIME, "256", "3", "Active", "3"]
     assert page.locator('#functions tbody tr[data-name="ui-other"]').count() == 1
     row.click()
     page.wait_for_function("document.getElementById('chart-title').textContent === 'ui-load'")

@@ -26,7 +26,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.model import ServiceModel
 
-from tests.helpers import ROLE, Server, make_zip
+from tests.helpers import PYTHON_RUNTIME, ROLE, Server, make_zip
 
 ACCOUNT = "000000000000"
 ZIPPED_LIMIT = 52_428_800
@@ -60,7 +60,7 @@ def params(name: str, **overrides: Any) -> dict[str, Any]:
     """A valid CreateFunction request for `name`, with `overrides` applied."""
     request: dict[str, Any] = {
         "FunctionName": name,
-        "Runtime": "python3.12",
+        "Runtime": PYTHON_RUNTIME,
         "Role": ROLE,
         "Handler": "app.handler",
         "Code": {"ZipFile": APP_ZIP},
@@ -657,7 +657,7 @@ def test_whole_request_size_limit(server: Server, lam: Any) -> None:
     def request_of(size: int) -> bytes:
         """A CreateFunction body of exactly `size` bytes: valid JSON, valid base64."""
         prefix = b'{"FunctionName":"request-huge","Role":"' + ROLE.encode() + b'",'
-        prefix += b'"Runtime":"python3.12","Handler":"app.handler","Code":{"ZipFile":"'
+        prefix += b'"Runtime":PYTHON_RUNTIME,"Handler":"app.handler","Code":{"ZipFile":"'
         suffix = b'"}}'
         room = size - len(prefix) - len(suffix)
         body = b" " * (room % 4) + prefix + b"A" * (room - room % 4) + suffix

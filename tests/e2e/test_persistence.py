@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import ROLE, Server, alive, descendants, make_zip
+from tests.helpers import PYTHON_RUNTIME, ROLE, Server, alive, descendants, make_zip
 
 
 def command_line(pid: int) -> str:
@@ -81,7 +81,7 @@ def test_functions_survive_kill_9(tmp_path: Path) -> None:
         lam, europe = first.client(), first.client(region="eu-west-1")
         lam.create_function(
             FunctionName="py-one",
-            Runtime="python3.12",
+            Runtime=PYTHON_RUNTIME,
             Role=ROLE,
             Handler="app.handler",
             Code={"ZipFile": codes["py-one"]},
@@ -112,7 +112,7 @@ def test_functions_survive_kill_9(tmp_path: Path) -> None:
         )
         lam.create_function(
             FunctionName="updated",
-            Runtime="python3.12",
+            Runtime=PYTHON_RUNTIME,
             Role=ROLE,
             Handler="app.handler",
             Code={"ZipFile": codes["updated"]},
@@ -124,7 +124,7 @@ def test_functions_survive_kill_9(tmp_path: Path) -> None:
         )
         lam.create_function(
             FunctionName="deleted",
-            Runtime="python3.12",
+            Runtime=PYTHON_RUNTIME,
             Role=ROLE,
             Handler="app.handler",
             Code={"ZipFile": codes["deleted"]},
@@ -132,7 +132,7 @@ def test_functions_survive_kill_9(tmp_path: Path) -> None:
         lam.delete_function(FunctionName="deleted")
         europe.create_function(
             FunctionName="py-one",
-            Runtime="python3.12",
+            Runtime=PYTHON_RUNTIME,
             Role=ROLE,
             Handler="app.handler",
             Code={"ZipFile": codes["py-two"]},
@@ -219,7 +219,7 @@ def test_functions_survive_kill_9(tmp_path: Path) -> None:
         # And the restored registry keeps working.
         lam.create_function(
             FunctionName="after-restart",
-            Runtime="python3.12",
+            Runtime=PYTHON_RUNTIME,
             Role=ROLE,
             Handler="app.handler",
             Code={"ZipFile": codes["py-one"]},
@@ -278,7 +278,7 @@ def _create_quietly(server: Server, blob: bytes) -> None:
     try:
         server.client().create_function(
             FunctionName="cut-short",
-            Runtime="python3.12",
+            Runtime=PYTHON_RUNTIME,
             Role=ROLE,
             Handler="app.handler",
             Code={"ZipFile": blob},

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.helpers import Server, alive, make_zip, python_function
+from tests.helpers import PYTHON_RUNTIME, Server, alive, make_zip, python_function
 
 ACCOUNT, FLOOR = 20, 5
 # No request-rate limit here: the routing test invokes faster than 10 x 20 per second.
@@ -75,7 +75,7 @@ def function(lam: Any) -> Iterator[Callable[..., str]]:
     def make(name: str, body: str = "one", **extra: Any) -> str:
         lam.create_function(
             FunctionName=name,
-            Runtime="python3.12",
+            Runtime=PYTHON_RUNTIME,
             Role="arn:aws:iam::000000000000:role/lamina-test",
             Handler="app.handler",
             Code={"ZipFile": code(body)},
@@ -230,7 +230,7 @@ def test_create_with_publish_and_delete_versions(lam: Any, function: Callable[..
     name = "published-at-birth"
     created = lam.create_function(
         FunctionName=name,
-        Runtime="python3.12",
+        Runtime=PYTHON_RUNTIME,
         Role="arn:aws:iam::000000000000:role/lamina-test",
         Handler="app.handler",
         Code={"ZipFile": code("born")},
