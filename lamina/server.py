@@ -23,6 +23,7 @@ from lamina.control.concurrency import Concurrency
 from lamina.control.event_configs import EventInvokeConfigs
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
+from lamina.control.layers import Layers
 from lamina.control.mappings import MappingInvoker, Mappings
 from lamina.control.providers import LambdaProvider
 from lamina.control.provisioned import Provisioned
@@ -53,6 +54,7 @@ from lamina.services.sqs.queues import Queues
 from lamina.services.sqs.store import QueueStore
 from lamina.services.xray.provider import XRay
 from lamina.store.events import EventStore
+from lamina.store.layers import LayerStore
 from lamina.store.mappings import MappingStore
 from lamina.store.sqlite import SqliteStore
 
@@ -119,7 +121,8 @@ class Lamina:
         self.tables = Tables(TableStore(data_dir), clock)
 
         # control/: Lambda's own resources.
-        self.functions = Functions(self.store, self.engine)
+        self.layers = Layers(LayerStore(data_dir), self.store)
+        self.functions = Functions(self.store, self.engine, self.layers)
         self.invocations = Invocations(self.functions, self.engine, self.async_queue)
         self.concurrency = Concurrency(self.functions)  # reservations before provisioning
         self.provisioned = Provisioned(self.functions)
@@ -158,6 +161,7 @@ class Lamina:
                 self.provisioned,
                 self.event_configs,
                 mappings=self.mappings,
+                layers=self.layers,
             ),
         )
         self.gateway.mount(service("sqs"), SqsProvider(self.queues, clock))
@@ -194,6 +198,7 @@ class Lamina:
         self.streams.store.close()
         self.tables.store.close()
         self.store.close()
+        self.layers.layers.close()
 
     async def _health(self, request: HttpRequest) -> HttpResponse:
         body = {"status": "ok"}

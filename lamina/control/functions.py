@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from lamina.context import RequestContext
 from lamina.control import code as packages
+from lamina.control.layers import Layers
 from lamina.engine.concurrency import Counters
 from lamina.engine.provisioned import ProvisionedState
 from lamina.errors import (
@@ -58,7 +59,6 @@ RESERVED_VARIABLES = frozenset(
 )
 # Features a user could ask for that Lamina cannot honour: refused, never silently dropped.
 UNSUPPORTED = {
-    "Layers": "Layers are not supported by Lamina yet.",
     "FileSystemConfigs": "File system configurations are not supported by Lamina.",
     "ImageConfig": "Container images are not supported by Lamina.",
     "CodeSigningConfigArn": "Code signing is not supported by Lamina.",
@@ -216,9 +216,10 @@ def zip_from(code: dict[str, Any]) -> bytes:
 class Functions:
     """The function registry: owns function records in the store."""
 
-    def __init__(self, store: SqliteStore, engine: Engine) -> None:
+    def __init__(self, store: SqliteStore, engine: Engine, layers: Layers | None = None) -> None:
         self.store = store
         self.engine = engine
+        self.layers = layers
         # Told of each deleted function (event source mappings stop polling for it).
         self.on_delete: list[Callable[[FunctionKey], None]] = []
         self._write_lock = asyncio.Lock()  # code extraction happens off-loop; keep writes ordered
@@ -363,9 +364,35 @@ class Functions:
 
     @staticmethod
     def _set_code(record: dict[str, Any], package: packages.Package) -> None:
-        record["code"] = {"digest": package.digest_hex, "unzipped": package.unzipped_size}
+        layers = {k: v for k, v in record.get("code", {}).items() if k in ("opt", "layers")}
+        _check_combined_size(package.unzipped_size, layers.get("layers") or [])
+        record["code"] = {"digest": package.digest_hex, "unzipped": package.unzipped_size, **layers}
         record["config"]["CodeSha256"] = package.code_sha256
         record["config"]["CodeSize"] = package.zipped_size
+
+    def _checked_layers(self, ctx: RequestContext, params: dict[str, Any]) -> list[dict[str, Any]]:
+        arns = list(params.get("Layers") or [])
+        if not arns:
+            return []
+        if self.layers is None:
+            raise invalid_parameter("Layers are not available on this server.")
+        return self.layers.for_function(ctx, arns)
+
+    async def _set_layers(self, record: dict[str, Any], layers: list[dict[str, Any]]) -> None:
+        """Give the function these layers (checked already), merged into its /opt."""
+        _check_combined_size(record["code"]["unzipped"], layers)
+        assert self.layers is not None or not layers
+        opt = await self.layers.opt_for(layers) if self.layers is not None else None
+        record["code"]["layers"] = [
+            {"digest": x["digest"], "unzipped": x["unzipped"]} for x in layers
+        ]
+        record["code"]["opt"] = opt
+        if layers:
+            record["config"]["Layers"] = [
+                {"Arn": x["Arn"], "CodeSize": x["CodeSize"]} for x in layers
+            ]
+        else:
+            record["config"].pop("Layers", None)
 
     def _check_revision(self, record: dict[str, Any], revision: str | None) -> None:
         if revision and revision != record["config"]["RevisionId"]:
@@ -395,6 +422,7 @@ class Functions:
             )
         self._check_configuration(params)
         await asyncio.to_thread(check_runtime, params["Runtime"])  # may probe interpreters
+        layers = self._checked_layers(ctx, params)
         blob = zip_from(params["Code"])
         key = ref.key
         if self.store.get_function(key) is not None:
@@ -423,6 +451,7 @@ class Functions:
             package = await self._package(blob)
             record: dict[str, Any] = {"config": config, "tags": dict(params.get("Tags") or {})}
             self._set_code(record, package)
+            await self._set_layers(record, layers)
             published = self.publish(key, record, None) if params.get("Publish") else None
             if not self.store.insert_function(key, record):
                 raise _exists(key)
@@ -515,6 +544,8 @@ class Functions:
         self._check_configuration(params)
         if params.get("Runtime"):
             await asyncio.to_thread(check_runtime, params["Runtime"])
+        if "Layers" in params:
+            await self._set_layers(record, self._checked_layers(ctx, params))
         self._apply_configuration(record["config"], params)
         self.store.update_function(ref.key, record)
         await self.engine.retire(ref.key, LATEST)
@@ -583,6 +614,15 @@ class Functions:
                 "FunctionCount": len(records),
             },
         }
+
+
+def _check_combined_size(unzipped: int, layers: list[dict[str, Any]]) -> None:
+    total = unzipped + sum(layer["unzipped"] for layer in layers)
+    if layers and total > packages.UNZIPPED_LIMIT:
+        raise invalid_parameter(
+            "Function code combined with layers exceeds the maximum allowed size of "
+            f"{packages.UNZIPPED_LIMIT} bytes. The actual size is {total} bytes."
+        )
 
 
 def _exists(key: FunctionKey) -> AwsError:

@@ -10,6 +10,7 @@ from lamina.control.concurrency import Concurrency
 from lamina.control.event_configs import EventInvokeConfigs
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
+from lamina.control.layers import Layers
 from lamina.control.mappings import Mappings
 from lamina.control.provisioned import Provisioned
 from lamina.control.versions import Versions
@@ -25,6 +26,7 @@ class LambdaProvider:
         provisioned: Provisioned,
         event_configs: EventInvokeConfigs,
         mappings: Mappings | None = None,
+        layers: Layers | None = None,
     ) -> None:
         self.CreateFunction = functions.CreateFunction
         self.GetFunction = functions.GetFunction
@@ -70,3 +72,16 @@ class LambdaProvider:
             self.ListEventSourceMappings = mappings.ListEventSourceMappings
             self.UpdateEventSourceMapping = mappings.UpdateEventSourceMapping
             self.DeleteEventSourceMapping = mappings.DeleteEventSourceMapping
+        if layers is not None:
+            for name in (
+                "PublishLayerVersion",
+                "GetLayerVersion",
+                "GetLayerVersionByArn",
+                "ListLayers",
+                "ListLayerVersions",
+                "DeleteLayerVersion",
+                "AddLayerVersionPermission",
+                "RemoveLayerVersionPermission",
+                "GetLayerVersionPolicy",
+            ):
+                setattr(self, name, getattr(layers, name))
