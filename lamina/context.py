@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from lamina.keys import FunctionKey
 
@@ -16,3 +18,20 @@ class RequestContext:
 
     def function_key(self, name: str) -> FunctionKey:
         return FunctionKey(self.account, self.region, name)
+
+
+@dataclass
+class StreamEvent:
+    """One event of an event stream an operation answers with: its type and members."""
+
+    name: str  # the event's shape name (PayloadChunk, InvokeComplete)
+    members: dict[str, Any]
+
+
+@dataclass
+class EventStreamResult:
+    """An operation's answer whose payload is an event stream: `fields` are the other
+    output members (status, headers), sent first; `events` follow as they come."""
+
+    fields: dict[str, Any]
+    events: AsyncIterator[StreamEvent]

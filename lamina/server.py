@@ -190,6 +190,7 @@ class Lamina:
         await self.pollers.close()  # pollers first: they invoke through the engine
         await self.async_queue.close()  # unfinished events stay on disk for the next start
         self.events.close()
+        await self.invocations.streamed.close()
         await self.engine.close()
         await self.launcher.close()  # after the environments it started are gone
         self.isolation.close()  # their cgroups went with them; now the server's own

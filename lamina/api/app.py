@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from lamina.api import eventstream
 from lamina.api.protocols import PROTOCOLS, WireProtocol
 from lamina.api.spec import Service
 from lamina.api.validate import validate
-from lamina.api.wire import HttpRequest, HttpResponse, current_request_id
+from lamina.api.wire import HttpRequest, HttpResponse, StreamingResponse, current_request_id
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION
-from lamina.context import RequestContext
+from lamina.context import EventStreamResult, RequestContext
 from lamina.errors import AwsError, not_implemented
 from lamina.observe.traces import incoming_header
 
@@ -93,7 +94,7 @@ class Gateway:
         path = raw_path.decode("latin-1").split("?", 1)[0]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         request = HttpRequest(scope["method"], path, query, headers)
-        response: HttpResponse | AsyncIterator[bytes]
+        response: HttpResponse | StreamingResponse | AsyncIterator[bytes]
         if path.startswith("/_lamina/"):
             response = await self._internal(request, receive)
         elif request.method in ("GET", "HEAD") and (page := self._page(path)) is not None:
@@ -139,7 +140,9 @@ class Gateway:
         request.body = (await _read_body(receive, DEFAULT_BODY_LIMIT))[0]
         return await handler(request)
 
-    async def _service(self, request: HttpRequest, scope: Scope, receive: Receive) -> HttpResponse:
+    async def _service(
+        self, request: HttpRequest, scope: Scope, receive: Receive
+    ) -> HttpResponse | StreamingResponse:
         request_id = new_request_id()
         current_request_id.set(request_id)
         trace_header = request.headers.get("x-amzn-trace-id")
@@ -151,7 +154,7 @@ class Gateway:
 
     async def _answer(
         self, request: HttpRequest, scope: Scope, receive: Receive, request_id: str
-    ) -> HttpResponse:
+    ) -> HttpResponse | StreamingResponse:
         prefetched = None
         if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             # The query protocol names its operation in the body: read it before routing.
@@ -192,6 +195,9 @@ class Gateway:
                 validate(operation.input_shape, params, mounted.service.extra_constraints)
             context = self._context(request, scope, request_id)
             result = await handler(context, params)
+            if isinstance(result, EventStreamResult):
+                return _event_stream(protocol.serialize(mounted.service, operation, result.fields),
+                                     operation, result)  # fmt: skip
             return protocol.serialize(mounted.service, operation, result or {})
         except AwsError as error:
             return protocol.serialize_error(mounted.service, error)
@@ -221,6 +227,22 @@ class Gateway:
         return RequestContext(DEFAULT_ACCOUNT, region, request_id, f"{scheme}://{host}")
 
 
+def _event_stream(
+    head: HttpResponse, operation: Any, result: EventStreamResult
+) -> StreamingResponse:
+    """The output's other members first (status, headers), then its event stream, each
+    event encoded as it comes."""
+    output = operation.output_shape
+    stream_shape = output.members[output.serialization["payload"]]
+
+    async def encoded() -> AsyncIterator[bytes]:
+        async for item in result.events:
+            yield eventstream.event(stream_shape, item.name, item.members)
+
+    headers = {k: v for k, v in head.headers.items() if k.lower() != "content-length"}
+    return StreamingResponse(head.status, headers, encoded())
+
+
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
     """Read the whole body, keeping at most `limit` bytes; False if it was longer."""
     chunks: list[bytes] = []
@@ -243,7 +265,9 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
 
 
 async def _send(
-    send: Send, receive: Receive, response: HttpResponse | AsyncIterator[bytes]
+    send: Send,
+    receive: Receive,
+    response: HttpResponse | StreamingResponse | AsyncIterator[bytes],
 ) -> None:
     if isinstance(response, HttpResponse):
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
@@ -251,13 +275,13 @@ async def _send(
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         return
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-        }
-    )
+    if isinstance(response, StreamingResponse):
+        status, body = response.status, response.body
+        head = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+    else:
+        status, body, head = 200, response, [(b"content-type", b"text/plain; charset=utf-8")]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    response = body
     # A followed stream may wait for ever: stop when the client goes away.
     disconnected = asyncio.ensure_future(_disconnect(receive))
     chunks = aiter(response)

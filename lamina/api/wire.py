@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 # The id of the request being served (each is served in a task of its own), for protocols
@@ -26,3 +27,12 @@ class HttpResponse:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StreamingResponse:
+    """A response whose body is sent as it is produced (chunked)."""
+
+    status: int
+    headers: dict[str, str]
+    body: AsyncIterator[bytes]

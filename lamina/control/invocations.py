@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -9,10 +10,11 @@ import math
 import random
 from typing import Any
 
-from lamina.context import RequestContext
-from lamina.control.functions import LATEST, FunctionRef, Functions, resolve
+from lamina.context import EventStreamResult, RequestContext
+from lamina.control.functions import LATEST, FunctionRef, Functions, Target, resolve
+from lamina.control.streaming import ResponseStream, StreamedInvocations
 from lamina.engine.async_queue import AsyncQueue
-from lamina.engine.invoker import InvokeRequest
+from lamina.engine.invoker import InvokeRequest, InvokeResult
 from lamina.engine.service import Engine, Throttled
 from lamina.errors import AwsError
 from lamina.keys import FunctionKey
@@ -89,6 +91,7 @@ class Invocations:
         self.functions = functions
         self.engine = engine
         self.async_queue = async_queue
+        self.streamed = StreamedInvocations()
 
     def image(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
         return self.functions.image(key, record)
@@ -113,36 +116,14 @@ class Invocations:
         return {"Status": 202}
 
     async def Invoke(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        ref = resolve(ctx, params["FunctionName"], params.get("Qualifier"))
-        target = self.functions.target(ref)
+        ref, target, payload, client_context = self._prepare(ctx, params)
         kind = params.get("InvocationType") or "RequestResponse"
-        payload = check_payload(params.get("Payload") or b"")
-        client_context = decode_client_context(params.get("ClientContext"))
         if kind == "DryRun":
             return {"StatusCode": 204, "ExecutedVersion": target.version}
         if kind == "Event":
             await self.enqueue(ref, ctx.request_id, payload)
             return {"StatusCode": 202}
-        if target.alias is not None:
-            target = self.functions.target(
-                FunctionRef(ref.key, weighted_version(target.record, target.alias))
-            )
-        try:
-            result = await self.engine.invoke(
-                ref.key,
-                self.image(ref.key, target.view),
-                InvokeRequest(
-                    payload=payload,
-                    request_id=ctx.request_id,
-                    invoked_arn=f"{ref.key.arn}:{ref.qualifier}" if ref.qualifier else ref.key.arn,
-                    client_context=client_context,
-                    want_tail=params.get("LogType") == "Tail",
-                ),
-                # $LATEST never has provisioned environments; a version or alias may.
-                provisioned_for=ref.qualifier if target.version != LATEST else None,
-            )
-        except Throttled as throttled:
-            raise too_many_requests(throttled) from None
+        result = await self._run(ctx, params, ref, target, payload, client_context)
         response: dict[str, Any] = {
             "StatusCode": 200,
             "ExecutedVersion": result.executed_version,
@@ -153,3 +134,59 @@ class Invocations:
         if result.log_tail is not None:
             response["LogResult"] = result.log_tail
         return response
+
+    async def InvokeWithResponseStream(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any] | EventStreamResult:
+        ref, target, payload, client_context = self._prepare(ctx, params)
+        if (params.get("InvocationType") or "RequestResponse") == "DryRun":
+            return {"StatusCode": 204, "ExecutedVersion": target.version}
+        stream = ResponseStream()
+        running = asyncio.ensure_future(
+            self._run(ctx, params, ref, target, payload, client_context, stream)
+        )
+        version = target.version if target.alias is None else ""
+        result = await self.streamed.respond(running, stream, version)
+        if not version and running.done():
+            result.fields["ExecutedVersion"] = running.result().executed_version
+        return result
+
+    def _prepare(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> tuple[FunctionRef, Target, bytes, str | None]:
+        ref = resolve(ctx, params["FunctionName"], params.get("Qualifier"))
+        target = self.functions.target(ref)
+        payload = check_payload(params.get("Payload") or b"")
+        return ref, target, payload, decode_client_context(params.get("ClientContext"))
+
+    async def _run(
+        self,
+        ctx: RequestContext,
+        params: dict[str, Any],
+        ref: FunctionRef,
+        target: Target,
+        payload: bytes,
+        client_context: str | None,
+        stream: ResponseStream | None = None,
+    ) -> InvokeResult:
+        if target.alias is not None:
+            target = self.functions.target(
+                FunctionRef(ref.key, weighted_version(target.record, target.alias))
+            )
+        try:
+            return await self.engine.invoke(
+                ref.key,
+                self.image(ref.key, target.view),
+                InvokeRequest(
+                    payload=payload,
+                    request_id=ctx.request_id,
+                    invoked_arn=f"{ref.key.arn}:{ref.qualifier}" if ref.qualifier else ref.key.arn,
+                    client_context=client_context,
+                    want_tail=params.get("LogType") == "Tail",
+                    stream=stream,
+                ),
+                # $LATEST never has provisioned environments; a version or alias may.
+                provisioned_for=ref.qualifier if target.version != LATEST else None,
+            )
+        except Throttled as throttled:
+            raise too_many_requests(throttled) from None

@@ -38,6 +38,7 @@ class LambdaProvider:
         self.GetAccountSettings = functions.GetAccountSettings
         self.Invoke = invocations.Invoke
         self.InvokeAsync = invocations.InvokeAsync
+        self.InvokeWithResponseStream = invocations.InvokeWithResponseStream
         self.PutFunctionConcurrency = concurrency.PutFunctionConcurrency
         self.GetFunctionConcurrency = concurrency.GetFunctionConcurrency
         self.DeleteFunctionConcurrency = concurrency.DeleteFunctionConcurrency

@@ -15,7 +15,7 @@ from lamina.observe import traces
 from lamina.observe.logs import LogStore
 from lamina.sandbox.environment import Environment, Outcome
 from lamina.sandbox.launch import FunctionImage
-from lamina.sandbox.runtime_api import Invocation
+from lamina.sandbox.runtime_api import Invocation, StreamSink
 
 TAIL_BYTES = 4096
 TRANSCRIPT_LIMIT = 64 * 1024  # what one invocation keeps for its Tail; the rest is trimmed
@@ -29,6 +29,7 @@ class InvokeRequest:
     client_context: str | None = None
     want_tail: bool = False
     trace_header: str | None = None  # X-Amzn-Trace-Id to continue (else the request's own)
+    stream: StreamSink | None = None  # InvokeWithResponseStream: where the response goes
 
 
 @dataclass
@@ -41,6 +42,7 @@ class InvokeResult:
     duration_ms: float = 0.0
     init_ms: float | None = None  # set when the invocation started its environment
     trace: traces.InvocationTrace | None = None
+    error_type: str | None = None  # the function error's type (errorType), when it failed
 
 
 class Transcript:
@@ -109,6 +111,7 @@ class Invoker:
                 invoked_arn=request.invoked_arn or image.arn,
                 trace_id=trace.header,
                 client_context=request.client_context,
+                stream=request.stream,
             )
             trace.invoke_start = time.time()
             started = time.monotonic()
@@ -159,4 +162,5 @@ class Invoker:
             duration_ms=duration,
             init_ms=env.init_duration_ms if cold else None,
             trace=trace,
+            error_type=outcome.error_type,
         )

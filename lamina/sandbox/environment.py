@@ -8,6 +8,8 @@ invocations. Death (exit, timeout, kill) is final: a dead environment is never r
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import enum
 import heapq
@@ -48,6 +50,7 @@ LOG_LIMIT = 1024 * 1024
 LOG_TAIL = 16 * 1024
 SKIP_READ = 256 * 1024
 MEMORY_READ_S = 0.25  # how stale a REPORT's Max Memory Used may be under load
+STREAM_LIMIT = 209_715_200  # bytes a streamed response may carry (AWS's 200 MB)
 
 
 class State(enum.Enum):
@@ -123,6 +126,8 @@ class Environment:
         self._log_skipped = 0  # bytes read past the limit
         self._log_tail = bytearray()  # the last LOG_TAIL of them
         self._init_request_id = ""
+        self._streamed = 0  # bytes of the current streamed response
+        self._stream_buffer: bytearray | None = None  # a streamed answer to a plain Invoke
 
     @property
     def pid(self) -> int | None:
@@ -437,6 +442,53 @@ class Environment:
     def post_error(self, request_id: str, body: bytes, error_type: str | None) -> ApiReply:
         error_type = error_type or _error_type_of(body) or "Unhandled"
         return self._answer(request_id, Outcome(body or b"{}", error_type))
+
+    # Streamed responses: chunks go to the invocation's sink as they arrive; a plain
+    # Invoke of a streaming function gets them buffered (6 MB at most, as AWS does).
+    def stream_start(self, request_id: str, headers: dict[str, str]) -> ApiReply | None:
+        current = self._current
+        if current is None or current.request_id != request_id:
+            return error_reply(400, "InvalidRequestID", f"Unknown request id {request_id}")
+        if self._outcome is None or self._outcome.done():
+            return error_reply(400, "InvalidStateTransition", "The invocation was already answered")
+        self._streamed = 0
+        if current.stream is not None:
+            self._stream_buffer = None
+            current.stream.start(headers.get("content-type") or "application/octet-stream")
+        else:
+            self._stream_buffer = bytearray()
+        return None
+
+    def stream_chunk(self, request_id: str, data: bytes) -> None:
+        current = self._current
+        if current is None or current.request_id != request_id:
+            return  # what a timed-out invocation still writes
+        self._streamed += len(data)
+        if self._streamed > STREAM_LIMIT:
+            return
+        if current.stream is not None:
+            current.stream.chunk(data)
+        elif self._stream_buffer is not None and self._streamed <= RESPONSE_LIMIT:
+            self._stream_buffer += data
+
+    def stream_end(self, request_id: str, trailers: dict[str, str]) -> ApiReply:
+        error_type = trailers.get("lambda-runtime-function-error-type")
+        buffered, self._stream_buffer = self._stream_buffer, None
+        if error_type:
+            try:
+                body = base64.b64decode(trailers.get("lambda-runtime-function-error-body", ""))
+            except (binascii.Error, ValueError):
+                body = b""
+            if not body:
+                body = json.dumps({"errorType": error_type, "errorMessage": ""}).encode()
+            return self._answer(request_id, Outcome(body, error_type))
+        limit = STREAM_LIMIT if buffered is None else RESPONSE_LIMIT
+        if self._streamed > limit:
+            message = (
+                f"Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+            )
+            return self._answer(request_id, Outcome.error("Function.ResponseSizeTooLarge", message))
+        return self._answer(request_id, Outcome(bytes(buffered or b"")))
 
     def post_init_error(self, body: bytes, error_type: str | None) -> ApiReply:
         if self._ready is None or self._ready.done():

@@ -20,6 +20,15 @@ import httptools
 PREFIX = "/2018-06-01/runtime/"
 RESPONSE_LIMIT = 6_291_556  # bytes a function may return (AWS's figure)
 BODY_CAP = RESPONSE_LIMIT + 1  # stop buffering past this; the answer is 413 anyway
+MODE = "lambda-runtime-function-response-mode"  # "streaming": a chunked body, as written
+
+
+class StreamSink(Protocol):
+    """Where a streamed response goes as the runtime writes it."""
+
+    def start(self, content_type: str) -> None: ...
+
+    def chunk(self, data: bytes) -> None: ...
 
 
 @dataclass
@@ -33,6 +42,7 @@ class Invocation:
     trace_id: str
     client_context: str | None = None
     cognito_identity: str | None = None
+    stream: StreamSink | None = None  # InvokeWithResponseStream: where chunks go
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -77,6 +87,14 @@ class RuntimeApiHandler(Protocol):
     def post_error(self, request_id: str, body: bytes, error_type: str | None) -> ApiReply: ...
 
     def post_init_error(self, body: bytes, error_type: str | None) -> ApiReply: ...
+
+    def stream_start(self, request_id: str, headers: dict[str, str]) -> ApiReply | None:
+        """A streamed response begins (None: accepted; else the refusal to answer)."""
+        ...
+
+    def stream_chunk(self, request_id: str, data: bytes) -> None: ...
+
+    def stream_end(self, request_id: str, trailers: dict[str, str]) -> ApiReply: ...
 
 
 _REASONS = {
@@ -151,6 +169,10 @@ class _Connection(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
         self._size = 0
+        self._head_done = False
+        self._stream_id: str | None = None  # a streamed response in progress
+        self._stream_refusal: ApiReply | None = None
+        self._trailers: dict[str, str] = {}
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -176,19 +198,43 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._url, self._headers, self._body, self._size = b"", {}, [], 0
+        self._head_done, self._stream_id, self._stream_refusal = False, None, None
+        self._trailers = {}
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        target = self._trailers if self._head_done else self._headers
+        target[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+        if self._headers.get(MODE, "").lower() != "streaming":
+            return
+        route = self._url.decode("latin-1").split("?", 1)[0]
+        parts = route[len(PREFIX) :].split("/") if route.startswith(PREFIX) else []
+        post = self.parser.get_method() == b"POST"
+        if post and len(parts) == 3 and parts[0] == "invocation" and parts[2] == "response":
+            self._stream_id = parts[1]
+            self._stream_refusal = self.server.handler.stream_start(parts[1], self._headers)
 
     def on_body(self, body: bytes) -> None:
+        if self._stream_id is not None:  # passed on as it arrives, never buffered
+            if self._stream_refusal is None:
+                self.server.handler.stream_chunk(self._stream_id, body)
+            return
         self._size += len(body)
         if self._size <= BODY_CAP:
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._stream_id is not None:
+            reply = self._stream_refusal or self.server.handler.stream_end(
+                self._stream_id, self._trailers
+            )
+            self.out.append(encode(reply))
+            return
         method = self.parser.get_method().decode()
         oversized = self._size > RESPONSE_LIMIT
         body = b"" if oversized else b"".join(self._body)
