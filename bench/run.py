@@ -198,10 +198,10 @@ class Lamina:
             raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()!r}") from exc
         return json.loads(body) if body else None
 
-    def create(self, name: str, source: str, **extra: Any) -> None:
+    def create(self, name: str, source: str, filename: str = "app.py", **extra: Any) -> None:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
-            archive.writestr("app.py", source)
+            archive.writestr(filename, source)
         document = {
             "FunctionName": name,
             "Runtime": PYTHON_RUNTIME,
@@ -440,10 +440,12 @@ async def cold_invokes(port: int, names: list[str]) -> tuple[list[float], set[in
     return times, pids
 
 
-def cold_series(server: Lamina, prefix: str, samples: int) -> list[float]:
+def cold_series(
+    server: Lamina, prefix: str, samples: int, source: str = PID, **extra: Any
+) -> list[float]:
     names = [f"{prefix}-{index:03d}" for index in range(samples)]
     for name in names:
-        server.create(name, PID)
+        server.create(name, source, **extra)
     times, pids = uvloop.run(cold_invokes(server.port, names))
     if len(pids) != samples:
         raise RuntimeError(f"expected {samples} environments, saw {len(pids)}")
@@ -777,12 +779,19 @@ def bench_dynamodb() -> None:
         server.stop()
 
 
+def bench_runtimes() -> None:
+    import cold_runtimes  # bench/cold_runtimes.py, beside this file
+
+    cold_runtimes.run(sys.modules[__name__])
+
+
 BENCHES: dict[str, Callable[[], None]] = {
     "warm": bench_warm,
     "cold": bench_cold,
     "scale": bench_scale,
     "overload": bench_overload,
     "dynamodb": bench_dynamodb,
+    "runtimes": bench_runtimes,
 }
 
 
