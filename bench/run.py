@@ -74,7 +74,8 @@ WORK_S = 0.05
 OVERLOAD_SECONDS = 2.0 if QUICK else 4.0
 
 NOOP = "def handler(event, context):\n    return None\n"
-PID = "import os\n\ndef handler(event, context):\n    return os.getpid()\n"
+# Each environment answers with a token of its own (isolated environments are all PID 2).
+PID = "import os\n\nTOKEN = os.urandom(8).hex()\n\ndef handler(event, context):\n    return TOKEN\n"
 SLEEPER = """
 import os, time
 
@@ -546,7 +547,7 @@ def bench_scale() -> None:
     print(f"3. scale-out to {SCALE} environments, idle memory", flush=True)
     baseline = python_pass_at_once(SCALE)
     plain_pss = idle_interpreter_pss()
-    server = Lamina()
+    server = Lamina("--isolation", "none")  # PSS is read by host pid from /proc
     try:
         server.create("sleeper", SLEEPER, Timeout=30)
         started, finished, results = uvloop.run(burst(server.port, "sleeper", SCALE, 3.0))
