@@ -304,10 +304,11 @@ def test_create_function_unsupported_runtime(server: Server, lam: Any) -> None:
     assert_create_refused(
         server,
         lam,
-        params("node-fn", Runtime="nodejs20.x"),
+        params("java-fn", Runtime="java21"),
         "InvalidParameterValueException",
-        "The runtime parameter of nodejs20.x is not supported by Lamina: use python3.x, "
-        "provided, provided.al2 or provided.al2023.",
+        "The runtime parameter of java21 is not supported by Lamina: use python3.9, python3.10, "
+        "python3.11, python3.12, python3.13, python3.14, python3.15, nodejs18.x, nodejs20.x, "
+        "nodejs22.x, nodejs24.x, nodejs26.x, provided, provided.al2, provided.al2023.",
         400,
         user=True,
     )
@@ -657,7 +658,8 @@ def test_whole_request_size_limit(server: Server, lam: Any) -> None:
     def request_of(size: int) -> bytes:
         """A CreateFunction body of exactly `size` bytes: valid JSON, valid base64."""
         prefix = b'{"FunctionName":"request-huge","Role":"' + ROLE.encode() + b'",'
-        prefix += b'"Runtime":PYTHON_RUNTIME,"Handler":"app.handler","Code":{"ZipFile":"'
+        prefix += b'"Runtime":"' + PYTHON_RUNTIME.encode() + b'","Handler":"app.handler",'
+        prefix += b'"Code":{"ZipFile":"'
         suffix = b'"}}'
         room = size - len(prefix) - len(suffix)
         body = b" " * (room % 4) + prefix + b"A" * (room - room % 4) + suffix
@@ -894,10 +896,6 @@ def test_environment_variable_names(server: Server, lam: Any) -> None:
     ("extra", "message"),
     [
         (
-            {"Layers": ["arn:aws:lambda:us-east-1:000000000000:layer:l:1"]},
-            "Layers are not supported by Lamina yet.",
-        ),
-        (
             {"PublishTo": "LATEST_PUBLISHED"},
             "Publishing to a capacity provider is not supported by Lamina.",
         ),
@@ -923,7 +921,6 @@ def test_environment_variable_names(server: Server, lam: Any) -> None:
         ({"Code": {}}, "Please provide a source for function code."),
     ],
     ids=[
-        "layers",
         "publish-to",
         "image-config",
         "image",
@@ -1271,11 +1268,11 @@ def test_unknown_path(server: Server, method: str, path: str) -> None:
 
 
 def test_operation_in_the_model_but_not_built(lam: Any) -> None:
-    error = refused(lam.list_layers)
+    error = refused(lam.list_code_signing_configs)
     assert_error(
         error,
         "NotImplementedException",
-        "The ListLayers operation of lambda is not implemented by Lamina yet.",
+        "The ListCodeSigningConfigs operation of lambda is not implemented by Lamina yet.",
         501,
     )
     error = refused(lam.get_function_url_config, FunctionName="anything")

@@ -245,6 +245,7 @@ def test_environment_variables_cwd_tmp_and_time_zone(running: tuple[str, Server]
         "LAMBDA_TASK_ROOT",
         "LAMBDA_RUNTIME_DIR",
         "TMPDIR",
+        "LD_LIBRARY_PATH",  # as on AWS: with /var/task/lib and /opt/lib (layers)
     } | interpreter_additions()
     assert {name for name in environ if not name.startswith("AWS_")} == expected
     assert not set(environ) & {"HOME", "VIRTUAL_ENV", "LAMINA_FORK_SERVER", "PYTEST_CURRENT_TEST"}

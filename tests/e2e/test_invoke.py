@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Server, alive, make_zip, python_function
+from tests.helpers import PYTHON_RUNTIME, Server, alive, make_zip, python_function
 
 TRACE_ID = re.compile(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=[01]")
 REPORT = re.compile(
@@ -224,7 +224,7 @@ def test_environment_variables(lam: Any) -> None:
     assert re.fullmatch(r"127\.0\.0\.1:\d+", first["AWS_LAMBDA_RUNTIME_API"])
     assert first["AWS_REGION"] == "us-east-1"
     assert first["AWS_DEFAULT_REGION"] == "us-east-1"
-    assert first["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.12"
+    assert first["AWS_EXECUTION_ENV"] == f"AWS_Lambda_{PYTHON_RUNTIME}"
     assert first["AWS_LAMBDA_FUNCTION_NAME"] == "environ"
     assert first["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "192"
     assert first["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
