@@ -88,7 +88,7 @@ class RestJson:
             location = member.serialization.get("location")
             wire_name = member.serialization.get("name", name)
             if location == "uri":
-                params[name] = unquote(match[wire_name])
+                params[name] = _scalar(member, unquote(match[wire_name]), name)
             elif location == "querystring":
                 values = request.query.get(wire_name)
                 if values:

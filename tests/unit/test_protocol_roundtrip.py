@@ -36,6 +36,7 @@ ZIP = b"PK\x03\x04" + bytes(range(256)) + b"\x00\xff binary, not utf-8 \xc3\x28"
 QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:my-queue"
 STREAM_ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/my-stream"
 MAPPING_ID = "a1b2c3d4-5678-90ab-cdef-11111EXAMPLE"
+LAYER_ARN = "arn:aws:lambda:us-east-1:000000000000:layer:deps"
 REQUESTS: dict[str, list[dict[str, Any]]] = {
     "CreateFunction": [
         {
@@ -247,6 +248,57 @@ REQUESTS: dict[str, list[dict[str, Any]]] = {
         },
     ],
     "DeleteEventSourceMapping": [{"UUID": MAPPING_ID}],
+    "InvokeWithResponseStream": [
+        {"FunctionName": "my-function", "Payload": b'{"stream": true}'},
+        {
+            "FunctionName": ARN,
+            "InvocationType": "DryRun",
+            "LogType": "Tail",
+            "ClientContext": "eyJjdXN0b20iOiB7ImEiOiAiYiJ9fQ==",
+            "Qualifier": "live",
+            "Payload": b"{}",
+        },
+    ],
+    "PublishLayerVersion": [
+        {
+            "LayerName": "deps",
+            "Description": "shared dependencies",
+            "Content": {"ZipFile": ZIP},
+            "CompatibleRuntimes": ["python3.12", "nodejs22.x"],
+            "LicenseInfo": "MIT",
+            "CompatibleArchitectures": ["x86_64", "arm64"],
+        }
+    ],
+    "GetLayerVersion": [{"LayerName": "deps", "VersionNumber": 3}],
+    "GetLayerVersionByArn": [{"Arn": LAYER_ARN + ":3"}],
+    "ListLayers": [
+        {},
+        {
+            "CompatibleRuntime": "python3.12",
+            "Marker": "50",
+            "MaxItems": 10,
+            "CompatibleArchitecture": "x86_64",
+        },
+    ],
+    "ListLayerVersions": [
+        {"LayerName": LAYER_ARN, "CompatibleRuntime": "nodejs22.x", "MaxItems": 5},
+    ],
+    "DeleteLayerVersion": [{"LayerName": "deps", "VersionNumber": 1}],
+    "AddLayerVersionPermission": [
+        {
+            "LayerName": "deps",
+            "VersionNumber": 2,
+            "StatementId": "everyone",
+            "Action": "lambda:GetLayerVersion",
+            "Principal": "*",
+            "OrganizationId": "o-abcdef1234",
+            "RevisionId": "rev",
+        }
+    ],
+    "RemoveLayerVersionPermission": [
+        {"LayerName": "deps", "VersionNumber": 2, "StatementId": "everyone", "RevisionId": "r"}
+    ],
+    "GetLayerVersionPolicy": [{"LayerName": "deps", "VersionNumber": 2}],
 }
 BUILT = sorted(REQUESTS)
 
@@ -292,6 +344,7 @@ def test_every_built_operation_is_covered() -> None:
         _Anything(),  # type: ignore[arg-type]
         _Anything(),  # type: ignore[arg-type]
         mappings=_Anything(),  # type: ignore[arg-type]
+        layers=_Anything(),  # type: ignore[arg-type]
     )
     built = sorted(name for name in LAMBDA.model.operation_names if hasattr(provider, name))
     assert built == BUILT
@@ -422,6 +475,21 @@ STREAM_MAPPING: dict[str, Any] = {
     "TumblingWindowInSeconds": 0,
     "FunctionResponseTypes": [],
 }
+LAYER_VERSION: dict[str, Any] = {
+    "Content": {
+        "Location": "http://127.0.0.1:9700/_lamina/code/abc.zip",
+        "CodeSha256": "c2hh",
+        "CodeSize": 1234,
+    },
+    "LayerArn": LAYER_ARN,
+    "LayerVersionArn": LAYER_ARN + ":3",
+    "Description": "shared dependencies",
+    "CreatedDate": "2026-12-01T12:00:00.000+0000",
+    "Version": 3,
+    "CompatibleRuntimes": ["python3.12"],
+    "LicenseInfo": "MIT",
+    "CompatibleArchitectures": ["x86_64"],
+}
 RESULTS: dict[str, dict[str, Any]] = {
     "CreateFunction": CONFIGURATION,
     "GetFunction": {
@@ -492,6 +560,31 @@ RESULTS: dict[str, dict[str, Any]] = {
     },
     "UpdateEventSourceMapping": {**STREAM_MAPPING, "State": "Updating"},
     "DeleteEventSourceMapping": {**QUEUE_MAPPING, "State": "Deleting"},
+    "InvokeWithResponseStream": {"StatusCode": 204, "ExecutedVersion": "7"},
+    "PublishLayerVersion": LAYER_VERSION,
+    "GetLayerVersion": LAYER_VERSION,
+    "GetLayerVersionByArn": LAYER_VERSION,
+    "ListLayers": {
+        "Layers": [
+            {
+                "LayerName": "deps",
+                "LayerArn": LAYER_ARN,
+                "LatestMatchingVersion": {
+                    k: v for k, v in LAYER_VERSION.items() if k not in ("Content", "LayerArn")
+                },
+            }
+        ],
+        "NextMarker": "50",
+    },
+    "ListLayerVersions": {
+        "LayerVersions": [
+            {k: v for k, v in LAYER_VERSION.items() if k not in ("Content", "LayerArn")}
+        ]
+    },
+    "DeleteLayerVersion": {},
+    "AddLayerVersionPermission": {"Statement": '{"Sid": "everyone"}', "RevisionId": "rev-2"},
+    "RemoveLayerVersionPermission": {},
+    "GetLayerVersionPolicy": {"Policy": '{"Version": "2012-10-17"}', "RevisionId": "rev-2"},
 }
 
 
@@ -516,7 +609,9 @@ def test_every_built_operation_has_a_result() -> None:
     assert sorted(RESULTS) == BUILT
 
 
-@pytest.mark.parametrize("name", BUILT)
+# InvokeWithResponseStream answers with an event stream (tests/unit/test_eventstream.py);
+# here, its DryRun answer and the head of a streamed one.
+@pytest.mark.parametrize("name", [name for name in BUILT if name != "InvokeWithResponseStream"])
 def test_response_round_trip(name: str) -> None:
     operation = LAMBDA.model.operation_model(name)
     response = REST_JSON.serialize(LAMBDA, operation, RESULTS[name])
@@ -534,9 +629,29 @@ def test_response_round_trip(name: str) -> None:
         "CreateEventSourceMapping": 202,
         "UpdateEventSourceMapping": 202,
         "DeleteEventSourceMapping": 202,
+        "InvokeWithResponseStream": 204,  # DryRun (a stream's answer: test_eventstream.py)
+        "PublishLayerVersion": 201,
+        "DeleteLayerVersion": 204,
+        "AddLayerVersionPermission": 201,
+        "RemoveLayerVersionPermission": 204,
     }.get(name, 200)
     parsed = parse_response(operation, response.status, response.headers, response.body)
     assert parsed == RESULTS[name]
+
+
+def test_stream_invoke_head() -> None:
+    operation = LAMBDA.model.operation_model("InvokeWithResponseStream")
+    dry = REST_JSON.serialize(LAMBDA, operation, RESULTS["InvokeWithResponseStream"])
+    assert dry.status == 204 and dry.headers["X-Amz-Executed-Version"] == "7"
+    head = {
+        "StatusCode": 200,
+        "ExecutedVersion": "$LATEST",
+        "ResponseStreamContentType": "text/csv",
+    }
+    response = REST_JSON.serialize(LAMBDA, operation, head)
+    assert response.status == 200
+    assert response.headers["X-Amz-Executed-Version"] == "$LATEST"
+    assert response.headers["Content-Type"] == "text/csv"
 
 
 def test_invoke_status_codes_round_trip() -> None:
