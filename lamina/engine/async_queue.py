@@ -25,15 +25,15 @@ import contextlib
 import heapq
 import itertools
 import logging
-import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from lamina.clock import Clock
-from lamina.engine.concurrency import Lease, Pool
+from lamina.engine.concurrency import Lease
 from lamina.engine.invoker import InvokeRequest, InvokeResult
+from lamina.engine.retry import backoff_delay, error_retry_delay, slot_frees
 from lamina.engine.service import Engine, Throttled
 from lamina.keys import FunctionKey
 from lamina.sandbox.launch import FunctionImage
@@ -41,8 +41,6 @@ from lamina.store.events import EventStore, StoredEvent
 
 log = logging.getLogger("lamina.async")
 
-RETRY_DELAYS = (60.0, 120.0)  # after the first and the second failed run
-BACKOFF_FIRST, BACKOFF_MAX = 1.0, 300.0
 MAX_IN_FLIGHT = 1000  # invocations the worker runs at once, all functions together
 
 
@@ -234,11 +232,7 @@ class AsyncQueue:
             if queue is None or queue.paused_until <= now:
                 self._paused.discard(key)
                 continue
-            if key == lease.function or (
-                lease.pool is Pool.UNRESERVED
-                and (key.account, key.region) == (lease.function.account, lease.function.region)
-                and self.engine.counters.of(key).reserved(key) is None
-            ):
+            if slot_frees(key, self.engine.counters.of(key).reserved(key), lease):
                 self._paused.discard(key)
                 queue.paused_until = now
                 heapq.heappush(self._wakeups, (now, next(self._seq), key))
@@ -296,7 +290,7 @@ class AsyncQueue:
         if event.stored.attempts > delivery.max_retries:
             await self._end(event, Condition.RETRIES_EXHAUSTED, result)
             return
-        delay = RETRY_DELAYS[min(event.stored.attempts, len(RETRY_DELAYS)) - 1]
+        delay = error_retry_delay(event.stored.attempts)
         event.stored.due = self._retry_time(event, delivery, delay)
         await self.store.reschedule(event.stored.id, event.stored.attempts, event.stored.due)
         self._push(event)
@@ -304,8 +298,7 @@ class AsyncQueue:
 
     def _back_off(self, event: AsyncEvent, delivery: Delivery) -> None:
         event.backoffs += 1
-        ceiling = min(BACKOFF_FIRST * 2 ** (event.backoffs - 1), BACKOFF_MAX)
-        delay = random.uniform(ceiling / 2, ceiling)  # jitter: callers do not retry in step
+        delay = backoff_delay(event.backoffs)  # jitter: callers do not retry in step
         queue = self.queues.setdefault(event.key, FunctionQueue())
         queue.paused_until = max(
             queue.paused_until, self.clock.wall() + self.clock.platform_delay(delay)

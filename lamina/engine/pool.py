@@ -1,5 +1,7 @@
 """On-demand execution environments per function version: idle ones reused
 most-recently-used first, reclaimed after the keep-alive, retired when the version changes.
+The policy (which one is reused, when one is reclaimed) is engine/policy.py's IdleStack,
+which the planner runs too; this module owns the processes and the reaping timer.
 
 Each FunctionPool is owned by the event loop; nothing else touches its lists. Stopping
 environments happens in tasks that belong to `Pools` and are awaited on close.
@@ -13,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from lamina.clock import Clock
+from lamina.engine.policy import IdleStack
 from lamina.keys import FunctionKey
 from lamina.sandbox.environment import Environment, State
 from lamina.sandbox.launch import FunctionImage
@@ -27,54 +30,63 @@ class FunctionPool:
         self.key = key
         self.image = image
         self.owner = owner
-        self.idle: list[Environment] = []  # most recently used last
+        self.idle: IdleStack[Environment] = IdleStack(owner.keep_alive)  # policy.py
         self.busy: set[Environment] = set()
         self.retired = False
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._reaper: asyncio.TimerHandle | None = None
 
     def acquire(self) -> tuple[Environment, bool]:
         """An environment to run on, and whether it is new (a cold start)."""
-        while self.idle:
-            env = self.idle.pop()
-            self._cancel_timer(env)
+        now = self.owner.clock.platform_now()
+        while (env := self.idle.pop(now)) is not None:
             if env.state is State.READY:
                 self.busy.add(env)
                 return env, False
             self.owner.stop_later(env)
+        self._reap()
         env = self.owner.factory(self.key, self.image)
         self.busy.add(env)
         return env, True
 
     def has_ready(self) -> bool:
         """Whether acquire() would reuse an environment rather than start one."""
-        return any(env.state is State.READY for env in self.idle)
+        for env in self.idle.remove_if(lambda env: env.state is not State.READY):
+            self.owner.stop_later(env)
+        return self.idle.has_idle(self.owner.clock.platform_now())
 
     def release(self, env: Environment) -> None:
         self.busy.discard(env)
         if self.retired or env.state is not State.READY:
             self.owner.stop_later(env)
             return
-        self.idle.append(env)
-        self._timers[env.id] = self.owner.clock.call_later(self.owner.keep_alive, self._reap, env)
+        self.idle.push(env, self.owner.clock.platform_now())
+        if self._reaper is None:
+            self._schedule_reaper()
 
-    def _reap(self, env: Environment) -> None:
-        self._timers.pop(env.id, None)
-        if env in self.idle:
-            self.idle.remove(env)
+    def _schedule_reaper(self) -> None:
+        due = self.idle.next_expiry()
+        if due is None or self.retired:
+            self._reaper = None
+            return
+        wait = max(0.0, due - self.owner.clock.platform_now())
+        self._reaper = self.owner.clock.call_later(wait, self._reap)
+
+    def _reap(self) -> None:
+        """Stop the environments idle for the keep-alive; wake again for the next one."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for env in self.idle.expired(self.owner.clock.platform_now()):
             self.owner.stop_later(env)
-
-    def _cancel_timer(self, env: Environment) -> None:
-        timer = self._timers.pop(env.id, None)
-        if timer is not None:
-            timer.cancel()
+        self._schedule_reaper()
 
     def retire(self) -> None:
         """Stop idle environments now and busy ones when they are released."""
         self.retired = True
-        for env in self.idle:
-            self._cancel_timer(env)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        for env in self.idle.clear():
             self.owner.stop_later(env)
-        self.idle.clear()
 
     @property
     def size(self) -> int:

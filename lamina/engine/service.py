@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Protocol
 
 from lamina.clock import Clock
-from lamina.engine.concurrency import Counters, Kind, Lease, Pool, Throttle
+from lamina.engine.concurrency import Counters, Lease, Pool, Throttle
 from lamina.engine.invoker import EnvironmentSource, Invoker, InvokeRequest, InvokeResult
+from lamina.engine.policy import admit
 from lamina.engine.pool import Pools
 from lamina.engine.provisioned import ProvisionedState, Provisioner
 from lamina.keys import FunctionKey
@@ -93,22 +94,24 @@ class Engine:
         )
         source: EnvironmentSource
         # No await from these checks to source.acquire(): the answers still hold there.
-        if warm is not None and warm.has_ready():
-            decision = counter.acquire(key, now, kind=Kind.PROVISIONED)
-            source = warm
-        else:
-            pool = self.pools.pool_for(key, image)
-            decision = counter.acquire(
-                key, now, new_environment=not pool.has_ready(), spillover=warm is not None
-            )
-            source = pool
+        provisioned_idle = warm is not None and warm.has_ready()
+        pool = self.pools.pool_for(key, image)
+        decision = admit(  # policy.py: the same placement the planner replays
+            counter,
+            key,
+            now,
+            provisioned_idle=provisioned_idle,
+            provisioned_target=warm is not None,
+            warm_idle=provisioned_idle or pool.has_ready(),
+        )
+        source = warm if provisioned_idle and warm is not None else pool
         if decision.lease is None:
             assert decision.throttle is not None
             if self.observer is not None:
                 self.observer.throttled(key, request, decision.throttle)
             raise Throttled(decision.throttle, decision.retry_after)
         if decision.lease.pool is not Pool.PROVISIONED and source is warm:
-            source = self.pools.pool_for(key, image)  # no provisioned slot after all
+            source = pool  # no provisioned slot after all
         try:
             result = await self.invoker.invoke(source, request)
         finally:
