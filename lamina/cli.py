@@ -1,4 +1,4 @@
-"""`lamina serve | invoke | logs | top | doctor`."""
+"""`lamina serve | invoke | logs | top | doctor | plan | trace`."""
 
 from __future__ import annotations
 
@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--python", default=env_default("PYTHON", ""))
     _runtime_arg(doctor)
+    from lamina.plan.command import add_parser as add_plan
+
+    add_plan(commands)
     return parser
 
 
@@ -261,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         return invoke(args)
     if args.command == "doctor":
         return doctor(args)
+    if args.command == "plan":
+        from lamina.plan.command import run as plan
+
+        return plan(args)
     if args.command == "top":
         from lamina.top import run as top
 
