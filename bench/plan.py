@@ -7,15 +7,17 @@ The synthetic trace: 20 functions of one account (limit 1,000, floor 100) over t
 hours, Poisson-like arrivals at ~1,400/s with bursts that pass the limits every few
 minutes (so there are throttles and cold starts), durations exponential around
 20-400 ms; one function reserved, one with provisioned concurrency, one asynchronous.
-It is drawn before the clock starts.
+It is drawn before the clock starts (a block of a million, repeated).
 
-Run: .venv/bin/python bench/plan.py [--invocations N]   (bench/run.py runs it as `plan`)
+Run: .venv/bin/python bench/plan.py [--invocations N] [--rounds N]
+(bench/run.py runs it as `plan`: make bench)
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import math
 import random
 import sys
 import time
@@ -34,18 +36,21 @@ from lamina.plan.trace import Columns, Stream  # noqa: E402
 EXAMPLE = ROOT / "tests" / "data" / "traces" / "azure2019-example-invocations.csv"
 FUNCTIONS = 20
 SPAN = 7200  # seconds
+BLOCK = 1_000_000  # drawn once, then repeated
 TARGET = 200_000  # invocations per second of wall time
 SETTINGS = {
     "account": {"limit": 1000, "unreserved_floor": 100},
     "functions": {
         "fn00": {"reserved": 150},
-        "fn01": {"provisioned": 20},
-        "fn02": {"invocation": "async"},
+        "fn05": {"provisioned": 10},
+        "fn06": {"invocation": "async"},
     },
 }
 
 
 def synthetic(invocations: int, seed: int = 7) -> Columns:
+    """Drawn as a block of at most a million invocations, repeated (shifted in time) as
+    often as needed: drawing ten million one by one would take longer than replaying them."""
     rng = random.Random(seed)
     streams = [Stream(id=f"fn{i:02d}", name=f"fn{i:02d}") for i in range(FUNCTIONS)]
     weights = [1.0 / (i + 1) for i in range(FUNCTIONS)]  # a few busy functions, a long tail
@@ -54,23 +59,37 @@ def synthetic(invocations: int, seed: int = 7) -> Columns:
         total += weight
         cumulative.append(total)
     means = [0.02 + 0.38 * rng.random() for _ in range(FUNCTIONS)]  # seconds
-    rate = invocations / SPAN
+    block = min(invocations, BLOCK)
+    block_span = SPAN * block / invocations
+    rate = block / block_span
     times, indexes, durations = array("d"), array("i"), array("d")
-    made = 0
-    for second in range(SPAN):
+    second = 0
+    while len(times) < block:
         burst = 3.0 if second % 300 < 20 else 1.0  # 20 s of three times the traffic
-        count = min(int(rate * burst * (0.8 if burst == 1.0 else 1.0)), invocations - made)
-        if second == SPAN - 1:
-            count = invocations - made
+        count = min(max(1, int(rate * (0.8 if burst == 1.0 else burst))), block - len(times))
         picks = rng.choices(range(FUNCTIONS), cum_weights=cumulative, k=count)
-        arrivals = sorted(second + rng.random() for _ in range(count))
-        times.extend(arrivals)
+        times.extend(sorted(second + rng.random() for _ in range(count)))
         indexes.extend(picks)
         durations.extend(rng.expovariate(1.0 / means[f]) for f in picks)
-        made += count
-    for index in indexes:
+        second += 1
+    period = float(second)
+    all_times, all_indexes, all_durations = (
+        array("d", times),
+        array("i", indexes),
+        array("d", durations),
+    )
+    repeat = 1
+    while len(all_times) < invocations:
+        take = min(block, invocations - len(all_times))
+        shift = repeat * period
+        all_times.extend(t + shift for t in times[:take])
+        all_indexes.extend(indexes[:take])
+        all_durations.extend(durations[:take])
+        repeat += 1
+    for index in all_indexes:
         streams[index].invocations += 1
-    return Columns("synthetic", streams, times, indexes, durations, float(SPAN))
+    span = float(math.ceil(all_times[-1] + 1)) if len(all_times) else 0.0
+    return Columns("synthetic", streams, all_times, all_indexes, all_durations, span)
 
 
 def bare_loop(trace: Columns) -> float:
@@ -111,7 +130,7 @@ def main() -> None:
     trace = synthetic(invocations)
     print(f"drew {trace.total:,} invocations in {time.perf_counter() - drawn:.1f} s", flush=True)
     rounds = []
-    for _ in range(2):
+    for _ in range(int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 1):
         took, outcome = replay(trace, SETTINGS)
         bare = bare_loop(trace)
         rounds.append((took, bare, outcome))
@@ -130,7 +149,7 @@ def main() -> None:
         "bare_s": bare,
         "bare_rate": trace.total / bare,
         "target_rate": TARGET,
-        "throttles": sum(sum(s.fn.counts.throttles.values()) for s in streams) // 1,
+        "throttles": sum(sum(f.counts.throttles.values()) for f in outcome.functions),  # type: ignore[attr-defined]
         "cold_starts": sum(s.cold for s in streams),
         "example_day_s": day,
     }

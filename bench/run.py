@@ -17,6 +17,10 @@
 5. DynamoDB (bench/dynamodb.py): PutItem into a table whose stream is on, from 8
    clients, and records/s through a DynamoDB stream mapping (4 shards x 2 lanes) into a
    no-op function; baseline a bare SQLite INSERT loop with the same durability.
+6. Cold starts per runtime (bench/cold_runtimes.py).
+7. `lamina plan` (bench/plan.py): a synthetic trace of 10 million invocations replayed
+   through the counting service and the pool policy, invocations per second of wall time
+   against the bare event loop over the same trace; a day of the Azure 2019 example.
 
 Absolute times on these machines drift: read the ratios. Loopback only, bounded in time
 (about a minute and a half). Lamina runs with `--request-rate 0` so that throttles come
@@ -786,6 +790,42 @@ def bench_runtimes() -> None:
     cold_runtimes.run(sys.modules[__name__])
 
 
+def bench_plan() -> None:
+    """`lamina plan`'s replay (bench/plan.py, in a process of its own: ten million
+    invocations take a few hundred MB): invocations per second of wall time against the
+    bare event loop over the same trace, and a day of the Azure 2019 example."""
+    print("7. lamina plan: a synthetic trace replayed in virtual time", flush=True)
+    command = [PYTHON, str(BENCH / "plan.py")]
+    if QUICK:
+        command += ["--invocations", "2000000"]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    found = re.search(r"^RESULT (.*)$", shown.stdout, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"bench/plan.py failed: {shown.stdout}\n{shown.stderr}")
+    result = json.loads(found.group(1))
+    RAW["plan"] = result
+    row(
+        "plan",
+        f"{result['invocations'] / 1e6:g}M invocations replayed",
+        result["rate"],
+        "invocations/s",
+        "bare event loop",
+        result["bare_rate"],
+        "≥ 200,000/s",
+        result["rate"] >= result["target_rate"],
+    )
+    row(
+        "plan",
+        "a day of the Azure 2019 example (read + replay)",
+        result["example_day_s"] * 1000,
+        "ms",
+        "target",
+        1000.0,
+        "< 1 s",
+        result["example_day_s"] < 1.0,
+    )
+
+
 BENCHES: dict[str, Callable[[], None]] = {
     "warm": bench_warm,
     "cold": bench_cold,
@@ -793,6 +833,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "overload": bench_overload,
     "dynamodb": bench_dynamodb,
     "runtimes": bench_runtimes,
+    "plan": bench_plan,
 }
 
 

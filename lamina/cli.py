@@ -128,8 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--python", default=env_default("PYTHON", ""))
     _runtime_arg(doctor)
     from lamina.plan.command import add_parser as add_plan
+    from lamina.plan.export import add_parser as add_trace
 
     add_plan(commands)
+    add_trace(commands)
     return parser
 
 
@@ -268,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         from lamina.plan.command import run as plan
 
         return plan(args)
+    if args.command == "trace":
+        from lamina.plan.export import run as export
+
+        return export(args)
     if args.command == "top":
         from lamina.top import run as top
 

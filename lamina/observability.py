@@ -5,6 +5,9 @@ pages over them: Prometheus text, the live view and the web console.
     /metrics                 Prometheus text
     /console/                the web console
     /_lamina/live[/logs|/traces]   the live view's JSON (console, `lamina top`)
+    /_lamina/trace           the invocation log as CSV (`lamina trace export`)
+    /_lamina/plans           POST: plan this server's recent traffic (console/plans.py)
+    /console/plans/          plans kept under <data dir>/plans, served
     UDP 127.0.0.1:<xray-port>      the X-Ray daemon endpoint functions send segments to
 
 The AWS APIs over them (cloudwatch, logs, xray) are services (lamina/services/).
@@ -12,7 +15,9 @@ The AWS APIs over them (cloudwatch, logs, xray) are services (lamina/services/).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lamina.api.app import Gateway
@@ -20,8 +25,10 @@ from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.config import Settings
 from lamina.console import ConsolePages
 from lamina.console.live import LiveView
+from lamina.console.plans import PlanPages
 from lamina.engine.concurrency import Counters
 from lamina.engine.telemetry import Telemetry
+from lamina.observe.invocation_log import InvocationLog
 from lamina.observe.logs import LogStore
 from lamina.observe.metrics import Metrics, Sampler
 from lamina.observe.prometheus import CONTENT_TYPE, PrometheusView
@@ -39,7 +46,12 @@ class Observability:
     ) -> None:
         self.metrics = Metrics()
         self.traces = TraceStore()
-        self.telemetry = Telemetry(self.metrics, self.traces)  # the engine's observer
+        data_dir = Path(settings.data_dir).resolve()
+        self.invocations = InvocationLog(data_dir / "invocations")  # `lamina trace export`
+        # The engine's observer:
+        self.telemetry = Telemetry(self.metrics, self.traces, self.invocations)
+        self.plans = PlanPages(data_dir / "plans", self.invocations, settings)
+        self.console = ConsolePages()
         self.sampler = Sampler(self.metrics, counters.sample)
         self.daemon = XRayDaemon(self.traces, "127.0.0.1", settings.xray_port)
         self.prometheus = PrometheusView(self.metrics)
@@ -47,8 +59,10 @@ class Observability:
 
     def mount(self, gateway: Gateway) -> None:
         gateway.mount_page("metrics", self._prometheus)
-        gateway.mount_page("console", ConsolePages().handle)
+        gateway.mount_page("console", self._console)
         gateway.mount_internal("live", self.live.handle)
+        gateway.mount_internal("trace", self._trace)
+        gateway.mount_internal("plans", self.plans.plan_traffic)
         # Before anything starts an environment: environments are told the daemon's address.
         gateway.on_startup.insert(0, self.start)
         gateway.on_shutdown.append(self.close)
@@ -57,10 +71,35 @@ class Observability:
         await self.daemon.start()
         launch.set_xray_daemon_address(self.daemon.address)
         await self.sampler.start()
+        await self.invocations.start()
 
     async def close(self) -> None:
+        await self.plans.close()
+        await self.invocations.close()
         await self.sampler.close()
         await self.daemon.close()
+
+    async def _console(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/console/plans"):
+            if request.path == "/console/plans":
+                return HttpResponse(302, b"", {"Location": "/console/plans/"})
+            return await self.plans.page(request)
+        return await self.console.handle(request)
+
+    async def _trace(self, request: HttpRequest) -> HttpResponse:
+        """GET /_lamina/trace?since=EPOCH[&until=EPOCH&account=&region=]: CSV."""
+        query = {name: values[0] for name, values in request.query.items() if values}
+        try:
+            since = float(query.get("since", "0"))
+            until = float(query["until"]) if query.get("until") else None
+        except ValueError:
+            message = b'{"message":"since and until are epoch seconds"}'
+            return HttpResponse(400, message, {"Content-Type": "application/json"})
+        account, region = query.get("account"), query.get("region")
+        text = await asyncio.to_thread(
+            lambda: "".join(self.invocations.read(since, until, account, region))
+        )
+        return HttpResponse(200, text.encode(), {"Content-Type": "text/csv; charset=utf-8"})
 
     async def _prometheus(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(200, self.prometheus.render(), {"Content-Type": CONTENT_TYPE})

@@ -268,6 +268,7 @@ class AsyncQueue:
             payload=event.stored.payload,
             request_id=event.stored.request_id,
             invoked_arn=delivery.invoked_arn,
+            invocation_type="Event",
         )
         try:
             result = await self.engine.invoke(

@@ -29,6 +29,9 @@ class InvokeRequest:
     client_context: str | None = None
     want_tail: bool = False
     trace_header: str | None = None  # X-Amzn-Trace-Id to continue (else the request's own)
+    invocation_type: str = "RequestResponse"  # or Event (the async queue's)
+    arrived: float = 0.0  # wall time the engine got it (set by Engine.invoke)
+    memory_mb: int = 0  # the function's, set by Engine.invoke (for the invocation log)
     stream: StreamSink | None = None  # InvokeWithResponseStream: where the response goes
 
 

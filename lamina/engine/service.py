@@ -89,6 +89,8 @@ class Engine:
         """
         counter = self.counters.of(key)
         now = self.clock.platform_now()
+        request.arrived = request.arrived or self.clock.wall()
+        request.memory_mb = image.memory_mb
         warm = (
             self.provisioner.find(key, provisioned_for, image.revision) if provisioned_for else None
         )

@@ -13,13 +13,13 @@
   // Charts -------------------------------------------------------------------------------
   const colors = {
     concurrency: "#2563eb", provisionedBusy: "#16a34a", reserved: "#ea580c",
-    provisioned: "#15803d", limit: "#dc2626", invocations: "#2563eb", errors: "#dc2626",
+    provisioned: "#15803d", limit: "#dc2626", pool: "#7c3aed", invocations: "#2563eb", errors: "#dc2626",
     throttles: "#ea580c", cold: "#7c3aed", avg: "#0891b2", max: "#94a3b8",
   };
 
   function width(el) { return Math.max(320, el.clientWidth || el.parentElement.clientWidth - 10); }
 
-  function makeChart(el, title, series, yLabel) {
+  function makeChart(el, title, series, yLabel, extra = {}) {
     const opts = {
       title, width: width(el), height: 200,
       scales: { x: { time: true } },
@@ -27,9 +27,70 @@
       axes: [{}, { label: yLabel, size: 50 }],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
+      ...extra,
     };
     const empty = [[], ...series.map(() => [])];
     return new uPlot(opts, empty, el);
+  }
+
+  // The concurrency chart's y-axis is scaled to the data, not to the limits (the
+  // planner's rule, lamina/plan/chart.py): a limit near the data (within twice the axis
+  // the data alone would get) is a labelled dashed line and the axis grows to hold it;
+  // one further up is marked at the top edge with its label and an arrow.
+  const LIMIT_REACH = 2;
+  const axis = { top: 1, shown: [], above: [] };
+
+  function nice(value) {
+    if (!(value > 0)) return 1;
+    const power = 10 ** Math.floor(Math.log10(value));
+    for (const step of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) {
+      if (step * power >= value - 1e-9) return step * power;
+    }
+    return 10 * power;
+  }
+
+  function axisFor(dataMax, limits) {
+    const base = Math.max(dataMax, 1) * 1.15;
+    const shown = limits.filter((l) => l.value <= base * LIMIT_REACH);
+    const above = limits.filter((l) => l.value > base * LIMIT_REACH);
+    const top = nice(Math.max(base, ...shown.map((l) => l.value * 1.08)));
+    return { top, shown, above };
+  }
+
+  function drawLimits(u) {
+    const ctx = u.ctx;
+    const ratio = window.devicePixelRatio || 1;
+    const { left, top, width: w } = u.bbox;
+    ctx.save();
+    ctx.font = `${12 * ratio}px system-ui, sans-serif`;
+    ctx.textAlign = "right";
+    for (const limit of axis.shown) {
+      const y = Math.round(u.valToPos(limit.value, "y", true));
+      ctx.strokeStyle = limit.color;
+      ctx.lineWidth = 1.5 * ratio;
+      ctx.setLineDash([6 * ratio, 4 * ratio]);
+      ctx.beginPath();
+      ctx.moveTo(left, y);
+      ctx.lineTo(left + w, y);
+      ctx.stroke();
+      ctx.fillStyle = limit.color;
+      ctx.fillText(`${limit.label} ${limit.value}`, left + w - 4 * ratio, y - 4 * ratio);
+    }
+    axis.above.forEach((limit, index) => {
+      const y = top + (4 + index * 15) * ratio;
+      const x = left + w - 4 * ratio;
+      const text = `${limit.label} ${limit.value} (off scale)`;
+      const tw = ctx.measureText(text).width;
+      ctx.fillStyle = limit.color;
+      ctx.setLineDash([]);
+      ctx.beginPath();
+      ctx.moveTo(x - tw - 16 * ratio, y + 9 * ratio);
+      ctx.lineTo(x - tw - 11 * ratio, y);
+      ctx.lineTo(x - tw - 6 * ratio, y + 9 * ratio);
+      ctx.fill();
+      ctx.fillText(text, x, y + 9 * ratio);
+    });
+    ctx.restore();
   }
 
   const line = (label, stroke, extra = {}) => ({ label, stroke, width: 2, points: { show: false }, ...extra });
@@ -37,10 +98,10 @@
     concurrency: makeChart($("chart-concurrency"), "Concurrent executions", [
       line("Concurrent executions", colors.concurrency, { fill: "rgba(37,99,235,0.10)" }),
       line("Provisioned in use", colors.provisionedBusy),
-      line("Reserved", colors.reserved, { dash: [6, 4], width: 1.5 }),
-      line("Provisioned", colors.provisioned, { dash: [2, 3], width: 1.5 }),
-      line("Account limit", colors.limit, { dash: [8, 4], width: 1.5 }),
-    ], "executions"),
+    ], "executions", {
+      scales: { x: { time: true }, y: { range: () => [0, axis.top] } },
+      hooks: { draw: [drawLimits] },
+    }),
     activity: makeChart($("chart-activity"), "Per second", [
       line("Invocations", colors.invocations),
       line("Errors", colors.errors),
@@ -72,11 +133,26 @@
     const selected = data.selected;
     // The provisioned line only where there is provisioned concurrency (else it hides the other).
     const provisioned = (selected && limits.provisioned) || s.provisioned_busy.some((v) => v > 0);
+    const lines = [];
+    if (selected && limits.reserved !== null && limits.reserved !== undefined) {
+      lines.push({ label: "Reserved", value: limits.reserved, color: colors.reserved });
+    } else if (selected && limits.unreserved_pool !== null && limits.unreserved_pool !== undefined) {
+      lines.push({ label: "Unreserved pool", value: limits.unreserved_pool, color: colors.pool });
+    }
+    if (selected && limits.provisioned) {
+      lines.push({ label: "Provisioned", value: limits.provisioned, color: colors.provisioned });
+    }
+    if (limits.account !== null && limits.account !== undefined) {
+      lines.push({ label: "Account limit", value: limits.account, color: colors.limit });
+    }
+    const found = axisFor(Math.max(0, ...s.concurrency, ...s.provisioned_busy), lines);
+    Object.assign(axis, found);
+    const el = $("chart-concurrency");
+    el.dataset.yTop = String(axis.top);
+    el.dataset.limitsShown = axis.shown.map((l) => l.label).join(",");
+    el.dataset.limitsAbove = axis.above.map((l) => l.label).join(",");
     charts.concurrency.setData([
       s.t, s.concurrency, provisioned ? s.provisioned_busy : constant(null, n),
-      constant(selected ? limits.reserved : null, n),
-      constant(selected && limits.provisioned ? limits.provisioned : null, n),
-      constant(limits.account, n),
     ]);
     charts.activity.setData([s.t, s.invocations, s.errors, s.throttles, s.cold_starts]);
     charts.duration.setData([s.t, s.duration_avg, s.duration_max]);
@@ -293,6 +369,27 @@
   async function details() {
     try { await Promise.all([drawLogs(), drawTraces()]); } catch (error) { /* the next tick retries */ }
   }
+
+  // Plans: this server's own recent traffic through `lamina plan` (POST /_lamina/plans).
+  $("plan-traffic").addEventListener("click", async () => {
+    const button = $("plan-traffic");
+    button.disabled = true;
+    button.textContent = "Planning…";
+    try {
+      const response = await fetch("/_lamina/plans", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ since: 600 }),
+      });
+      const body = await response.json();
+      if (!response.ok) throw new Error(body.message || String(response.status));
+      location.href = body.url;
+    } catch (error) {
+      $("status").textContent = `plan: ${error.message}`;
+    } finally {
+      button.disabled = false;
+      button.textContent = "Plan the last 10 minutes";
+    }
+  });
 
   refresh();
   details();
