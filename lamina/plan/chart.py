@@ -150,6 +150,20 @@ def time_ticks(span_s: float, most: int = 7) -> list[float]:
     return [float(step * i) for i in range(int(span_s // step) + 1)]
 
 
+def label_rows(frame: Frame, gap: float = 15.0) -> list[float]:
+    """Where each shown limit's label goes: beside its line, moved down as far as it takes
+    not to sit on the label above it (two limits may have the same value)."""
+    rows: list[float] = []
+    order = sorted(range(len(frame.axis.shown)), key=lambda i: frame.y(frame.axis.shown[i].value))
+    placed: dict[int, float] = {}
+    last = -1e9
+    for index in order:
+        y = max(frame.y(frame.axis.shown[index].value), last + gap)
+        placed[index] = last = y
+    rows = [placed[i] for i in range(len(frame.axis.shown))]
+    return rows
+
+
 def ticks(top: float) -> list[float]:
     step = max(1.0, nice(top / 5))  # concurrency is whole
     count = int(top / step + 1e-9)
@@ -212,11 +226,11 @@ def render_png(panels: list[Panel], path: Path, title: str = "") -> None:
                 fill=MUTED,
             )
             draw.text((x, bottom + 6), label, fill=MUTED, font=small)
-        for limit in frame.axis.shown:
+        for limit, label_y in zip(frame.axis.shown, label_rows(frame), strict=True):
             y = frame.y(limit.value)
             _dashed(draw, frame.left, frame.left + frame.width, y, limit.color)
             draw.text(
-                (frame.left + frame.width + 8, y - 8),
+                (frame.left + frame.width + 8, label_y - 8),
                 f"{limit.label} {limit.value:g}",
                 fill=limit.color,
                 font=small,
@@ -276,7 +290,7 @@ def render_svg(panel: Panel) -> str:
             f'<text class="tick" x="{frame.x(seconds / panel.bucket_s):.1f}" '
             f'y="{bottom + 18}" text-anchor="middle">{clock(panel.start_s + seconds)}</text>'
         )
-    for limit in frame.axis.shown:
+    for limit, label_y in zip(frame.axis.shown, label_rows(frame), strict=True):
         y = frame.y(limit.value)
         color = _hex(limit.color)
         out.append(
@@ -286,7 +300,7 @@ def render_svg(panel: Panel) -> str:
         )
         out.append(
             f'<text class="limit-label" x="{frame.left + frame.width + 8}" '
-            f'y="{y + 4:.1f}" fill="{color}">{escape(limit.label)} {limit.value:g}</text>'
+            f'y="{label_y + 4:.1f}" fill="{color}">{escape(limit.label)} {limit.value:g}</text>'
         )
     for index, limit in enumerate(frame.axis.above):
         x, y = frame.left + frame.width + 8, frame.top + 2 + index * 16

@@ -318,7 +318,7 @@ def recommend_command(planned: Any, args: argparse.Namespace, out: TextIO) -> in
     out.write("".join(f"#   {line}\n" for line in table(found["candidate"].report).splitlines()))
     out.write("\n# Recommended settings (lamina plan --recommend)\n")
     out.write(text)
-    out.write("\n# Apply them on AWS\n" + "\n".join(lines) + "\n")
+    out.write("\n# Apply them on AWS\n" + ("\n".join(lines) or "# (nothing to change)") + "\n")
     out.write(
         f"\n# cost over the trace: ${facts['cost']:.4f}; provisioning every function at its "
         f"peak: ${facts['cost_provisioning_everything']:.4f} ({search.replays} replays)\n"

@@ -20,6 +20,21 @@ FORBIDDEN = {
     "lamina.runtimes": ("lamina.engine", "lamina.control", "lamina.services", "lamina.api"),
     "lamina.store": ("lamina.engine", "lamina.control", "lamina.services", "lamina.api"),
     "lamina.observe": ("lamina.engine", "lamina.control", "lamina.services", "lamina.api"),
+    # The planner runs the engine's pure modules, never the processes, the control plane
+    # or the server (it starts one only as a process, for --validate).
+    "lamina.plan": (
+        "lamina.control",
+        "lamina.services",
+        "lamina.api",
+        "lamina.server",
+        "lamina.sandbox",
+        "lamina.runtimes",
+        "lamina.engine.pool",
+        "lamina.engine.service",
+        "lamina.engine.invoker",
+        "lamina.engine.async_queue",
+        "lamina.engine.provisioned",
+    ),
 }
 
 

@@ -64,7 +64,9 @@
     ctx.save();
     ctx.font = `${12 * ratio}px system-ui, sans-serif`;
     ctx.textAlign = "right";
-    for (const limit of axis.shown) {
+    let lastLabel = -Infinity;  // labels of limits with the same value do not overlap
+    const ordered = [...axis.shown].sort((a, b) => b.value - a.value);
+    for (const limit of ordered) {
       const y = Math.round(u.valToPos(limit.value, "y", true));
       ctx.strokeStyle = limit.color;
       ctx.lineWidth = 1.5 * ratio;
@@ -74,7 +76,9 @@
       ctx.lineTo(left + w, y);
       ctx.stroke();
       ctx.fillStyle = limit.color;
-      ctx.fillText(`${limit.label} ${limit.value}`, left + w - 4 * ratio, y - 4 * ratio);
+      const labelY = Math.max(y - 4 * ratio, lastLabel + 14 * ratio);
+      lastLabel = labelY;
+      ctx.fillText(`${limit.label} ${limit.value}`, left + w - 4 * ratio, labelY);
     }
     axis.above.forEach((limit, index) => {
       const y = top + (4 + index * 15) * ratio;
