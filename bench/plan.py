@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lamina.plan import formats  # noqa: E402
-from lamina.plan.replay import Replay  # noqa: E402
+from lamina.plan.replay import Outcome, Replay  # noqa: E402
 from lamina.plan.settings import parse  # noqa: E402
 from lamina.plan.setup import build, default_duration  # noqa: E402
 from lamina.plan.trace import Columns, Stream  # noqa: E402
@@ -106,7 +106,7 @@ def bare_loop(trace: Columns) -> float:
     return time.perf_counter() - started
 
 
-def replay(trace: Columns, settings_document: dict) -> tuple[float, object]:
+def replay(trace: Columns, settings_document: dict) -> tuple[float, Outcome]:
     settings = parse(settings_document)
     setup = build(settings, trace)
     started = time.perf_counter()
@@ -140,7 +140,7 @@ def main() -> None:
             flush=True,
         )
     took, bare, outcome = min(rounds, key=lambda r: r[0])
-    streams = outcome.streams  # type: ignore[attr-defined]
+    streams = outcome.streams
     day = min(example_day() for _ in range(3))
     result = {
         "invocations": trace.total,
@@ -149,7 +149,7 @@ def main() -> None:
         "bare_s": bare,
         "bare_rate": trace.total / bare,
         "target_rate": TARGET,
-        "throttles": sum(sum(f.counts.throttles.values()) for f in outcome.functions),  # type: ignore[attr-defined]
+        "throttles": sum(sum(f.counts.throttles.values()) for f in outcome.functions),
         "cold_starts": sum(s.cold for s in streams),
         "example_day_s": day,
     }

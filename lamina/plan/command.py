@@ -133,7 +133,7 @@ def plan(
     trace: Trace | None = None,
     progress: Progress | None = None,
 ) -> Planned:
-    trace = trace or formats.read(trace_path, default_duration(settings))  # type: ignore[arg-type]
+    trace = trace or formats.read(trace_path, default_duration(settings))
     setup = build(settings, trace)
     costing = Costing(prices.load(settings.prices), settings.region)
     for architecture in {function.architecture for function in setup.functions}:
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load(args.settings)
         if args.seed is not None:
             settings = replace(settings, seed=args.seed)
-        trace = formats.read(args.trace, default_duration(settings))  # type: ignore[arg-type]
+        trace = formats.read(args.trace, default_duration(settings))
         progress = Progress(trace.total, sys.stderr, args.progress)
         planned = plan(args.trace, settings, trace=trace, progress=progress)
         progress.close()

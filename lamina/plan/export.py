@@ -12,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 from lamina.config import env_default
 
@@ -108,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _copy(source: object, target: object) -> int:
+def _copy(source: BinaryIO, target: BinaryIO) -> int:
     lines = 0
-    while chunk := source.read(65536):  # type: ignore[attr-defined]
-        target.write(chunk)  # type: ignore[attr-defined]
+    while chunk := source.read(65536):
+        target.write(chunk)
         lines += chunk.count(b"\n")
-    target.flush()  # type: ignore[attr-defined]
+    target.flush()
     return lines

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from lamina.engine.concurrency import (
     Counter,
+    Counters,
     FunctionCounts,
     Lease,
     Limits,
@@ -144,6 +145,9 @@ class Replay:
             burst_window=settings.account.burst_window,
             rate_per_unit=settings.account.request_rate,
         )
+        # The engine's own per-account counting services: one Counter per account and
+        # region, from Counters' public interface (as the server gets them).
+        self.counters = Counters(limits)
         self.accounts: list[AccountRun] = []
         by_account: dict[tuple[str, str], AccountRun] = {}
         self.functions: list[FunctionRun] = []
@@ -151,7 +155,7 @@ class Replay:
             scope = (function.key.account, function.key.region)
             account = by_account.get(scope)
             if account is None:
-                account = by_account[scope] = AccountRun(*scope, Counter(limits))
+                account = by_account[scope] = AccountRun(*scope, self.counters.get(*scope))
                 self.accounts.append(account)
             self.functions.append(FunctionRun(function, account.counter, settings.keep_alive))
         self.streams = [StreamRun(s, self.functions[s.function]) for s in setup.streams]

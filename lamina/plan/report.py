@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lamina.plan.prices import PriceTable, Rates
-from lamina.plan.replay import FunctionRun, Outcome, Replay, StreamRun
+from lamina.plan.replay import FunctionRun, Outcome, Replay
 from lamina.plan.settings import as_document
 
 BILLING_ROUNDING_S = 0.0005  # duration is billed in whole ms: half of one more, on average
@@ -322,6 +322,3 @@ def table(report: dict[str, Any], limit: int = 30) -> str:
     )
     return "\n".join(lines)
 
-
-def stream_runs(outcome: Outcome, fn: FunctionRun) -> list[StreamRun]:
-    return [outcome.streams[index] for index in fn.setup.streams]

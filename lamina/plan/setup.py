@@ -5,6 +5,7 @@ trace's id."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lamina.keys import FunctionKey
@@ -31,10 +32,6 @@ class FunctionSetup:
     memory_mb: int
     architecture: str
     streams: list[int] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return self.name
 
 
 @dataclass
@@ -89,7 +86,7 @@ def match(settings: Settings, streams: list[Stream]) -> dict[str, FunctionSettin
     return by_name
 
 
-def default_duration(settings: Settings) -> object:
+def default_duration(settings: Settings) -> Callable[[Stream], float]:
     """The duration (seconds) of a stream whose trace gives none: settings, else 100 ms."""
 
     def pick(stream: Stream) -> float:
