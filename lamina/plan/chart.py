@@ -156,7 +156,7 @@ def label_rows(frame: Frame, gap: float = 15.0) -> list[float]:
     rows: list[float] = []
     order = sorted(range(len(frame.axis.shown)), key=lambda i: frame.y(frame.axis.shown[i].value))
     placed: dict[int, float] = {}
-    last = -1e9
+    last = frame.top + 2 + 16 * len(frame.axis.above) - gap  # below the off-scale marks
     for index in order:
         y = max(frame.y(frame.axis.shown[index].value), last + gap)
         placed[index] = last = y

@@ -80,19 +80,18 @@
       lastLabel = labelY;
       ctx.fillText(`${limit.label} ${limit.value}`, left + w - 4 * ratio, labelY);
     }
+    ctx.textAlign = "left";  // off-scale marks at the top left, clear of the labels above
     axis.above.forEach((limit, index) => {
       const y = top + (4 + index * 15) * ratio;
-      const x = left + w - 4 * ratio;
-      const text = `${limit.label} ${limit.value} (off scale)`;
-      const tw = ctx.measureText(text).width;
+      const x = left + 6 * ratio;
       ctx.fillStyle = limit.color;
       ctx.setLineDash([]);
       ctx.beginPath();
-      ctx.moveTo(x - tw - 16 * ratio, y + 9 * ratio);
-      ctx.lineTo(x - tw - 11 * ratio, y);
-      ctx.lineTo(x - tw - 6 * ratio, y + 9 * ratio);
+      ctx.moveTo(x, y + 9 * ratio);
+      ctx.lineTo(x + 5 * ratio, y);
+      ctx.lineTo(x + 10 * ratio, y + 9 * ratio);
       ctx.fill();
-      ctx.fillText(text, x, y + 9 * ratio);
+      ctx.fillText(`${limit.label} ${limit.value} (off scale)`, x + 14 * ratio, y + 9 * ratio);
     });
     ctx.restore();
   }
