@@ -29,8 +29,9 @@ function that kills itself would not die.
 Spec (JSON, made by lamina/sandbox/isolation.py): cgroups (cgroup.procs files to join),
 root (an empty directory to build the root on), task (the code), tmp_mb, binds (host paths
 shown read-only at the same path), opt (the function's layers, read-only at /opt), net
-(bool: an empty network namespace), api_port, uid,
-gid, rlimits ({"NOFILE": n, ...}), env and argv (spawned environments only). The process
+(bool: an empty network namespace), api_port, uid, gid, rlimits ({"NOFILE": n, ...}),
+seccomp (a compiled filter, hex, installed last), env and argv (spawned environments
+only). The process
 backend's spec has only rlimits and data (bytes of RLIMIT_DATA on top of what is mapped).
 """
 
@@ -77,6 +78,8 @@ MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -327,6 +330,22 @@ def become_user(spec: dict[str, Any]) -> None:
     os.setresuid(uid, uid, uid)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     os.chdir("/var/task")
+    if spec.get("seccomp"):
+        load_seccomp(bytes.fromhex(str(spec["seccomp"])))
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_char_p))
+
+
+def load_seccomp(program: bytes) -> None:
+    """Install a compiled seccomp filter (BPF instructions of 8 bytes, as libseccomp
+    exports them) on this process and whatever it starts. Needs no_new_privs."""
+    fprog = _SockFprog(len(program) // 8, program)
+    _check(
+        _libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog), 0, 0),
+        "seccomp",
+    )
 
 
 def apply_rlimits(limits: dict[str, int]) -> None:

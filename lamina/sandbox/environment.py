@@ -411,7 +411,11 @@ class Environment:
         self._read_fd = -1
 
     # Runtime API (called by RuntimeApiServer) ------------------------------------------
-    def next_invocation(self, deliver: Deliver) -> None:
+    def next_invocation(self, deliver: Deliver) -> ApiReply | None:
+        if self._deliver is not None:  # one runtime per environment: the first one waits on
+            return error_reply(
+                403, "InvalidStateTransition", "A runtime is already waiting for the next event"
+            )
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)  # the first /next ends init
         if self._pending is not None:
@@ -419,6 +423,11 @@ class Environment:
             deliver(invocation)
         else:
             self._deliver = deliver
+        return None
+
+    def next_abandoned(self, deliver: Deliver) -> None:
+        if self._deliver == deliver:  # the same connection (bound methods compare equal)
+            self._deliver = None
 
     def _answer(self, request_id: str, outcome: Outcome) -> ApiReply:
         if self._current is None or self._current.request_id != request_id:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lamina.sandbox import cgroups as cg
+from lamina.sandbox import seccomp
 from lamina.sandbox.launch import PYTHON_BOOTSTRAP, FunctionImage
 
 log = logging.getLogger("lamina.sandbox")
@@ -114,6 +115,7 @@ class Backend:
     cannot: tuple[str, ...] = ()
     cgroups: cg.Cgroups | None = None
     binds: tuple[str, ...] = ()
+    filter: seccomp.Filter | None = None
     _janitor: subprocess.Popen[bytes] | None = None
     _janitor_pipe: int = -1
     _closed: bool = field(default=False)
@@ -151,6 +153,8 @@ class Backend:
             "rlimits": {"NOFILE": NOFILE, "CORE": 0},
             "cgroups": cgroup.procs_files,
         }
+        if self.filter is not None:
+            spec["seccomp"] = self.filter.program.hex()
         return Sandbox(
             spec,
             TASK_ROOT,
@@ -219,6 +223,7 @@ class Diagnosis:
     cgroups: cg.Cgroups | None = None
     why_not: str = ""
     binds: list[str] = field(default_factory=list)
+    filter: seccomp.Filter | None = None
 
     def add(self, name: str, ok: bool, detail: str = "") -> None:
         self.checks.append((name, ok, detail))
@@ -234,6 +239,7 @@ PROCESS_CANNOT = (
     "an unprivileged user (functions run as Lamina's user)",
     "a process limit (a fork bomb is not contained) and CPU weight",
     "killing processes that leave the environment's process group on timeout",
+    "a seccomp filter (user namespaces, mount, keyctl, bpf, ptrace, ... stay allowed)",
 )
 
 
@@ -281,7 +287,12 @@ def diagnose(python: str, server: str | None = None) -> Diagnosis:
         found.add(f"uid {UID} unused on the host", True, "functions run as it (sbx_user1051)")
     binds = [*interpreter_prefixes(sys.executable), *interpreter_prefixes(python),
              str(PYTHON_BOOTSTRAP.parent)]  # fmt: skip
-    spec = {"uid": UID, "gid": GID, "binds": binds, "tmp_mb": 1, "rlimits": {}}
+    spec: dict[str, Any] = {"uid": UID, "gid": GID, "binds": binds, "tmp_mb": 1, "rlimits": {}}
+    try:
+        found.filter = seccomp.build()
+        spec["seccomp"] = found.filter.program.hex()
+    except seccomp.SeccompUnavailable as exc:
+        found.add("seccomp", False, str(exc))
     steps: dict[str, Any] = {}
     if euid == 0:
         try:
@@ -301,7 +312,10 @@ def diagnose(python: str, server: str | None = None) -> Diagnosis:
                  "filesystem (tmpfs, binds, /proc, pivot_root)", "unprivileged user"):  # fmt: skip
         value = steps.get(name)
         if value is True:
-            found.add(name, True)
+            detail = ""
+            if name == "unprivileged user" and found.filter is not None:
+                detail = f"then seccomp: {found.filter.describe()}"
+            found.add(name, True, detail)
         elif value is not None:
             found.add(name, False, str(value))
     if "probe" in steps:
@@ -330,8 +344,8 @@ def diagnose(python: str, server: str | None = None) -> Diagnosis:
         cgroups.close()
     found.namespaces_ok = namespaces and cgroups is not None
     found.cgroups = cgroups if server is not None else None
-    advisory = f"uid {UID} unused on the host"
-    failed = [f"{n}: {d}" if d else n for n, ok, d in found.checks if not ok and n != advisory]
+    advisory = (f"uid {UID} unused on the host", "seccomp")  # reported, not required
+    failed = [f"{n}: {d}" if d else n for n, ok, d in found.checks if not ok and n not in advisory]
     found.why_not = "; ".join(failed)
     found.binds = binds
     return found
@@ -354,8 +368,17 @@ def choose(requested: str, python: str) -> Backend:
         reason = (
             f"cgroup v{cgroups.version} {', '.join(cgroups.controllers)}; pid, mount, ipc, uts, "
             "cgroup namespaces; network namespaces for VPC functions"
+            + (f"; seccomp: {found.filter.describe()}" if found.filter else "")
         )
-        backend = Backend("namespaces", reason, cgroups=cgroups, binds=tuple(found.binds))
+        cannot = () if found.filter else ("a seccomp filter (no libseccomp here)",)
+        backend = Backend(
+            "namespaces",
+            reason,
+            cannot=cannot,
+            cgroups=cgroups,
+            binds=tuple(found.binds),
+            filter=found.filter,
+        )
         backend.start_janitor()
         return backend
     if found.cgroups is not None:

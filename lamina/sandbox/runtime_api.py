@@ -1,7 +1,10 @@
 """The Lambda Runtime API that one execution environment talks to.
 
-Each environment gets its own listener on loopback, so `AWS_LAMBDA_RUNTIME_API` names
-exactly one environment and a request never has to say which one it is. HTTP/1.1 with
+Each environment gets its own listener, made inside its own network namespace, so
+`AWS_LAMBDA_RUNTIME_API` names exactly one environment, is reachable from that one only,
+and a request never has to say which one it is. It serves one runtime: a second
+`GET /next` while one waits is refused (it never displaces the first), and answers for a
+request id other than the one handed over are refused. HTTP/1.1 with
 keep-alive, parsed by httptools; the work is delegated to a `RuntimeApiHandler`.
 """
 
@@ -78,8 +81,13 @@ Deliver = Callable[[Invocation], None]
 
 
 class RuntimeApiHandler(Protocol):
-    def next_invocation(self, deliver: Deliver) -> None:
-        """Call `deliver` with the next invocation: now, or when there is one."""
+    def next_invocation(self, deliver: Deliver) -> ApiReply | None:
+        """Call `deliver` with the next invocation, now or when there is one (None); or
+        refuse the request (another runtime is waiting already) with the reply."""
+        ...
+
+    def next_abandoned(self, deliver: Deliver) -> None:
+        """The connection waiting with `deliver` is gone."""
         ...
 
     def post_response(self, request_id: str, body: bytes, oversized: bool) -> ApiReply: ...
@@ -194,6 +202,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
+        if self.waiting:
+            self.waiting = False
+            self.server.handler.next_abandoned(self._deliver)
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -248,7 +259,10 @@ class _Connection(asyncio.Protocol):
     def _handle(self, request: Request) -> None:
         if is_next(request[0], request[1]):
             self.waiting = True
-            self.server.handler.next_invocation(self._deliver)
+            refused = self.server.handler.next_invocation(self._deliver)
+            if refused is not None:
+                self.waiting = False
+                self.out.append(encode(refused))
         else:
             self.out.append(encode(dispatch(self.server.handler, *request)))
 
