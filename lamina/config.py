@@ -27,6 +27,12 @@ class Settings:
     fork_server: bool = True  # fork python3.x environments from a fork server
     xray_port: int = 2000  # UDP port of the X-Ray daemon endpoint on 127.0.0.1; 0 = any free
     isolation: str = "auto"  # auto | namespaces | process | none (sandbox/isolation.py)
+    host_access: tuple[int, ...] = ()  # host loopback ports environments reach (namespaces)
+    nat_subnets: tuple[str, ...] = ()  # VPC subnets with a route out (a NAT gateway)
+    freeze: bool = True  # freeze environments between invocations (cgroup freezer)
+    max_pids: int = 0  # processes of all environments together; 0 = derived from the host
+    max_memory_mb: int = 0  # memory of all environments together; 0 = derived from the host
+    dns: str = ""  # ADDRESS[:PORT] environments' DNS goes to; "" = the host's resolver
 
 
 def env_default(name: str, default: str) -> str:

@@ -78,7 +78,19 @@ class Lamina:
         # sandbox/: how environments start. Isolation is chosen first: it fails the start
         # when `namespaces` was asked for and cannot be had.
         runtimes.install(runtimes.configured(settings.python, settings.runtimes))
-        self.isolation = isolation.choose(settings.isolation, settings.python or sys.executable)
+        walls = isolation.Options(
+            api=(settings.host, settings.port),
+            host_access=settings.host_access,
+            nat_subnets=frozenset(settings.nat_subnets),
+            freeze=settings.freeze,
+            max_pids=settings.max_pids,
+            max_memory_mb=settings.max_memory_mb,
+            scratch=data_dir,
+            dns=settings.dns,
+        )
+        self.isolation = isolation.choose(
+            settings.isolation, settings.python or sys.executable, walls
+        )
         isolation.install(self.isolation)
         self.launcher: launch.Launcher = (
             ForkLauncher(ForkServer(settings.python or sys.executable))

@@ -2,7 +2,7 @@
 
 Standard library only, like python_bootstrap.py: it runs in the fork server's children
 (imported as `isolate`) and as a program of its own for spawned environments, the probe of
-`lamina doctor` and the janitor. Lamina's side of it is lamina/sandbox/isolation.py.
+`lamina doctor`. Lamina's side of it is lamina/sandbox/isolation.py.
 
 An isolated environment is two processes in a PID namespace of its own:
 
@@ -28,10 +28,12 @@ function that kills itself would not die.
 
 Spec (JSON, made by lamina/sandbox/isolation.py): cgroups (cgroup.procs files to join),
 root (an empty directory to build the root on), task (the code), tmp_mb, binds (host paths
-shown read-only at the same path), opt (the function's layers, read-only at /opt), net
-(bool: an empty network namespace), api_port, uid, gid, rlimits ({"NOFILE": n, ...}),
-seccomp (a compiled filter, hex, installed last), env and argv (spawned environments
-only). The process
+shown read-only at the same path), opt (the function's layers, read-only at /opt), files
+([host file, path inside] pairs bound read-only over files there, e.g. /etc/hosts),
+tmp_mount (a detached mount to move to /tmp, by path; else a tmpfs of tmp_mb), netns (a
+network namespace to enter, by path) or net (bool: an empty network namespace), api_port,
+uid, gid, rlimits ({"NOFILE": n, ...}), seccomp (a compiled filter, hex, installed last),
+env and argv (spawned environments only). The process
 backend's spec has only rlimits and data (bytes of RLIMIT_DATA on top of what is mapped).
 """
 
@@ -131,6 +133,22 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
     )
 
 
+SYS_MOVE_MOUNT = 429  # one number on every architecture
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_FDCWD = -100
+
+
+def move_mount(fd: int, target: str) -> None:
+    """Attach the detached mount `fd` at `target`."""
+    _check(
+        _libc.syscall(
+            ctypes.c_long(SYS_MOVE_MOUNT), fd, b"", AT_FDCWD, target.encode(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        ),
+        f"move_mount {target}",
+    )  # fmt: skip
+
+
 def umount(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
 
@@ -184,8 +202,14 @@ def enter(spec: dict[str, Any], announce: Announce, keep: tuple[int, ...] = ()) 
         with open(str(path), "w") as procs:
             procs.write("0")
     flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
-    if spec.get("net"):
-        flags |= CLONE_NEWNET
+    if spec.get("netns"):  # a namespace Lamina prepared, on one of its networks
+        netns = os.open(str(spec["netns"]), os.O_RDONLY)
+        try:
+            setns(netns, CLONE_NEWNET)
+        finally:
+            os.close(netns)
+    elif spec.get("net"):
+        flags |= CLONE_NEWNET  # an empty one: no way out
     unshare(flags)
     api = _private_network(int(spec.get("api_port", 9001))) if spec.get("net") else None
     build_root(spec)
@@ -279,8 +303,15 @@ def build_root(spec: dict[str, Any]) -> None:
     _bind(str(spec["task"]), f"{root}/var/task")
     if spec.get("opt"):  # the function's layers, merged in order
         _bind(str(spec["opt"]), f"{root}/opt")
-    tmp_mb = int(spec.get("tmp_mb", 512))
-    mount("tmp", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
+    if spec.get("tmp_mount"):  # a filesystem Lamina mounted for it, detached: move it here
+        tmp = os.open(str(spec["tmp_mount"]), os.O_PATH | os.O_CLOEXEC)
+        try:
+            move_mount(tmp, f"{root}/tmp")
+        finally:
+            os.close(tmp)
+    else:
+        tmp_mb = int(spec.get("tmp_mb", 512))
+        mount("tmp", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
     # Host paths the runtime needs (interpreter, virtualenv, Lamina) come after /tmp is
     # mounted: a checkout or virtualenv under the host's /tmp stays visible, bound into
     # the private /tmp, rather than being hidden by it.
@@ -291,6 +322,9 @@ def build_root(spec: dict[str, Any]) -> None:
         os.makedirs(root + source, mode=0o755, exist_ok=True)
         _bind(source, root + source)
         shown.append(source)
+    for source, target in spec.get("files", ()):  # e.g. /etc/hosts of Lamina's network
+        if os.path.isfile(root + target) and not os.path.islink(root + target):
+            _bind(str(source), root + target)
     mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     mount("dev", f"{root}/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
     for name in DEVICES:
@@ -469,62 +503,6 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
-# The janitor -----------------------------------------------------------------------------------
-def janitor(watch_fd: int, directories: list[str], patience_s: float = 3.0) -> None:
-    """`isolate.py janitor`: wait until Lamina closes `watch_fd` (at its end, or when it
-    dies, even of SIGKILL), then remove the cgroup directories it left: the environments'
-    processes die of their parent-death signals; once a cgroup is empty it can go."""
-    import time
-
-    try:
-        os.setsid()
-    except OSError:
-        pass
-    for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
-        _signal.signal(signum, _signal.SIG_IGN)  # Lamina's end is EOF, not a signal
-    while True:
-        try:
-            if not os.read(watch_fd, 64):
-                break
-        except InterruptedError:
-            continue
-        except OSError:
-            break
-    deadline = time.monotonic() + patience_s
-    pending = list(directories)
-    while pending:
-        pending = [base for base in pending if not remove_tree(base)]
-        if not pending or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-
-
-def remove_tree(base: str) -> bool:
-    """Remove a cgroup directory and the cgroups in it, deepest first, killing processes
-    still in them. True when `base` is gone."""
-    if not os.path.isdir(base):
-        return True
-    for current, _, _ in os.walk(base, topdown=False):
-        for pid in _members(current):
-            try:
-                os.kill(pid, _signal.SIGKILL)
-            except OSError:
-                pass
-        try:
-            os.rmdir(current)
-        except OSError:
-            pass
-    return not os.path.isdir(base)
-
-
-def _members(directory: str) -> list[int]:
-    try:
-        with open(os.path.join(directory, "cgroup.procs")) as procs:
-            return [int(line) for line in procs if line.strip()]
-    except (OSError, ValueError):
-        return []
-
-
 def main(argv: list[str]) -> None:
     command = argv[1] if len(argv) > 1 else ""
     if command == "spawn":
@@ -533,10 +511,8 @@ def main(argv: list[str]) -> None:
         import json
 
         print(json.dumps(probe(json.loads(argv[2]))), flush=True)
-    elif command == "janitor":
-        janitor(int(argv[2]), argv[3:])
     else:
-        print("usage: isolate.py spawn FD | probe SPEC | janitor FD DIR...", file=sys.stderr)
+        print("usage: isolate.py spawn FD | probe SPEC", file=sys.stderr)
         sys.exit(2)
 
 

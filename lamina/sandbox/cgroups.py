@@ -20,9 +20,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CONTROLLERS = ("memory", "pids", "cpu")
-REQUIRED = ("memory", "pids")  # cpu weight is applied where the cpu controller is there
+CONTROLLERS = ("memory", "pids", "cpu", "freezer")  # freezer: v1 only (v2 has cgroup.freeze)
+REQUIRED = ("memory", "pids")  # cpu and freezer are used where they are there
 LAMBDA_MB_PER_VCPU = 1769  # Lambda's figure: one vCPU's worth of CPU per 1,769 MB
+CPU_PERIOD_US = 100_000  # the period of the CPU quota
 
 
 class CgroupsUnavailable(Exception):
@@ -100,6 +101,8 @@ class Cgroup:
     version: int
     dirs: dict[str, Path]  # controller → directory (v2: every controller → the same one)
     _peak_fd: int = -1
+    _freeze_fd: int = -1
+    frozen: bool = False
 
     @property
     def procs_files(self) -> list[str]:
@@ -127,6 +130,42 @@ class Cgroup:
                 _write(cpu / "cpu.shares", str(max(2, round(1024 * share))))
             else:
                 _write(cpu / "cpu.weight", str(min(10000, max(1, round(100 * share)))))
+            self.cpu_quota(max(share, 1.0))  # init runs with at least a vCPU
+
+    def cpu_quota(self, vcpus: float) -> None:
+        """At most `vcpus` of CPU time (v1 cpu.cfs_quota_us, v2 cpu.max)."""
+        cpu = self.dirs.get("cpu")
+        if cpu is None:
+            return
+        quota = max(1000, round(CPU_PERIOD_US * vcpus))
+        with contextlib.suppress(OSError):  # a kernel without CFS bandwidth control
+            if self.version == 1:
+                _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                _write(cpu / "cpu.cfs_quota_us", str(quota))
+            else:
+                _write(cpu / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+
+    @property
+    def can_freeze(self) -> bool:
+        return self.version == 2 or "freezer" in self.dirs
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Freeze (or thaw) every process of the cgroup. Returns at once: the kernel
+        stops them as they next run (a frozen process holds no CPU)."""
+        if frozen == self.frozen or not self.can_freeze:
+            return
+        if self._freeze_fd < 0:
+            path = (
+                self.dirs["freezer"] / "freezer.state"
+                if self.version == 1
+                else self.dirs["memory"] / "cgroup.freeze"
+            )
+            self._freeze_fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        if self.version == 1:
+            os.pwrite(self._freeze_fd, b"FROZEN" if frozen else b"THAWED", 0)
+        else:
+            os.pwrite(self._freeze_fd, b"1" if frozen else b"0", 0)
+        self.frozen = frozen
 
     def peak_bytes(self) -> int:
         """The highest memory use so far (v2 before 5.19 has no peak: the current use)."""
@@ -169,6 +208,12 @@ class Cgroup:
         if self._peak_fd >= 0:
             os.close(self._peak_fd)
             self._peak_fd = -1
+        if self.frozen:
+            with contextlib.suppress(OSError):
+                self.freeze(False)  # a frozen process does not die (cgroup v1)
+        if self._freeze_fd >= 0:
+            os.close(self._freeze_fd)
+            self._freeze_fd = -1
         done = True
         for path in dict.fromkeys(self.dirs.values()):
             try:
@@ -214,12 +259,44 @@ class Cgroups:
             raise
         return cgroup
 
+    def ceilings(self, pids: int, memory_mb: int) -> None:
+        """Limits for all environments together, on the base cgroup."""
+        _write(self.bases["pids"] / "pids.max", str(pids))
+        memory = self.bases["memory"]
+        limit = str(memory_mb * 1024 * 1024)
+        if self.version == 1:
+            _write(memory / "memory.limit_in_bytes", limit)
+        else:
+            _write(memory / "memory.max", limit)
+
+    def pids_current(self) -> int:
+        try:
+            return int(_read(self.bases["pids"] / "pids.current"))
+        except (OSError, ValueError):
+            return 0
+
     def close(self) -> None:
         """Remove the base directories (the environments' are gone by now)."""
-        from lamina.runtimes.isolate import remove_tree
+        from lamina.runtimes.cleanup import remove_tree
 
         for base in self.base_dirs:
             remove_tree(base)
+
+
+def default_ceilings() -> tuple[int, int]:
+    """Processes (half the host's pid_max) and MB of memory (the host's, less a quarter
+    kept back, at most 4 GB) for all environments together."""
+    try:
+        pid_max = int(_read(Path("/proc/sys/kernel/pid_max")))
+    except (OSError, ValueError):
+        pid_max = 32768
+    total_mb = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in _read(Path("/proc/meminfo")).splitlines():
+            if line.startswith("MemTotal:"):
+                total_mb = int(line.split()[1]) // 1024
+    kept = min(total_mb // 4, 4096)
+    return max(1024, pid_max // 2), max(1024, total_mb - kept)
 
 
 def open_cgroups(
@@ -316,7 +393,7 @@ def _open_v2(own: Path, server: str) -> Cgroups:
 def sweep(server_prefix: str, cgroups: Cgroups) -> None:
     """Remove base cgroups of earlier servers that are gone (a janitor that was killed
     too): siblings named `<prefix><pid>` whose pid is not running."""
-    from lamina.runtimes.isolate import remove_tree
+    from lamina.runtimes.cleanup import remove_tree
 
     for base in cgroups.base_dirs:
         parent = Path(base).parent

@@ -51,6 +51,7 @@ LOG_TAIL = 16 * 1024
 SKIP_READ = 256 * 1024
 MEMORY_READ_S = 0.25  # how stale a REPORT's Max Memory Used may be under load
 STREAM_LIMIT = 209_715_200  # bytes a streamed response may carry (AWS's 200 MB)
+FREEZE_AFTER_S = 0.003  # an environment waiting this long for its next event is frozen
 
 
 class State(enum.Enum):
@@ -128,6 +129,7 @@ class Environment:
         self._init_request_id = ""
         self._streamed = 0  # bytes of the current streamed response
         self._stream_buffer: bytearray | None = None  # a streamed answer to a plain Invoke
+        self._freezer: Deadline | None = None  # the pending freeze of an idle environment
 
     @property
     def pid(self) -> int | None:
@@ -168,7 +170,8 @@ class Environment:
         self._ready = loop.create_future()
         self.scratch.mkdir(parents=True, exist_ok=True)
         try:
-            sandbox = self.sandbox = isolation.current().prepare(self.id, self.image, self.scratch)
+            backend = isolation.current()
+            sandbox = self.sandbox = await backend.prepare(self.id, self.image, self.scratch)
         except OSError as exc:
             await self.stop()
             return Outcome.error("Runtime.Unknown", f"Could not isolate the environment: {exc}")
@@ -187,6 +190,8 @@ class Environment:
             tmp_dir=sandbox.tmp_dir if sandbox.namespaces else None,
             sandbox=sandbox.spec,
             opt_dir=None if sandbox.namespaces else self.image.opt_dir,
+            api_endpoint=sandbox.api_endpoint,
+            xray_address=sandbox.xray_address,
         )
         if self.image.runtime in launch.CUSTOM_RUNTIMES and not os.access(
             self.image.code_dir / "bootstrap", os.X_OK
@@ -202,6 +207,7 @@ class Environment:
         try:
             self.process = await launcher.spawn(plan, write_fd)
         except OSError as exc:
+            sandbox.started()
             os.close(read_fd)
             await self.stop()
             return Outcome.error("Runtime.InvalidEntrypoint", f"Could not start the runtime: {exc}")
@@ -210,6 +216,7 @@ class Environment:
             raise
         finally:
             os.close(write_fd)  # the process has its own copy
+        sandbox.started()
         self._read_fd = read_fd
         os.set_blocking(read_fd, False)
         api_socket = getattr(self.process, "api_socket", None)
@@ -234,7 +241,36 @@ class Environment:
             await self.stop()
             return failure
         self.state = State.READY
+        if self.sandbox is not None:
+            self.sandbox.initialised(self.image.memory_mb)
+        self._freeze_if_idle()
         return None
+
+    def _freeze_if_idle(self) -> None:
+        """Ready, and its runtime waits in GET /next: once it has waited FREEZE_AFTER_S,
+        nothing of it runs until the next event (as Lambda freezes an environment between
+        invocations). Back-to-back invocations do not pay for a freeze and a thaw."""
+        if (
+            self._freezer is None
+            and self.state is State.READY
+            and self._deliver is not None
+            and self.sandbox is not None
+            and self.sandbox.freezes
+        ):
+            loop = asyncio.get_running_loop()
+            self._freezer = deadlines().add(loop.time() + FREEZE_AFTER_S, self._freeze)
+
+    def _freeze(self) -> None:
+        self._freezer = None
+        if self.state is State.READY and self._deliver is not None and self.sandbox is not None:
+            self.sandbox.freeze()
+
+    def _thaw(self) -> None:
+        if self._freezer is not None:
+            self._freezer.cancel()
+            self._freezer = None
+        if self.sandbox is not None:
+            self.sandbox.thaw()
 
     async def invoke(self, invocation: Invocation, timeout_s: float) -> Outcome:
         """Hand `invocation` to the runtime and wait for its answer, at most `timeout_s`."""
@@ -247,6 +283,7 @@ class Environment:
         self._outcome = outcome_future = loop.create_future()
         self._current = invocation
         deliver, self._deliver = self._deliver, None
+        self._thaw()
         if deliver is not None:
             deliver(invocation)
         else:
@@ -268,6 +305,7 @@ class Environment:
             await self.stop()
         else:
             self.state = State.READY
+            self._freeze_if_idle()
         return outcome
 
     def _time_out(self, invocation: Invocation, timeout_s: float) -> None:
@@ -285,9 +323,14 @@ class Environment:
         """Kill the whole process tree and free everything. Safe to call twice."""
         already = self.state is State.DEAD
         self.state = State.DEAD
+        if self._freezer is not None:
+            self._freezer.cancel()
+            self._freezer = None
         if self.process is not None and self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                self._thaw()  # a frozen process dies only once thawed (cgroup v1)
             with contextlib.suppress(ProcessLookupError):
                 await self.process.wait()
         if self._exit_watch is not None and self._exit_watch is not asyncio.current_task():
@@ -423,6 +466,7 @@ class Environment:
             deliver(invocation)
         else:
             self._deliver = deliver
+            self._freeze_if_idle()
         return None
 
     def next_abandoned(self, deliver: Deliver) -> None:

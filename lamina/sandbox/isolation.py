@@ -34,12 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from lamina.sandbox import cgroups as cg
-from lamina.sandbox import seccomp
+from lamina.sandbox import disks as dk
+from lamina.sandbox import launch, seccomp
+from lamina.sandbox import network as net
 from lamina.sandbox.launch import PYTHON_BOOTSTRAP, FunctionImage
 
 log = logging.getLogger("lamina.sandbox")
 
 ISOLATE = PYTHON_BOOTSTRAP.parent / "isolate.py"
+CLEANUP = PYTHON_BOOTSTRAP.parent / "cleanup.py"  # the janitor
 CHOICES = ("auto", "namespaces", "process", "none")
 UID, GID = 993, 990  # Lambda's sbx_user1051
 API_PORT = 9001  # the Runtime API's port inside a private network, as on Lambda
@@ -58,6 +61,20 @@ class IsolationUnavailable(Exception):
     """The isolation asked for cannot be had here (the message says why)."""
 
 
+@dataclass(frozen=True)
+class Options:
+    """What the operator asked of the walls (`lamina serve` flags)."""
+
+    api: tuple[str, int] = ("127.0.0.1", 9700)  # where Lamina's API listens on the host
+    host_access: tuple[int, ...] = ()
+    nat_subnets: frozenset[str] = frozenset()
+    freeze: bool = True
+    max_pids: int = 0
+    max_memory_mb: int = 0
+    scratch: Path = Path(".lamina")  # the data directory: /tmp images are made there
+    dns: str = ""  # the resolver environments' DNS goes to (default: the host's)
+
+
 @dataclass
 class Sandbox:
     """One environment's share of its backend: what the launcher hands the child, what the
@@ -69,6 +86,10 @@ class Sandbox:
     private_network: bool = False  # the Runtime API is served on a socket made inside
     cgroup: cg.Cgroup | None = None
     backend: Backend | None = None
+    api_endpoint: str = ""  # Lamina's API as the environment reaches it (AWS_ENDPOINT_URL)
+    xray_address: str = ""  # the X-Ray daemon endpoint as it reaches it
+    lease: net.Lease | None = None  # its network namespace
+    tmp: dk.Prepared | None = None  # its /tmp, until its init took it
     _oom_before: int = 0
 
     @property
@@ -87,14 +108,55 @@ class Sandbox:
     def out_of_memory(self) -> bool:
         return self.cgroup is not None and self.cgroup.oom_kills() > self._oom_before
 
+    @property
+    def freezes(self) -> bool:
+        """Whether it is frozen between invocations (a cgroup that can, no --no-freeze)."""
+        return (
+            self.cgroup is not None
+            and self.cgroup.can_freeze
+            and self.backend is not None
+            and self.backend.options.freeze
+        )
+
+    def freeze(self) -> None:
+        """Between invocations: the environment's processes stop (unless --no-freeze)."""
+        if self.freezes:
+            assert self.cgroup is not None
+            try:
+                self.cgroup.freeze(True)
+            except OSError as exc:
+                log.warning("cannot freeze %s: %s", self.cgroup.procs_files[0], exc)
+
+    def thaw(self) -> None:
+        if self.cgroup is not None and self.cgroup.frozen:
+            self.cgroup.freeze(False)
+
+    def initialised(self, memory_mb: int) -> None:
+        """Init is over: from now on the CPU quota is MemorySize's share of a vCPU."""
+        if self.cgroup is not None:
+            self.cgroup.cpu_quota(memory_mb / cg.LAMBDA_MB_PER_VCPU)
+
+    def started(self) -> None:
+        """The environment's init is in its namespaces (or gone): drop what was handed over."""
+        if self.lease is not None:
+            self.lease.handed_over()
+        if self.tmp is not None:
+            self.tmp.close()
+            self.tmp = None
+
     async def release(self) -> None:
         """Remove the environment's cgroup once its processes are gone (called after its
         init was reaped: the rest of its PID namespace is being killed by the kernel)."""
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.release()
         cgroup, self.cgroup = self.cgroup, None
         if cgroup is None:
             return
         deadline = time.monotonic() + RELEASE_PATIENCE_S
         delay = 0.001
+        with contextlib.suppress(OSError):
+            cgroup.freeze(False)
         while not cgroup.remove():
             if time.monotonic() > deadline:
                 log.warning("cgroup %s still busy; left to the janitor", cgroup.procs_files[0])
@@ -116,6 +178,9 @@ class Backend:
     cgroups: cg.Cgroups | None = None
     binds: tuple[str, ...] = ()
     filter: seccomp.Filter | None = None
+    network: net.Network | None = None
+    disks: dk.Disks | None = None
+    options: Options = field(default_factory=Options)
     _janitor: subprocess.Popen[bytes] | None = None
     _janitor_pipe: int = -1
     _closed: bool = field(default=False)
@@ -126,42 +191,88 @@ class Backend:
             text += "; not enforced: " + "; ".join(self.cannot)
         return text
 
-    def prepare(self, env_id: str, image: FunctionImage, scratch: Path) -> Sandbox:
+    def host_endpoints(self) -> tuple[str, str]:
+        """Lamina's API and the X-Ray daemon as a process sharing the host's network sees them."""
+        host, port = self.options.api
+        if host in ("", "0.0.0.0", "localhost"):
+            host = "127.0.0.1"
+        return f"http://{host}:{port}", launch.xray_daemon_address
+
+    async def prepare(self, env_id: str, image: FunctionImage, scratch: Path) -> Sandbox:
         """The sandbox of a new environment whose directory is `scratch` (made already)."""
-        vpc = bool(image.vpc_subnets)
+        api, xray = self.host_endpoints()
         if self.name == "none":
-            return Sandbox(None, image.code_dir, scratch / "tmp", backend=self)
+            return Sandbox(
+                None, image.code_dir, scratch / "tmp", backend=self, api_endpoint=api,
+                xray_address=xray,
+            )  # fmt: skip
         if self.name == "process":
             limits = {"FSIZE": image.ephemeral_mb * 1024 * 1024, "NOFILE": NOFILE, "CORE": 0}
-            spec = {"rlimits": limits, "data": image.memory_mb * 1024 * 1024}
-            return Sandbox(spec, image.code_dir, scratch / "tmp", backend=self)
+            rlimits = {"rlimits": limits, "data": image.memory_mb * 1024 * 1024}
+            return Sandbox(
+                rlimits, image.code_dir, scratch / "tmp", backend=self, api_endpoint=api,
+                xray_address=xray,
+            )  # fmt: skip
         assert self.cgroups is not None
         _readable(image.code_dir)
         root = scratch / "root"
         root.mkdir(exist_ok=True)
-        cgroup = self.cgroups.create(env_id, image.memory_mb, PIDS_MAX)
-        spec = {
+        lease = None
+        if self.network is not None:
+            subnet = sorted(image.vpc_subnets)[0] if image.vpc_subnets else None
+            try:
+                lease = await self.network.take(subnet)
+            except net.NetworkUnavailable as exc:
+                raise OSError(f"no network namespace: {exc}") from exc
+            xray_port = int(xray.rsplit(":", 1)[1])
+            self.network.expose_udp(xray_port)
+            api = self.network.api_endpoint()
+            xray = f"{self.network.gateway}:{xray_port}"
+        tmp = None
+        try:
+            if self.disks is not None:
+                try:
+                    tmp = await self.disks.take(image.ephemeral_mb)
+                except dk.DisksUnavailable as exc:
+                    raise OSError(f"no /tmp: {exc}") from exc
+            cgroup = self.cgroups.create(env_id, image.memory_mb, PIDS_MAX)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            if tmp is not None:
+                tmp.close()
+            raise
+        spec: dict[str, Any] = {
             "root": str(root),
             "task": str(image.code_dir),
             "tmp_mb": image.ephemeral_mb,
             "binds": [*self.binds, *runtime_binds(image)],
             "opt": str(image.opt_dir) if image.opt_dir else None,
-            "net": vpc,
+            "files": self.network.files if self.network is not None else [],
+            "net": True,
             "api_port": API_PORT,
             "uid": UID,
             "gid": GID,
             "rlimits": {"NOFILE": NOFILE, "CORE": 0},
             "cgroups": cgroup.procs_files,
         }
+        if lease is not None:
+            spec["netns"] = lease.path
+        if tmp is not None:
+            spec["tmp_mount"] = tmp.path
         if self.filter is not None:
             spec["seccomp"] = self.filter.program.hex()
         return Sandbox(
             spec,
             TASK_ROOT,
             Path("/tmp"),
-            private_network=vpc,
+            private_network=True,
             cgroup=cgroup,
             backend=self,
+            api_endpoint=api,
+            xray_address=xray,
+            lease=lease,
+            tmp=tmp,
             _oom_before=cgroup.oom_kills(),
         )
 
@@ -173,7 +284,7 @@ class Backend:
         reader, writer = os.pipe()
         try:
             self._janitor = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(ISOLATE), "janitor", str(reader),
+                [sys.executable, "-I", "-S", str(CLEANUP), str(reader), str(os.getpid()),
                  *self.cgroups.base_dirs],
                 stdin=subprocess.DEVNULL,
                 pass_fds=(reader,),
@@ -196,6 +307,10 @@ class Backend:
         self._closed = True
         if self.cgroups is not None:
             self.cgroups.close()
+        if self.network is not None:
+            self.network.close()
+        if self.disks is not None:
+            self.disks.close()
         if self._janitor_pipe >= 0:
             os.close(self._janitor_pipe)  # the janitor finds nothing left and exits
             self._janitor_pipe = -1
@@ -234,12 +349,16 @@ PROCESS_CANNOT = (
     "instead, and Max Memory Used is the runtime process's own peak)",
     "a private /tmp of EphemeralStorage size (TMPDIR is a directory of its own; only one "
     "file is capped at that size)",
-    "PID, mount and network namespaces: an environment can see other processes and "
-    "files, and a VPC function keeps the host's network",
+    "PID and mount namespaces: an environment can see other processes and files",
+    "a network of its own: every function shares the host's network (its loopback, "
+    "Lamina's ports, other environments' Runtime APIs), VPC or not; --host-access and "
+    "--nat-subnet have no effect",
     "an unprivileged user (functions run as Lamina's user)",
-    "a process limit (a fork bomb is not contained) and CPU weight",
+    "a process limit (a fork bomb is not contained), CPU weight and quota, and ceilings for "
+    "all environments together (--max-pids, --max-memory have no effect)",
     "killing processes that leave the environment's process group on timeout",
     "a seccomp filter (user namespaces, mount, keyctl, bpf, ptrace, ... stay allowed)",
+    "freezing between invocations: background threads and daemons keep running",
 )
 
 
@@ -340,44 +459,124 @@ def diagnose(python: str, server: str | None = None) -> Diagnosis:
             found.add("cgroups", False, str(exc))
     else:
         found.add("cgroups", False, "not root")
+    if cgroups is not None:
+        _walls(found, cgroups)
     if cgroups is not None and server is None:
         cgroups.close()
     found.namespaces_ok = namespaces and cgroups is not None
     found.cgroups = cgroups if server is not None else None
-    advisory = (f"uid {UID} unused on the host", "seccomp")  # reported, not required
+    advisory = (f"uid {UID} unused on the host", "seccomp", "freezer", "networks")  # reported
     failed = [f"{n}: {d}" if d else n for n, ok, d in found.checks if not ok and n not in advisory]
     found.why_not = "; ".join(failed)
     found.binds = binds
     return found
 
 
-def choose(requested: str, python: str) -> Backend:
+def _walls(found: Diagnosis, cgroups: cg.Cgroups) -> None:
+    """Freezing, ceilings and networks, as `lamina doctor` reports them."""
+    freezer = ""
+    if cgroups.version == 2:
+        freezer = "cgroup v2's cgroup.freeze"
+    elif "freezer" in cgroups.bases:
+        freezer = "the cgroup v1 freezer controller"
+    found.add(
+        "freezer",
+        bool(freezer),
+        f"environments frozen between invocations with {freezer} (--no-freeze: not)"
+        if freezer
+        else "no freezer hierarchy: environments run between invocations",
+    )
+    pids, memory_mb = cg.default_ceilings()
+    cpu = "" if "cpu" in cgroups.bases else "; no cpu controller: no CPU quota"
+    found.add(
+        "ceilings",
+        True,
+        f"all environments together: {pids} processes and {memory_mb} MB by default "
+        f"(--max-pids, --max-memory); each a CPU quota of MemorySize / "
+        f"{cg.LAMBDA_MB_PER_VCPU} MB of a vCPU{cpu}",
+    )
+    problem = net.check()
+    found.add(
+        "networks",
+        not problem,
+        problem
+        or "a network namespace per environment on bridges of Lamina's (NAT out, "
+        f"Lamina's API at the gateway, {net.HOSTS_NAME} for --host-access ports, "
+        "VPC subnets as networks, --nat-subnet)",
+    )
+
+
+def choose(requested: str, python: str, options: Options | None = None) -> Backend:
     """The backend for `--isolation requested`; raise IsolationUnavailable when
     `namespaces` is asked for and cannot be had."""
+    options = options or Options()
     if requested not in CHOICES:
         raise IsolationUnavailable(f"unknown isolation {requested!r} (one of {', '.join(CHOICES)})")
     if requested == "none":
-        return Backend("none", "asked for", cannot=("nothing is limited or isolated",))
+        return Backend(
+            "none", "asked for", cannot=("nothing is limited or isolated",), options=options
+        )
     if requested == "process":
-        return Backend("process", "asked for", cannot=PROCESS_CANNOT)
+        return Backend("process", "asked for", cannot=PROCESS_CANNOT, options=options)
     found = diagnose(python, server=f"{SERVER_PREFIX}{os.getpid()}")
     if found.namespaces_ok:
         assert found.cgroups is not None
         cg.sweep(SERVER_PREFIX, found.cgroups)
+        net.sweep()
         cgroups = found.cgroups
+        default_pids, default_mb = cg.default_ceilings()
+        max_pids = options.max_pids or default_pids
+        max_mb = options.max_memory_mb or default_mb
+        try:
+            cgroups.ceilings(max_pids, max_mb)
+        except OSError as exc:
+            cgroups.close()
+            raise IsolationUnavailable(f"cannot set the environments' ceilings: {exc}") from exc
+        freezing = "frozen between invocations" if options.freeze else "not frozen (--no-freeze)"
+        if "freezer" not in cgroups.bases and cgroups.version == 1:
+            freezing = "not frozen (no freezer hierarchy)"
+        cannot: list[str] = [] if found.filter else ["a seccomp filter (no libseccomp here)"]
+        network: net.Network | None = net.Network(
+            options.api, options.host_access, options.nat_subnets, dns=options.dns
+        )
+        try:
+            assert network is not None
+            network.start()
+            networks = (
+                f"a network namespace each, on {network.block} (Lamina's API at "
+                f"{network.api_endpoint()}, {net.HOSTS_NAME} ports "
+                f"{','.join(map(str, options.host_access)) or 'none'})"
+            )
+        except (net.NetworkUnavailable, OSError) as exc:
+            network = None
+            networks = "a network namespace each, with no way out"
+            cannot.append(f"networks with a way out ({exc}): every environment is offline")
+        disks: dk.Disks | None = dk.Disks(options.scratch / "tmp-images")
+        try:
+            assert disks is not None
+            disks.start()
+            tmp = "/tmp on disk (ext4 of EphemeralStorage on a loop device each)"
+        except dk.DisksUnavailable as exc:
+            disks = None
+            tmp = "/tmp in memory (tmpfs)"
+            cannot.append(f"/tmp on disk ({exc}): /tmp is a tmpfs, its pages count as memory")
         reason = (
-            f"cgroup v{cgroups.version} {', '.join(cgroups.controllers)}; pid, mount, ipc, uts, "
-            "cgroup namespaces; network namespaces for VPC functions"
+            f"cgroup v{cgroups.version} {', '.join(cgroups.controllers)}; {tmp}; all environments "
+            f"together at most {max_pids} processes and {max_mb} MB; CPU quota MemorySize / "
+            f"{cg.LAMBDA_MB_PER_VCPU} MB of a vCPU; {freezing}; pid, mount, ipc, uts, "
+            f"cgroup namespaces; {networks}"
             + (f"; seccomp: {found.filter.describe()}" if found.filter else "")
         )
-        cannot = () if found.filter else ("a seccomp filter (no libseccomp here)",)
         backend = Backend(
             "namespaces",
             reason,
-            cannot=cannot,
+            cannot=tuple(cannot),
             cgroups=cgroups,
             binds=tuple(found.binds),
             filter=found.filter,
+            network=network,
+            disks=disks,
+            options=options,
         )
         backend.start_janitor()
         return backend
@@ -385,7 +584,9 @@ def choose(requested: str, python: str) -> Backend:
         found.cgroups.close()
     if requested == "namespaces":
         raise IsolationUnavailable(f"namespaces isolation is not available: {found.why_not}")
-    return Backend("process", f"fallback: {found.why_not}", cannot=PROCESS_CANNOT)
+    return Backend(
+        "process", f"fallback: {found.why_not}", cannot=PROCESS_CANNOT, options=options
+    )
 
 
 _backend = Backend("none", "not chosen yet", cannot=("nothing is limited or isolated",))

@@ -344,8 +344,13 @@ def environment_variables(
     tmp_dir: Path,
     task_root: Path | None = None,
     opt_dir: Path | None = None,
+    api_endpoint: str = "",
+    xray_address: str = "",
 ) -> dict[str, str]:
-    """The environment's variables; `opt_dir` is where it sees its layers (/opt)."""
+    """The environment's variables; `opt_dir` is where it sees its layers (/opt),
+    `api_endpoint` Lamina's API as the environment reaches it (from its own network: the
+    sandbox says, isolation.Sandbox.api_endpoint), `xray_address` the X-Ray daemon
+    endpoint likewise."""
     opt = opt_dir or OPT
     path = "/usr/local/bin:/usr/bin:/bin:" + f"{opt}/bin"
     if is_node(image.runtime) and image.interpreter:
@@ -370,9 +375,11 @@ def environment_variables(
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{image.name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-        "AWS_XRAY_DAEMON_ADDRESS": xray_daemon_address,
+        "AWS_XRAY_DAEMON_ADDRESS": xray_address or xray_daemon_address,
         "TMPDIR": str(tmp_dir),
     }
+    if api_endpoint:
+        env["AWS_ENDPOINT_URL"] = api_endpoint
     return env
 
 
@@ -388,6 +395,8 @@ def build(
     tmp_dir: Path | None = None,
     sandbox: dict[str, Any] | None = None,
     opt_dir: Path | None = None,
+    api_endpoint: str = "",
+    xray_address: str = "",
 ) -> Launch:
     """The command and variables that start one environment in its directory `scratch`.
 
@@ -401,7 +410,8 @@ def build(
     if SETPRIV is not None:
         argv = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     env = environment_variables(
-        image, runtime_api, init_type, log_stream, tmp_dir, task_root, opt_dir
+        image, runtime_api, init_type, log_stream, tmp_dir, task_root, opt_dir, api_endpoint,
+        xray_address,
     )
     python_runtime = not (image.runtime in CUSTOM_RUNTIMES or is_node(image.runtime))
     interpreter = image.interpreter or python

@@ -145,7 +145,7 @@ def test_functions_survive_kill_9(tmp_path: Path) -> None:
         assert first.process is not None
         children = descendants(first.process.pid)
         assert all(
-            "fork_server.py" in command_line(pid) or "isolate.py janitor" in command_line(pid)
+            "fork_server.py" in command_line(pid) or "cleanup.py" in command_line(pid)
             for pid in children
         ), children
     finally:

@@ -8,16 +8,27 @@ These run as root here (cgroup v1) and are never skipped on this machine: a serv
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import json
+import os
+import random
+import socket
+import statistics
+import struct
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import ROLE, Server, make_zip, python_function
+from tests.helpers import ROLE, Server, command_line, make_zip, python_function
 
 SYSCALLS = r"""
 import ctypes, errno, os, socket, sqlite3, subprocess, threading, zlib
@@ -106,7 +117,7 @@ done
 """
 
 
-def invoke(server: Server, name: str, event: Any = None, **extra: Any) -> dict[str, Any]:
+def invoke(server: Server | Walled, name: str, event: Any = None, **extra: Any) -> dict[str, Any]:
     response: dict[str, Any] = server.client().invoke(
         FunctionName=name, Payload=json.dumps(event or {}).encode(), **extra
     )
@@ -122,28 +133,181 @@ def start(directory: Path, *args: str, fork: bool = True) -> Server:
     return Server(directory / "data", args=list(args), env=env).start()
 
 
+class Listener:
+    """A TCP server on the host's loopback that records what it is sent."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                peer, _ = self.sock.accept()
+            except OSError:
+                continue
+            with peer:
+                peer.settimeout(2)
+                with contextlib.suppress(OSError):
+                    self.received.append(peer.recv(64))
+                    peer.sendall(b"host says hi")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+class Internet:
+    """A network namespace standing in for the internet: a veth to the host and an HTTP
+    server inside that answers with the address it was reached from."""
+
+    def __init__(self) -> None:
+        tag = f"{os.getpid() % 100000}{random.randrange(100):02d}"
+        self.name = f"lmtest-inet-{tag}"
+        self.host_link = f"lmti{tag}"
+        third = random.randrange(256)
+        self.host_address, self.address = f"198.18.{third}.1", f"198.18.{third}.2"
+        run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=20)
+        run(["ip", "netns", "add", self.name])
+        run(["ip", "link", "add", self.host_link, "type", "veth", "peer", "name", "eth0",
+             "netns", self.name])  # fmt: skip
+        run(["ip", "addr", "add", f"{self.host_address}/30", "dev", self.host_link])
+        run(["ip", "link", "set", self.host_link, "up"])
+        inside = ["ip", "netns", "exec", self.name]
+        run([*inside, "ip", "addr", "add", f"{self.address}/30", "dev", "eth0"])
+        run([*inside, "ip", "link", "set", "eth0", "up"])
+        run([*inside, "ip", "link", "set", "lo", "up"])
+        run([*inside, "ip", "route", "add", "default", "via", self.host_address])
+        self.port = 8080
+        self.server = subprocess.Popen(
+            [*inside, sys.executable, "-c", INTERNET_SERVER, self.address, str(self.port)],
+            stdout=subprocess.PIPE,
+        )
+        assert self.server.stdout is not None
+        assert self.server.stdout.readline().strip() == b"ready"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}/"
+
+    def close(self) -> None:
+        self.server.kill()
+        self.server.wait()
+        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, timeout=20)
+
+
+INTERNET_SERVER = """
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("reached from " + self.client_address[0]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Handler)
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
+class FakeDns:
+    """A resolver on the host's loopback that answers every A query with ANSWER."""
+
+    ANSWER = "198.51.100.7"
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.asked: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except OSError:
+                continue
+            end, labels = 12, []
+            while query[end]:
+                labels.append(query[end + 1 : end + 1 + query[end]].decode())
+                end += 1 + query[end]
+            qtype = int.from_bytes(query[end + 1 : end + 3], "big")
+            question = query[12 : end + 5]
+            self.asked.append(".".join(labels))
+            answers = 1 if qtype == 1 else 0
+            reply = query[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, answers, 0, 0) + question
+            if answers:
+                reply += b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4)
+                reply += socket.inet_aton(self.ANSWER)
+            self.sock.sendto(reply, peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@dataclass
+class Walled:
+    server: Server
+    opened: Listener  # a host loopback port opened with --host-access
+    closed: Listener  # one that is not
+    internet: Internet
+    dns: FakeDns  # the resolver environments' DNS goes to (--dns)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
+
+
+@pytest.fixture(scope="module")
+def internet() -> Iterator[Internet]:
+    outside = Internet()
+    try:
+        yield outside
+    finally:
+        outside.close()
+
+
 @pytest.fixture(scope="module", params=["fork", "spawn"])
 def walled(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    """A server with every wall, forking or spawning Python environments."""
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, internet: Internet
+) -> Iterator[Walled]:
+    """A server with every wall, forking or spawning Python environments; one host port
+    opened to environments, one not; subnet-nat has a NAT."""
+    opened, closed, dns = Listener(), Listener(), FakeDns()
     server = start(
         tmp_path_factory.mktemp(f"walls-{request.param}"),
-        "--isolation",
-        "namespaces",
+        "--isolation", "namespaces", "--host-access", str(opened.port),
+        "--nat-subnet", "subnet-nat", "--dns", f"127.0.0.1:{dns.port}",
         fork=request.param == "fork",
-    )
+    )  # fmt: skip
     try:
-        yield server
+        yield Walled(server, opened, closed, internet, dns)
     finally:
         server.stop()
+        opened.close()
+        closed.close()
+        dns.close()
 
 
-def unique(server: Server, name: str) -> str:
+def unique(server: Server | Walled, name: str) -> str:
     return f"{name}-{server.port}"
 
 
-def test_refused_system_calls_fail_with_eperm_and_ordinary_work_goes_on(walled: Server) -> None:
+def test_refused_system_calls_fail_with_eperm_and_ordinary_work_goes_on(walled: Walled) -> None:
     lam = walled.client()
     first, second = unique(walled, "syscalls-a"), unique(walled, "syscalls-b")
     python_function(lam, first, SYSCALLS, Timeout=20)
@@ -165,15 +329,26 @@ def test_refused_system_calls_fail_with_eperm_and_ordinary_work_goes_on(walled: 
     assert other["keyctl_search"] == "EPERM"
 
 
-def test_doctor_reports_the_seccomp_filter() -> None:
+def test_doctor_and_the_start_report_every_wall(walled: Walled) -> None:
     doctor = subprocess.run(
         [sys.executable, "-m", "lamina.cli", "doctor"], capture_output=True, text=True, timeout=60
     )
-    assert "then seccomp: " in doctor.stdout, doctor.stdout
+    for line in (
+        "ok    unprivileged user: then seccomp: ",
+        "ok    freezer: environments frozen between invocations",
+        "ok    ceilings: all environments together: ",
+        "ok    networks: a network namespace per environment",
+    ):
+        assert line in doctor.stdout, doctor.stdout
     assert "refused with EPERM" in doctor.stdout
+    started = walled.output()
+    for text in ("seccomp: ", "frozen between invocations", "all environments together at most",
+                 "a network namespace each, on 100.", f"host.lamina.internal ports "
+                 f"{walled.opened.port}"):  # fmt: skip
+        assert text in started, started
 
 
-def test_the_runtime_api_serves_one_runtime(walled: Server) -> None:
+def test_the_runtime_api_serves_one_runtime(walled: Walled) -> None:
     name = unique(walled, "two-nexts")
     walled.client().create_function(
         FunctionName=name,
@@ -190,3 +365,457 @@ def test_the_runtime_api_serves_one_runtime(walled: Server) -> None:
         assert body["second_body"]["errorType"] == "InvalidStateTransition"
         assert body["forged"] == 400, body
         assert body["forged_body"]["errorType"] == "InvalidRequestID"
+
+
+# Networks ------------------------------------------------------------------------------------
+PROBE = r"""
+import errno, os, select, socket, time, urllib.request
+
+def probe(targets, timeout):
+    # Parallel non-blocking connects; the (host, port)s that accepted.
+    found = []
+    for start in range(0, len(targets), 800):
+        pending = {}
+        for host, port in targets[start:start + 800]:
+            sock = socket.socket()
+            sock.setblocking(False)
+            code = sock.connect_ex((host, port))
+            if code == 0:
+                found.append(f"{host}:{port}")
+                sock.close()
+            elif code == errno.EINPROGRESS:
+                pending[sock] = f"{host}:{port}"
+            else:
+                sock.close()
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            _, ready, _ = select.select([], list(pending), [], deadline - time.monotonic())
+            for sock in ready:
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                    try:  # a connect from port P to port P meets itself: not a listener
+                        if sock.getsockname() != sock.getpeername():
+                            found.append(pending[sock])
+                    except OSError:
+                        pass
+                sock.close()
+                del pending[sock]
+        for sock in pending:
+            sock.close()
+    return sorted(found)
+
+def listeners():
+    found = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(name).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                found.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(found)
+
+def hijack(address):
+    # Take an event, then answer for it: what the hostile review did to its neighbours.
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1) as sock:
+            sock.settimeout(1)
+            sock.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+            return sock.recv(256).decode(errors="replace").split("\r\n")[0]
+    except OSError as exc:
+        return type(exc).__name__
+
+def handler(event, context):
+    own = os.environ["AWS_LAMBDA_RUNTIME_API"]
+    loopback = probe([("127.0.0.1", port) for port in range(1, 65536)], 2)
+    hosts = probe([(host, port) for host in event["hosts"] for port in event["ports"]], 1.5)
+    return {
+        "own": own,
+        "listeners": listeners(),
+        "loopback": loopback,
+        "hosts": hosts,
+        "hijacked": {address: hijack(address) for address in loopback + hosts
+                     if address != own},
+    }
+"""
+
+VICTIM = """
+import time
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"genuine": context.aws_request_id}
+"""
+
+REACH = r"""
+import json, os, socket, urllib.request
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.read().decode()
+    except OSError as exc:
+        return "failed: " + type(exc).__name__
+
+def talk(host, port, message):
+    try:
+        with socket.create_connection((host, port), timeout=3) as sock:
+            sock.sendall(message.encode())
+            sock.settimeout(3)
+            return sock.recv(64).decode()
+    except OSError as exc:
+        return "failed: " + type(exc).__name__
+
+def handler(event, context):
+    import boto3
+    found = {"endpoint": os.environ.get("AWS_ENDPOINT_URL")}
+    if "url" in event:
+        found["internet"] = get(event["url"])
+    if "talk" in event:
+        found["talk"] = talk(event["talk"][0], event["talk"][1], event["message"])
+    if "resolve" in event:
+        try:
+            found["resolved"] = socket.gethostbyname(event["resolve"])
+        except OSError as exc:
+            found["resolved"] = "failed: " + type(exc).__name__
+    if "api" in event:
+        lam = boto3.client("lambda")
+        found["api"] = lam.get_function(FunctionName=context.function_name)[
+            "Configuration"]["FunctionName"]
+    if "listen" in event:
+        # Listen on this environment's address, say where through the SQS API, and
+        # report what peers send within the time given.
+        sqs = boto3.client("sqs")
+        server = socket.create_server(("0.0.0.0", 0))
+        server.settimeout(0.5)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.connect((event["gateway"], 9))
+        address = probe.getsockname()[0]
+        queue = sqs.get_queue_url(QueueName=event["listen"])["QueueUrl"]
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(
+            [address, server.getsockname()[1]]))
+        import time
+        heard, deadline = [], time.monotonic() + event["seconds"]
+        while time.monotonic() < deadline:
+            try:
+                peer, _ = server.accept()
+            except OSError:
+                continue
+            with peer:
+                peer.settimeout(2)
+                heard.append(peer.recv(64).decode())
+                peer.sendall(b"peer says hi")
+        found["heard"] = heard
+    found["hosts"] = open("/etc/hosts").read()
+    return found
+"""
+
+
+def host_addresses() -> list[str]:
+    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True)
+    found = {line.split()[3].split("/")[0] for line in out.stdout.splitlines()}
+    return sorted(found - {"127.0.0.1"})  # the loopback is scanned whole, inside
+
+
+def gateway_of(walled: Walled) -> str:
+    endpoint = invoke(walled, _reacher(walled))["body"]["endpoint"]
+    return str(endpoint.split("//")[1].rsplit(":", 1)[0])
+
+
+def _reacher(walled: Walled, **config: Any) -> str:
+    suffix = "-".join(config.get("VpcConfig", {}).get("SubnetIds", ["plain"]))
+    name = unique(walled, f"reach-{suffix}")
+    with contextlib.suppress(Exception):
+        python_function(walled.client(), name, REACH, Timeout=30, **config)
+    return name
+
+
+def vpc(subnet: str) -> dict[str, Any]:
+    return {"VpcConfig": {"SubnetIds": [subnet], "SecurityGroupIds": ["sg-1"]}}
+
+
+def test_a_hostile_function_finds_nothing_to_scan_or_hijack(walled: Walled) -> None:
+    lam = walled.client()
+    victim, attacker = unique(walled, "victim"), unique(walled, "attacker")
+    python_function(lam, victim, VICTIM, Timeout=10)
+    python_function(lam, attacker, PROBE, Timeout=60, MemorySize=512)
+    # Three idle environments of the victim, each waiting in GET /next.
+    with ThreadPoolExecutor(3) as pool:
+        idle = list(pool.map(lambda _: invoke(walled, victim, {"sleep": 0.5}), range(3)))
+    assert all("genuine" in result["body"] for result in idle)
+    ports = sorted({22, 80, 2000, 3306, 5432, 6379, 9001, 9700, walled.port,
+                    walled.opened.port, walled.closed.port})  # fmt: skip
+    gateway = gateway_of(walled)
+    found = invoke(walled, attacker, {"hosts": host_addresses(), "ports": ports})
+    assert "FunctionError" not in found, found["body"]
+    body = found["body"]
+    assert body["own"] == "127.0.0.1:9001"
+    assert body["listeners"] == [9001]  # its own Runtime API, nothing of anyone else's
+    assert body["loopback"] == ["127.0.0.1:9001"]
+    # Of every host address and port: Lamina's API and the opened port, at the gateway.
+    assert body["hosts"] == sorted([f"{gateway}:{walled.port}", f"{gateway}:{walled.opened.port}"])
+    assert body["hijacked"] == {
+        f"{gateway}:{walled.port}": "HTTP/1.1 404 Not Found",  # Lamina's API: no such route
+        f"{gateway}:{walled.opened.port}": "",  # the operator's own service
+    } or all(not answer.startswith("HTTP/1.1 200") for answer in body["hijacked"].values())
+    # The victim's environments were never reached: its callers get genuine answers.
+    with ThreadPoolExecutor(3) as pool:
+        after = list(pool.map(lambda _: invoke(walled, victim), range(3)))
+    for result in after:
+        assert result["body"]["genuine"] == result["ResponseMetadata"]["RequestId"]
+
+
+def test_host_loopback_is_closed_but_what_the_operator_opens(walled: Walled) -> None:
+    name = _reacher(walled)
+    closed = invoke(walled, name, {"talk": ["127.0.0.1", walled.closed.port], "message": "x"})
+    assert closed["body"]["talk"].startswith("failed"), closed["body"]
+    gateway = gateway_of(walled)
+    dropped = invoke(walled, name, {"talk": [gateway, walled.closed.port], "message": "x"})
+    assert dropped["body"]["talk"].startswith("failed"), dropped["body"]
+    assert b"x" not in walled.closed.received
+    message = f"hello from {walled.port}"
+    opened = invoke(
+        walled, name, {"talk": ["host.lamina.internal", walled.opened.port], "message": message}
+    )
+    assert opened["body"]["talk"] == "host says hi", opened["body"]
+    assert message.encode() in walled.opened.received
+    assert f"{gateway}\thost.lamina.internal" in opened["body"]["hosts"]
+
+
+def test_egress_outside_and_from_subnets_only_with_a_nat(walled: Walled) -> None:
+    url = walled.internet.url
+    plain = invoke(walled, _reacher(walled), {"url": url, "api": True})["body"]
+    assert plain["internet"] == f"reached from {walled.internet.host_address}", plain  # NAT'd
+    assert plain["api"] == _reacher(walled)  # AWS_ENDPOINT_URL: Lamina's API
+    isolated = invoke(walled, _reacher(walled, **vpc("subnet-a")), {"url": url, "api": True})
+    assert isolated["body"]["internet"].startswith("failed"), isolated["body"]
+    assert isolated["body"]["api"] == _reacher(walled, **vpc("subnet-a"))
+    natted = invoke(walled, _reacher(walled, **vpc("subnet-nat")), {"url": url, "api": True})
+    assert natted["body"]["internet"] == f"reached from {walled.internet.host_address}"
+    assert natted["body"]["api"] == _reacher(walled, **vpc("subnet-nat"))
+    assert plain["endpoint"] == isolated["body"]["endpoint"] == natted["body"]["endpoint"]
+
+
+def _peers_hear(walled: Walled, listener: dict[str, Any], talkers: dict[str, str]) -> list[str]:
+    """A listening function on `listener`'s network; each of `talkers` (message → function)
+    tries to reach it; what the listener heard."""
+    queue_name = f"peers-{walled.port}-{random.randrange(10**6)}"
+    sqs = walled.client("sqs")
+    queue = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    gateway = gateway_of(walled)
+    name = _reacher(walled, **listener)
+    event = {"listen": queue_name, "gateway": gateway, "seconds": 8}
+    with ThreadPoolExecutor(1) as pool:
+        listening = pool.submit(invoke, walled, name, event)
+        messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=10)["Messages"]
+        host, port = json.loads(messages[0]["Body"])
+        for message, talker in talkers.items():
+            invoke(walled, talker, {"talk": [host, port], "message": message})
+        result = listening.result(timeout=30)
+    assert "FunctionError" not in result, result["body"]
+    return list(result["body"]["heard"])
+
+
+def test_a_subnet_is_a_network_and_the_default_network_is_not(walled: Walled) -> None:
+    same = _reacher(walled, **vpc("subnet-a"))
+    other = _reacher(walled, **vpc("subnet-b"))
+    plain = _reacher(walled)
+    heard = _peers_hear(walled, vpc("subnet-a"), {"same": same, "other": other, "plain": plain})
+    assert heard == ["same"]
+    heard = _peers_hear(walled, {}, {"plain": plain, "same": same})
+    assert heard == []  # environments without VPC reach no one but the outside world
+
+
+# Frozen between invocations ---------------------------------------------------------------
+COUNTER = """
+import os, subprocess, threading, time
+
+count = [0]
+daemon = []
+
+def spin():
+    while True:  # about a thousand a second, while it runs
+        count[0] += 1
+        time.sleep(0.001)
+
+def handler(event, context):
+    if event.get("start"):
+        threading.Thread(target=spin, daemon=True).start()
+        # A daemon that double-forks into a session of its own, writing to /tmp.
+        subprocess.run(["sh", "-c", "setsid sh -c 'while :; do echo x >> /tmp/ticks; "
+                        f"sleep 0.05; done; : {event['start']}' > /dev/null 2>&1 &"], check=True)
+        time.sleep(0.2)
+    ticks = os.path.getsize("/tmp/ticks") // 2 if os.path.exists("/tmp/ticks") else 0
+    return {"count": count[0], "ticks": ticks}
+"""
+
+
+@pytest.fixture(scope="module")
+def unfrozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start(tmp_path_factory.mktemp("unfrozen"), "--isolation", "namespaces", "--no-freeze")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _advance(server: Server | Walled, name: str) -> tuple[int, int]:
+    """How far a background thread and a daemon got in two idle seconds."""
+    first = invoke(server, name, {"start": f"daemon-{name}"})["body"]
+    time.sleep(2)
+    second = invoke(server, name)["body"]
+    return second["count"] - first["count"], second["ticks"] - first["ticks"]
+
+
+def test_an_environment_is_frozen_between_invocations(walled: Walled, unfrozen: Server) -> None:
+    name = unique(walled, "counter")  # on both servers (one unfrozen for both launch paths)
+    for server in (walled, unfrozen):
+        python_function(server.client(), name, COUNTER, Timeout=10)
+    frozen_count, frozen_ticks = _advance(walled, name)
+    free_count, free_ticks = _advance(unfrozen, name)
+    print(f"idle 2 s: counter +{frozen_count} frozen, +{free_count} not; daemon ticks "
+          f"+{frozen_ticks} / +{free_ticks}")
+    assert free_count > 500 and free_ticks >= 10  # they do run when not frozen
+    assert frozen_count < 0.01 * free_count
+    assert frozen_ticks <= 1  # the double-forked daemon was frozen too
+    # It dies with its environment.
+    marker = f"daemon-{name}"
+    unfrozen.client().delete_function(FunctionName=name)
+    assert any(marker in command_line(pid) for pid in all_pids())
+    walled.client().delete_function(FunctionName=name)
+    assert wait_for(lambda: not any(marker in command_line(pid) for pid in all_pids()), 10)
+
+
+def wait_for(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+def all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+# Ceilings for all environments together ------------------------------------------------------
+FORKS = """
+import errno, os, time
+
+def handler(event, context):
+    forked, failure = 0, None
+    for _ in range(event["at_most"]):
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            failure = errno.errorcode.get(exc.errno)
+            break
+        if pid == 0:
+            try:
+                os.execv("/bin/sleep", ["sleep", str(event["sleep"])])
+            finally:
+                os._exit(0)
+        forked += 1
+    return {"forked": forked, "error": failure}
+"""
+
+
+def _p50(server: Server, name: str, count: int) -> float:
+    client = server.client()
+    took = []
+    for _ in range(count):
+        started = time.perf_counter()
+        client.invoke(FunctionName=name, Payload=b"{}")["Payload"].read()
+        took.append((time.perf_counter() - started) * 1000)
+    return statistics.median(took)
+
+
+def test_fork_bombs_in_many_environments_stop_at_the_ceiling(tmp_path: Path) -> None:
+    ceiling = 1500
+    server = start(tmp_path, "--isolation", "namespaces", "--max-pids", str(ceiling),
+                   "--request-rate", "0")  # fmt: skip
+    try:
+        lam = server.client()
+        python_function(lam, "quiet", "def handler(event, context):\n    return 1\n")
+        bombs = [f"bomb-{index}" for index in range(4)]
+        for name in bombs:
+            python_function(lam, name, FORKS, Timeout=60, MemorySize=1024)
+        _p50(server, "quiet", 30)  # warm
+        quiet = _p50(server, "quiet", 60)
+        with ThreadPoolExecutor(len(bombs)) as pool:
+            results = list(pool.map(
+                lambda name: invoke(server, name, {"at_most": 3000, "sleep": 20})["body"], bombs
+            ))  # fmt: skip
+            loaded = _p50(server, "quiet", 60)
+        assert all(result["error"] == "EAGAIN" for result in results), results
+        forked = sum(result["forked"] for result in results)
+        # Each stopped before its own 1,024: together they met the server's ceiling.
+        assert all(result["forked"] < 1000 for result in results), results
+        assert ceiling - 4 * 8 <= forked <= ceiling, results
+        print(f"4 fork bombs: {forked} processes in all (ceiling {ceiling}); quiet p50 "
+              f"{quiet:.2f} ms, under them {loaded:.2f} ms")
+        assert loaded <= 2 * quiet
+    finally:
+        server.stop()
+
+
+# /tmp on disk --------------------------------------------------------------------------------
+FILL = """
+import errno, os
+
+def handler(event, context):
+    path = "/tmp/fill"
+    chunk = b"x" * (1024 * 1024)
+    written, failure = 0, None
+    try:
+        with open(path, "wb") as out:
+            for _ in range(event["mb"]):
+                out.write(chunk)
+                out.flush()
+                written += 1
+            os.fsync(out.fileno())
+    except OSError as exc:
+        failure = errno.errorcode.get(exc.errno)
+    if os.path.exists(path):
+        os.unlink(path)
+    size = os.statvfs("/tmp")
+    return {"written_mb": written, "error": failure,
+            "free_mb": size.f_bavail * size.f_frsize // 2**20}
+"""
+
+
+@pytest.mark.parametrize("memory", [1024, 128])
+def test_tmp_is_disk_of_ephemeral_storage_not_memory(walled: Walled, memory: int) -> None:
+    name = unique(walled, f"fill-{memory}")
+    python_function(walled.client(), name, FILL, MemorySize=memory, Timeout=60)
+    result = invoke(walled, name, {"mb": 600}, LogType="Tail")
+    assert "FunctionError" not in result, result["body"]  # not killed for memory
+    assert result["body"]["error"] == "ENOSPC", result["body"]
+    assert 508 <= result["body"]["written_mb"] <= 512, result["body"]
+    assert 508 <= result["body"]["free_mb"] <= 512  # empty again once the file is gone
+
+
+def test_ten_gigabytes_of_ephemeral_storage_hold_two(walled: Walled) -> None:
+    name = unique(walled, "fill-big")
+    python_function(
+        walled.client(), name, FILL, MemorySize=256, Timeout=120, EphemeralStorage={"Size": 10240}
+    )
+    result = invoke(walled, name, {"mb": 2048})
+    assert "FunctionError" not in result, result["body"]
+    assert result["body"] == {"written_mb": 2048, "error": None,
+                              "free_mb": result["body"]["free_mb"]}  # fmt: skip
+    assert 10200 <= result["body"]["free_mb"] <= 10240
+
+
+def test_dns_goes_through_the_gateway_from_every_network(walled: Walled) -> None:
+    for config in ({}, vpc("subnet-a")):  # a VPC subnet without a NAT resolves too
+        name = f"db-{random.randrange(10**6)}.example.internal"
+        found = invoke(walled, _reacher(walled, **config), {"resolve": name})["body"]
+        assert found["resolved"] == FakeDns.ANSWER, found
+        assert name in walled.dns.asked

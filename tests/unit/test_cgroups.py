@@ -110,3 +110,40 @@ def test_no_controllers_says_why(tmp_path: Path) -> None:
         cg.open_cgroups("lamina-7", fs_root=tmp_path, mountinfo=V2_MOUNTINFO, proc_cgroup=V2_CGROUP)
     assert "cgroup v2: memory, pids not delegated" in str(raised.value)
     assert "cgroup v1: no memory or pids hierarchy mounted" in str(raised.value)
+
+
+def test_quota_freezing_and_ceilings_v1(tmp_path: Path) -> None:
+    mountinfo = V1_MOUNTINFO + (
+        "42 31 0:39 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer\n"
+    )
+    for directory in ("cpu,cpuacct", "memory/svc/abc", "pids", "freezer", "unified"):
+        (tmp_path / "sys/fs/cgroup" / directory).mkdir(parents=True)
+    (tmp_path / "sys/fs/cgroup/unified/cgroup.controllers").write_text("\n")
+    tree = cg.open_cgroups(
+        "lamina-3", fs_root=tmp_path, mountinfo=mountinfo, proc_cgroup=V1_CGROUP + "9:freezer:/\n"
+    )
+    root = tmp_path / "sys/fs/cgroup"
+    tree.ceilings(pids=5000, memory_mb=2048)
+    assert (root / "pids/lamina-3/pids.max").read_text() == "5000"
+    assert (root / "memory/svc/abc/lamina-3/memory.limit_in_bytes").read_text() == str(2**31)
+    env = tree.create("env", memory_mb=128, pids=1024)
+    cpu = root / "cpu,cpuacct/lamina-3/env"
+    assert (cpu / "cpu.cfs_quota_us").read_text() == "100000"  # init: a whole vCPU
+    env.cpu_quota(128 / cg.LAMBDA_MB_PER_VCPU)
+    assert (cpu / "cpu.cfs_quota_us").read_text() == "7236"  # then 128 MB's share
+    assert (cpu / "cpu.cfs_period_us").read_text() == "100000"
+    state = root / "freezer/lamina-3/env/freezer.state"
+    state.write_text("THAWED")
+    assert env.can_freeze
+    env.freeze(True)
+    assert state.read_text() == "FROZEN" and env.frozen
+    env.freeze(False)
+    assert state.read_text() == "THAWED" and not env.frozen
+
+
+def test_default_ceilings_leave_the_host_room() -> None:
+    pids, memory_mb = cg.default_ceilings()
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    assert pids == max(1024, pid_max // 2)
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    assert total_mb - 4096 - 64 <= memory_mb < total_mb
