@@ -466,8 +466,10 @@ def test_no_accepted_event_is_lost_to_a_crash(tmp_path: Path, recorder: Recorder
             Environment={"Variables": {"RECORDER_PORT": str(recorder.port)}},
         )
         client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=2)
+        # 20 ms each, two at a time: about 3 s of work, so most are still queued at the kill
+        # (a plain process environment works through 5 ms events as fast as they arrive).
         for index in range(total):
-            send(client, name, {"i": index, "sleep": 0.005})
+            send(client, name, {"i": index, "sleep": 0.02})
     finally:
         first.kill()  # SIGKILL, with most events still queued
     before = {r["event"]["i"] for r in recorder.of(name)}
