@@ -262,6 +262,7 @@ function makeContext(headers, settle) {
 let client;
 let handler;
 let answered = null; // the current invocation's answer function (for uncaught errors)
+let exiting = false; // an uncaught error: answer, then exit without asking for more
 
 function answerRequests(requestId, error, result) {
   if (error !== null && error !== undefined) {
@@ -419,6 +420,12 @@ async function loop() {
     const answer = await runInvocation(next.headers, next.body);
     answered = null;
     currentRequestId = undefined;
+    if (exiting) {
+      // No GET /next: asking for an event would get this environment frozen (between
+      // invocations) before it exits.
+      if (answer) await client.send(answer);
+      await new Promise(() => {});
+    }
     const requests = answer ? [answer, client.request("GET", "/invocation/next")] : [client.request("GET", "/invocation/next")];
     const responses = await client.send(...requests);
     next = responses[responses.length - 1];
@@ -431,6 +438,7 @@ function uncaught(error, type) {
     log(currentRequestId, "ERROR", `${type === undefined ? "Uncaught Exception" : "Unhandled Promise Rejection"} \t${JSON.stringify({ errorType: shown.errorType, errorMessage: shown.errorMessage, stack: shown.trace })}`);
     const answer = answered;
     answered = null;
+    exiting = true;
     answer(type ? new UserError(type, shown.errorMessage, error instanceof Error ? error : undefined) : error);
     setImmediate(() => process.exit(129));
     return;
