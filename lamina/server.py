@@ -15,6 +15,7 @@ from pathlib import Path
 import uvicorn
 
 from lamina.api.app import Gateway
+from lamina.api.front import FrontDoor
 from lamina.api.spec import service
 from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.clock import Clock
@@ -22,11 +23,15 @@ from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION, Settings
 from lamina.control.concurrency import Concurrency
 from lamina.control.event_configs import EventInvokeConfigs
 from lamina.control.functions import Functions
+from lamina.control.http_invoke import HttpInvoker
 from lamina.control.invocations import Invocations
 from lamina.control.layers import Layers
 from lamina.control.mappings import MappingInvoker, Mappings
 from lamina.control.providers import LambdaProvider
 from lamina.control.provisioned import Provisioned
+from lamina.control.url_access import Unverified
+from lamina.control.url_requests import UrlRequests
+from lamina.control.urls import FunctionUrls
 from lamina.control.versions import Versions
 from lamina.engine.async_queue import AsyncQueue
 from lamina.engine.concurrency import Counters, Limits
@@ -37,6 +42,9 @@ from lamina.observability import Observability
 from lamina.observe.logs import LogStore
 from lamina.sandbox import isolation, launch, runtimes
 from lamina.sandbox.forkserver import ForkLauncher, ForkServer
+from lamina.services.apigatewayv2.provider import ApiGatewayV2
+from lamina.services.apigatewayv2.serve import ApiRequests
+from lamina.services.apigatewayv2.store import ApiStore
 from lamina.services.cloudwatch.provider import CloudWatch
 from lamina.services.dynamodb import poll as dynamodb_poll
 from lamina.services.dynamodb.provider import DynamoDBProvider
@@ -57,6 +65,7 @@ from lamina.store.events import EventStore
 from lamina.store.layers import LayerStore
 from lamina.store.mappings import MappingStore
 from lamina.store.sqlite import SqliteStore
+from lamina.store.urls import UrlStore
 
 log = logging.getLogger("lamina")
 
@@ -161,6 +170,15 @@ class Lamina:
         self.mappings = Mappings(self.mapping_store, self.functions, self.pollers, queue_source)
         self.functions.on_delete.append(self.mappings.forget_function)
 
+        # HTTP in front of functions: function URLs (Lambda's own) and HTTP APIs (a
+        # service reaching Lambda through the HTTP invoker, as AWS's services do).
+        self.urls = FunctionUrls(self.functions, UrlStore(data_dir))
+        self.functions.on_delete.append(self.urls.forget_function)
+        self.versions.on_alias_delete.append(self.urls.forget_alias)
+        self.http_invoker = HttpInvoker(self.functions, self.engine, self.invocations.streamed)
+        self.api_store = ApiStore(data_dir)
+        self.api_requests = ApiRequests(self.api_store, self.http_invoker, clock)
+
         # api/: one endpoint for every service.
         self.gateway = Gateway()
         self.gateway.mount(
@@ -174,6 +192,7 @@ class Lamina:
                 self.event_configs,
                 mappings=self.mappings,
                 layers=self.layers,
+                urls=self.urls,
             ),
         )
         self.gateway.mount(service("sqs"), SqsProvider(self.queues, clock))
@@ -183,6 +202,10 @@ class Lamina:
         self.gateway.mount(service("cloudwatch"), CloudWatch(self.metrics))
         self.gateway.mount(service("logs"), LogGroups(self.logs))
         self.gateway.mount(service("xray"), XRay(self.observability.traces))
+        self.gateway.mount(service("apigatewayv2"), ApiGatewayV2(self.api_store))
+        self.gateway.front = FrontDoor(
+            UrlRequests(self.urls, self.http_invoker, Unverified(), clock), self.api_requests
+        )
         self.gateway.mount_internal("health", self._health)
         self.gateway.mount_internal("code", self._code)
         self.gateway.mount_internal("logs", self._logs)
@@ -202,6 +225,7 @@ class Lamina:
         await self.pollers.close()  # pollers first: they invoke through the engine
         await self.async_queue.close()  # unfinished events stay on disk for the next start
         self.events.close()
+        await self.api_requests.close()
         await self.invocations.streamed.close()
         await self.engine.close()
         await self.launcher.close()  # after the environments it started are gone
@@ -212,6 +236,8 @@ class Lamina:
         self.tables.store.close()
         self.store.close()
         self.layers.layers.close()
+        self.urls.store.close()
+        self.api_store.close()
 
     async def _health(self, request: HttpRequest) -> HttpResponse:
         body = {"status": "ok"}

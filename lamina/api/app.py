@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from lamina.api import eventstream
+from lamina.api.front import Claim, FrontDoor
 from lamina.api.protocols import PROTOCOLS, WireProtocol
 from lamina.api.spec import Service
 from lamina.api.validate import validate
@@ -25,6 +26,7 @@ from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION
 from lamina.context import EventStreamResult, RequestContext
 from lamina.errors import AwsError, not_implemented
 from lamina.observe.traces import incoming_header
+from lamina.web.request import PAYLOAD_LIMIT, WebRequest, WebResponse
 
 log = logging.getLogger("lamina.api")
 
@@ -68,6 +70,7 @@ class Gateway:
         self.pages: dict[str, Streamer] = {}
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+        self.front: FrontDoor | None = None  # function URLs and HTTP APIs
 
     def mount(self, service: Service, provider: object) -> None:
         names = service.model.metadata.get("protocols") or [service.protocol]
@@ -93,8 +96,13 @@ class Gateway:
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1").split("?", 1)[0]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        if self.front is not None:
+            claim = self.front.claim(headers.get("host", ""), path)
+            if claim is not None:
+                await _send(send, receive, await self._front(self.front, claim, scope, receive))
+                return
         request = HttpRequest(scope["method"], path, query, headers)
-        response: HttpResponse | StreamingResponse | AsyncIterator[bytes]
+        response: HttpResponse | StreamingResponse | WebResponse | AsyncIterator[bytes]
         if path.startswith("/_lamina/"):
             response = await self._internal(request, receive)
         elif request.method in ("GET", "HEAD") and (page := self._page(path)) is not None:
@@ -103,6 +111,28 @@ class Gateway:
         else:
             response = await self._service(request, scope, receive)
         await _send(send, receive, response)
+
+    @staticmethod
+    async def _front(front: FrontDoor, claim: Claim, scope: Scope, receive: Receive) -> WebResponse:
+        """A request to a function URL or an HTTP API, as its handler sees it."""
+        body, complete = await _read_body(receive, PAYLOAD_LIMIT)
+        if not complete:
+            return claim.handler.too_large()
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        client = scope.get("client") or ("", 0)
+        server = scope.get("server") or ("", 0)
+        request = WebRequest(
+            scope["method"],
+            raw_path.split("?", 1)[0],
+            scope.get("query_string", b"").decode("latin-1"),
+            [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]],
+            body,
+            str(client[0]),
+            scope.get("scheme", "http"),
+            scope.get("http_version", "1.1"),
+            int(server[1] or 0),
+        )
+        return await front.serve(claim, request)
 
     def _page(self, path: str) -> Streamer | None:
         return self.pages.get(path.split("/", 2)[1]) if self.pages else None
@@ -267,24 +297,27 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
 async def _send(
     send: Send,
     receive: Receive,
-    response: HttpResponse | StreamingResponse | AsyncIterator[bytes],
+    response: HttpResponse | StreamingResponse | WebResponse | AsyncIterator[bytes],
 ) -> None:
-    if isinstance(response, HttpResponse):
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
-        headers.append((b"content-length", str(len(response.body)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
-        return
-    if isinstance(response, StreamingResponse):
-        status, body = response.status, response.body
-        head = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+    pairs: list[tuple[str, str]]
+    body: bytes | AsyncIterator[bytes]
+    if isinstance(response, WebResponse):
+        status, pairs, body = response.status, response.headers, response.body
+    elif isinstance(response, HttpResponse | StreamingResponse):
+        status, pairs, body = response.status, list(response.headers.items()), response.body
     else:
-        status, body, head = 200, response, [(b"content-type", b"text/plain; charset=utf-8")]
+        status, pairs, body = 200, [("content-type", "text/plain; charset=utf-8")], response
+    head = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+    if isinstance(body, bytes):
+        if not any(k.lower() == "content-length" for k, _ in pairs):
+            head.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": head})
+        await send({"type": "http.response.body", "body": body})
+        return
     await send({"type": "http.response.start", "status": status, "headers": head})
-    response = body
     # A followed stream may wait for ever: stop when the client goes away.
     disconnected = asyncio.ensure_future(_disconnect(receive))
-    chunks = aiter(response)
+    chunks = aiter(body)
     try:
         while True:
             following = asyncio.ensure_future(anext(chunks))

@@ -45,6 +45,9 @@ class RestRoute:
     regex: re.Pattern[str]
     static_query: tuple[tuple[str, str], ...]
     specificity: tuple[int, int]
+    # Labels that are not Python identifiers (API Gateway's {resource-arn}) get a group
+    # name of their own: group name -> label.
+    renamed: tuple[tuple[str, str], ...] = ()
 
     def match(self, method: str, path: str, query: dict[str, list[str]]) -> dict[str, str] | None:
         if method != self.method:
@@ -55,7 +58,10 @@ class RestRoute:
         for key, value in self.static_query:
             if value not in query.get(key, []) and not (value == "" and key in query):
                 return None
-        return found.groupdict()
+        labels = found.groupdict()
+        for group, label in self.renamed:
+            labels[label] = labels.pop(group)
+        return labels
 
 
 def compile_route(operation: OperationModel) -> RestRoute:
@@ -63,12 +69,17 @@ def compile_route(operation: OperationModel) -> RestRoute:
     path, _, static = uri.partition("?")
     pattern = ""
     static_chars = 0
+    renamed: list[tuple[str, str]] = []
     for part in re.split(r"(\{[^}]+\})", path):
         if part.startswith("{"):
             label = part[1:-1]
             greedy = label.endswith("+")
             label = label.rstrip("+")
-            pattern += f"(?P<{label}>.+)" if greedy else f"(?P<{label}>[^/]+)"
+            group = label
+            if not label.isidentifier():
+                group = f"label{len(renamed)}"
+                renamed.append((group, label))
+            pattern += f"(?P<{group}>.+)" if greedy else f"(?P<{group}>[^/]+)"
         else:
             pattern += re.escape(part)
             static_chars += len(part)
@@ -81,6 +92,7 @@ def compile_route(operation: OperationModel) -> RestRoute:
         re.compile(pattern.rstrip("/") + "/?"),
         static_query,
         specificity,
+        tuple(renamed),
     )
 
 

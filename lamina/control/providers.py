@@ -13,6 +13,7 @@ from lamina.control.invocations import Invocations
 from lamina.control.layers import Layers
 from lamina.control.mappings import Mappings
 from lamina.control.provisioned import Provisioned
+from lamina.control.urls import FunctionUrls
 from lamina.control.versions import Versions
 
 
@@ -27,6 +28,7 @@ class LambdaProvider:
         event_configs: EventInvokeConfigs,
         mappings: Mappings | None = None,
         layers: Layers | None = None,
+        urls: FunctionUrls | None = None,
     ) -> None:
         self.CreateFunction = functions.CreateFunction
         self.GetFunction = functions.GetFunction
@@ -86,3 +88,12 @@ class LambdaProvider:
                 "GetLayerVersionPolicy",
             ):
                 setattr(self, name, getattr(layers, name))
+        if urls is not None:
+            for name in (
+                "CreateFunctionUrlConfig",
+                "GetFunctionUrlConfig",
+                "UpdateFunctionUrlConfig",
+                "DeleteFunctionUrlConfig",
+                "ListFunctionUrlConfigs",
+            ):
+                setattr(self, name, getattr(urls, name))

@@ -8,6 +8,7 @@ one more version. Both live inside the function's record (Functions owns it).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from lamina.context import RequestContext
@@ -38,6 +39,8 @@ class Versions:
     def __init__(self, functions: Functions, provisioned: Provisioned) -> None:
         self.functions = functions
         self.provisioned = provisioned
+        # Told of each deleted alias (its function URL goes with it).
+        self.on_alias_delete: list[Callable[[FunctionKey, str], None]] = []
 
     def _unqualified(self, ctx: RequestContext, name: str) -> FunctionRef:
         ref = resolve(ctx, name)
@@ -177,6 +180,8 @@ class Versions:
         del record["aliases"][alias["Name"]]
         self.provisioned.drop(ref.key, record, alias["Name"])
         self.functions.store.update_function(ref.key, record)
+        for listener in self.on_alias_delete:
+            listener(ref.key, alias["Name"])
         return {}
 
     async def ListAliases(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

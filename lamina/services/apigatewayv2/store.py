@@ -1,0 +1,38 @@
+"""HTTP APIs on disk (`apigateway.db`): one JSON record per API (its settings, routes,
+integrations, stages and deployments), keyed by its id; all of them are held in memory
+too, so a request to an API reads no row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lamina.store.tables import connect
+
+
+class ApiStore:
+    def __init__(self, data_dir: Path) -> None:
+        self._db = connect(data_dir / "apigateway.db")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS apis (api_id TEXT PRIMARY KEY, account TEXT NOT NULL, "
+            "region TEXT NOT NULL, record TEXT NOT NULL)"
+        )
+        self.apis: dict[str, dict[str, Any]] = {}
+        for api_id, record in self._db.execute("SELECT api_id, record FROM apis").fetchall():
+            self.apis[api_id] = json.loads(record)
+
+    def put(self, record: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO apis (api_id, account, region, record) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (api_id) DO UPDATE SET record=excluded.record",
+            (record["ApiId"], record["account"], record["region"], json.dumps(record)),
+        )
+        self.apis[record["ApiId"]] = record
+
+    def delete(self, api_id: str) -> None:
+        self._db.execute("DELETE FROM apis WHERE api_id=?", (api_id,))
+        self.apis.pop(api_id, None)
+
+    def close(self) -> None:
+        self._db.close()
