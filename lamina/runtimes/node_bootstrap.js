@@ -293,6 +293,7 @@ function streamingInvocation(requestId, event, context) {
   const start = () => {
     if (started) return;
     started = true;
+    client.waiting.push(() => {}); // the streamed POST's own answer (202) comes first
     client.write(
       Buffer.from(
         `POST ${API}/invocation/${requestId}/response HTTP/1.1\r\nHost: ${HOST}:${PORT}\r\n` +

@@ -154,7 +154,7 @@ def event_v2(request: WebRequest, raw_path: str, ctx: EventContext, *, url: bool
             "routeKey": ctx.route_key,
             "stage": ctx.stage,
             "time": clf_time(ctx.epoch),
-            "timeEpoch": int(ctx.epoch * 1000),
+            "timeEpoch": round(ctx.epoch * 1000),
         }
     )
     event["requestContext"] = context
@@ -210,7 +210,7 @@ def event_v1(request: WebRequest, raw_path: str, ctx: EventContext) -> dict[str,
             "protocol": f"HTTP/{request.http_version}",
             "requestId": ctx.request_id,
             "requestTime": clf_time(ctx.epoch),
-            "requestTimeEpoch": int(ctx.epoch * 1000),
+            "requestTimeEpoch": round(ctx.epoch * 1000),
             "resourceId": None,
             "resourcePath": ctx.resource,
             "stage": ctx.stage,

@@ -125,6 +125,23 @@ def test_node_chunks_arrive_before_the_last_write(lam: Any) -> None:
     assert "REPORT RequestId" in __import__("base64").b64decode(complete["LogResult"]).decode()
 
 
+def test_a_warm_node_environment_streams_again(lam: Any) -> None:
+    """The streamed answer's own 202 is read before the next event (it once was taken
+    for the next event, and the second invocation of an environment hung)."""
+    lam.create_function(
+        FunctionName="node-stream-warm", Runtime=NODE, Role=ROLE, Handler="index.handler",
+        Code={"ZipFile": make_zip({"index.js": STREAMING_NODE})}, Timeout=5,
+    )  # fmt: skip
+    for _ in range(3):
+        response = lam.invoke_with_response_stream(
+            FunctionName="node-stream-warm",
+            Payload=json.dumps({"chunks": 2, "gap": 10}).encode(),
+        )
+        chunks, complete = collect(response)
+        assert b"".join(c for _, c in chunks).decode().count("chunk") == 2
+        assert "ErrorCode" not in complete
+
+
 def test_node_error_mid_stream_arrives_in_invoke_complete(lam: Any) -> None:
     lam.create_function(
         FunctionName="node-stream-fail", Runtime=NODE, Role=ROLE, Handler="index.handler",
