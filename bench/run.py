@@ -18,7 +18,10 @@
    clients, and records/s through a DynamoDB stream mapping (4 shards x 2 lanes) into a
    no-op function; baseline a bare SQLite INSERT loop with the same durability.
 6. Cold starts per runtime (bench/cold_runtimes.py).
-7. `lamina plan` (bench/plan.py): a synthetic trace of 10 million invocations replayed
+7. Function URLs (bench/http_front.py): a warm function URL request against a warm Invoke
+   of the same no-op function, alternately in the same run: p50 at one client within
+   1.1x, requests/s at 1 and 8 clients.
+8. `lamina plan` (bench/plan.py): a synthetic trace of 10 million invocations replayed
    through the counting service and the pool policy, invocations per second of wall time
    against the bare event loop over the same trace; a day of the Azure 2019 example.
 8. Walls: what every wall costs (namespaces, a network namespace each, seccomp, /tmp on
@@ -898,7 +901,7 @@ def bench_plan() -> None:
     """`lamina plan`'s replay (bench/plan.py, in a process of its own: ten million
     invocations take a few hundred MB): invocations per second of wall time against the
     bare event loop over the same trace, and a day of the Azure 2019 example."""
-    print("7. lamina plan: a synthetic trace replayed in virtual time", flush=True)
+    print("8. lamina plan: a synthetic trace replayed in virtual time", flush=True)
     command = [PYTHON, str(BENCH / "plan.py")]
     if QUICK:
         command += ["--invocations", "2000000"]
@@ -930,6 +933,18 @@ def bench_plan() -> None:
     )
 
 
+def bench_http() -> None:
+    print("7. a warm function URL request against a warm Invoke", flush=True)
+    sys.path.insert(0, str(BENCH))
+    import http_front  # bench/http_front.py
+
+    server = Lamina()
+    try:
+        http_front.bench(server, row, ROUNDS, WARM_SECONDS, RAW)
+    finally:
+        server.stop()
+
+
 BENCHES: dict[str, Callable[[], None]] = {
     "warm": bench_warm,
     "cold": bench_cold,
@@ -937,6 +952,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "overload": bench_overload,
     "dynamodb": bench_dynamodb,
     "runtimes": bench_runtimes,
+    "http": bench_http,
     "plan": bench_plan,
     "walls": bench_walls,
 }

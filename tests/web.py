@@ -61,6 +61,21 @@ def public_url(lam: Any, name: str, **config: Any) -> str:
     return str(created["FunctionUrl"])
 
 
+def grant_api(lam: Any, name: str, source_arn: str, sid: str = "apigateway") -> None:
+    """Let API Gateway invoke `name` for requests from `source_arn` (AddPermission)."""
+    try:  # PRE-ACCOUNTS: remove this guard once AddPermission exists
+        lam.add_permission(
+            FunctionName=name,
+            StatementId=sid,
+            Action="lambda:InvokeFunction",
+            Principal="apigateway.amazonaws.com",
+            SourceArn=source_arn,
+        )
+    except Exception as exc:
+        if "NotImplemented" not in str(exc):
+            raise
+
+
 def host_of(url: str) -> str:
     return urlsplit(url).netloc
 

@@ -52,6 +52,8 @@ def handler(event, context):
         name = parse_qs(body)["name"][0]
         return {"statusCode": 303, "headers": {"Location": "/"},
                 "cookies": [f"name={name}; Path=/; HttpOnly"]}
+    if http["path"] != "/":  # a browser also asks for /favicon.ico
+        return {"statusCode": 404, "headers": {"Content-Type": "text/plain"}, "body": "no"}
     visits = int(cookies.get("visits", "0")) + 1
     return {
         "statusCode": 200,
