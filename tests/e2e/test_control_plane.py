@@ -1275,11 +1275,11 @@ def test_operation_in_the_model_but_not_built(lam: Any) -> None:
         "The ListCodeSigningConfigs operation of lambda is not implemented by Lamina yet.",
         501,
     )
-    error = refused(lam.get_function_url_config, FunctionName="anything")
+    error = refused(lam.get_function_code_signing_config, FunctionName="anything")
     assert_error(
         error,
         "NotImplementedException",
-        "The GetFunctionUrlConfig operation of lambda is not implemented by Lamina yet.",
+        "The GetFunctionCodeSigningConfig operation of lambda is not implemented by Lamina yet.",
         501,
     )
 
