@@ -158,3 +158,8 @@ def test_doctor_lists_runnable_runtimes() -> None:
     for version in VERSIONS:
         assert lines[f"python{version}"] == ("ok" if version in PRESENT else "--"), out
     assert lines["provided.al2023"] == "ok"
+    node = shutil.which("node")
+    if node is not None:  # Debian's node, which make test installs
+        major = subprocess.run([node, "-p", "process.versions.node.split('.')[0]"],
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        assert lines[f"nodejs{major}.x"] == "ok", out
