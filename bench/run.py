@@ -30,6 +30,10 @@
    at one client against the relay, and warm throughput frozen between invocations
    against `--no-freeze`.
 
+9. Authentication (bench/auth.py): one SigV4 verification (p50, µs) against botocore
+   signing the same request; warm invoke req/s and the server's CPU time per invoke with
+   `--auth on` against `--auth off`.
+
 Every benchmark runs with the default isolation (every wall, where the host allows it);
 8 measures what the walls cost against `--isolation none`.
 
@@ -327,15 +331,23 @@ async def closed_loop(port: int, path: str, clients: int, seconds: float) -> dic
 
 
 # Load ------------------------------------------------------------------------------------
-def load(port: int, path: str, clients: int, seconds: int) -> dict[str, Any]:
-    """Closed-loop load from another process: wrk if installed, else this file's client."""
+def load(
+    port: int,
+    path: str,
+    clients: int,
+    seconds: int,
+    script: str = "invoke.lua",
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Closed-loop load from another process: wrk if installed, else this file's client
+    (which sends no signature: bench/auth.py needs wrk)."""
     url = f"http://127.0.0.1:{port}{path}"
     if shutil.which("wrk"):
         command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "30s"]
-        command += ["-s", str(BENCH / "invoke.lua"), url]
+        command += ["-s", str(BENCH / script), url]
     else:
         command = [PYTHON, __file__, "--load", str(port), path, str(clients), str(seconds)]
-    shown = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, env=env)
     found = re.search(r"^RESULT (.*)$", shown.stdout, re.MULTILINE)
     if found is None:
         raise RuntimeError(f"load generator failed: {shown.stdout}\n{shown.stderr}")
@@ -793,6 +805,8 @@ def bench_dynamodb() -> None:
         dynamodb.bench(server, row, percentile, RAW)
     finally:
         server.stop()
+
+
 # 8. Walls ------------------------------------------------------------------------------------
 WALLS_COLD = 40
 WALLS_MEMORY = 1769  # one vCPU's quota: the warm loop measures the walls, not 128 MB's share
@@ -945,6 +959,12 @@ def bench_http() -> None:
         server.stop()
 
 
+def bench_auth() -> None:
+    from auth import bench_auth as measure  # bench/auth.py
+
+    measure(Lamina, load, row, RAW, ROUNDS + 1, WARM_SECONDS)
+
+
 BENCHES: dict[str, Callable[[], None]] = {
     "warm": bench_warm,
     "cold": bench_cold,
@@ -955,6 +975,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "http": bench_http,
     "plan": bench_plan,
     "walls": bench_walls,
+    "auth": bench_auth,
 }
 
 

@@ -1,4 +1,4 @@
-"""`lamina serve | invoke | logs | top | doctor | plan | trace`."""
+"""`lamina serve | invoke | logs | top | doctor | plan | trace | accounts`."""
 
 from __future__ import annotations
 
@@ -123,6 +123,36 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         help="MB of memory for all environments together (default: the host's memory less "
         "a quarter, at most 4 GB kept back)",
     )
+    _auth_args(serve)
+
+
+def _auth_args(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--auth",
+        choices=("on", "off", "auto"),
+        default=env_default("AUTH", "auto"),
+        help="on: every request's SigV4 signature is verified; off: nothing is, the access "
+        "key id names the account; auto (default): off on a loopback address, on otherwise",
+    )
+    serve.add_argument(
+        "--regions",
+        default=env_default("REGIONS", ""),
+        help="comma-separated regions served (default: every region AWS has)",
+    )
+    serve.add_argument(
+        "--max-account-concurrency",
+        type=int,
+        default=int(env_default("MAX_ACCOUNT_CONCURRENCY", "10000")),
+        help="quota increase requests up to this are approved and applied at once; larger "
+        "ones wait for `lamina accounts approve` (default 10000)",
+    )
+    serve.add_argument(
+        "--credential-lifetime",
+        type=float,
+        default=float(env_default("CREDENTIAL_LIFETIME", "21600")),
+        help="seconds the temporary credentials of an environment's execution role are "
+        "valid; an environment is not reused past them (default 21600)",
+    )
 
 
 def _runtime_arg(parser: argparse.ArgumentParser) -> None:
@@ -160,7 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--interval", type=float, default=1.0, help="seconds between frames")
     top.add_argument("--once", action="store_true", help="print one frame and exit")
     top.add_argument("--iterations", type=int, default=0, help="stop after this many frames")
-    top.add_argument("--account", default="000000000000")
+    top.add_argument(
+        "--account",
+        default="",
+        help="the account shown (default: the one of the AWS credentials found, as boto3 "
+        "finds them; without any, 000000000000)",
+    )
     _client_args(top)
     doctor = commands.add_parser(
         "doctor", help="which isolation backend this host allows, and why (or why not)"
@@ -172,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plan(commands)
     add_trace(commands)
+    from lamina.accounts_cli import add_parser as accounts_parser
+
+    accounts_parser(commands)
     return parser
 
 
@@ -195,21 +233,19 @@ def doctor(args: argparse.Namespace) -> int:
     return 1
 
 
-def _authorization(region: str, service: str = "lambda") -> str:
-    # Lamina reads the region from the credential scope, as AWS does.
-    return f"AWS4-HMAC-SHA256 Credential=lamina/20260101/{region}/{service}/aws4_request"
-
-
 def invoke(args: argparse.Namespace) -> int:
+    from lamina.client_auth import headers
+
     url = f"{args.endpoint}/2015-03-31/functions/{quote(args.name, safe='')}/invocations"
+    body = args.payload.encode()
     request = urllib.request.Request(
         url,
-        data=args.payload.encode(),
+        data=body,
         method="POST",
         headers={
             "X-Amz-Log-Type": "Tail",
             "Content-Type": "application/json",
-            "Authorization": _authorization(args.region),
+            **headers("POST", url, args.region, body),
         },
     )
     try:
@@ -230,10 +266,13 @@ def invoke(args: argparse.Namespace) -> int:
 
 
 def logs(args: argparse.Namespace) -> int:
+    from lamina.client_auth import headers
+
     query = f"region={args.region}" + ("&follow=1" if args.follow else "")
     url = f"{args.endpoint}/_lamina/logs/{quote(args.name, safe='')}?{query}"
     try:
-        with urllib.request.urlopen(url) as response:
+        request = urllib.request.Request(url, headers=headers("GET", url, args.region))
+        with urllib.request.urlopen(request) as response:
             for line in response:
                 sys.stdout.write(line.decode(errors="replace"))
                 sys.stdout.flush()
@@ -276,7 +315,21 @@ def _limits_problem(args: argparse.Namespace) -> str:
         return "--nat-subnet takes a subnet id (subnet-...)"
     if args.max_pids < 0 or args.max_memory < 0:
         return "--max-pids and --max-memory must not be negative (0: derived from the host)"
+    if args.credential_lifetime <= 0:
+        return "--credential-lifetime must be positive"
+    if args.max_account_concurrency < 1:
+        return "--max-account-concurrency must be at least 1"
+    if args.regions:
+        from lamina.api.auth import known_regions
+
+        unknown = sorted(set(_regions(args.regions)) - known_regions())
+        if unknown:
+            return f"--regions: AWS has no region {', '.join(unknown)}"
     return ""
+
+
+def _regions(text: str) -> tuple[str, ...]:
+    return tuple(r.strip() for r in text.split(",") if r.strip())
 
 
 def _ports(text: str) -> tuple[int, ...]:
@@ -322,9 +375,17 @@ def main(argv: list[str] | None = None) -> int:
                 max_pids=args.max_pids,
                 max_memory_mb=args.max_memory,
                 dns=args.dns,
+                auth=args.auth,
+                regions=_regions(args.regions),
+                max_account_concurrency=args.max_account_concurrency,
+                credential_lifetime=args.credential_lifetime,
             )
         )
         return 0
+    if args.command == "accounts":
+        from lamina.accounts_cli import run as accounts
+
+        return accounts(args)
     if args.command == "invoke":
         return invoke(args)
     if args.command == "doctor":

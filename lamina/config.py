@@ -33,6 +33,28 @@ class Settings:
     max_pids: int = 0  # processes of all environments together; 0 = derived from the host
     max_memory_mb: int = 0  # memory of all environments together; 0 = derived from the host
     dns: str = ""  # ADDRESS[:PORT] environments' DNS goes to; "" = the host's resolver
+    auth: str = "auto"  # on | off | auto (off on a loopback address, on otherwise)
+    regions: tuple[str, ...] = ()  # regions served; empty = every region AWS has
+    max_account_concurrency: int = 10_000  # quota increases up to this are approved at once
+    credential_lifetime: float = 21_600.0  # seconds an environment's credentials are valid
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_mode(settings: Settings) -> str:
+    """`on` or `off`: `auto` is off on a loopback address, on otherwise."""
+    if settings.auth in ("on", "off"):
+        return settings.auth
+    return "off" if is_loopback(settings.host) else "on"
 
 
 def env_default(name: str, default: str) -> str:

@@ -15,6 +15,7 @@ class RequestContext:
     region: str
     request_id: str
     endpoint: str  # scheme://host:port the client used, for addresses we hand back
+    principal: str = ""  # the caller's ARN (arn:aws:iam::<account>:root, an assumed role)
 
     def function_key(self, name: str) -> FunctionKey:
         return FunctionKey(self.account, self.region, name)

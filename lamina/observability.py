@@ -22,7 +22,7 @@ from typing import Any
 
 from lamina.api.app import Gateway
 from lamina.api.wire import HttpRequest, HttpResponse
-from lamina.config import Settings
+from lamina.config import Settings, auth_mode
 from lamina.console import ConsolePages
 from lamina.console.live import LiveView
 from lamina.console.plans import PlanPages
@@ -56,13 +56,16 @@ class Observability:
         self.daemon = XRayDaemon(self.traces, "127.0.0.1", settings.xray_port)
         self.prometheus = PrometheusView(self.metrics)
         self.live = LiveView(list_functions, self.metrics, logs, self.traces)
+        # With auth on, plans of the server's traffic (every account's) are not served: a
+        # plan is made from an account's own trace export (`lamina trace export`).
+        self.plans_served = auth_mode(settings) == "off"
 
     def mount(self, gateway: Gateway) -> None:
         gateway.mount_page("metrics", self._prometheus)
-        gateway.mount_page("console", self._console)
+        gateway.mount_page("console", self._console, public=True)  # static (plans: see below)
         gateway.mount_internal("live", self.live.handle)
         gateway.mount_internal("trace", self._trace)
-        gateway.mount_internal("plans", self.plans.plan_traffic)
+        gateway.mount_internal("plans", self._plan_traffic)
         # Before anything starts an environment: environments are told the daemon's address.
         gateway.on_startup.insert(0, self.start)
         gateway.on_shutdown.append(self.close)
@@ -80,6 +83,8 @@ class Observability:
         await self.daemon.close()
 
     async def _console(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/console/plans") and not self.plans_served:
+            return _no_plans()
         if request.path.startswith("/console/plans"):
             if request.path == "/console/plans":
                 return HttpResponse(302, b"", {"Location": "/console/plans/"})
@@ -96,10 +101,27 @@ class Observability:
             message = b'{"message":"since and until are epoch seconds"}'
             return HttpResponse(400, message, {"Content-Type": "application/json"})
         account, region = query.get("account"), query.get("region")
+        if request.verified:  # auth on: the signing account's invocations only
+            account = request.account
         text = await asyncio.to_thread(
             lambda: "".join(self.invocations.read(since, until, account, region))
         )
         return HttpResponse(200, text.encode(), {"Content-Type": "text/csv; charset=utf-8"})
 
+    async def _plan_traffic(self, request: HttpRequest) -> HttpResponse:
+        if not self.plans_served:
+            return _no_plans()
+        return await self.plans.plan_traffic(request)
+
     async def _prometheus(self, request: HttpRequest) -> HttpResponse:
-        return HttpResponse(200, self.prometheus.render(), {"Content-Type": CONTENT_TYPE})
+        # Auth on: the signing account's series only.
+        text = self.prometheus.render(request.account if request.verified else None)
+        return HttpResponse(200, text, {"Content-Type": CONTENT_TYPE})
+
+
+def _no_plans() -> HttpResponse:
+    message = (
+        b'{"message":"Plans of the server\'s traffic (every account\'s) are not served with '
+        b'--auth on: export your own trace (lamina trace export) and run lamina plan on it."}'
+    )
+    return HttpResponse(403, message, {"Content-Type": "application/json"})

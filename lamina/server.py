@@ -15,11 +15,15 @@ from pathlib import Path
 import uvicorn
 
 from lamina.api.app import Gateway
+from lamina.api.auth import Authenticator, known_regions
 from lamina.api.front import FrontDoor
 from lamina.api.spec import service
+from lamina.api.url_guard import Verified
 from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.clock import Clock
-from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION, Settings
+from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION, Settings, auth_mode, is_loopback
+from lamina.control.accounts import AccountLimits
+from lamina.control.code_links import CodeLinks
 from lamina.control.concurrency import Concurrency
 from lamina.control.event_configs import EventInvokeConfigs
 from lamina.control.functions import Functions
@@ -27,9 +31,9 @@ from lamina.control.http_invoke import HttpInvoker
 from lamina.control.invocations import Invocations
 from lamina.control.layers import Layers
 from lamina.control.mappings import MappingInvoker, Mappings
+from lamina.control.policies import Policies
 from lamina.control.providers import LambdaProvider
 from lamina.control.provisioned import Provisioned
-from lamina.control.url_access import Unverified
 from lamina.control.url_requests import UrlRequests
 from lamina.control.urls import FunctionUrls
 from lamina.control.versions import Versions
@@ -42,6 +46,8 @@ from lamina.observability import Observability
 from lamina.observe.logs import LogStore
 from lamina.sandbox import isolation, launch, runtimes
 from lamina.sandbox.forkserver import ForkLauncher, ForkServer
+from lamina.sandbox.launch import FunctionImage
+from lamina.sandbox.sdk import minimum_python, python_sdk_dir
 from lamina.services.apigatewayv2.provider import ApiGatewayV2
 from lamina.services.apigatewayv2.serve import ApiRequests
 from lamina.services.apigatewayv2.store import ApiStore
@@ -56,12 +62,15 @@ from lamina.services.kinesis.provider import KinesisProvider
 from lamina.services.kinesis.store import StreamStore
 from lamina.services.kinesis.streams import Streams
 from lamina.services.logs.provider import LogGroups
+from lamina.services.servicequotas.provider import ServiceQuotas
 from lamina.services.sqs import poll as sqs_poll
 from lamina.services.sqs.provider import SqsProvider
 from lamina.services.sqs.queues import Queues
 from lamina.services.sqs.store import QueueStore
 from lamina.services.xray.provider import XRay
+from lamina.store.accounts import AccountStore
 from lamina.store.events import EventStore
+from lamina.store.identity import Identities, Sessions
 from lamina.store.layers import LayerStore
 from lamina.store.mappings import MappingStore
 from lamina.store.sqlite import SqliteStore
@@ -107,6 +116,12 @@ class Lamina:
             else launch.SpawnLauncher()
         )
         launch.install(self.launcher)  # environments start through it
+        # What python3.x environments get to call Lamina back with: the boto3 Lamina installs
+        # with itself (AWS_ENDPOINT_URL is the sandbox's: isolation.Sandbox.api_endpoint).
+        sdk = python_sdk_dir(data_dir)
+        if sdk is not None:
+            launch.set_python_sdk(str(sdk), minimum_python())
+            self.isolation.binds = (*self.isolation.binds, str(sdk))
 
         # store/ and observe/: what everything above writes to.
         self.store = SqliteStore(data_dir)
@@ -123,6 +138,23 @@ class Lamina:
         self.observability = Observability(settings, self.logs, counters, self.store.list_functions)
         self.metrics = self.observability.metrics
 
+        # Accounts: their keys and limits (lamina accounts writes the same database), the
+        # execution roles' temporary credentials, and the check every request passes.
+        self.accounts = AccountStore(data_dir)
+        self.account_limits = AccountLimits(self.accounts, counters)
+        self.sessions = Sessions(settings.credential_lifetime, clock.wall)
+        self.identities = Identities(self.accounts, self.sessions)
+        self.identities.on_change.append(self.account_limits.sync)
+        self.auth_mode = auth_mode(settings)
+        self.authenticator = Authenticator(
+            self.auth_mode,
+            self.identities.lookup,
+            frozenset(settings.regions) if settings.regions else known_regions(),
+            clock.wall,
+            refresh=self.identities.refresh,
+        )
+        self.code_links = CodeLinks(self.accounts.link_key, clock.wall)
+
         # engine/: the invoke path, the async queue.
         self.engine = Engine(
             data_dir / "environments",
@@ -132,6 +164,7 @@ class Lamina:
             counters,
             settings.python,
             observer=self.observability.telemetry,
+            identity=self._identity,
         )
         self.events = EventStore(data_dir)
         self.async_queue = AsyncQueue(self.engine, self.events, clock, recorder=self.metrics)
@@ -142,8 +175,10 @@ class Lamina:
         self.tables = Tables(TableStore(data_dir), clock)
 
         # control/: Lambda's own resources.
-        self.layers = Layers(LayerStore(data_dir), self.store)
-        self.functions = Functions(self.store, self.engine, self.layers)
+        # With auth on, Code.Location links are signed and expire, as AWS's presigned ones.
+        signed = self.code_links if self.auth_mode == "on" else None
+        self.layers = Layers(LayerStore(data_dir), self.store, signed)
+        self.functions = Functions(self.store, self.engine, self.layers, signed)
         self.invocations = Invocations(self.functions, self.engine, self.async_queue)
         self.concurrency = Concurrency(self.functions)  # reservations before provisioning
         self.provisioned = Provisioned(self.functions)
@@ -175,12 +210,15 @@ class Lamina:
         self.urls = FunctionUrls(self.functions, UrlStore(data_dir))
         self.functions.on_delete.append(self.urls.forget_function)
         self.versions.on_alias_delete.append(self.urls.forget_alias)
-        self.http_invoker = HttpInvoker(self.functions, self.engine, self.invocations.streamed)
+        self.policies = Policies(self.functions)  # who else may call a function
+        self.http_invoker = HttpInvoker(
+            self.functions, self.engine, self.invocations.streamed, access=self.policies
+        )
         self.api_store = ApiStore(data_dir)
         self.api_requests = ApiRequests(self.api_store, self.http_invoker, clock)
 
         # api/: one endpoint for every service.
-        self.gateway = Gateway()
+        self.gateway = Gateway(self.authenticator)
         self.gateway.mount(
             service("lambda"),
             LambdaProvider(
@@ -193,6 +231,16 @@ class Lamina:
                 mappings=self.mappings,
                 layers=self.layers,
                 urls=self.urls,
+                policies=self.policies,
+            ),
+        )
+        self.gateway.mount(
+            service("service-quotas"),
+            ServiceQuotas(
+                self.accounts,
+                counters,
+                self.account_limits.set_concurrency,
+                settings.max_account_concurrency,
             ),
         )
         self.gateway.mount(service("sqs"), SqsProvider(self.queues, clock))
@@ -204,10 +252,13 @@ class Lamina:
         self.gateway.mount(service("xray"), XRay(self.observability.traces))
         self.gateway.mount(service("apigatewayv2"), ApiGatewayV2(self.api_store))
         self.gateway.front = FrontDoor(
-            UrlRequests(self.urls, self.http_invoker, Unverified(), clock), self.api_requests
+            UrlRequests(
+                self.urls, self.http_invoker, Verified(self.authenticator, self.policies), clock
+            ),
+            self.api_requests,
         )
-        self.gateway.mount_internal("health", self._health)
-        self.gateway.mount_internal("code", self._code)
+        self.gateway.mount_internal("health", self._health, public=True)
+        self.gateway.mount_internal("code", self._code, public=True)  # links carry an HMAC
         self.gateway.mount_internal("logs", self._logs)
         self.gateway.mount_internal("stats", self._stats)
         self.gateway.mount_internal("dynamodb", self._dynamodb)
@@ -220,6 +271,17 @@ class Lamina:
         self.gateway.on_startup.append(self.launcher.start)
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
         self.gateway.on_shutdown.insert(0, self.close)
+
+    def _identity(self, key: FunctionKey, image: FunctionImage) -> tuple[dict[str, str], float]:
+        """Temporary credentials of the function's execution role for a new environment."""
+        credential = self.sessions.issue(key.account, image.role, key.name)
+        assert credential.token is not None and credential.expires is not None
+        variables = {
+            "AWS_ACCESS_KEY_ID": credential.access_key,
+            "AWS_SECRET_ACCESS_KEY": credential.secret,
+            "AWS_SESSION_TOKEN": credential.token,
+        }
+        return variables, credential.expires
 
     async def close(self) -> None:
         await self.pollers.close()  # pollers first: they invoke through the engine
@@ -238,16 +300,23 @@ class Lamina:
         self.layers.layers.close()
         self.urls.store.close()
         self.api_store.close()
+        self.accounts.close()
 
     async def _health(self, request: HttpRequest) -> HttpResponse:
         body = {"status": "ok"}
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     async def _stats(self, request: HttpRequest) -> HttpResponse:
-        body = {
-            "concurrency": self.engine.counters.stats(),
-            "mappings": self.pollers.stats_view(),
-        }
+        concurrency = self.engine.counters.stats()
+        mappings = self.pollers.stats_view()
+        if request.verified:  # auth on: the caller's own account only
+            concurrency = [c for c in concurrency if c["Account"] == request.account]
+            mappings = {
+                uuid_: figures
+                for uuid_, figures in mappings.items()
+                if self.mappings.account_of(uuid_) == request.account
+            }
+        body = {"concurrency": concurrency, "mappings": mappings}
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     async def _dynamodb(self, request: HttpRequest) -> HttpResponse:
@@ -255,7 +324,7 @@ class Lamina:
         close and children take over (the shard handover AWS does as partitions split)."""
         region = request.query.get("region", [DEFAULT_REGION])[0]
         name = request.query.get("table", [""])[0]
-        table = self.tables.table(DEFAULT_ACCOUNT, region, name)
+        table = self.tables.table(request.account or DEFAULT_ACCOUNT, region, name)
         if request.method != "POST" or not request.path.endswith("/handover"):
             return HttpResponse(404, b"Not found")
         if table is None or table.stream is None:
@@ -267,6 +336,12 @@ class Lamina:
 
     async def _code(self, request: HttpRequest) -> HttpResponse:
         found = CODE_PATH.fullmatch(request.path)
+        if found and self.auth_mode == "on":
+            expires = request.query.get("X-Lamina-Expires", [""])[0]
+            signature = request.query.get("X-Lamina-Signature", [""])[0]
+            if not self.code_links.valid(found.group(1), expires, signature):
+                body = b'{"message":"The code link is not valid, or it has expired."}'
+                return HttpResponse(403, body, {"Content-Type": "application/json"})
         path = self.store.code_zip(found.group(1)) if found else None
         if path is None or not path.is_file():
             return HttpResponse(404, b"Not found")
@@ -277,7 +352,7 @@ class Lamina:
         # /_lamina/logs/<name>[?follow=1&region=...&after=N]
         name = request.path.rsplit("/", 1)[-1]
         region = request.query.get("region", [DEFAULT_REGION])[0]
-        key = FunctionKey(DEFAULT_ACCOUNT, region, name)
+        key = FunctionKey(request.account or DEFAULT_ACCOUNT, region, name)
         after = int(request.query.get("after", ["0"])[0] or 0)
         if request.query.get("follow", ["0"])[0] in ("1", "true"):
             return self._follow(key, after)
@@ -332,4 +407,11 @@ def run(settings: Settings) -> None:
         "forked from a fork server" if settings.fork_server else "plain processes",
     )
     log.info("%s", lamina.isolation.describe())
+    log.info("auth: %s (%s)", lamina.auth_mode, "SigV4 verified" if lamina.auth_mode == "on"
+             else "nothing verified; the access key id names the account")  # fmt: skip
+    if lamina.auth_mode == "off" and not is_loopback(settings.host):
+        log.warning(
+            "auth is off on %s, a non-loopback address: anyone who reaches it can do anything",
+            settings.host,
+        )
     uvicorn.Server(config).run()

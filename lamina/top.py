@@ -23,9 +23,15 @@ class Unreachable(Exception):
 
 
 def fetch(endpoint: str, region: str, account: str, timeout: float = 5.0) -> dict[str, Any]:
-    query = urlencode({"region": region, "account": account, "seconds": 60})
+    from lamina.client_auth import headers
+
+    params = {"region": region, "seconds": 60}
+    if account:
+        params["account"] = account
+    url = f"{endpoint}/_lamina/live?{urlencode(params)}"
     try:
-        with urllib.request.urlopen(f"{endpoint}/_lamina/live?{query}", timeout=timeout) as answer:
+        request = urllib.request.Request(url, headers=headers("GET", url, region))
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             data: dict[str, Any] = json.load(answer)
             return data
     except (urllib.error.URLError, OSError, ValueError) as exc:

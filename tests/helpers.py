@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -102,15 +103,43 @@ class Server:
             self.process.kill()
             self.process.wait()
 
-    def client(self, service: str = "lambda", region: str = "us-east-1", **config: Any) -> Any:
+    def client(
+        self,
+        service: str = "lambda",
+        region: str = "us-east-1",
+        credentials: Mapping[str, str] | None = None,
+        **config: Any,
+    ) -> Any:
         settings = {"retries": {"max_attempts": 0}, "read_timeout": 120, **config}
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
             region_name=region,
             config=Config(**settings),
-            **CREDENTIALS,
+            **(credentials or CREDENTIALS),
         )
+
+    def accounts(self, *args: str) -> Any:
+        """`lamina accounts --data-dir <this server's> ARGS`, its JSON answer."""
+        done = subprocess.run(
+            [sys.executable, "-m", "lamina.cli", "accounts", "--data-dir", str(self.data_dir),
+             *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=self.cwd,
+            check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def new_account(self, name: str, *limits: str) -> tuple[str, dict[str, str]]:
+        """An account made with `lamina accounts create`: its id and boto3 credentials."""
+        made = self.accounts("create", name, *limits)
+        return made["Account"]["Id"], {
+            "aws_access_key_id": made["AccessKey"]["AccessKeyId"],
+            "aws_secret_access_key": made["AccessKey"]["SecretAccessKey"],
+        }
 
 
 def make_zip(files: Mapping[str, str | bytes], modes: Mapping[str, int] | None = None) -> bytes:

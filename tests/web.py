@@ -35,13 +35,6 @@ def public_url(lam: Any, name: str, **config: Any) -> str:
     when invoked through a function URL)."""
     created = lam.create_function_url_config(FunctionName=name, AuthType="NONE", **config)
     qualifier = {"Qualifier": config["Qualifier"]} if "Qualifier" in config else {}
-    try:  # PRE-ACCOUNTS: remove this guard once AddPermission exists
-        lam.add_permission(FunctionName=name, StatementId="probe", Action="lambda:GetFunction",
-                           Principal="*")
-    except Exception as exc:
-        if "NotImplemented" in str(exc):
-            return str(created["FunctionUrl"])
-        raise
     lam.add_permission(
         FunctionName=name,
         StatementId="public-url",
@@ -63,17 +56,13 @@ def public_url(lam: Any, name: str, **config: Any) -> str:
 
 def grant_api(lam: Any, name: str, source_arn: str, sid: str = "apigateway") -> None:
     """Let API Gateway invoke `name` for requests from `source_arn` (AddPermission)."""
-    try:  # PRE-ACCOUNTS: remove this guard once AddPermission exists
-        lam.add_permission(
-            FunctionName=name,
-            StatementId=sid,
-            Action="lambda:InvokeFunction",
-            Principal="apigateway.amazonaws.com",
-            SourceArn=source_arn,
-        )
-    except Exception as exc:
-        if "NotImplemented" not in str(exc):
-            raise
+    lam.add_permission(
+        FunctionName=name,
+        StatementId=sid.replace(".", "-"),  # statement ids are letters, digits, - and _
+        Action="lambda:InvokeFunction",
+        Principal="apigateway.amazonaws.com",
+        SourceArn=source_arn,
+    )
 
 
 def host_of(url: str) -> str:

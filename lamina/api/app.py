@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from lamina.api import eventstream
+from lamina.api.auth import Authenticator, AuthFailure, Caller, auth_error, signing_name
 from lamina.api.front import Claim, FrontDoor
 from lamina.api.protocols import PROTOCOLS, WireProtocol
 from lamina.api.spec import Service
@@ -59,15 +60,21 @@ class Mounted:
     # Every protocol of the model Lamina speaks (CloudWatch: json for new clients, query
     # for older ones), in the model's order of preference.
     protocols: tuple[WireProtocol, ...] = ()
+    signing_name: str = ""  # the service in a SigV4 credential scope (CloudWatch: monitoring)
 
 
 class Gateway:
     """Routes HTTP requests to the providers of the mounted services."""
 
-    def __init__(self) -> None:
+    def __init__(self, authenticator: Authenticator | None = None) -> None:
+        # Who is calling, for every service (None: no check, every caller the default
+        # account, the region from the credential scope).
+        self.authenticator = authenticator
         self.mounted: list[Mounted] = []
         self.internal: dict[str, Streamer] = {}
+        self.public: set[str] = set()  # internal prefixes that check their callers themselves
         self.pages: dict[str, Streamer] = {}
+        self.public_pages: set[str] = set()
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self.front: FrontDoor | None = None  # function URLs and HTTP APIs
@@ -75,15 +82,22 @@ class Gateway:
     def mount(self, service: Service, provider: object) -> None:
         names = service.model.metadata.get("protocols") or [service.protocol]
         protocols = tuple(PROTOCOLS[name] for name in names if name in PROTOCOLS)
-        self.mounted.append(Mounted(service, provider, protocols))
+        self.mounted.append(Mounted(service, provider, protocols, signing_name(service)))
 
-    def mount_internal(self, prefix: str, handler: Streamer) -> None:
-        """Serve Lamina's own endpoint `/_lamina/<prefix>/...`."""
+    def mount_internal(self, prefix: str, handler: Streamer, public: bool = False) -> None:
+        """Serve Lamina's own endpoint `/_lamina/<prefix>/...`: to a caller verified as
+        every service's are (the request's `account` is the caller's), unless `public`
+        (the health check; code links, which carry a signature of their own)."""
         self.internal[prefix] = handler
+        if public:
+            self.public.add(prefix)
 
-    def mount_page(self, prefix: str, handler: Streamer) -> None:
-        """Serve `GET /<prefix>[/...]` at the top level (/metrics, /console)."""
+    def mount_page(self, prefix: str, handler: Streamer, public: bool = False) -> None:
+        """Serve `GET /<prefix>[/...]` at the top level (/metrics, /console), to callers
+        checked as /_lamina/*'s are unless `public` (the console's static files)."""
         self.pages[prefix] = handler
+        if public:
+            self.public_pages.add(prefix)
 
     # ASGI -----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,13 +115,18 @@ class Gateway:
             if claim is not None:
                 await _send(send, receive, await self._front(self.front, claim, scope, receive))
                 return
-        request = HttpRequest(scope["method"], path, query, headers)
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        request = HttpRequest(scope["method"], path, query, headers, raw_query=raw_query)
         response: HttpResponse | StreamingResponse | WebResponse | AsyncIterator[bytes]
         if path.startswith("/_lamina/"):
             response = await self._internal(request, receive)
         elif request.method in ("GET", "HEAD") and (page := self._page(path)) is not None:
             await _read_body(receive, 0)
-            response = await page(request)
+            prefix = path.split("/", 2)[1]
+            refused = None
+            if self.authenticator is not None and prefix not in self.public_pages:
+                refused = self._internal_caller(request)
+            response = refused or await page(request)
         else:
             response = await self._service(request, scope, receive)
         await _send(send, receive, response)
@@ -168,7 +187,46 @@ class Gateway:
                 404, b'{"message":"Not found"}', {"Content-Type": "application/json"}
             )
         request.body = (await _read_body(receive, DEFAULT_BODY_LIMIT))[0]
+        if self.authenticator is not None and prefix not in self.public:
+            refused = self._internal_caller(request)
+            if refused is not None:
+                return refused
         return await handler(request)
+
+    def _internal_caller(self, request: HttpRequest) -> HttpResponse | None:
+        """Who reads Lamina's own endpoints, checked as a Lambda request is: with auth on,
+        a SigV4 signature (header or presigned) of the account whose data it reads, and
+        nobody reads another account's; with auth off, the `account` parameter or the
+        access key id names it. None when let in, else the error to answer."""
+        assert self.authenticator is not None
+        lam = next((m for m in self.mounted if m.service.name == "lambda"), self.mounted[0])
+        try:
+            caller = self.authenticator.check(
+                request.method,
+                request.path,
+                request.raw_query,
+                request.headers,
+                request.body,
+                lam.signing_name,
+            )
+        except AuthFailure as failure:
+            return PROTOCOLS["rest-json"].serialize_error(
+                lam.service, auth_error(lam.service, failure)
+            )
+        asked = (request.query.get("account") or [""])[0]
+        if self.authenticator.mode == "on":
+            if asked and asked != caller.account:
+                denied = AwsError(
+                    "AccessDeniedException",
+                    f"User: {caller.principal} is not authorized to read account {asked}'s "
+                    f"{request.path}",
+                    403,
+                )
+                return PROTOCOLS["rest-json"].serialize_error(lam.service, denied)
+            request.account, request.verified = caller.account, True
+        else:
+            request.account = asked or caller.account
+        return None
 
     async def _service(
         self, request: HttpRequest, scope: Scope, receive: Receive
@@ -217,13 +275,14 @@ class Gateway:
                     413,
                 )
             request.body = body
+            caller = self._caller(mounted, request)
             handler = getattr(mounted.provider, operation.name, None)
             if handler is None:
                 raise not_implemented(mounted.service.model.service_id.hyphenize(), operation.name)
             params = protocol.parse(mounted.service, operation, match, request)
             if operation.input_shape is not None:
                 validate(operation.input_shape, params, mounted.service.extra_constraints)
-            context = self._context(request, scope, request_id)
+            context = self._context(request, scope, request_id, caller)
             result = await handler(context, params)
             if isinstance(result, EventStreamResult):
                 return _event_stream(protocol.serialize(mounted.service, operation, result.fields),
@@ -244,16 +303,39 @@ class Gateway:
                     return mounted, protocol, found[0], found[1]
         return None
 
+    def _caller(self, mounted: Mounted, request: HttpRequest) -> Caller | None:
+        """The verified (or, with auth off, named) caller; an AWS error of the service's
+        own family when the request is not let in."""
+        if self.authenticator is None:
+            return None
+        try:
+            return self.authenticator.check(
+                request.method,
+                request.path,
+                request.raw_query,
+                request.headers,
+                request.body,
+                mounted.signing_name,
+            )
+        except AuthFailure as failure:
+            raise auth_error(mounted.service, failure) from None
+
     @staticmethod
-    def _context(request: HttpRequest, scope: Scope, request_id: str) -> RequestContext:
-        region = DEFAULT_REGION
-        found = CREDENTIAL_REGION.search(request.headers.get("authorization", ""))
-        if found:
-            region = found.group(1)
+    def _context(
+        request: HttpRequest, scope: Scope, request_id: str, caller: Caller | None
+    ) -> RequestContext:
         scheme = scope.get("scheme", "http")
         host = request.headers.get("host") or "{}:{}".format(
             *scope.get("server", ("127.0.0.1", 80))
         )
+        if caller is not None:
+            return RequestContext(
+                caller.account, caller.region, request_id, f"{scheme}://{host}", caller.principal
+            )
+        region = DEFAULT_REGION
+        found = CREDENTIAL_REGION.search(request.headers.get("authorization", ""))
+        if found:
+            region = found.group(1)
         return RequestContext(DEFAULT_ACCOUNT, region, request_id, f"{scheme}://{host}")
 
 

@@ -20,6 +20,11 @@ class HttpRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-cased names
     body: bytes = b""
+    raw_query: str = ""  # the query string as sent (percent-encoded), for signatures
+    # /_lamina/*: the account the request reads ("": no authenticator; the handler's
+    # default), and whether a signature proved it (auth on) or it was only named.
+    account: str = ""
+    verified: bool = False
 
 
 @dataclass

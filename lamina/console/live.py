@@ -93,7 +93,7 @@ class LiveView:
     async def handle(self, request: HttpRequest) -> HttpResponse:
         """/_lamina/live, /_lamina/live/logs, /_lamina/live/traces"""
         query = {name: values[0] for name, values in request.query.items() if values}
-        account = query.get("account", DEFAULT_ACCOUNT)
+        account = request.account or query.get("account", DEFAULT_ACCOUNT)
         region = query.get("region", DEFAULT_REGION)
         function = query.get("function", "")
         what = request.path.rstrip("/").rsplit("/", 1)[-1]

@@ -42,6 +42,8 @@ class QueueSender(Protocol):
 
     def queue_by_arn(self, arn: str) -> object | None: ...
 
+    def may_send(self, arn: str, account: str, principal: str) -> bool: ...
+
 
 class DeliveryRecorder(Protocol):
     """Delivery failures, for metrics (observe.metrics.Metrics has these)."""
@@ -87,9 +89,15 @@ class EventInvokeConfigs:
         self.functions.target(ref)  # the function and its qualifier must exist
         return ref, ref.qualifier or LATEST
 
-    def _check_destination(self, ctx: RequestContext, arn: str) -> None:
+    def _check_destination(self, ctx: RequestContext, arn: str, role: str) -> None:
         if SQS_ARN.fullmatch(arn):
-            if not self._queue_exists(arn):
+            if not self.sqs.may_send(arn, ctx.account, role):
+                if SQS_ARN.fullmatch(arn).group(2) != ctx.account:  # type: ignore[union-attr]
+                    # Another account's queue whose policy does not let the role send.
+                    raise invalid_parameter(
+                        "The function's execution role does not have permissions to call "
+                        f"SendMessage on {arn}"
+                    )
                 raise invalid_parameter(
                     f"The destination {arn} is not a queue Lamina serves: create it first."
                 )
@@ -102,9 +110,6 @@ class EventInvokeConfigs:
             f"The destination {arn} is not supported by Lamina: use an SQS queue or a Lambda "
             "function that Lamina serves."
         )
-
-    def _queue_exists(self, arn: str) -> bool:
-        return self.sqs.queue_by_arn(arn) is not None
 
     def _shown(self, key: FunctionKey, qualifier: str, config: dict[str, Any]) -> dict[str, Any]:
         return {"FunctionArn": f"{key.arn}:{qualifier}", **config}
@@ -133,7 +138,7 @@ class EventInvokeConfigs:
                 if side in destinations:
                     arn = (destinations[side] or {}).get("Destination")
                     if arn:
-                        self._check_destination(ctx, arn)
+                        self._check_destination(ctx, arn, record["config"].get("Role", ""))
                         shown[side] = {"Destination": arn}
                     else:
                         shown[side] = {}
@@ -234,15 +239,17 @@ class EventInvokeConfigs:
         side = "OnSuccess" if condition == Condition.SUCCESS else "OnFailure"
         target = (destinations.get(side) or {}).get("Destination")
         qualifier = event.stored.qualifier or None
+        role = record["config"].get("Role", "")
         if target:
             body = json.dumps(self._record(event, condition, result))
-            if not await self._deliver(target, body) and self.recorder is not None:
+            if not await self._deliver(target, body, event.key, role) and self.recorder:
                 self.recorder.destination_delivery_failure(event.key, qualifier)
         if condition != Condition.SUCCESS:
             dead_letter = (record["config"].get("DeadLetterConfig") or {}).get("TargetArn")
             if dead_letter:
                 payload = event.stored.payload.decode("utf-8", "replace")
-                if not await self._deliver(dead_letter, payload) and self.recorder is not None:
+                delivered = await self._deliver(dead_letter, payload, event.key, role)
+                if not delivered and self.recorder is not None:
                     self.recorder.dead_letter_error(event.key, qualifier)
 
     def _record(
@@ -272,9 +279,14 @@ class EventInvokeConfigs:
             shown["responsePayload"] = _json_or_text(result.payload)
         return shown
 
-    async def _deliver(self, arn: str, body: str) -> bool:
-        """Send `body` to a queue or a function; False if it could not be delivered."""
+    async def _deliver(self, arn: str, body: str, sender: FunctionKey, role: str) -> bool:
+        """Send `body` to a queue or a function; False if it could not be delivered (a
+        queue of another account takes it only if its policy lets the function's role
+        send)."""
         if SQS_ARN.fullmatch(arn):
+            if not self.sqs.may_send(arn, sender.account, role):
+                log.warning("could not deliver to %s: no such queue, or no permission", arn)
+                return False
             if self.sqs.send_internal(arn, body) is None:
                 log.warning("could not deliver to %s: no such queue", arn)
                 return False

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from lamina.context import RequestContext
 from lamina.control import code as packages
+from lamina.control.code_links import CodeLinks, code_location
 from lamina.control.layers import Layers
 from lamina.engine.concurrency import Counters
 from lamina.engine.provisioned import ProvisionedState
@@ -64,7 +65,6 @@ UNSUPPORTED = {
     "CodeSigningConfigArn": "Code signing is not supported by Lamina.",
     "CapacityProviderConfig": "Capacity providers are not supported by Lamina.",
     "DurableConfig": "Durable functions are not supported by Lamina.",
-    "TenancyConfig": "Tenancy configuration is not supported by Lamina.",
     "RuntimeConfig": "Runtime configuration (RuntimeArn) is not supported by Lamina.",
     "AcceleratorConfig": "Accelerators are not supported by Lamina.",
     "PublishTo": "Publishing to a capacity provider is not supported by Lamina.",
@@ -216,10 +216,17 @@ def zip_from(code: dict[str, Any]) -> bytes:
 class Functions:
     """The function registry: owns function records in the store."""
 
-    def __init__(self, store: SqliteStore, engine: Engine, layers: Layers | None = None) -> None:
+    def __init__(
+        self,
+        store: SqliteStore,
+        engine: Engine,
+        layers: Layers | None = None,
+        links: CodeLinks | None = None,
+    ) -> None:
         self.store = store
         self.engine = engine
         self.layers = layers
+        self.links = links  # signs Code.Location links
         # Told of each deleted function (event source mappings stop polling for it).
         self.on_delete: list[Callable[[FunctionKey], None]] = []
         self._write_lock = asyncio.Lock()  # code extraction happens off-loop; keep writes ordered
@@ -304,6 +311,9 @@ class Functions:
             revision=config["RevisionId"],
             tracing=(config.get("TracingConfig") or {}).get("Mode", "PassThrough"),
             vpc_subnets=tuple((config.get("VpcConfig") or {}).get("SubnetIds") or ()),
+            role=config.get("Role", ""),
+            log_format=(config.get("LoggingConfig") or {}).get("LogFormat", "Text"),
+            log_level=(config.get("LoggingConfig") or {}).get("ApplicationLogLevel", ""),
         )
 
     async def _package(self, blob: bytes) -> packages.Package:
@@ -357,6 +367,8 @@ class Functions:
                 "Ipv6AllowedForDualStack": bool(vpc.get("Ipv6AllowedForDualStack", False)),
                 "VpcId": "vpc-lamina" if vpc.get("SubnetIds") else "",
             }
+        if tenancy := params.get("TenancyConfig"):
+            config["TenancyConfig"] = {"TenantIsolationMode": tenancy["TenantIsolationMode"]}
         if "LoggingConfig" in params:
             config["LoggingConfig"] = {**config.get("LoggingConfig", {}), **params["LoggingConfig"]}
         config["LastModified"] = now_iso()
@@ -405,10 +417,8 @@ class Functions:
             )
 
     def code_location(self, ctx: RequestContext, record: dict[str, Any]) -> dict[str, str]:
-        return {
-            "RepositoryType": "S3",
-            "Location": f"{ctx.endpoint}/_lamina/code/{record['code']['digest']}.zip",
-        }
+        location = code_location(ctx.endpoint, record["code"]["digest"], self.links)
+        return {"RepositoryType": "S3", "Location": location}
 
     # Operations ------------------------------------------------------------------------
     async def CreateFunction(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -600,14 +610,18 @@ class Functions:
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
         records = self.store.list_functions(ctx.account, ctx.region)
-        counter = self.engine.counters.get(ctx.account, ctx.region)
+        counters = self.engine.counters
+        counter = counters.peek(ctx.account, ctx.region)  # reading makes no state
+        limit = counters.limits_of(ctx.account, ctx.region).account
         return {
             "AccountLimit": {
                 "TotalCodeSize": 80_530_636_800,
                 "CodeSizeUnzipped": packages.UNZIPPED_LIMIT,
                 "CodeSizeZipped": packages.ZIPPED_LIMIT,
-                "ConcurrentExecutions": counter.limits.account,
-                "UnreservedConcurrentExecutions": counter.unreserved_pool,
+                "ConcurrentExecutions": limit,
+                "UnreservedConcurrentExecutions": (
+                    counter.unreserved_pool if counter is not None else limit
+                ),
             },
             "AccountUsage": {
                 "TotalCodeSize": sum(r["config"]["CodeSize"] for r in records),

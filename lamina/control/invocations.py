@@ -65,6 +65,28 @@ def too_many_requests(throttled: Throttled) -> AwsError:
     )
 
 
+def check_tenant(config: dict[str, Any], tenant: str | None) -> str | None:
+    """A function in tenant isolation mode needs a TenantId; any other refuses one."""
+    isolated = (config.get("TenancyConfig") or {}).get("TenantIsolationMode") == "PER_TENANT"
+    if isolated and not tenant:
+        raise AwsError(
+            "InvalidParameterValueException",
+            "The invoked function is enabled with tenancy configuration. Add a valid tenant ID "
+            "in your request and try again.",
+            400,
+            user=True,
+        )
+    if tenant and not isolated:
+        raise AwsError(
+            "InvalidParameterValueException",
+            "The invoked function is not enabled with tenancy configuration. Remove the tenant "
+            "ID from your request and try again.",
+            400,
+            user=True,
+        )
+    return tenant or None
+
+
 def decode_client_context(encoded: str | None) -> str | None:
     """The header is base64 of a JSON object; the runtime gets the JSON itself."""
     if encoded is None:
@@ -96,8 +118,11 @@ class Invocations:
     def image(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
         return self.functions.image(key, record)
 
-    async def enqueue(self, ref: FunctionRef, request_id: str, payload: bytes) -> None:
-        """Accept an asynchronous invocation: returns once the event is on disk."""
+    async def enqueue(
+        self, ref: FunctionRef, request_id: str, payload: bytes, tenant: str | None = None
+    ) -> None:
+        """Accept an asynchronous invocation: returns once the event is on disk (with the
+        tenant it runs for, in tenant isolation mode)."""
         if len(payload) > ASYNC_PAYLOAD_LIMIT:
             raise AwsError(
                 "RequestTooLargeException",
@@ -105,12 +130,12 @@ class Invocations:
                 "InvokeFunction operation",
                 413,
             )
-        await self.async_queue.submit(ref.key, ref.qualifier or "", request_id, payload)
+        await self.async_queue.submit(ref.key, ref.qualifier or "", request_id, payload, tenant)
 
     async def InvokeAsync(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """The legacy asynchronous API: the same queue as InvocationType Event."""
         ref = resolve(ctx, params["FunctionName"])
-        self.functions.target(ref)
+        check_tenant(self.functions.target(ref).config, None)  # it cannot name a tenant
         payload = check_payload(_read_stream(params.get("InvokeArgs")))
         await self.enqueue(ref, ctx.request_id, payload)
         return {"Status": 202}
@@ -121,7 +146,7 @@ class Invocations:
         if kind == "DryRun":
             return {"StatusCode": 204, "ExecutedVersion": target.version}
         if kind == "Event":
-            await self.enqueue(ref, ctx.request_id, payload)
+            await self.enqueue(ref, ctx.request_id, payload, params.get("TenantId") or None)
             return {"StatusCode": 202}
         result = await self._run(ctx, params, ref, target, payload, client_context)
         response: dict[str, Any] = {
@@ -157,6 +182,7 @@ class Invocations:
         ref = resolve(ctx, params["FunctionName"], params.get("Qualifier"))
         target = self.functions.target(ref)
         payload = check_payload(params.get("Payload") or b"")
+        check_tenant(target.config, params.get("TenantId"))  # _run passes it on
         return ref, target, payload, decode_client_context(params.get("ClientContext"))
 
     async def _run(
@@ -184,6 +210,7 @@ class Invocations:
                     client_context=client_context,
                     want_tail=params.get("LogType") == "Tail",
                     stream=stream,
+                    tenant_id=params.get("TenantId") or None,
                 ),
                 # $LATEST never has provisioned environments; a version or alias may.
                 provisioned_for=ref.qualifier if target.version != LATEST else None,

@@ -21,8 +21,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from lamina import iam
 from lamina.context import RequestContext
 from lamina.control import code as packages
+from lamina.control.code_links import CodeLinks, code_location
 from lamina.errors import AwsError, invalid_parameter, not_found, validation_error
 from lamina.store.layers import LayerStore
 from lamina.store.sqlite import SqliteStore
@@ -104,18 +106,52 @@ def _replace(path: Path) -> None:
 class Layers:
     """Owns layer versions (LayerStore) and their contents (in the code store)."""
 
-    def __init__(self, layers: LayerStore, code: SqliteStore) -> None:
+    def __init__(
+        self, layers: LayerStore, code: SqliteStore, links: CodeLinks | None = None
+    ) -> None:
         self.layers = layers
         self.code = code
+        self.links = links  # signs Content.Location links (auth on)
         self._write_lock = asyncio.Lock()
 
     # Naming -------------------------------------------------------------------------------
-    def _name(self, ctx: RequestContext, name_or_arn: str) -> tuple[str, str, str]:
-        """(account, region, name) of a layer given by name or ARN."""
+    def _name(
+        self,
+        ctx: RequestContext,
+        name_or_arn: str,
+        shared: bool = False,
+        action: str = "lambda:GetLayerVersion",
+    ) -> tuple[str, str, str]:
+        """(account, region, name) of a layer given by name or ARN. Walls: another
+        account's layer is only read (`shared`: its versions' policies decide), never
+        changed."""
         found = LAYER_ARN.fullmatch(name_or_arn)
         if found is None:
             return ctx.account, ctx.region, name_or_arn
+        if found["account"] != ctx.account and not shared:
+            arn = self.arn(found["account"], found["region"], found["name"])
+            raise iam.access_denied(ctx.principal, action, arn)
         return found["account"], found["region"], found["name"]
+
+    def _readable(
+        self, ctx: RequestContext, account: str, record: dict[str, Any], action: str
+    ) -> bool:
+        """Whether the caller may read this layer version: its own account's, or one whose
+        policy (AddLayerVersionPermission) allows the action to it."""
+        if account == ctx.account:
+            return True
+        statements = []
+        for statement in (record.get("policy") or {}).get("statements", {}).values():
+            principal = statement.get("Principal")
+            if isinstance(principal, str) and principal != "*":
+                named = (
+                    principal if principal.startswith("arn:") else f"arn:aws:iam::{principal}:root"
+                )
+                statement = {**statement, "Principal": {"AWS": named}}
+            statements.append(statement)
+        caller = iam.Caller(ctx.account, ctx.principal or f"arn:aws:iam::{ctx.account}:root")
+        resource = self.arn(account, ctx.region, record["LayerName"], record["Version"])
+        return iam.allows({"Statement": statements}, caller, action, resource)
 
     @staticmethod
     def arn(account: str, region: str, name: str, version: int | None = None) -> str:
@@ -128,7 +164,7 @@ class Layers:
         name, version = record["LayerName"], record["Version"]
         result: dict[str, Any] = {
             "Content": {
-                "Location": f"{ctx.endpoint}/_lamina/code/{record['digest']}.zip",
+                "Location": code_location(ctx.endpoint, record["digest"], self.links),
                 "CodeSha256": record["CodeSha256"],
                 "CodeSize": record["CodeSize"],
             },
@@ -149,8 +185,13 @@ class Layers:
         version = int(number)  # a path parameter
         if version < 1:
             raise invalid_parameter("Layer Version Cannot be less than 1")
-        account, region, name = self._name(ctx, name_or_arn)
+        account, region, name = self._name(ctx, name_or_arn, shared=missing is None)
         record = self.layers.get(account, region, name, version)
+        if account != ctx.account and (
+            record is None or not self._readable(ctx, account, record, "lambda:GetLayerVersion")
+        ):  # another account's: the same answer whether or not it exists
+            arn = self.arn(account, region, name, version)
+            raise iam.access_denied(ctx.principal, "lambda:GetLayerVersion", arn)
         if record is None:
             raise not_found(missing or NOT_FOUND)
         return account, region, name, record
@@ -181,7 +222,9 @@ class Layers:
                     await asyncio.to_thread(self.code.put_code, digest_hex, blob, staging)
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
-            account, region, name = self._name(ctx, params["LayerName"])
+            account, region, name = self._name(
+                ctx, params["LayerName"], action="lambda:PublishLayerVersion"
+            )
             record: dict[str, Any] = {
                 "LayerName": name,
                 "Description": params.get("Description") or "",
@@ -222,11 +265,12 @@ class Layers:
     async def ListLayerVersions(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        account, region, name = self._name(ctx, params["LayerName"])
+        account, region, name = self._name(ctx, params["LayerName"], shared=True)
         versions = [
             self.shown(ctx, account, region, record)
             for record in self.layers.versions(account, region, name)
             if _matches(record, params)
+            and self._readable(ctx, account, record, "lambda:ListLayerVersions")
         ]
         for version in versions:
             version.pop("Content")
@@ -265,14 +309,18 @@ class Layers:
         version = int(params["VersionNumber"])
         if version < 1:
             raise invalid_parameter("Layer Version Cannot be less than 1")
-        account, region, name = self._name(ctx, params["LayerName"])
+        account, region, name = self._name(
+            ctx, params["LayerName"], action="lambda:DeleteLayerVersion"
+        )
         self.layers.delete(account, region, name, version)  # no error if gone
         return {}
 
     async def AddLayerVersionPermission(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        account, region, name, record = self._permission_target(ctx, params)
+        account, region, name, record = self._permission_target(
+            ctx, params, "lambda:AddLayerVersionPermission"
+        )
         policy = record.setdefault("policy", {"statements": {}, "revision": str(uuid.uuid4())})
         if params.get("RevisionId") and params["RevisionId"] != policy["revision"]:
             raise _revision_mismatch()
@@ -304,7 +352,9 @@ class Layers:
     async def RemoveLayerVersionPermission(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        account, region, name, record = self._permission_target(ctx, params)
+        account, region, name, record = self._permission_target(
+            ctx, params, "lambda:RemoveLayerVersionPermission"
+        )
         policy = record.get("policy") or {"statements": {}, "revision": ""}
         if params.get("RevisionId") and params["RevisionId"] != policy["revision"]:
             raise _revision_mismatch()
@@ -319,7 +369,7 @@ class Layers:
     async def GetLayerVersionPolicy(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        _, _, _, record = self._permission_target(ctx, params)
+        _, _, _, record = self._permission_target(ctx, params, "lambda:GetLayerVersionPolicy")
         policy = record.get("policy")
         if not policy or not policy["statements"]:
             raise not_found("No policy is associated with the given resource.")
@@ -331,9 +381,9 @@ class Layers:
         return {"Policy": json.dumps(document), "RevisionId": policy["revision"]}
 
     def _permission_target(
-        self, ctx: RequestContext, params: dict[str, Any]
+        self, ctx: RequestContext, params: dict[str, Any], action: str
     ) -> tuple[str, str, str, dict[str, Any]]:
-        account, region, name = self._name(ctx, params["LayerName"])
+        account, region, name = self._name(ctx, params["LayerName"], action=action)
         arn = self.arn(account, region, name, int(params["VersionNumber"]))
         return self._version(
             ctx,
@@ -377,6 +427,11 @@ class Layers:
             record = self.layers.get(
                 match["account"], match["region"], match["name"], int(match["version"])
             )
+            if match["account"] != ctx.account and (
+                record is None
+                or not self._readable(ctx, match["account"], record, "lambda:GetLayerVersion")
+            ):  # walls: another account's layer needs its version's permission
+                raise iam.access_denied(ctx.principal, "lambda:GetLayerVersion", arn)
             if record is None:
                 raise invalid_parameter(f"Layer version {arn} does not exist.")
             found.append(
@@ -394,6 +449,10 @@ class Layers:
         if not layers:
             return None
         return await asyncio.to_thread(merge, self.code, [layer["digest"] for layer in layers])
+
+
+def root_arn(account: str) -> str:
+    return f"arn:aws:iam::{account}:root"
 
 
 def _matches(record: dict[str, Any], params: dict[str, Any]) -> bool:

@@ -146,6 +146,11 @@ class Mappings:
             self.store.update(record["UUID"], record)
 
     # Operations -------------------------------------------------------------------------
+    def account_of(self, uuid_: str) -> str | None:
+        """The account a mapping belongs to (None: no such mapping)."""
+        record = self.records.get(uuid_)
+        return None if record is None else str(record["_Account"])
+
     def _mapping(self, uuid_: str) -> dict[str, Any]:
         record = self.records.get(uuid_)
         if record is None:
@@ -224,6 +229,13 @@ class Mappings:
                     raise invalid_parameter(
                         "Lamina supports SQS queues as on-failure destinations only."
                     )
+                owner = str(config.get("EventSourceArn", "")).split(":")[4:5]
+                if destination.split(":")[4:5] != owner:
+                    # Walls: a mapping sends its failures to its own account's queues only.
+                    raise invalid_parameter(
+                        "The function's execution role does not have permissions to call "
+                        f"SendMessage on {destination}"
+                    )
                 if self.queues.queue(destination) is None:
                     raise invalid_parameter(
                         f"The destination {destination} does not exist: create the queue first."
@@ -255,6 +267,13 @@ class Mappings:
                 "and DynamoDB streams."
             )
         function_arn, function = self._function_config(ctx, params["FunctionName"])
+        if (function["config"].get("TenancyConfig") or {}).get("TenantIsolationMode"):
+            # Lambda's tenant isolation mode takes invocations that name their tenant: an
+            # event source mapping cannot.
+            raise invalid_parameter(
+                "Event source mappings are not supported for functions with tenant isolation "
+                "mode (TenancyConfig) enabled."
+            )
         region, account = _arn_region_account(arn)
         if region != ctx.region or account != ctx.account:
             raise invalid_parameter(

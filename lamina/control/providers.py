@@ -6,15 +6,28 @@ the gateway answers 501 naming it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lamina.context import RequestContext
 from lamina.control.concurrency import Concurrency
 from lamina.control.event_configs import EventInvokeConfigs
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
 from lamina.control.layers import Layers
 from lamina.control.mappings import Mappings
+from lamina.control.policies import Policies
 from lamina.control.provisioned import Provisioned
 from lamina.control.urls import FunctionUrls
 from lamina.control.versions import Versions
+
+Handler = Callable[[RequestContext, dict[str, Any]], Awaitable[Any]]
+# The IAM action an operation needs, where it is not `lambda:<operation>`.
+ACTIONS = {
+    "Invoke": "lambda:InvokeFunction",
+    "InvokeAsync": "lambda:InvokeFunction",
+    "InvokeWithResponseStream": "lambda:InvokeFunction",
+}
 
 
 class LambdaProvider:
@@ -29,6 +42,7 @@ class LambdaProvider:
         mappings: Mappings | None = None,
         layers: Layers | None = None,
         urls: FunctionUrls | None = None,
+        policies: Policies | None = None,
     ) -> None:
         self.CreateFunction = functions.CreateFunction
         self.GetFunction = functions.GetFunction
@@ -97,3 +111,24 @@ class LambdaProvider:
                 "ListFunctionUrlConfigs",
             ):
                 setattr(self, name, getattr(urls, name))
+        if policies is not None:
+            self.AddPermission = policies.AddPermission
+            self.RemovePermission = policies.RemovePermission
+            self.GetPolicy = policies.GetPolicy
+            # Walls between accounts: an operation naming another account's function runs
+            # only where that function's policy lets the caller in, as its owner.
+            for name, handler in list(vars(self).items()):
+                if name[:1].isupper() and callable(handler):
+                    setattr(
+                        self, name, _guarded(policies, ACTIONS.get(name, f"lambda:{name}"), handler)
+                    )
+
+
+def _guarded(policies: Policies, action: str, handler: Handler) -> Handler:
+    async def guarded(ctx: RequestContext, params: dict[str, Any]) -> Any:
+        target = params.get("FunctionName")
+        if target and ":" in target:
+            ctx = policies.authorize(ctx, target, params.get("Qualifier"), action)
+        return await handler(ctx, params)
+
+    return guarded

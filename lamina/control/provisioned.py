@@ -35,6 +35,10 @@ ALIAS_ON_PROVISIONED_VERSION = (
     "Provisioned version"
 )
 VERSION_UNDER_PROVISIONED_ALIAS = "Version is pointed by a Provisioned Concurrency alias"
+TENANT_ISOLATED = (
+    "Provisioned Concurrency is not supported for functions with tenant isolation mode "
+    "(TenancyConfig) enabled."
+)
 
 
 def configs(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -133,6 +137,10 @@ class Provisioned:
     ) -> dict[str, Any]:
         ref = self._qualified(ctx, params, put=True)
         record = self.functions.record(FunctionRef(ref.key, None))
+        if (record["config"].get("TenancyConfig") or {}).get("TenantIsolationMode"):
+            # An environment serves one tenant: none can be made ready before its tenant
+            # calls, so Lambda refuses provisioned concurrency for these functions.
+            raise invalid_parameter(TENANT_ISOLATED)
         qualifier = ref.qualifier
         assert qualifier is not None
         provisioned = configs(record)

@@ -108,6 +108,13 @@ class FunctionUrls:
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
         ref = self._ref(ctx, params)
+        config_of = self.functions.record(FunctionRef(ref.key, None))["config"]
+        if (config_of.get("TenancyConfig") or {}).get("TenantIsolationMode"):
+            # An invocation of a tenant-isolated function names its tenant: a URL cannot.
+            raise invalid_parameter(
+                "Function URLs are not supported for functions with tenant isolation mode "
+                "(TenancyConfig) enabled."
+            )
         if self.store.find(ref.key, ref.qualifier or "") is not None:
             arn = f"{ref.key.arn}:{ref.qualifier}" if ref.qualifier else ref.key.arn
             raise conflict(

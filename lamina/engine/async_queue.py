@@ -146,13 +146,19 @@ class AsyncQueue:
 
     # Accepting ------------------------------------------------------------------------
     async def submit(
-        self, key: FunctionKey, qualifier: str, request_id: str, payload: bytes
+        self,
+        key: FunctionKey,
+        qualifier: str,
+        request_id: str,
+        payload: bytes,
+        tenant: str | None = None,
     ) -> None:
         """Store the event durably, then schedule it. Returns once it is on disk."""
         now = self.clock.wall()
         stored = StoredEvent(
-            0, key.account, key.region, key.name, qualifier, request_id, payload, now, 0, now
-        )
+            0, key.account, key.region, key.name, qualifier, request_id, payload, now, 0, now,
+            tenant,
+        )  # fmt: skip
         stored.id = await self.store.add(stored)
         if self.recorder is not None:
             self.recorder.async_event_received(key, qualifier or None)
@@ -269,6 +275,7 @@ class AsyncQueue:
             request_id=event.stored.request_id,
             invoked_arn=delivery.invoked_arn,
             invocation_type="Event",
+            tenant_id=event.stored.tenant,
         )
         try:
             result = await self.engine.invoke(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from lamina.keys import FunctionKey
@@ -390,17 +390,53 @@ def _by_reason(throttles: dict[Throttle, int]) -> dict[str, int]:
 
 
 class Counters:
-    """One Counter per account and region: Lambda's concurrency quotas are regional."""
+    """One Counter per account and region: Lambda's concurrency quotas are regional. An
+    account may have limits of its own, in one region or in every region (`set_limits`),
+    else the server's defaults; two accounts never share a pool."""
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
+        # (account, region) → its own limits; region "" for every region without its own.
+        self._own: dict[tuple[str, str], Limits] = {}
         self._counters: dict[tuple[str, str], Counter] = {}
+
+    def limits_of(self, account: str, region: str) -> Limits:
+        own = self._own
+        return own.get((account, region)) or own.get((account, "")) or self.limits
+
+    def derive(self, concurrency: int | None, floor: int | None) -> Limits:
+        """The server's limits with an account's own concurrency and floor (None: the
+        server's; an unset floor never above the account's own limit)."""
+        limit = self.limits.account if concurrency is None else concurrency
+        return replace(
+            self.limits,
+            account=limit,
+            floor=min(self.limits.floor, limit) if floor is None else floor,
+        )
+
+    def set_limits(self, account: str, region: str, limits: Limits | None) -> None:
+        """Give `account` its own limits in `region` ("": in every region that has none of
+        its own), or with None the defaults again; applied at once to its counters."""
+        if limits is None:
+            self._own.pop((account, region), None)
+        else:
+            self._own[(account, region)] = limits
+        for (owner, where), counter in self._counters.items():
+            if owner == account and region in ("", where):
+                counter.limits = self.limits_of(owner, where)
+
+    def accounts_with_limits(self) -> set[tuple[str, str]]:
+        return set(self._own)
 
     def get(self, account: str, region: str) -> Counter:
         found = self._counters.get((account, region))
         if found is None:
-            found = self._counters[(account, region)] = Counter(self.limits)
+            found = self._counters[(account, region)] = Counter(self.limits_of(account, region))
         return found
+
+    def peek(self, account: str, region: str) -> Counter | None:
+        """The counter if it exists (reading settings must not make one)."""
+        return self._counters.get((account, region))
 
     def of(self, function: FunctionKey) -> Counter:
         return self.get(function.account, function.region)

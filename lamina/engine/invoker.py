@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
 import time
 import uuid
@@ -33,6 +34,7 @@ class InvokeRequest:
     arrived: float = 0.0  # wall time the engine got it (set by Engine.invoke)
     memory_mb: int = 0  # the function's, set by Engine.invoke (for the invocation log)
     stream: StreamSink | None = None  # InvokeWithResponseStream: where the response goes
+    tenant_id: str | None = None  # tenant isolation mode: environments of this tenant only
 
 
 @dataclass
@@ -69,6 +71,29 @@ class Transcript:
         return base64.b64encode(data).decode()
 
 
+def _iso(epoch: float) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
+    return f"{stamp}.{int(epoch * 1000) % 1000:03d}Z"
+
+
+def _platform(kind: str, record: dict[str, object]) -> str:
+    """A platform event as the JSON log format writes it (LoggingConfig.LogFormat JSON)."""
+    return json.dumps({"time": _iso(time.time()), "type": kind, "record": record})
+
+
+def start_line(image: FunctionImage, request_id: str, tenant: str | None) -> str:
+    if image.log_format != "JSON":
+        return f"START RequestId: {request_id} Version: {image.version}"
+    record: dict[str, object] = {
+        "requestId": request_id,
+        "functionArn": image.arn,
+        "version": image.version,
+    }
+    if tenant is not None:
+        record["tenantId"] = tenant
+    return _platform("platform.start", record)
+
+
 def max_memory_mb(env: Environment) -> int:
     """Peak resident memory of the environment's process."""
     return env.max_memory_mb()
@@ -102,11 +127,11 @@ class Invoker:
                 failure = await env.start(request_id)
                 trace.init_end = time.time()
                 if failure is not None:
-                    transcript.write(f"START RequestId: {request_id} Version: {image.version}")
+                    transcript.write(start_line(image, request_id, request.tenant_id))
                     return self._finish(
                         image, request_id, failure, transcript, request, env, cold, trace=trace
                     )
-            transcript.write(f"START RequestId: {request_id} Version: {image.version}")
+            transcript.write(start_line(image, request_id, request.tenant_id))
             invocation = Invocation(
                 request_id=request_id,
                 payload=request.payload,
@@ -115,6 +140,7 @@ class Invoker:
                 trace_id=trace.header,
                 client_context=request.client_context,
                 stream=request.stream,
+                tenant_id=request.tenant_id,
             )
             trace.invoke_start = time.time()
             started = time.monotonic()
@@ -128,6 +154,36 @@ class Invoker:
             env.output = self.logs.log(key).sink(env.log_stream)
             pool.release(env)
 
+    @staticmethod
+    def _json_report(
+        image: FunctionImage,
+        request_id: str,
+        outcome: Outcome,
+        request: InvokeRequest,
+        env: Environment,
+        cold: bool,
+        duration: float,
+    ) -> dict[str, object]:
+        metrics: dict[str, object] = {
+            "durationMs": round(duration, 2),
+            "billedDurationMs": max(math.ceil(duration), 1),
+            "memorySizeMB": image.memory_mb,
+            "maxMemoryUsedMB": max_memory_mb(env),
+        }
+        if cold:
+            metrics["initDurationMs"] = round(env.init_duration_ms, 2)
+        status = "success"
+        if outcome.error_type == "Sandbox.Timedout":
+            status = "timeout"
+        elif outcome.error_type is not None:
+            status = "error"
+        record: dict[str, object] = {"requestId": request_id, "metrics": metrics, "status": status}
+        if outcome.error_type is not None:
+            record["errorType"] = outcome.error_type
+        if request.tenant_id is not None:
+            record["tenantId"] = request.tenant_id
+        return record
+
     def _finish(
         self,
         image: FunctionImage,
@@ -140,18 +196,29 @@ class Invoker:
         duration: float = 0.0,
         trace: traces.InvocationTrace | None = None,
     ) -> InvokeResult:
-        transcript.write(f"END RequestId: {request_id}")
-        report = (
-            f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
-            f"Billed Duration: {max(math.ceil(duration), 1)} ms\t"
-            f"Memory Size: {image.memory_mb} MB\tMax Memory Used: {max_memory_mb(env)} MB"
-        )
-        if cold:
-            report += f"\tInit Duration: {env.init_duration_ms:.2f} ms"
-        transcript.write(report)
+        if image.log_format == "JSON":
+            report_json = self._json_report(
+                image, request_id, outcome, request, env, cold, duration
+            )
+            if trace is not None and trace.sampled:
+                report_json["tracing"] = {
+                    "type": "X-Amzn-Trace-Id",
+                    "value": f"Root={trace.root};Parent={trace.function_id};Sampled=1",
+                }
+            transcript.write(_platform("platform.report", report_json))
+        else:
+            transcript.write(f"END RequestId: {request_id}")
+            report = (
+                f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
+                f"Billed Duration: {max(math.ceil(duration), 1)} ms\t"
+                f"Memory Size: {image.memory_mb} MB\tMax Memory Used: {max_memory_mb(env)} MB"
+            )
+            if cold:
+                report += f"\tInit Duration: {env.init_duration_ms:.2f} ms"
+            transcript.write(report)
         if trace is not None:
             trace.error_type = outcome.error_type
-            if trace.sampled:
+            if trace.sampled and image.log_format != "JSON":
                 transcript.write(
                     f"XRAY TraceId: {trace.root}\tSegmentId: {trace.function_id}\tSampled: true"
                 )

@@ -39,7 +39,7 @@ class FunctionPool:
         """An environment to run on, and whether it is new (a cold start)."""
         now = self.owner.clock.platform_now()
         while (env := self.idle.pop(now)) is not None:
-            if env.state is State.READY:
+            if self._usable(env):
                 self.busy.add(env)
                 return env, False
             self.owner.stop_later(env)
@@ -50,9 +50,16 @@ class FunctionPool:
 
     def has_ready(self) -> bool:
         """Whether acquire() would reuse an environment rather than start one."""
-        for env in self.idle.remove_if(lambda env: env.state is not State.READY):
+        for env in self.idle.remove_if(lambda env: not self._usable(env)):
             self.owner.stop_later(env)
         return self.idle.has_idle(self.owner.clock.platform_now())
+
+    def _usable(self, env: Environment) -> bool:
+        """Ready, and its credentials outlast an invocation of the function's timeout (an
+        environment whose credentials would expire is replaced, as Lambda renews them)."""
+        if env.state is not State.READY:
+            return False
+        return env.expires is None or self.owner.clock.wall() + self.image.timeout_s < env.expires
 
     def release(self, env: Environment) -> None:
         self.busy.discard(env)
@@ -102,18 +109,25 @@ class Pools:
         self._stopping: set[asyncio.Task[None]] = set()
         self.closed = False
 
-    def pool_for(self, key: FunctionKey, image: FunctionImage) -> FunctionPool:
-        pool = self.pools.get((key, image.version))
+    def pool_for(
+        self, key: FunctionKey, image: FunctionImage, tenant: str | None = None
+    ) -> FunctionPool:
+        """The pool of one version; in tenant isolation mode, of one tenant of it: an
+        environment serves one tenant, ever."""
+        version = image.version if tenant is None else f"{image.version}\0{tenant}"
+        pool = self.pools.get((key, version))
         if pool is not None and pool.image.revision == image.revision:
             return pool
         if pool is not None:
             pool.retire()  # the function changed: its environments run the old code
-        pool = self.pools[(key, image.version)] = FunctionPool(key, image, self)
+        pool = self.pools[(key, version)] = FunctionPool(key, image, self)
         return pool
 
     def retire(self, key: FunctionKey, version: str | None = None) -> None:
         """Retire the pools of one version, or with None of every version of the function."""
-        for pool_key in [k for k in self.pools if k[0] == key and version in (None, k[1])]:
+        for pool_key in [
+            k for k in self.pools if k[0] == key and version in (None, k[1].split("\0")[0])
+        ]:
             self.pools.pop(pool_key).retire()
 
     def stop_later(self, env: Environment) -> None:

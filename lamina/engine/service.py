@@ -37,6 +37,10 @@ class Observer(Protocol):
     def throttled(self, key: FunctionKey, request: InvokeRequest, reason: Throttle) -> None: ...
 
 
+# The temporary credentials of a new environment: (variables, wall-clock expiry).
+Identity = Callable[[FunctionKey, FunctionImage], tuple[dict[str, str], float | None]]
+
+
 class Engine:
     def __init__(
         self,
@@ -47,7 +51,9 @@ class Engine:
         counters: Counters,
         python: str = "",
         observer: Observer | None = None,
+        identity: Identity | None = None,
     ) -> None:
+        self.identity = identity
         self.scratch_root = scratch_root
         shutil.rmtree(scratch_root, ignore_errors=True)  # leftovers of a crashed run
         scratch_root.mkdir(parents=True, exist_ok=True)
@@ -65,12 +71,15 @@ class Engine:
     def _new_environment(
         self, key: FunctionKey, image: FunctionImage, init_type: str = "on-demand"
     ) -> Environment:
+        credentials, expires = self.identity(key, image) if self.identity else ({}, None)
         env = Environment(
             image,
             self.scratch_root,
             python=self.python,
             init_type=init_type,
             output=self.logs.log(key).write,
+            credentials=credentials,
+            expires=expires,
         )
         env.output = self.logs.log(key).sink(env.log_stream)  # its own log stream
         return env
@@ -97,7 +106,7 @@ class Engine:
         source: EnvironmentSource
         # No await from these checks to source.acquire(): the answers still hold there.
         provisioned_idle = warm is not None and warm.has_ready()
-        pool = self.pools.pool_for(key, image)
+        pool = self.pools.pool_for(key, image, request.tenant_id)
         decision = admit(  # policy.py: the same placement the planner replays
             counter,
             key,

@@ -39,8 +39,9 @@ def _resource(function: str, qualifier: str) -> str:
 
 
 class MetricsCollector(Collector):
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, account: str | None = None) -> None:
         self.metrics = metrics
+        self.account = account  # only this account's series (None: every account's)
 
     def collect(self) -> Iterator[Metric]:
         metrics = self.metrics
@@ -174,6 +175,8 @@ class MetricsCollector(Collector):
         )
         bounds = [str(float(b)) for b in DURATION_BUCKETS] + ["+Inf"]
         for (account, region), scope in metrics.accounts.items():
+            if self.account is not None and account != self.account:
+                continue
             for (function, qualifier, version), target in scope.targets.items():
                 labels = [account, region, function, _resource(function, qualifier), version]
                 totals = target.totals
@@ -253,8 +256,14 @@ class MetricsCollector(Collector):
 
 class PrometheusView:
     def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(MetricsCollector(metrics))
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, account: str | None = None) -> bytes:
+        """Every account's series, or with `account` that account's only."""
+        if account is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(MetricsCollector(self.metrics, account))
+        return generate_latest(registry)

@@ -185,6 +185,7 @@ class StoredTrace:
     segments: dict[str, dict[str, Any]] = field(default_factory=dict)  # by segment id
     subsegments: list[dict[str, Any]] = field(default_factory=list)  # sent on their own
     received: float = 0.0
+    claimed: bool = False  # its account came from a sender that knew it (not a datagram)
 
     @property
     def documents(self) -> int:
@@ -215,10 +216,16 @@ class TraceStore:
             trace = self.traces[trace_id] = StoredTrace(
                 trace_id, account or DEFAULT_ACCOUNT, region or DEFAULT_REGION
             )
+            trace.claimed = bool(account and region)
             while len(self.traces) > self.max_traces:
                 self.traces.popitem(last=False)
-        elif account and region:
+        elif account and region and (trace.account, trace.region) != (account, region):
+            if trace.claimed:
+                # Walls: a trace that a sender who knew its account made is that account's;
+                # another account cannot move it into its own view.
+                return "the trace belongs to another account"
             trace.account, trace.region = account, region
+            trace.claimed = True
         if trace.documents >= MAX_DOCUMENTS:
             return "too many documents in the trace"
         trace.received = time.time()

@@ -321,4 +321,3 @@ def table(report: dict[str, Any], limit: int = 30) -> str:
         f"planned in {wall['wall_s']:.3f} s ({wall['invocations_per_s'] or 0:,} invocations/s)"
     )
     return "\n".join(lines)
-

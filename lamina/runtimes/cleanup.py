@@ -15,9 +15,7 @@ import os
 import sys
 
 
-def janitor(
-    watch_fd: int, server: int, directories: list[str], patience_s: float = 3.0
-) -> None:
+def janitor(watch_fd: int, server: int, directories: list[str], patience_s: float = 3.0) -> None:
     """`cleanup.py FD PID DIR...`: wait until Lamina (pid `server`) closes `watch_fd` (at its end,
     or when it dies, even of SIGKILL), then remove the cgroup directories and the networks
     it left: the environments' processes die of their parent-death signals; once a cgroup
@@ -152,8 +150,6 @@ def _members(directory: str) -> list[int]:
             return [int(line) for line in procs if line.strip()]
     except (OSError, ValueError):
         return []
-
-
 
 
 if __name__ == "__main__":

@@ -209,6 +209,58 @@ def error_body(error_type: str, message: str, request_id: str, trace: list[str])
     ).encode()
 
 
+class Current:
+    """The invocation running now, for the log records written during it."""
+
+    request_id = ""
+    tenant_id: str | None = None
+
+
+def json_record(created: float, level: str, message: str, logger: str) -> dict[str, Any]:
+    """A log record as the log format JSON writes it: with the invocation's request id
+    and, in tenant isolation mode, its tenant id."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    document: dict[str, Any] = {
+        "timestamp": f"{stamp}.{int(created * 1000) % 1000:03d}Z",
+        "level": level,
+        "message": message,
+        "logger": logger,
+    }
+    if Current.request_id:
+        document["requestId"] = Current.request_id
+    if Current.tenant_id is not None:
+        document["tenantId"] = Current.tenant_id
+    return document
+
+
+def configure_logging() -> None:
+    """With `AWS_LAMBDA_LOG_FORMAT=JSON`, the logging module writes one JSON object per
+    record to stdout, at `AWS_LAMBDA_LOG_LEVEL` and above (imported only then: a cold
+    start of the text format does not pay for it)."""
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") != "JSON":
+        return
+    import logging
+
+    class JsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            document = json_record(
+                record.created, record.levelname, record.getMessage(), record.name
+            )
+            if record.exc_info and record.exc_info[1] is not None:
+                error = record.exc_info[1]
+                document["errorType"] = type(error).__name__
+                document["errorMessage"] = str(error)
+                document["stackTrace"] = _trace(error)
+            return json.dumps(document, default=str)
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO").upper()
+    root.setLevel(logging.DEBUG if level == "TRACE" else level)
+
+
 def main() -> None:
     task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
     if sys.path and os.path.dirname(os.path.abspath(__file__)) == os.path.abspath(sys.path[0]):
@@ -217,7 +269,11 @@ def main() -> None:
     opt = os.environ.pop("_LAMINA_OPT", "/opt")  # a host directory without namespaces
     site = f"{opt}/python/lib/python3.{sys.version_info[1]}/site-packages"
     sys.path[0:0] = [task_root, site, opt + "/python"]
+    sdk = os.environ.pop("_LAMINA_PYTHON_SDK", None)  # the runtime's, not the function's
+    if sdk and sdk not in sys.path:
+        sys.path.insert(3, sdk)  # boto3, as Lambda provides it: a bundled one comes first
     os.chdir(task_root)
+    configure_logging()
     client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
     try:
         handler = load_handler(os.environ["_HANDLER"])
@@ -233,6 +289,7 @@ def main() -> None:
         headers, payload = client.next()
         context = LambdaContext(headers)
         request_id = context.aws_request_id
+        Current.request_id, Current.tenant_id = request_id, context.tenant_id
         os.environ["_X_AMZN_TRACE_ID"] = headers.get("Lambda-Runtime-Trace-Id", "")
         try:
             event = json.loads(payload) if payload else {}

@@ -96,8 +96,12 @@ class Environment:
         init_type: str = "on-demand",
         output: LineSink,
         launcher: launch.Launcher | None = None,
+        credentials: dict[str, str] | None = None,
+        expires: float | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
+        self.credentials = credentials  # its execution role's temporary credentials
+        self.expires = expires  # wall-clock second they expire: not reused past it
         self.image = image
         self.scratch = scratch_root / self.id  # the environment's own directory
         self.python = python
@@ -192,6 +196,7 @@ class Environment:
             opt_dir=None if sandbox.namespaces else self.image.opt_dir,
             api_endpoint=sandbox.api_endpoint,
             xray_address=sandbox.xray_address,
+            credentials=self.credentials,
         )
         if self.image.runtime in launch.CUSTOM_RUNTIMES and not os.access(
             self.image.code_dir / "bootstrap", os.X_OK

@@ -584,9 +584,7 @@ def choose(requested: str, python: str, options: Options | None = None) -> Backe
         found.cgroups.close()
     if requested == "namespaces":
         raise IsolationUnavailable(f"namespaces isolation is not available: {found.why_not}")
-    return Backend(
-        "process", f"fallback: {found.why_not}", cannot=PROCESS_CANNOT, options=options
-    )
+    return Backend("process", f"fallback: {found.why_not}", cannot=PROCESS_CANNOT, options=options)
 
 
 _backend = Backend("none", "not chosen yet", cannot=("nothing is limited or isolated",))

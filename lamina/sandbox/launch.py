@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import marshal
 import os
+import re
 import shutil
 import signal
 import socket
@@ -66,6 +67,9 @@ class FunctionImage:
     interpreter: str = ""  # the runtime's python or node on this host ("": none here)
     opt_dir: Path | None = None  # the function's layers, merged in order (shown at /opt)
     unavailable: str = ""  # why the runtime cannot run here (its interpreter is gone)
+    role: str = ""  # the execution role's ARN (its temporary credentials are the function's)
+    log_format: str = "Text"  # LoggingConfig.LogFormat: Text or JSON
+    log_level: str = ""  # LoggingConfig.ApplicationLogLevel (JSON only)
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,23 @@ def set_xray_daemon_address(address: str) -> None:
     xray_daemon_address = address
 
 
+# The SDK directory python3.x runtimes put on sys.path (lamina/sandbox/sdk.py).
+python_sdk = ""
+python_sdk_minimum = (3, 0)  # the oldest python3.x runtime it imports on
+
+
+def set_python_sdk(path: str, minimum: tuple[int, int] = (3, 0)) -> None:
+    global python_sdk, python_sdk_minimum
+    python_sdk, python_sdk_minimum = path, minimum
+
+
+def _sdk_runs_on(runtime: str) -> bool:
+    """python3.x runtimes at least as new as the SDK's Requires-Python (an older one gets
+    no SDK rather than one that fails to import)."""
+    found = re.fullmatch(r"python3\.(\d+)", runtime)
+    return found is not None and (3, int(found.group(1))) >= python_sdk_minimum
+
+
 def install(launcher: Launcher) -> Launcher:
     """Make `launcher` the one new environments use; returns the one it replaces."""
     global _launcher
@@ -346,11 +367,13 @@ def environment_variables(
     opt_dir: Path | None = None,
     api_endpoint: str = "",
     xray_address: str = "",
+    credentials: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment's variables; `opt_dir` is where it sees its layers (/opt),
     `api_endpoint` Lamina's API as the environment reaches it (from its own network: the
     sandbox says, isolation.Sandbox.api_endpoint), `xray_address` the X-Ray daemon
-    endpoint likewise."""
+    endpoint likewise; `credentials` the execution role's temporary credentials
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)."""
     opt = opt_dir or OPT
     path = "/usr/local/bin:/usr/bin:/bin:" + f"{opt}/bin"
     if is_node(image.runtime) and image.interpreter:
@@ -377,9 +400,15 @@ def environment_variables(
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
         "AWS_XRAY_DAEMON_ADDRESS": xray_address or xray_daemon_address,
         "TMPDIR": str(tmp_dir),
+        **(credentials or {}),
     }
+    if image.log_format == "JSON":
+        env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"  # the runtime's logging writes JSON records
+        env["AWS_LAMBDA_LOG_LEVEL"] = image.log_level or "INFO"
     if api_endpoint:
-        env["AWS_ENDPOINT_URL"] = api_endpoint
+        env["AWS_ENDPOINT_URL"] = api_endpoint  # boto3 and the AWS CLI call Lamina back
+    if python_sdk and _sdk_runs_on(image.runtime):
+        env["_LAMINA_PYTHON_SDK"] = python_sdk  # after the function's code on sys.path
     return env
 
 
@@ -397,6 +426,7 @@ def build(
     opt_dir: Path | None = None,
     api_endpoint: str = "",
     xray_address: str = "",
+    credentials: dict[str, str] | None = None,
 ) -> Launch:
     """The command and variables that start one environment in its directory `scratch`.
 
@@ -410,8 +440,16 @@ def build(
     if SETPRIV is not None:
         argv = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     env = environment_variables(
-        image, runtime_api, init_type, log_stream, tmp_dir, task_root, opt_dir, api_endpoint,
+        image,
+        runtime_api,
+        init_type,
+        log_stream,
+        tmp_dir,
+        task_root,
+        opt_dir,
+        api_endpoint,
         xray_address,
+        credentials,
     )
     python_runtime = not (image.runtime in CUSTOM_RUNTIMES or is_node(image.runtime))
     interpreter = image.interpreter or python

@@ -46,6 +46,7 @@ class Invocation:
     client_context: str | None = None
     cognito_identity: str | None = None
     stream: StreamSink | None = None  # InvokeWithResponseStream: where chunks go
+    tenant_id: str | None = None  # tenant isolation mode: the tenant it runs for
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -59,6 +60,8 @@ class Invocation:
             headers["Lambda-Runtime-Client-Context"] = self.client_context
         if self.cognito_identity is not None:
             headers["Lambda-Runtime-Cognito-Identity"] = self.cognito_identity
+        if self.tenant_id is not None:
+            headers["Lambda-Runtime-Aws-Tenant-Id"] = self.tenant_id
         return headers
 
 

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS events (
     payload BLOB NOT NULL,
     accepted REAL NOT NULL,    -- wall-clock seconds, for the event's age
     attempts INTEGER NOT NULL, -- invocations that ran and failed
-    due REAL NOT NULL          -- wall-clock seconds of the next try
+    due REAL NOT NULL,         -- wall-clock seconds of the next try
+    tenant TEXT                -- tenant isolation mode: the tenant it runs for
 );
 """
 
@@ -46,6 +47,7 @@ class StoredEvent:
     accepted: float
     attempts: int
     due: float
+    tenant: str | None = None
 
 
 _STOP = object()
@@ -57,6 +59,9 @@ class EventStore:
         setup = sqlite3.connect(self.path)
         setup.execute("PRAGMA journal_mode=WAL")
         setup.executescript(SCHEMA)
+        columns = {row[1] for row in setup.execute("PRAGMA table_info(events)")}
+        if "tenant" not in columns:  # a data directory of an earlier version
+            setup.execute("ALTER TABLE events ADD COLUMN tenant TEXT")
         setup.close()
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer = threading.Thread(
@@ -69,7 +74,7 @@ class EventStore:
         with sqlite3.connect(self.path) as db:
             for row in db.execute(
                 "SELECT id, account, region, function, qualifier, request_id, payload, "
-                "accepted, attempts, due FROM events ORDER BY id"
+                "accepted, attempts, due, tenant FROM events ORDER BY id"
             ):
                 yield StoredEvent(*row)
 
@@ -86,6 +91,7 @@ class EventStore:
             event.accepted,
             event.attempts,
             event.due,
+            event.tenant,
         )
         result: int = await self._submit("add", row)
         return result
@@ -132,7 +138,8 @@ class EventStore:
                 if kind == "add":
                     cursor = db.execute(
                         "INSERT INTO events (account, region, function, qualifier, request_id, "
-                        "payload, accepted, attempts, due) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "payload, accepted, attempts, due, tenant) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         args,
                     )
                     results.append(cursor.lastrowid)

@@ -104,6 +104,7 @@ def test_console_shows_functions_and_a_chart_that_draws_under_load(
     page.goto(server.endpoint + "/console")
     assert page.url.endswith("/console/")
     page.wait_for_function("Number(document.body.dataset.refreshes) >= 1", timeout=10_000)
+    assert page.locator("#signin").is_hidden()  # auth off: nothing to sign in to
     row = page.locator('#functions tbody tr[data-name="ui-load"]')
     cells = row.locator("td").all_inner_texts()
     assert cells[:6] == ["ui-load", PYTHON_RUNTIME, "256", "3", "Active", "3"]
@@ -198,3 +199,39 @@ def test_console_serves_only_its_own_files(server: Server) -> None:
             assert b"root:" not in body
     finally:
         connection.close()
+
+
+def test_with_auth_on_the_console_signs_in_and_shows_that_account_only(
+    browser: Any, tmp_path: Path
+) -> None:
+    """`--auth on`: the console asks for an access key, signs every request with it
+    (SigV4 in the page), and shows the signed-in account's functions, not another's."""
+    running = Server(tmp_path / "data", args=["--auth", "on", "--isolation", "none"]).start()
+    try:
+        mine_id, mine = running.new_account("console-mine")
+        _, theirs = running.new_account("console-theirs")
+        python_function(running.client(credentials=mine), "mine-fn", LOAD)
+        python_function(running.client(credentials=theirs), "theirs-fn", LOAD)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(running.endpoint + "/console")
+        page.wait_for_selector("#signin:not([hidden])", timeout=10_000)
+        assert page.locator("#functions tbody tr").count() == 0
+        # A wrong secret: refused, and the form says why.
+        page.fill("#signin-key", mine["aws_access_key_id"])
+        page.fill("#signin-secret", "not-the-secret")
+        page.click("#signin button")
+        page.wait_for_function(
+            "document.getElementById('signin-problem').textContent.includes('signature')",
+            timeout=10_000,
+        )
+        page.fill("#signin-key", mine["aws_access_key_id"])
+        page.fill("#signin-secret", mine["aws_secret_access_key"])
+        page.click("#signin button")
+        page.wait_for_function("Number(document.body.dataset.refreshes) >= 1", timeout=10_000)
+        names = page.locator("#functions tbody tr td:first-child").all_text_contents()
+        assert names == ["All functions", "mine-fn"]
+        assert page.locator("#scope").text_content() == f"account {mine_id} · us-east-1"
+        assert page.locator("#signin").is_hidden()
+        page.close()
+    finally:
+        running.stop()

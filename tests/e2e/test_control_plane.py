@@ -1015,24 +1015,22 @@ def test_names_from_another_region_or_account(server: Server, lam: Any) -> None:
         400,
         user=True,
     )
+    # Another account's function: IAM's answer, as no resource policy lets the caller in
+    # (tests/e2e/test_accounts.py has the walls between accounts in full).
     other_account = "arn:aws:lambda:us-east-1:111111111111:function:foreign"
+
+    def denied(action: str) -> str:
+        return (
+            f"User: arn:aws:iam::{ACCOUNT}:root is not authorized to perform: lambda:{action} "
+            f"on resource: {other_account} because no resource-based policy allows the "
+            f"lambda:{action} action"
+        )
+
     assert_create_refused(
-        server,
-        lam,
-        params(other_account),
-        "InvalidParameterValueException",
-        f"Functions of account '111111111111' are not reachable from account '{ACCOUNT}'",
-        400,
-        user=True,
+        server, lam, params(other_account), "AccessDeniedException", denied("CreateFunction"), 403
     )
     error = refused(lam.get_function, FunctionName=other_account)
-    assert_error(
-        error,
-        "InvalidParameterValueException",
-        f"Functions of account '111111111111' are not reachable from account '{ACCOUNT}'",
-        400,
-        user=True,
-    )
+    assert_error(error, "AccessDeniedException", denied("GetFunction"), 403)
 
 
 def test_extracted_modes_keep_execute_bits_but_never_setuid(server: Server, lam: Any) -> None:

@@ -678,8 +678,10 @@ def test_an_environment_is_frozen_between_invocations(walled: Walled, unfrozen: 
         python_function(server.client(), name, COUNTER, Timeout=10)
     frozen_count, frozen_ticks = _advance(walled, name)
     free_count, free_ticks = _advance(unfrozen, name)
-    print(f"idle 2 s: counter +{frozen_count} frozen, +{free_count} not; daemon ticks "
-          f"+{frozen_ticks} / +{free_ticks}")
+    print(
+        f"idle 2 s: counter +{frozen_count} frozen, +{free_count} not; daemon ticks "
+        f"+{frozen_ticks} / +{free_ticks}"
+    )
     assert free_count > 500 and free_ticks >= 10  # they do run when not frozen
     assert frozen_count < 0.01 * free_count
     assert frozen_ticks <= 1  # the double-forked daemon was frozen too
@@ -758,8 +760,10 @@ def test_fork_bombs_in_many_environments_stop_at_the_ceiling(tmp_path: Path) -> 
         # Each stopped before its own 1,024: together they met the server's ceiling.
         assert all(result["forked"] < 1000 for result in results), results
         assert ceiling - 4 * 8 <= forked <= ceiling, results
-        print(f"4 fork bombs: {forked} processes in all (ceiling {ceiling}); quiet p50 "
-              f"{quiet:.2f} ms, under them {loaded:.2f} ms")
+        print(
+            f"4 fork bombs: {forked} processes in all (ceiling {ceiling}); quiet p50 "
+            f"{quiet:.2f} ms, under them {loaded:.2f} ms"
+        )
         assert loaded <= 2 * quiet
     finally:
         server.stop()

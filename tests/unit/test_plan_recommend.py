@@ -52,10 +52,17 @@ def test_recommend_protects_the_critical_function_for_less_than_provisioning_eve
     assert checkout["throttles"]["ConcurrentInvocationLimitExceeded"] > 50  # starved
 
     out = tmp_path / "out"
-    status = main([
-        "plan", str(trace), "--settings", str(tmp_path / "settings.yaml"),
-        "--recommend", "--out", str(out),
-    ])
+    status = main(
+        [
+            "plan",
+            str(trace),
+            "--settings",
+            str(tmp_path / "settings.yaml"),
+            "--recommend",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert status == 0
     assert "# Recommended settings" in printed

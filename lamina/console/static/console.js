@@ -5,7 +5,9 @@
 (() => {
   const params = new URLSearchParams(location.search);
   const region = params.get("region") || "us-east-1";
-  const account = params.get("account") || "000000000000";
+  // The account shown: with --auth on, the signed-in one's (a different one is refused);
+  // with auth off, ?account= or the default account.
+  const account = params.get("account") || "";
   const SECONDS = 300;
   const state = { selected: params.get("function") || "", refreshes: 0, data: null, openTrace: null };
   const $ = (id) => document.getElementById(id);
@@ -255,7 +257,7 @@
 
   async function drawLogs() {
     if (!state.selected) return;
-    const body = await getJson(`/_lamina/live/logs?${scope()}&function=${encodeURIComponent(state.selected)}&limit=200`);
+    const body = await getJson("/_lamina/live/logs", { function: state.selected, limit: "200" });
     const pre = $("logs");
     const stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     const nodes = [];
@@ -309,7 +311,7 @@
 
   async function drawTraces() {
     if (!state.selected) return;
-    const body = await getJson(`/_lamina/live/traces?${scope()}&function=${encodeURIComponent(state.selected)}&limit=20`);
+    const body = await getJson("/_lamina/live/traces", { function: state.selected, limit: "20" });
     const nodes = [];
     for (const trace of body.traces) {
       const li = document.createElement("li");
@@ -332,11 +334,46 @@
   }
 
   // Polling --------------------------------------------------------------------------------
-  function scope() { return `account=${encodeURIComponent(account)}&region=${encodeURIComponent(region)}`; }
+  // With --auth on every request is signed (sigv4.js) with keys the user signs in with;
+  // they are kept for this tab only (sessionStorage).
+  function credentials() {
+    const saved = sessionStorage.getItem("lamina-credentials");
+    return saved ? JSON.parse(saved) : null;
+  }
 
-  async function getJson(url) {
-    const response = await fetch(url, { cache: "no-store" });
-    if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  function askForKeys(message) {
+    $("signin").hidden = false;
+    $("signin-problem").textContent = message || "";
+  }
+
+  $("signin").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem("lamina-credentials", JSON.stringify({
+      key: $("signin-key").value.trim(), secret: $("signin-secret").value.trim(),
+    }));
+    $("signin").hidden = true;
+    refresh();
+    details();
+  });
+
+  async function getJson(path, extra) {
+    const query = { region, ...extra };
+    if (account) query.account = account;
+    const keys = credentials();
+    let url = `${path}?${new URLSearchParams(query)}`;
+    let headers = {};
+    if (keys) {
+      const signed = LaminaSigV4.signGet(path, query, keys, region);
+      url = `${path}?${signed.query}`;
+      headers = signed.headers;
+    }
+    const response = await fetch(url, { cache: "no-store", headers });
+    if (response.status === 403) {
+      const body = await response.json().catch(() => ({}));
+      askForKeys(keys ? body.message || body.Message : "");
+      throw new Error("sign in to see this account");
+    }
+    if (!response.ok) throw new Error(`${path}: ${response.status}`);
     return response.json();
   }
 
@@ -352,7 +389,7 @@
 
   async function refresh() {
     try {
-      const data = await getJson(`/_lamina/live?${scope()}&seconds=${SECONDS}&function=${encodeURIComponent(state.selected)}`);
+      const data = await getJson("/_lamina/live", { seconds: String(SECONDS), function: state.selected });
       state.data = data;
       if (state.selected && !data.selected) state.selected = "";
       drawCards(data);

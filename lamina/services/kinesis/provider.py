@@ -42,7 +42,7 @@ class KinesisProvider:
         self.streams = streams
         self.clock = clock
 
-    def _stream(self, ctx: RequestContext, params: dict[str, Any]) -> Stream:
+    def _stream(self, ctx: RequestContext, params: dict[str, Any], operation: str) -> Stream:
         name = params.get("StreamName")
         arn = params.get("StreamARN")
         if arn:
@@ -52,6 +52,16 @@ class KinesisProvider:
                 raise invalid_argument(f"Invalid StreamARN {arn}.")
             if name and name != found.group(2):
                 raise invalid_argument("StreamName and StreamARN do not refer to the same stream.")
+            if found.group(1) != ctx.account:
+                # Walls: another account's stream (Lamina keeps no stream resource policies),
+                # answered alike whether or not it exists.
+                action = f"kinesis:{operation}"
+                raise kinesis_error(
+                    "AccessDeniedException",
+                    f"User: {ctx.principal or f'arn:aws:iam::{ctx.account}:root'} is not "
+                    f"authorized to perform: {action} on resource: {arn} because no "
+                    f"resource-based policy allows the {action} action",
+                )
             if stream is None:
                 raise kinesis_error(
                     "ResourceNotFoundException",
@@ -114,7 +124,7 @@ class KinesisProvider:
         return {}
 
     async def DeleteStream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self.streams.delete(self._stream(ctx, params))
+        self.streams.delete(self._stream(ctx, params, "DeleteStream"))
         return {}
 
     def _shard_description(self, shard: Shard) -> dict[str, Any]:
@@ -140,7 +150,7 @@ class KinesisProvider:
         }
 
     async def DescribeStream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        stream = self._stream(ctx, params)
+        stream = self._stream(ctx, params, "DescribeStream")
         limit = params.get("Limit") or 100
         shards = stream.shards
         after = params.get("ExclusiveStartShardId")
@@ -154,7 +164,7 @@ class KinesisProvider:
     async def DescribeStreamSummary(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        stream = self._stream(ctx, params)
+        stream = self._stream(ctx, params, "DescribeStreamSummary")
         summary = self._summary(stream)
         summary["OpenShardCount"] = len(stream.shards)
         summary["ConsumerCount"] = 0
@@ -171,9 +181,9 @@ class KinesisProvider:
                 stream_name, after = json.loads(base64.b64decode(token, validate=True))
             except (binascii.Error, ValueError, TypeError):
                 raise invalid_argument("Invalid NextToken.") from None
-            stream = self._stream(ctx, {"StreamName": stream_name})
+            stream = self._stream(ctx, {"StreamName": stream_name}, "ListShards")
         else:
-            stream = self._stream(ctx, params)
+            stream = self._stream(ctx, params, "ListShards")
             after = params.get("ExclusiveStartShardId") or ""
         limit = params.get("MaxResults") or 1000
         shards = [s for s in stream.shards if s.id > after]
@@ -234,7 +244,8 @@ class KinesisProvider:
     def _retention(
         self, ctx: RequestContext, params: dict[str, Any], increase: bool
     ) -> dict[str, Any]:
-        stream = self._stream(ctx, params)
+        operation = f"{'Increase' if increase else 'Decrease'}StreamRetentionPeriod"
+        stream = self._stream(ctx, params, operation)
         hours = params["RetentionPeriodHours"]
         if not DEFAULT_RETENTION <= hours <= MAX_RETENTION:
             raise invalid_argument(
@@ -261,7 +272,7 @@ class KinesisProvider:
         return {}
 
     async def AddTagsToStream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        stream = self._stream(ctx, params)
+        stream = self._stream(ctx, params, "AddTagsToStream")
         stream.record.setdefault("tags", {}).update(params.get("Tags") or {})
         self.streams.save(stream)
         return {}
@@ -269,12 +280,12 @@ class KinesisProvider:
     async def ListTagsForStream(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        stream = self._stream(ctx, params)
+        stream = self._stream(ctx, params, "ListTagsForStream")
         tags = sorted((stream.record.get("tags") or {}).items())
         return {"Tags": [{"Key": k, "Value": v} for k, v in tags], "HasMoreTags": False}
 
     async def PutRecord(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        stream = self._stream(ctx, params)
+        stream = self._stream(ctx, params, "PutRecord")
         placed = self.streams.place(stream, params)
         (record,) = self.streams.append(stream, [placed])
         return {
@@ -284,7 +295,7 @@ class KinesisProvider:
         }
 
     async def PutRecords(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        stream = self._stream(ctx, params)
+        stream = self._stream(ctx, params, "PutRecords")
         entries = params.get("Records") or []
         if not 1 <= len(entries) <= PUT_RECORDS_LIMIT:
             raise kinesis_error(
@@ -312,7 +323,7 @@ class KinesisProvider:
         }
 
     async def GetShardIterator(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        stream = self._stream(ctx, params)
+        stream = self._stream(ctx, params, "GetShardIterator")
         shard = self._shard(stream, params["ShardId"])
         kind = params["ShardIteratorType"]
         sequence = params.get("StartingSequenceNumber")

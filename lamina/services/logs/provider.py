@@ -78,6 +78,9 @@ class LogGroups:
         if name.startswith("arn:"):
             # arn:aws:logs:<region>:<account>:log-group:<name>[:*]
             parts = name.split(":", 6)
+            if len(parts) == 7 and (parts[3], parts[4]) != (ctx.region, ctx.account):
+                # Walls: another account's (or region's) group is not the caller's to read.
+                raise not_found("The specified log group does not exist.")
             name = parts[6] if len(parts) == 7 else ""
             name = name.removesuffix(":*")
         if not name:

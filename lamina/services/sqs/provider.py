@@ -14,6 +14,13 @@ from typing import Any
 from lamina.clock import Clock
 from lamina.context import RequestContext
 from lamina.errors import AwsError
+from lamina.services.sqs.access import (
+    access_denied,
+    add_permission,
+    check_policy,
+    permitted,
+    remove_permission,
+)
 from lamina.services.sqs.attributes import (
     COMPUTED,
     DEFAULTS,
@@ -54,7 +61,9 @@ class SqsProvider:
         self.queues = queues
         self.clock = clock
 
-    def _from_url(self, ctx: RequestContext, url: str) -> Queue:
+    def _from_url(self, ctx: RequestContext, url: str, operation: str) -> Queue:
+        """The queue a QueueUrl names, if the caller may perform `operation` on it: its
+        own, or another account's whose policy lets the caller in (access.py)."""
         parts = url.rstrip("/").split("/")
         if len(parts) < 2:
             raise no_queue()
@@ -62,7 +71,9 @@ class SqsProvider:
         if not account.isdigit():  # a bare name or path, as some clients send
             account = ctx.account
         queue = self.queues.queues.get((account, ctx.region, name))
-        if queue is None or account != ctx.account:
+        if account != ctx.account and (queue is None or not permitted(queue, ctx, operation)):
+            raise access_denied(f"{ctx.endpoint}/{account}/{name}")
+        if queue is None:
             raise no_queue()
         return queue
 
@@ -124,6 +135,7 @@ class SqsProvider:
                 "length"
             )
         arn = f"arn:aws:sqs:{ctx.region}:{ctx.account}:{name}"
+        check_policy(given.get("Policy", ""))
         checked = check_attributes(given, fifo, True, arn, self.queues.queue_by_arn)
         attributes = {**DEFAULTS, **(FIFO_DEFAULTS if fifo else {}), **checked}
         if not fifo:
@@ -154,10 +166,8 @@ class SqsProvider:
 
     async def GetQueueUrl(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         account = params.get("QueueOwnerAWSAccountId") or ctx.account
-        queue = self.queues.queues.get((account, ctx.region, params["QueueName"]))
-        if queue is None or account != ctx.account:
-            raise no_queue()
-        return {"QueueUrl": queue.url(ctx.endpoint)}
+        url = f"{ctx.endpoint}/{account}/{params['QueueName']}"
+        return {"QueueUrl": self._from_url(ctx, url, "GetQueueUrl").url(ctx.endpoint)}
 
     async def ListQueues(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         prefix = params.get("QueueNamePrefix") or ""
@@ -188,11 +198,11 @@ class SqsProvider:
         return result
 
     async def DeleteQueue(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self.queues.delete(self._from_url(ctx, params["QueueUrl"]))
+        self.queues.delete(self._from_url(ctx, params["QueueUrl"], "DeleteQueue"))
         return {}
 
     async def PurgeQueue(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "PurgeQueue")
         now = self.clock.platform_now()
         if now - queue.last_purge < PURGE_COOLDOWN:
             raise sqs_error(
@@ -207,7 +217,7 @@ class SqsProvider:
     async def GetQueueAttributes(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "GetQueueAttributes")
         names = list(params.get("AttributeNames") or [])
         everything = "All" in names
         visible, hidden, delayed = queue.counts(self.clock.wall())
@@ -233,7 +243,8 @@ class SqsProvider:
     async def SetQueueAttributes(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "SetQueueAttributes")
+        check_policy((params.get("Attributes") or {}).get("Policy", ""))
         checked = check_attributes(
             dict(params.get("Attributes") or {}),
             queue.fifo,
@@ -251,11 +262,11 @@ class SqsProvider:
         return {}
 
     async def SendMessage(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "SendMessage")
         return self._send_one(queue, params)
 
     async def SendMessageBatch(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "SendMessageBatch")
         entries = self._check_batch(params.get("Entries") or [], "SendMessageBatchRequestEntry")
         total = sum(
             len(e.get("MessageBody", "").encode())
@@ -278,7 +289,7 @@ class SqsProvider:
         return {"Successful": successful, "Failed": failed}
 
     async def ReceiveMessage(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "ReceiveMessage")
         count = params.get("MaxNumberOfMessages")
         if count is None:
             count = 1
@@ -329,14 +340,14 @@ class SqsProvider:
         return out
 
     async def DeleteMessage(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "DeleteMessage")
         self.queues.delete_message(queue, params["ReceiptHandle"])
         return {}
 
     async def DeleteMessageBatch(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "DeleteMessageBatch")
         entries = self._check_batch(params.get("Entries") or [], "DeleteMessageBatchRequestEntry")
         successful, failed = [], []
         for entry in entries:
@@ -350,14 +361,14 @@ class SqsProvider:
     async def ChangeMessageVisibility(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "ChangeMessageVisibility")
         self.queues.change_visibility(queue, params["ReceiptHandle"], params["VisibilityTimeout"])
         return {}
 
     async def ChangeMessageVisibilityBatch(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "ChangeMessageVisibilityBatch")
         entries = self._check_batch(
             params.get("Entries") or [], "ChangeMessageVisibilityBatchRequestEntry"
         )
@@ -409,30 +420,44 @@ class SqsProvider:
     async def ListDeadLetterSourceQueues(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        dead = self._from_url(ctx, params["QueueUrl"])
+        dead = self._from_url(ctx, params["QueueUrl"], "ListDeadLetterSourceQueues")
         urls = []
         for queue in sorted(self.queues.queues.values(), key=lambda q: q.name):
             policy = queue.redrive()
-            if queue.account == ctx.account and policy is not None and policy[0] == dead.arn:
+            if queue.account == dead.account and policy is not None and policy[0] == dead.arn:
                 urls.append(queue.url(ctx.endpoint))
         return {"queueUrls": urls}
 
     async def TagQueue(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "TagQueue")
         queue.tags.update(params.get("Tags") or {})
         self.queues.save(queue)
         return {}
 
     async def UntagQueue(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "UntagQueue")
         for key in params.get("TagKeys") or []:
             queue.tags.pop(key, None)
         self.queues.save(queue)
         return {}
 
     async def ListQueueTags(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        queue = self._from_url(ctx, params["QueueUrl"])
+        queue = self._from_url(ctx, params["QueueUrl"], "ListQueueTags")
         return {"Tags": dict(queue.tags)} if queue.tags else {}
+
+    async def AddPermission(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        queue = self._from_url(ctx, params["QueueUrl"], "AddPermission")
+        add_permission(queue, params)
+        queue.modified = self.clock.wall()
+        self.queues.save(queue)
+        return {}
+
+    async def RemovePermission(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        queue = self._from_url(ctx, params["QueueUrl"], "RemovePermission")
+        remove_permission(queue, params)
+        queue.modified = self.clock.wall()
+        self.queues.save(queue)
+        return {}
 
 
 def _failure(entry_id: str, error: AwsError) -> dict[str, Any]:

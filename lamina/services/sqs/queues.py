@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lamina.clock import Clock
+from lamina.services.sqs import access
 from lamina.services.sqs.attributes import MAX_VISIBILITY
 from lamina.services.sqs.messages import (
     Claim,
@@ -84,6 +85,12 @@ class Queues:
     def queue_by_arn(self, arn: str) -> Queue | None:
         queue = self.by_arn.get(arn)
         return None if queue is None or queue.deleted else queue
+
+    def may_send(self, arn: str, account: str, principal: str) -> bool:
+        """Whether a function of `account` running as `principal` may send to the queue
+        `arn` (its own account's, or one whose policy allows it)."""
+        queue = self.queue_by_arn(arn)
+        return queue is not None and access.may_send(queue, account, principal)
 
     # Receiving, the heart of it --------------------------------------------------------
     def _expired(self, queue: Queue, message: Message, now: float) -> bool:

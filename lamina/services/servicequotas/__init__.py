@@ -1,0 +1,1 @@
+"""The Service Quotas API for Lambda's concurrent executions quota (L-B99A9384)."""
