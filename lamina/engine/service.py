@@ -71,15 +71,14 @@ class Engine:
     def _new_environment(
         self, key: FunctionKey, image: FunctionImage, init_type: str = "on-demand"
     ) -> Environment:
-        credentials, expires = self.identity(key, image) if self.identity else ({}, None)
+        identity = self.identity(key, image) if self.identity else ({}, None)
         env = Environment(
             image,
             self.scratch_root,
             python=self.python,
             init_type=init_type,
             output=self.logs.log(key).write,
-            credentials=credentials,
-            expires=expires,
+            identity=identity,
         )
         env.output = self.logs.log(key).sink(env.log_stream)  # its own log stream
         return env

@@ -96,12 +96,10 @@ class Environment:
         init_type: str = "on-demand",
         output: LineSink,
         launcher: launch.Launcher | None = None,
-        credentials: dict[str, str] | None = None,
-        expires: float | None = None,
+        identity: tuple[dict[str, str], float | None] = ({}, None),
     ) -> None:
         self.id = uuid.uuid4().hex
-        self.credentials = credentials  # its execution role's temporary credentials
-        self.expires = expires  # wall-clock second they expire: not reused past it
+        self.credentials, self.expires = identity  # its role's, and when they expire
         self.image = image
         self.scratch = scratch_root / self.id  # the environment's own directory
         self.python = python
