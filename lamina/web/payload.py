@@ -222,6 +222,9 @@ def event_v1(request: WebRequest, raw_path: str, ctx: EventContext) -> dict[str,
     }
 
 
+FRAMING = frozenset({"content-length", *HOP_BY_HOP})
+
+
 def forwarded(request: WebRequest, trace_header: str) -> WebRequest:
     """The request as the function sees it: with the X-Forwarded-* headers AWS's front
     end adds (the client's address, scheme and port) and the trace header it carries on."""
@@ -291,6 +294,8 @@ def structured(
         if not isinstance(values, list):
             raise BadResponse(f"multiValueHeaders[{name}] must be a list")
         headers.extend((str(name), _text(value)) for value in values)
+    # The front end frames the answer itself: the function's framing headers go.
+    headers = [h for h in headers if h[0].lower() not in FRAMING]
     if cookies:
         listed = document.get("cookies") or []
         if not isinstance(listed, list):
