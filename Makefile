@@ -13,8 +13,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# AWS's durable execution conformance requirements (YAML and the suite's matching code)
+# come from PyPI; the package declares Python >= 3.14 for its own runner, but the parts
+# the tests use run on 3.11, so it is installed without that check and without its deps.
+CONFORMANCE := aws-durable-execution-conformance-tests==1.0.0
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps --ignore-requires-python $(CONFORMANCE)
 	touch $(VENV)/.installed $@
 
 # System tools: curl (a test bootstrap speaks the Runtime API with it), setpriv (util-linux),

@@ -33,6 +33,9 @@
 9. Authentication (bench/auth.py): one SigV4 verification (p50, µs) against botocore
    signing the same request; warm invoke req/s and the server's CPU time per invoke with
    `--auth on` against `--auth off`.
+10. Durable functions (bench/durable.py): checkpoint round trip p50 against the cheapest API
+    call from the same client, and 10-step executions completed per second against plain
+    invokes of the same steps.
 
 Every benchmark runs with the default isolation (every wall, where the host allows it);
 8 measures what the walls cost against `--isolation none`.
@@ -218,10 +221,19 @@ class Lamina:
             raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()!r}") from exc
         return json.loads(body) if body else None
 
-    def create(self, name: str, source: str, filename: str = "app.py", **extra: Any) -> None:
+    def create(
+        self,
+        name: str,
+        source: str,
+        filename: str = "app.py",
+        files: dict[str, bytes] | None = None,
+        **extra: Any,
+    ) -> None:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             archive.writestr(filename, source)
+            for path, content in (files or {}).items():
+                archive.writestr(path, content)
         document = {
             "FunctionName": name,
             "Runtime": PYTHON_RUNTIME,
@@ -965,6 +977,18 @@ def bench_auth() -> None:
     measure(Lamina, load, row, RAW, ROUNDS + 1, WARM_SECONDS)
 
 
+def bench_durable() -> None:
+    print("10. Durable functions: checkpoint round trips; 10-step executions/s", flush=True)
+    sys.path.insert(0, str(BENCH))
+    import durable  # bench/durable.py
+
+    server = Lamina("--isolation", "none")
+    try:
+        durable.bench(server, row, percentile, RAW)
+    finally:
+        server.stop()
+
+
 BENCHES: dict[str, Callable[[], None]] = {
     "warm": bench_warm,
     "cold": bench_cold,
@@ -976,6 +1000,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "plan": bench_plan,
     "walls": bench_walls,
     "auth": bench_auth,
+    "durable": bench_durable,
 }
 
 

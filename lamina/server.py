@@ -25,6 +25,8 @@ from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION, Settings, auth_mode, 
 from lamina.control.accounts import AccountLimits
 from lamina.control.code_links import CodeLinks
 from lamina.control.concurrency import Concurrency
+from lamina.control.durable.api import DurableApi
+from lamina.control.durable.service import DurableExecutions
 from lamina.control.event_configs import EventInvokeConfigs
 from lamina.control.functions import Functions
 from lamina.control.http_invoke import HttpInvoker
@@ -69,6 +71,7 @@ from lamina.services.sqs.queues import Queues
 from lamina.services.sqs.store import QueueStore
 from lamina.services.xray.provider import XRay
 from lamina.store.accounts import AccountStore
+from lamina.store.durable import DurableStore
 from lamina.store.events import EventStore
 from lamina.store.identity import Identities, Sessions
 from lamina.store.layers import LayerStore
@@ -179,7 +182,11 @@ class Lamina:
         signed = self.code_links if self.auth_mode == "on" else None
         self.layers = Layers(LayerStore(data_dir), self.store, signed)
         self.functions = Functions(self.store, self.engine, self.layers, signed)
-        self.invocations = Invocations(self.functions, self.engine, self.async_queue)
+        self.durable = DurableExecutions(DurableStore(data_dir), self.functions, self.engine, clock)
+        self.durable_api = DurableApi(self.durable, self.functions)
+        self.invocations = Invocations(
+            self.functions, self.engine, self.async_queue, durable=self.durable_api
+        )
         self.concurrency = Concurrency(self.functions)  # reservations before provisioning
         self.provisioned = Provisioned(self.functions)
         self.versions = Versions(self.functions, self.provisioned)
@@ -231,6 +238,7 @@ class Lamina:
                 mappings=self.mappings,
                 layers=self.layers,
                 urls=self.urls,
+                durable=self.durable_api,
                 policies=self.policies,
             ),
         )
@@ -269,6 +277,7 @@ class Lamina:
         self.gateway.on_startup.append(self.event_configs.start)
         self.gateway.on_startup.append(self.provisioned.start)
         self.gateway.on_startup.append(self.launcher.start)
+        self.gateway.on_startup.append(self.durable.start)  # resumes running executions
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
         self.gateway.on_shutdown.insert(0, self.close)
 
@@ -285,6 +294,7 @@ class Lamina:
 
     async def close(self) -> None:
         await self.pollers.close()  # pollers first: they invoke through the engine
+        await self.durable.close()  # executions stay on disk, resumed at the next start
         await self.async_queue.close()  # unfinished events stay on disk for the next start
         self.events.close()
         await self.api_requests.close()
@@ -296,6 +306,7 @@ class Lamina:
         self.queues.store.close()
         self.streams.store.close()
         self.tables.store.close()
+        self.durable.store.close()
         self.store.close()
         self.layers.layers.close()
         self.urls.store.close()
@@ -316,7 +327,7 @@ class Lamina:
                 for uuid_, figures in mappings.items()
                 if self.mappings.account_of(uuid_) == request.account
             }
-        body = {"concurrency": concurrency, "mappings": mappings}
+        body = {"concurrency": concurrency, "mappings": mappings, "durable": self.durable.stats()}
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     async def _dynamodb(self, request: HttpRequest) -> HttpResponse:

@@ -64,7 +64,6 @@ UNSUPPORTED = {
     "ImageConfig": "Container images are not supported by Lamina.",
     "CodeSigningConfigArn": "Code signing is not supported by Lamina.",
     "CapacityProviderConfig": "Capacity providers are not supported by Lamina.",
-    "DurableConfig": "Durable functions are not supported by Lamina.",
     "RuntimeConfig": "Runtime configuration (RuntimeArn) is not supported by Lamina.",
     "AcceleratorConfig": "Accelerators are not supported by Lamina.",
     "PublishTo": "Publishing to a capacity provider is not supported by Lamina.",
@@ -369,6 +368,14 @@ class Functions:
             }
         if tenancy := params.get("TenancyConfig"):
             config["TenancyConfig"] = {"TenantIsolationMode": tenancy["TenantIsolationMode"]}
+        if params.get("DurableConfig") is not None:
+            durable = params["DurableConfig"]
+            config["DurableConfig"] = {
+                "ExecutionTimeout": int(durable.get("ExecutionTimeout") or 86_400),
+                "RetentionPeriodInDays": int(durable.get("RetentionPeriodInDays") or 14),
+            }
+            if durable.get("KMSKeyArn"):
+                config["DurableConfig"]["KMSKeyArn"] = durable["KMSKeyArn"]
         if "LoggingConfig" in params:
             config["LoggingConfig"] = {**config.get("LoggingConfig", {}), **params["LoggingConfig"]}
         config["LastModified"] = now_iso()

@@ -8,7 +8,7 @@ import binascii
 import json
 import math
 import random
-from typing import Any
+from typing import Any, Protocol
 
 from lamina.context import EventStreamResult, RequestContext
 from lamina.control.functions import LATEST, FunctionRef, Functions, Target, resolve
@@ -108,12 +108,33 @@ def _read_stream(value: Any) -> bytes:
     return bytes(value.read()) if hasattr(value, "read") else str(value).encode()
 
 
+class DurableInvoker(Protocol):
+    """Starts executions of durable functions (control.durable.api.DurableApi)."""
+
+    async def invoke(
+        self,
+        ctx: RequestContext,
+        ref: FunctionRef,
+        target: Target,
+        kind: str,
+        payload: bytes,
+        name: str | None,
+    ) -> dict[str, Any]: ...
+
+
 class Invocations:
-    def __init__(self, functions: Functions, engine: Engine, async_queue: AsyncQueue) -> None:
+    def __init__(
+        self,
+        functions: Functions,
+        engine: Engine,
+        async_queue: AsyncQueue,
+        durable: DurableInvoker | None = None,
+    ) -> None:
         self.functions = functions
         self.engine = engine
         self.async_queue = async_queue
         self.streamed = StreamedInvocations()
+        self.durable = durable  # invocations of functions with a DurableConfig
 
     def image(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
         return self.functions.image(key, record)
@@ -145,6 +166,14 @@ class Invocations:
         kind = params.get("InvocationType") or "RequestResponse"
         if kind == "DryRun":
             return {"StatusCode": 204, "ExecutedVersion": target.version}
+        if self.durable is not None and target.config.get("DurableConfig"):
+            if target.alias is not None:
+                target = self.functions.target(
+                    FunctionRef(ref.key, weighted_version(target.record, target.alias))
+                )
+            return await self.durable.invoke(
+                ctx, ref, target, kind, payload, params.get("DurableExecutionName")
+            )
         if kind == "Event":
             await self.enqueue(ref, ctx.request_id, payload, params.get("TenantId") or None)
             return {"StatusCode": 202}

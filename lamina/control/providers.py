@@ -11,6 +11,7 @@ from typing import Any
 
 from lamina.context import RequestContext
 from lamina.control.concurrency import Concurrency
+from lamina.control.durable.api import DurableApi
 from lamina.control.event_configs import EventInvokeConfigs
 from lamina.control.functions import Functions
 from lamina.control.invocations import Invocations
@@ -43,6 +44,7 @@ class LambdaProvider:
         layers: Layers | None = None,
         urls: FunctionUrls | None = None,
         policies: Policies | None = None,
+        durable: DurableApi | None = None,
     ) -> None:
         self.CreateFunction = functions.CreateFunction
         self.GetFunction = functions.GetFunction
@@ -111,6 +113,22 @@ class LambdaProvider:
                 "ListFunctionUrlConfigs",
             ):
                 setattr(self, name, getattr(urls, name))
+        if durable is not None:
+            for name in (
+                "CheckpointDurableExecution",
+                "GetDurableExecutionState",
+                "GetDurableExecution",
+                "GetDurableExecutionHistory",
+                "ListDurableExecutionsByFunction",
+                "SendDurableExecutionCallbackSuccess",
+                "SendDurableExecutionCallbackFailure",
+                "SendDurableExecutionCallbackHeartbeat",
+                "StopDurableExecution",
+                "PauseDurableExecution",
+                "ResumeDurableExecution",
+                "DeleteDurableExecution",
+            ):
+                setattr(self, name, getattr(durable, name))
         if policies is not None:
             self.AddPermission = policies.AddPermission
             self.RemovePermission = policies.RemovePermission

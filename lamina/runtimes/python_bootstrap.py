@@ -214,11 +214,13 @@ class Current:
 
     request_id = ""
     tenant_id: str | None = None
+    execution_arn = ""  # the durable execution it runs, when it does
 
 
 def json_record(created: float, level: str, message: str, logger: str) -> dict[str, Any]:
-    """A log record as the log format JSON writes it: with the invocation's request id
-    and, in tenant isolation mode, its tenant id."""
+    """A log record as the log format JSON writes it: with the invocation's request id,
+    in tenant isolation mode its tenant id, and when it runs a durable execution that
+    execution's ARN (`durableExecutionArn`, so FilterLogEvents finds its lines)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
     document: dict[str, Any] = {
         "timestamp": f"{stamp}.{int(created * 1000) % 1000:03d}Z",
@@ -230,13 +232,15 @@ def json_record(created: float, level: str, message: str, logger: str) -> dict[s
         document["requestId"] = Current.request_id
     if Current.tenant_id is not None:
         document["tenantId"] = Current.tenant_id
+    if Current.execution_arn:
+        document["durableExecutionArn"] = Current.execution_arn
     return document
 
 
 def configure_logging() -> None:
     """With `AWS_LAMBDA_LOG_FORMAT=JSON`, the logging module writes one JSON object per
-    record to stdout, at `AWS_LAMBDA_LOG_LEVEL` and above (imported only then: a cold
-    start of the text format does not pay for it)."""
+    record (with the record's `extra` fields) to stdout, at `AWS_LAMBDA_LOG_LEVEL` and
+    above (imported only then: a cold start of the text format does not pay for it)."""
     if os.environ.get("AWS_LAMBDA_LOG_FORMAT") != "JSON":
         return
     import logging
@@ -246,6 +250,9 @@ def configure_logging() -> None:
             document = json_record(
                 record.created, record.levelname, record.getMessage(), record.name
             )
+            for key, value in vars(record).items():  # a record's `extra` fields
+                if key not in RECORD_FIELDS and not key.startswith("_"):
+                    document[key] = value
             if record.exc_info and record.exc_info[1] is not None:
                 error = record.exc_info[1]
                 document["errorType"] = type(error).__name__
@@ -253,6 +260,7 @@ def configure_logging() -> None:
                 document["stackTrace"] = _trace(error)
             return json.dumps(document, default=str)
 
+    RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message"}
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -290,9 +298,12 @@ def main() -> None:
         context = LambdaContext(headers)
         request_id = context.aws_request_id
         Current.request_id, Current.tenant_id = request_id, context.tenant_id
+        Current.execution_arn = ""
         os.environ["_X_AMZN_TRACE_ID"] = headers.get("Lambda-Runtime-Trace-Id", "")
         try:
             event = json.loads(payload) if payload else {}
+            if isinstance(event, dict) and isinstance(event.get("DurableExecutionArn"), str):
+                Current.execution_arn = event["DurableExecutionArn"]
             result = handler(event, context)
             try:
                 body = json.dumps(result).encode()

@@ -333,6 +333,61 @@
     $("traces").replaceChildren(...nodes);
   }
 
+  // Durable executions: the Lambda API itself (ListDurableExecutionsByFunction, history) ----
+  const API = "/2025-12-01";
+
+  function detailsText(event) {
+    const key = Object.keys(event).find((k) => k.endsWith("Details"));
+    const d = key ? event[key] : {};
+    const parts = [];
+    for (const [k, v] of Object.entries(d || {})) {
+      if (v && typeof v === "object") {
+        if ("Payload" in v) parts.push(`${k}: ${typeof v.Payload === "string" ? v.Payload : JSON.stringify(v.Payload)}`);
+        else if (Object.keys(v).length) parts.push(`${k}: ${JSON.stringify(v)}`);
+      } else parts.push(`${k}: ${k.endsWith("Timestamp") ? time(v) : v}`);
+    }
+    return parts.join(" · ").slice(0, 300);
+  }
+
+  async function drawHistory(arn) {
+    const body = await getJson(`${API}/durable-executions/${encodeURIComponent(arn)}/history?IncludeExecutionData=true&MaxItems=1000`);
+    const nodes = body.Events.map((e) => {
+      const li = document.createElement("li");
+      li.dataset.event = e.EventType;
+      if (/Failed|TimedOut|Stopped/.test(e.EventType)) li.classList.add("error");
+      const what = document.createElement("span");
+      what.className = "event";
+      what.textContent = `${e.EventId} ${e.EventType}`;
+      const who = [e.SubType, e.Name].filter(Boolean).join(" ");
+      li.append(`${time(e.EventTimestamp)} `, what, who ? ` ${who}` : "", ` ${detailsText(e)}`);
+      return li;
+    });
+    $("history-title").hidden = false;
+    $("history-title").textContent = `History of ${arn.split("/").slice(-2, -1)[0]}`;
+    $("history").replaceChildren(...nodes);
+  }
+
+  async function drawExecutions() {
+    if (!state.selected) return;
+    let body;
+    try {
+      body = await getJson(`${API}/functions/${encodeURIComponent(state.selected)}/durable-executions?ReverseOrder=true&MaxItems=25`);
+    } catch (error) { body = { DurableExecutions: [] }; }
+    const list = body.DurableExecutions || [];
+    $("durable").hidden = list.length === 0;
+    const rows = list.map((x) => {
+      const tr = document.createElement("tr");
+      tr.dataset.arn = x.DurableExecutionArn;
+      if (state.openExecution === x.DurableExecutionArn) tr.classList.add("selected");
+      for (const [text, cls] of [[x.DurableExecutionName, ""], [x.Status, x.Status === "FAILED" || x.Status === "TIMED_OUT" ? "bad" : ""],
+        [time(x.StartTimestamp), ""], [x.EndTimestamp ? time(x.EndTimestamp) : "", ""]]) cell(tr, text, cls);
+      tr.addEventListener("click", () => { state.openExecution = x.DurableExecutionArn; drawExecutions(); });
+      return tr;
+    });
+    $("executions").querySelector("tbody").replaceChildren(...rows);
+    if (state.openExecution) await drawHistory(state.openExecution);
+  }
+
   // Polling --------------------------------------------------------------------------------
   // With --auth on every request is signed (sigv4.js) with keys the user signs in with;
   // they are kept for this tab only (sessionStorage).
@@ -380,6 +435,7 @@
   function select(name) {
     state.selected = name;
     state.openTrace = null;
+    state.openExecution = null;
     const url = new URL(location.href);
     if (name) url.searchParams.set("function", name); else url.searchParams.delete("function");
     history.replaceState(null, "", url);
@@ -407,7 +463,7 @@
   }
 
   async function details() {
-    try { await Promise.all([drawLogs(), drawTraces()]); } catch (error) { /* the next tick retries */ }
+    try { await Promise.all([drawLogs(), drawTraces(), drawExecutions()]); } catch (error) { /* the next tick retries */ }
   }
 
   // Plans: this server's own recent traffic through `lamina plan` (POST /_lamina/plans).

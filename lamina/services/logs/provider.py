@@ -5,7 +5,8 @@ Each function that has written a line has the group `/aws/lambda/<name>`, with o
 per execution environment (`YYYY/MM/DD/[version]<id>`), as on Lambda. Tokens are the
 sequence numbers of lines, so `aws logs tail --follow` and paginators see each line once.
 Filter patterns: terms (all must appear), "quoted phrases", `?term` (any of), `-term`
-(none of); JSON and space-delimited patterns are refused with a clear message.
+(none of), and JSON patterns (filters.py); space-delimited and regular
+expression patterns are refused with a clear message.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from lamina.context import RequestContext
 from lamina.errors import AwsError
 from lamina.keys import FunctionKey
 from lamina.observe.logs import RETENTION_DAYS, FunctionLog, LogLine, LogStore, group_name
+from lamina.services.logs.filters import FilterError, json_matcher
 
 PREFIX = "/aws/lambda/"
 PAGE = 50
@@ -46,10 +48,16 @@ def matcher(pattern: str | None) -> Callable[[str], bool]:
     if not pattern or not pattern.strip():
         return lambda text: True
     stripped = pattern.strip()
-    if stripped.startswith(("{", "[")) or stripped.startswith("%"):
+    if stripped.startswith("{"):
+        try:
+            return json_matcher(stripped)
+        except FilterError as exc:
+            raise bad(f"Invalid filter pattern: {exc}") from exc
+    if stripped.startswith("[") or stripped.startswith("%"):
         raise bad(
-            'Lamina supports term filter patterns (words, "phrases", ?any, -none); JSON, '
-            "space-delimited and regular-expression patterns are not supported."
+            'Lamina supports term filter patterns (words, "phrases", ?any, -none) and JSON '
+            "patterns ({ $.field = value }); space-delimited and regular-expression patterns "
+            "are not supported."
         )
     try:
         terms = shlex.split(stripped)

@@ -1,0 +1,1 @@
+"""Lambda durable executions: the state machine, its service and its API operations."""
