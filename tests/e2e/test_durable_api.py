@@ -31,6 +31,31 @@ from botocore.exceptions import ClientError
 lam = boto3.client("lambda")
 
 
+def many(arn, token, state):
+    if len(state["Operations"]) == 1:  # the first invocation: 1,100 steps and a wait
+        updates = []
+        for n in range(1100):
+            updates.append({"Id": f"s{n}", "Type": "STEP", "Action": "START"})
+            updates.append({"Id": f"s{n}", "Type": "STEP", "Action": "SUCCEED", "Payload": "1"})
+        updates.append({"Id": "w", "Type": "WAIT", "Action": "START",
+                        "WaitOptions": {"WaitSeconds": 1}})
+        lam.checkpoint_durable_execution(
+            DurableExecutionArn=arn, CheckpointToken=token, Updates=updates
+        )
+        return {"Status": "PENDING"}
+    ids = [op["Id"] for op in state["Operations"]]
+    report = {"in_event": len(ids), "marker": bool(state.get("NextMarker"))}
+    marker = state.get("NextMarker")
+    while marker:
+        page = lam.get_durable_execution_state(
+            DurableExecutionArn=arn, CheckpointToken=token, Marker=marker
+        )
+        ids += [op["Id"] for op in page["Operations"]]
+        marker = page.get("NextMarker")
+    report.update(total=len(ids), unique=len(set(ids)))
+    return {"Status": "SUCCEEDED", "Result": json.dumps(report)}
+
+
 def handler(event, context):
     arn, token = event["DurableExecutionArn"], event["CheckpointToken"]
     ops = event["InitialExecutionState"]["Operations"]
@@ -39,6 +64,8 @@ def handler(event, context):
         return {"Status": "PENDING"}
     if mode == "crash":
         raise RuntimeError("the handler broke")
+    if mode == "many":
+        return many(arn, token, event["InitialExecutionState"])
     report = {
         "keys": sorted(event),
         "first": [ops[0]["Type"], ops[0]["Id"] == arn.rsplit("/", 1)[1]],
@@ -380,3 +407,12 @@ def test_sdk_log_lines_carry_the_execution_arn_for_json_filter_patterns(server: 
         assert messages(f'{{ $.executionArn = "{arn}" && $.level = "INFO" }}') == expected
     other = arns[0].rsplit("/", 1)[0] + "/not-this-one"
     assert messages(f'{{ $.durableExecutionArn = "{other}" }}') == []
+
+
+def test_an_event_with_more_operations_than_a_page_is_continued_by_the_state_api(
+    lam: Any,
+) -> None:
+    _, response = invoke_raw(lam, "many")
+    report = json.loads(response["Payload"].read())
+    # 1,100 steps, a wait and the execution: 1,000 in the event, the rest on the next page.
+    assert report == {"in_event": 1000, "marker": True, "total": 1102, "unique": 1102}
