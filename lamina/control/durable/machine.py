@@ -3,7 +3,8 @@
 Every function here takes the execution, the wall-clock `now` and the clock's scale, and
 changes the record in place: operations, their change sequence, and the history. Nothing
 here touches the store, the engine or a timer; the caller persists the record and acts
-on what a transition returns (a chained invoke to dispatch, an execution that ended).
+on what a transition returns (callbacks minted, an execution that ended); chained invokes
+checkpointed as STARTED are dispatched by the service once the invocation has ended.
 
 The checks and their messages follow what the Lambda service answers (an update must
 suit its operation's type and current status; a batch may close the execution only with
@@ -47,7 +48,6 @@ def invalid(message: str) -> AwsError:
 class Outcome:
     """What a checkpoint asks of the caller."""
 
-    dispatch: list[str] = field(default_factory=list)  # CHAINED_INVOKE ids to start
     callbacks: list[str] = field(default_factory=list)  # CallbackIds minted
     ended: bool = False  # the execution reached a terminal status
 
@@ -221,7 +221,6 @@ def _apply(
             started["Input"] = {"Payload": payload}
         ex.event("ChainedInvokeStarted", now, op, started)
         op["_event"] = len(ex.events) - 1  # filled in with the child's ARN once it starts
-        outcome.dispatch.append(op["Id"])
 
 
 def _apply_step(
