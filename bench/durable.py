@@ -154,7 +154,12 @@ def bench(
 
     common = {"Timeout": 60, "MemorySize": 512, "Environment": env}
     server.create(
-        "ten-steps", WORKFLOW, sdk_files(), Handler="app.durable", DurableConfig=durable, **common
+        "ten-steps",
+        WORKFLOW,
+        files=sdk_files(),
+        Handler="app.durable",
+        DurableConfig=durable,
+        **common,
     )
     server.create("ten-steps-plain", WORKFLOW, files=sdk_files(), Handler="app.plain", **common)
     plain_rate = _run(server, "ten-steps-plain", EXECUTIONS)
