@@ -122,7 +122,7 @@ def bench(
     raw: dict[str, Any],
 ) -> None:
     """`server`: run.py's Lamina (a `lamina serve --isolation none` of its own)."""
-    env = {"Variables": {"AWS_ENDPOINT_URL_LAMBDA": server.url("")}}
+    env: dict[str, Any] = {"Variables": {}}  # Lamina gives AWS_ENDPOINT_URL itself
     durable = {"ExecutionTimeout": 600}
     server.create(
         "probe", PROBE, Timeout=120, MemorySize=512, Environment=env, DurableConfig=durable

@@ -32,7 +32,7 @@ from aws_durable_execution_sdk_python.config import Duration
 
 
 def durable_function(lam: Any, server: Server, name: str, body: str, **extra: Any) -> None:
-    variables = {"AWS_ENDPOINT_URL_LAMBDA": server.endpoint, **extra.pop("variables", {})}
+    variables = dict(extra.pop("variables", {}))  # Lamina gives AWS_ENDPOINT_URL itself
     lam.create_function(
         FunctionName=name,
         Runtime=PYTHON_RUNTIME,

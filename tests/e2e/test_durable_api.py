@@ -159,7 +159,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         Code={"ZipFile": make_zip({"app.py": RAW})},
         Timeout=30,
         MemorySize=512,
-        Environment={"Variables": {"AWS_ENDPOINT_URL_LAMBDA": running.endpoint}},
         DurableConfig={"ExecutionTimeout": 600},
     )
     durable_function(lam, running, "sleeper", SLEEPER)

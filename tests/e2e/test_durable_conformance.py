@@ -32,7 +32,6 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
         "CONFORMANCE_STATE": str(root / "state"),
         "ECHO_FUNCTION": conformance.ECHO,
         "FAIL_FUNCTION": conformance.FAIL,
-        "AWS_ENDPOINT_URL_LAMBDA": server.endpoint,
     }
     blob = conformance.code_zip()
     conformance.deploy_targets(lam, blob, env)
