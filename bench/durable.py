@@ -29,8 +29,6 @@ ROUND_TRIPS = 300
 
 PRELUDE = """
 import json, os, time
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 """
 
 PROBE = (

@@ -24,8 +24,6 @@ from tests.helpers import PYTHON_RUNTIME, ROLE, Server, make_zip
 
 SDK_PRELUDE = """
 import os
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_durable_execution_sdk_python.config import Duration
 """

@@ -23,8 +23,6 @@ from tests.helpers import PYTHON_RUNTIME, ROLE, Server, make_zip
 
 RAW = """
 import json, os
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 import boto3
 from botocore.exceptions import ClientError
 

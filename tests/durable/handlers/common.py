@@ -8,11 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Until environments carry credentials of their own, the SDK's boto3 client signs with
-# placeholders (Lamina does not check them).
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-
 from aws_durable_execution_sdk_python.config import Duration, JitterStrategy
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
 from aws_durable_execution_sdk_python.serdes import SerDes, SerDesContext

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import common  # noqa: F401  (credentials for the SDK client)
 from aws_durable_execution_sdk_python import DurableContext, ParallelBranch, durable_execution
 from aws_durable_execution_sdk_python.config import (
     CompletionConfig,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import common  # noqa: F401  (credentials for the SDK client)
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
 
 
