@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from lamina.context import RequestContext
 from lamina.control import code as packages
 from lamina.control.code_links import CodeLinks, code_location
+from lamina.control.durable.model import durable_config
 from lamina.control.layers import Layers
 from lamina.engine.concurrency import Counters
 from lamina.engine.provisioned import ProvisionedState
@@ -368,14 +369,7 @@ class Functions:
             }
         if tenancy := params.get("TenancyConfig"):
             config["TenancyConfig"] = {"TenantIsolationMode": tenancy["TenantIsolationMode"]}
-        if params.get("DurableConfig") is not None:
-            durable = params["DurableConfig"]
-            config["DurableConfig"] = {
-                "ExecutionTimeout": int(durable.get("ExecutionTimeout") or 86_400),
-                "RetentionPeriodInDays": int(durable.get("RetentionPeriodInDays") or 14),
-            }
-            if durable.get("KMSKeyArn"):
-                config["DurableConfig"]["KMSKeyArn"] = durable["KMSKeyArn"]
+        config.update(durable_config(params.get("DurableConfig")))
         if "LoggingConfig" in params:
             config["LoggingConfig"] = {**config.get("LoggingConfig", {}), **params["LoggingConfig"]}
         config["LastModified"] = now_iso()

@@ -350,7 +350,8 @@
   }
 
   async function drawHistory(arn) {
-    const body = await getJson(`${API}/durable-executions/${encodeURIComponent(arn)}/history?IncludeExecutionData=true&MaxItems=1000`);
+    const body = await getJson(`${API}/durable-executions/${encodeURIComponent(arn)}/history`,
+      { IncludeExecutionData: "true", MaxItems: "1000" });
     const nodes = body.Events.map((e) => {
       const li = document.createElement("li");
       li.dataset.event = e.EventType;
@@ -371,7 +372,8 @@
     if (!state.selected) return;
     let body;
     try {
-      body = await getJson(`${API}/functions/${encodeURIComponent(state.selected)}/durable-executions?ReverseOrder=true&MaxItems=25`);
+      body = await getJson(`${API}/functions/${encodeURIComponent(state.selected)}/durable-executions`,
+        { ReverseOrder: "true", MaxItems: "25" });
     } catch (error) { body = { DurableExecutions: [] }; }
     const list = body.DurableExecutions || [];
     $("durable").hidden = list.length === 0;

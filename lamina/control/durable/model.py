@@ -62,6 +62,20 @@ DETAILS = {
 }
 
 
+def durable_config(given: dict[str, Any] | None) -> dict[str, Any]:
+    """{"DurableConfig": ...} as a function's configuration shows the one it was given
+    (defaults filled in), or nothing when none was given."""
+    if given is None:
+        return {}
+    config: dict[str, Any] = {
+        "ExecutionTimeout": int(given.get("ExecutionTimeout") or DEFAULT_TIMEOUT),
+        "RetentionPeriodInDays": int(given.get("RetentionPeriodInDays") or DEFAULT_RETENTION),
+    }
+    if given.get("KMSKeyArn"):
+        config["KMSKeyArn"] = given["KMSKeyArn"]
+    return {"DurableConfig": config}
+
+
 def new_token() -> str:
     return base64.b64encode(secrets.token_bytes(24)).decode()
 
