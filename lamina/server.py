@@ -261,7 +261,7 @@ class Lamina:
         self.gateway.mount(service("apigatewayv2"), ApiGatewayV2(self.api_store))
         self.gateway.front = FrontDoor(
             UrlRequests(
-                self.urls, self.http_invoker, Verified(self.authenticator, self.policies), clock
+                self.urls, self.http_invoker, Verified(self.authenticator), clock
             ),
             self.api_requests,
         )

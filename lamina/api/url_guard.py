@@ -21,7 +21,6 @@ from typing import Any
 
 from lamina import iam
 from lamina.api.auth import Authenticator, AuthFailure
-from lamina.control.policies import Policies
 from lamina.control.url_access import grant_command, iam_authorizer
 from lamina.control.url_requests import Denied
 from lamina.store.urls import UrlConfig
@@ -33,11 +32,15 @@ ACTIONS = ("lambda:InvokeFunctionUrl", "lambda:InvokeFunction")
 
 
 class Verified:
-    def __init__(self, authenticator: Authenticator, policies: Policies) -> None:
+    def __init__(self, authenticator: Authenticator) -> None:
         self.authenticator = authenticator
-        self.policies = policies
+        # Decisions by (URL, auth type, caller, policy revision): a policy's RevisionId
+        # changes with every statement added or removed.
+        self._decided: dict[tuple[str, str, str, str], list[str]] = {}
 
-    def admit(self, config: UrlConfig, request: WebRequest) -> dict[str, Any] | None:
+    def admit(
+        self, config: UrlConfig, request: WebRequest, record: dict[str, Any]
+    ) -> dict[str, Any] | None:
         authorizer = None
         caller, principal = ANONYMOUS, "*"
         if config.auth_type == "AWS_IAM":
@@ -51,9 +54,15 @@ class Verified:
             "lambda:invokedviafunctionurl": "true",
         }
         qualifier = config.qualifier or None
-        policy = self.policies.policy(config.key, qualifier)  # read once for both actions
+        policy = record.get("policies", {}).get(qualifier or "")
         resource = f"{config.key.arn}:{qualifier}" if qualifier else config.key.arn
-        missing = [a for a in ACTIONS if not iam.allows(policy, caller, a, resource, context)]
+        key = (config.url_id, config.auth_type, caller.arn, (policy or {}).get("RevisionId", ""))
+        missing = self._decided.get(key)
+        if missing is None:
+            missing = [a for a in ACTIONS if not iam.allows(policy, caller, a, resource, context)]
+            if len(self._decided) > 4096:
+                self._decided.clear()
+            self._decided[key] = missing
         if missing:
             raise Denied(
                 f"the resource policy of {resource} lets "

@@ -59,7 +59,8 @@ class HttpInvoker:
         self.streamed = streamed
         self.access = access
 
-    def _target(self, ref: FunctionRef) -> Target | None:
+    def target(self, ref: FunctionRef) -> Target | None:
+        """The version an invocation of `ref` runs (an alias's weights decide), or None."""
         try:
             target = self.functions.target(ref)
             if target.alias is not None:
@@ -77,8 +78,10 @@ class HttpInvoker:
         trace_header: str,
         *,
         stream: bool = False,
+        target: Target | None = None,
     ) -> Outcome:
-        target = self._target(ref)
+        """One invocation; `target`: the version, when the caller resolved it already."""
+        target = target or self.target(ref)
         if target is None:
             return Outcome(Result.MISSING)
         sink = ResponseStream() if stream else None
@@ -119,7 +122,7 @@ class HttpInvoker:
         trace_header: str,
     ) -> Outcome:
         ref = self.functions_ref(function_arn)
-        if ref is None or self._target(ref) is None:
+        if ref is None or self.target(ref) is None:
             return Outcome(Result.MISSING)
         if self.access is not None and not self.access.service_may_invoke(
             ref, service, source_arn, source_account

@@ -92,11 +92,6 @@ class Policies:
         caller = iam.Caller(ctx.account, ctx.principal or f"arn:aws:iam::{ctx.account}:root")
         return iam.allows(policy, caller, action, resource, context)
 
-    def policy(self, key: FunctionKey, qualifier: str | None) -> dict[str, Any] | None:
-        """The policy document of the function, or of its version or alias `qualifier`."""
-        record = self.functions.store.get_function(key)
-        return record.get("policies", {}).get(qualifier or "") if record is not None else None
-
     def service_may_invoke(
         self, ref: FunctionRef, service: str, source_arn: str, source_account: str
     ) -> bool:

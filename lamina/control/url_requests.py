@@ -17,7 +17,7 @@ import uuid
 from typing import Any, Protocol
 
 from lamina.clock import Clock
-from lamina.control.functions import FunctionRef
+from lamina.control.functions import FunctionRef, Target
 from lamina.control.http_invoke import HttpInvoker
 from lamina.control.urls import FunctionUrls, url_host
 from lamina.store.urls import UrlConfig
@@ -51,9 +51,11 @@ class Denied(Exception):
 
 
 class UrlGuard(Protocol):
-    def admit(self, config: UrlConfig, request: WebRequest) -> dict[str, Any] | None:
+    def admit(
+        self, config: UrlConfig, request: WebRequest, record: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """The event's `requestContext.authorizer` (AWS_IAM: the caller's identity; None
-        for NONE), or raise Denied."""
+        for NONE), or raise Denied. `record`: the function's (its policies)."""
         ...
 
 
@@ -99,12 +101,16 @@ class UrlRequests:
         rules = cors.CorsRules.of(config.cors)
         if rules is not None and cors.is_preflight(request):
             return cors.preflight(rules, request)
+        ref = FunctionRef(config.key, config.qualifier or None)
+        target = self.invoker.target(ref)  # the one read of the function's record
         try:
-            authorizer = self.guard.admit(config, request)
+            if target is None:
+                raise Denied("its function (or alias) is gone")
+            authorizer = self.guard.admit(config, request, target.record)
         except Denied as denied:
             log.warning("function URL %s (%s): %s", config.url_id, config.key.arn, denied)
             return forbidden()
-        response = await self._invoke(config, request, raw_path, request_id, authorizer)
+        response = await self._invoke(config, request, raw_path, request_id, authorizer, target)
         if rules is not None:
             cors.decorate(rules, request, response)
         response.headers.append(("x-amzn-RequestId", request_id))
@@ -117,6 +123,7 @@ class UrlRequests:
         raw_path: str,
         request_id: str,
         authorizer: dict[str, Any] | None,
+        target: Target,
     ) -> WebResponse:
         now = self.clock.wall()
         trace = request.header("x-amzn-trace-id") or new_trace_header(now)
@@ -135,7 +142,9 @@ class UrlRequests:
             return json_answer(413, TOO_LARGE)
         ref = FunctionRef(config.key, config.qualifier or None)
         streaming = config.invoke_mode == "RESPONSE_STREAM"
-        outcome = await self.invoker.run(ref, payload, request_id, trace, stream=streaming)
+        outcome = await self.invoker.run(
+            ref, payload, request_id, trace, stream=streaming, target=target
+        )
         try:
             if outcome.result is not Result.OK:
                 response = error_answer(outcome)
