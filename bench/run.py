@@ -989,6 +989,14 @@ def bench_durable() -> None:
         server.stop()
 
 
+def bench_sizes() -> None:
+    """Figures at size (bench/sizes.py): 10,000 functions, 1,000 warm environments,
+    100,000 queued events and 1,000,000 SQS messages."""
+    import sizes  # bench/sizes.py, beside this file
+
+    sizes.run(sys.modules[__name__])
+
+
 BENCHES: dict[str, Callable[[], None]] = {
     "warm": bench_warm,
     "cold": bench_cold,
@@ -1001,6 +1009,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "walls": bench_walls,
     "auth": bench_auth,
     "durable": bench_durable,
+    "sizes": bench_sizes,
 }
 
 

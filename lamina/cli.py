@@ -77,6 +77,25 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         "segments to (AWS_XRAY_DAEMON_ADDRESS; default 2000; 0 picks a free one)",
     )
     serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=int(env_default("MAX_CONNECTIONS", "0")),
+        help="client connections served at once; more are answered 503 at once (default: "
+        "as many as the descriptor limit, raised to its hard limit, allows, at most 10,000)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=float(env_default("HEADER_TIMEOUT", "10")),
+        help="seconds a request's headers may take to arrive (then 408; default 10)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=float(env_default("BODY_TIMEOUT", "30")),
+        help="longest pause, in seconds, inside a request body (then closed; default 30)",
+    )
+    serve.add_argument(
         "--isolation",
         choices=("auto", "namespaces", "process", "none"),
         default=env_default("ISOLATION", "auto"),
@@ -291,6 +310,8 @@ def _exit_when_signalled(signum: int, frame: object) -> None:
 def _limits_problem(args: argparse.Namespace) -> str:
     if args.account_concurrency < 1:
         return "--account-concurrency must be at least 1"
+    if args.max_connections < 0 or args.header_timeout <= 0 or args.body_timeout <= 0:
+        return "--max-connections must not be negative, the timeouts must be positive"
     if not 0 <= args.unreserved_floor <= args.account_concurrency:
         return "--unreserved-floor must be between 0 and --account-concurrency"
     if args.burst < 1 or args.burst_window <= 0:
@@ -348,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(problem)
         from lamina.server import run
 
-        # uvicorn shuts down gracefully on SIGTERM / SIGINT, then raises the signal again
-        # under the handler that was there before it: exit 0 then, not death by signal.
+        # The server handles SIGTERM / SIGINT itself once it runs (a graceful stop, exit 0);
+        # before that, one arriving during the start exits 0 too, not death by signal.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _exit_when_signalled)
         run(
@@ -379,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
                 regions=_regions(args.regions),
                 max_account_concurrency=args.max_account_concurrency,
                 credential_lifetime=args.credential_lifetime,
+                max_connections=args.max_connections,
+                header_timeout=args.header_timeout,
+                body_timeout=args.body_timeout,
             )
         )
         return 0

@@ -37,6 +37,9 @@ class Settings:
     regions: tuple[str, ...] = ()  # regions served; empty = every region AWS has
     max_account_concurrency: int = 10_000  # quota increases up to this are approved at once
     credential_lifetime: float = 21_600.0  # seconds an environment's credentials are valid
+    max_connections: int = 0  # client connections at once; 0 = what the descriptors allow
+    header_timeout: float = 10.0  # seconds a request's headers may take to arrive
+    body_timeout: float = 30.0  # longest silence inside a request body
 
 
 def is_loopback(host: str) -> bool:

@@ -16,15 +16,13 @@ The AWS APIs over them (cloudwatch, logs, xray) are services (lamina/services/).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from lamina.api.app import Gateway
 from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.config import Settings, auth_mode
 from lamina.console import ConsolePages
-from lamina.console.live import LiveView
+from lamina.console.live import Catalogue, LiveView
 from lamina.console.plans import PlanPages
 from lamina.engine.concurrency import Counters
 from lamina.engine.telemetry import Telemetry
@@ -42,7 +40,7 @@ class Observability:
         settings: Settings,
         logs: LogStore,
         counters: Counters,
-        list_functions: Callable[[str, str], list[dict[str, Any]]],
+        catalogue: Catalogue,
     ) -> None:
         self.metrics = Metrics()
         self.traces = TraceStore()
@@ -55,7 +53,7 @@ class Observability:
         self.sampler = Sampler(self.metrics, counters.sample)
         self.daemon = XRayDaemon(self.traces, "127.0.0.1", settings.xray_port)
         self.prometheus = PrometheusView(self.metrics)
-        self.live = LiveView(list_functions, self.metrics, logs, self.traces)
+        self.live = LiveView(catalogue, self.metrics, logs, self.traces)
         # With auth on, plans of the server's traffic (every account's) are not served: a
         # plan is made from an account's own trace export (`lamina trace export`).
         self.plans_served = auth_mode(settings) == "off"

@@ -1,4 +1,4 @@
-"""Assembles Lamina: store, engine, control plane and the HTTP gateway, under uvicorn."""
+"""Assembles Lamina: store, engine, control plane and the HTTP gateway, and serves it."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import gc
 import json
 import logging
 import re
+import shutil
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import uvicorn
+import uvloop
 
+from lamina.api import http
 from lamina.api.app import Gateway
 from lamina.api.auth import Authenticator, known_regions
 from lamina.api.front import FrontDoor
@@ -138,7 +141,7 @@ class Lamina:
                 rate_per_unit=settings.request_rate,
             )
         )
-        self.observability = Observability(settings, self.logs, counters, self.store.list_functions)
+        self.observability = Observability(settings, self.logs, counters, self.store)
         self.metrics = self.observability.metrics
 
         # Accounts: their keys and limits (lamina accounts writes the same database), the
@@ -299,6 +302,7 @@ class Lamina:
         self.events.close()
         await self.api_requests.close()
         await self.invocations.streamed.close()
+        await self.functions.close()
         await self.engine.close()
         await self.launcher.close()  # after the environments it started are gone
         self.isolation.close()  # their cgroups went with them; now the server's own
@@ -364,7 +368,13 @@ class Lamina:
         name = request.path.rsplit("/", 1)[-1]
         region = request.query.get("region", [DEFAULT_REGION])[0]
         key = FunctionKey(request.account or DEFAULT_ACCOUNT, region, name)
-        after = int(request.query.get("after", ["0"])[0] or 0)
+        text = request.query.get("after", ["0"])[0] or "0"
+        if not text.isdigit():
+            message = {"message": f"after must be a line number, not {text[:64]!r}"}
+            return HttpResponse(
+                400, json.dumps(message).encode(), {"Content-Type": "application/json"}
+            )
+        after = int(text)
         if request.query.get("follow", ["0"])[0] in ("1", "true"):
             return self._follow(key, after)
         lines = self.logs.read(key, after)
@@ -394,28 +404,50 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    descriptors = http.raise_descriptor_limit()  # each connection and environment takes some
     try:
         lamina = Lamina(settings)
     except isolation.IsolationUnavailable as exc:
         log.error("%s (lamina doctor explains)", exc)
         raise SystemExit(2) from exc
     lamina.gateway.on_startup.append(_settle_heap)  # last: everything is loaded by then
-    config = uvicorn.Config(
-        lamina.gateway,
-        host=settings.host,
-        port=settings.port,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,  # no proxy in front: skip its middleware on every request
-        timeout_graceful_shutdown=5,
+    ceiling = http.connection_ceiling(descriptors)
+    limits = http.Limits(
+        max_connections=min(settings.max_connections or ceiling, ceiling),
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
     )
+    uvloop.run(_serve(lamina, settings, limits))
+
+
+async def _serve(lamina: Lamina, settings: Settings, limits: http.Limits) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    spool = Path(settings.data_dir).resolve() / "spool"  # large request bodies as they arrive
+    shutil.rmtree(spool, ignore_errors=True)
+    spool.mkdir(parents=True, exist_ok=True)
+    server = http.HttpServer(lamina.gateway.handle, limits, str(spool))
+    try:
+        await lamina.gateway.startup()
+    except Exception:
+        log.exception("startup failed")
+        await lamina.gateway.shutdown()
+        raise SystemExit(3) from None
+    try:
+        await server.start(settings.host, settings.port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+        await lamina.gateway.shutdown()
+        raise SystemExit(1) from exc
     log.info(
-        "Lamina listening on http://%s:%d (data in %s; environments: %s)",
+        "Lamina listening on http://%s:%d (data in %s; environments: %s; at most %d connections)",
         settings.host,
         settings.port,
         settings.data_dir,
         "forked from a fork server" if settings.fork_server else "plain processes",
+        limits.max_connections,
     )
     log.info("%s", lamina.isolation.describe())
     log.info("auth: %s (%s)", lamina.auth_mode, "SigV4 verified" if lamina.auth_mode == "on"
@@ -425,4 +457,9 @@ def run(settings: Settings) -> None:
             "auth is off on %s, a non-loopback address: anyone who reaches it can do anything",
             settings.host,
         )
-    uvicorn.Server(config).run()
+    await stop.wait()
+    log.info("stopping")
+    await server.stop()  # requests in flight get a few seconds
+    await lamina.gateway.shutdown()  # environments stop: invocations still running end
+    await server.drain(2.0)  # and are answered
+    await server.close()

@@ -1,4 +1,4 @@
-"""The ASGI application: one endpoint for every service, routed by the service models.
+"""The gateway: one endpoint for every service, routed by the service models.
 
 HTTP stays here. A request is matched to a service and operation, parsed and validated
 against the model, handed to the operation as plain values, and the result or error is
@@ -14,26 +14,24 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from lamina.api import eventstream
 from lamina.api.auth import Authenticator, AuthFailure, Caller, auth_error, signing_name
+from lamina.api.bindings import Endpoint, endpoint
 from lamina.api.front import Claim, FrontDoor
+from lamina.api.http import Body, Disconnected
 from lamina.api.protocols import PROTOCOLS, WireProtocol
 from lamina.api.spec import Service
-from lamina.api.validate import validate
 from lamina.api.wire import HttpRequest, HttpResponse, StreamingResponse, current_request_id
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION
 from lamina.context import EventStreamResult, RequestContext
-from lamina.errors import AwsError, not_implemented
+from lamina.errors import AwsError, not_implemented, validation_error
 from lamina.observe.traces import incoming_header
 from lamina.web.request import PAYLOAD_LIMIT, WebRequest, WebResponse
 
 log = logging.getLogger("lamina.api")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Response = HttpResponse | StreamingResponse | WebResponse | AsyncIterator[bytes]
 Streamer = Callable[[HttpRequest], Awaitable[HttpResponse | AsyncIterator[bytes]]]
 
 CREDENTIAL_REGION = re.compile(r"Credential=[^/]*/[^/]*/([^/]+)/")
@@ -45,6 +43,9 @@ BODY_LIMITS: dict[str, tuple[int, str]] = {
     "UpdateFunctionCode": (70_167_211, "RequestEntityTooLargeException"),
 }
 OPERATION_LABELS = {"Invoke": "InvokeFunction"}
+LARGE_BODY = 8 * 1024 * 1024  # bodies past this are parsed one at a time, off the loop
+INVOKE_PREFIX = "/2015-03-31/functions/"
+INVOKE_SUFFIX = "/invocations"
 
 
 def new_request_id() -> str:
@@ -71,6 +72,9 @@ class Gateway:
         # account, the region from the credential scope).
         self.authenticator = authenticator
         self.mounted: list[Mounted] = []
+        self.endpoints: dict[tuple[int, int, str], Endpoint] = {}
+        self.invoke: Endpoint | None = None  # the direct route's
+        self._large = asyncio.Semaphore(1)
         self.internal: dict[str, Streamer] = {}
         self.public: set[str] = set()  # internal prefixes that check their callers themselves
         self.pages: dict[str, Streamer] = {}
@@ -82,7 +86,12 @@ class Gateway:
     def mount(self, service: Service, provider: object) -> None:
         names = service.model.metadata.get("protocols") or [service.protocol]
         protocols = tuple(PROTOCOLS[name] for name in names if name in PROTOCOLS)
-        self.mounted.append(Mounted(service, provider, protocols, signing_name(service)))
+        mounted = Mounted(service, provider, protocols, signing_name(service))
+        self.mounted.append(mounted)
+        if service.name == "lambda" and self.invoke is None:
+            self.invoke = self._endpoint(
+                mounted, PROTOCOLS["rest-json"], service.model.operation_model("Invoke")
+            )
 
     def mount_internal(self, prefix: str, handler: Streamer, public: bool = False) -> None:
         """Serve Lamina's own endpoint `/_lamina/<prefix>/...`: to a caller verified as
@@ -99,86 +108,62 @@ class Gateway:
         if public:
             self.public_pages.add(prefix)
 
-    # ASGI -----------------------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        path = raw_path.decode("latin-1").split("?", 1)[0]
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    # HTTP (lamina/api/http.py) ----------------------------------------------------------
+    async def handle(self, request: HttpRequest, body: Body) -> Response:
+        path = request.path
         if self.front is not None:
-            claim = self.front.claim(headers.get("host", ""), path)
+            claim = self.front.claim(request.headers.get("host", ""), path)
             if claim is not None:
-                await _send(send, receive, await self._front(self.front, claim, scope, receive))
-                return
-        raw_query = scope.get("query_string", b"").decode("latin-1")
-        request = HttpRequest(scope["method"], path, query, headers, raw_query=raw_query)
-        response: HttpResponse | StreamingResponse | WebResponse | AsyncIterator[bytes]
+                return await self._front(self.front, claim, request, body)
         if path.startswith("/_lamina/"):
-            response = await self._internal(request, receive)
-        elif request.method in ("GET", "HEAD") and (page := self._page(path)) is not None:
-            await _read_body(receive, 0)
+            return await self._internal(request, body)
+        if request.method in ("GET", "HEAD") and (page := self._page(path)) is not None:
+            await body.read(0)
             prefix = path.split("/", 2)[1]
-            refused = None
             if self.authenticator is not None and prefix not in self.public_pages:
                 refused = self._internal_caller(request)
-            response = refused or await page(request)
-        else:
-            response = await self._service(request, scope, receive)
-        await _send(send, receive, response)
+                if refused is not None:
+                    return refused
+            return await page(request)
+        return await self._service(request, body)
+
+    async def startup(self) -> None:
+        for hook in self.on_startup:
+            await hook()
+
+    async def shutdown(self) -> None:
+        for hook in self.on_shutdown:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
 
     @staticmethod
-    async def _front(front: FrontDoor, claim: Claim, scope: Scope, receive: Receive) -> WebResponse:
+    async def _front(
+        front: FrontDoor, claim: Claim, request: HttpRequest, reader: Body
+    ) -> WebResponse:
         """A request to a function URL or an HTTP API, as its handler sees it."""
-        body, complete = await _read_body(receive, PAYLOAD_LIMIT)
+        body, complete = await reader.read(PAYLOAD_LIMIT)
         if not complete:
             return claim.handler.too_large()
-        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        client = scope.get("client") or ("", 0)
-        server = scope.get("server") or ("", 0)
-        request = WebRequest(
-            scope["method"],
-            raw_path.split("?", 1)[0],
-            scope.get("query_string", b"").decode("latin-1"),
-            [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]],
+        web = WebRequest(
+            request.method,
+            request.path,
+            request.raw_query,
+            [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.raw_headers],
             body,
-            str(client[0]),
-            scope.get("scheme", "http"),
-            scope.get("http_version", "1.1"),
-            int(server[1] or 0),
+            request.client,
+            "http",
+            request.http_version,
+            int(request.local.rsplit(":", 1)[-1] or 0) if request.local else 0,
         )
-        return await front.serve(claim, request)
+        return await front.serve(claim, web)
 
     def _page(self, path: str) -> Streamer | None:
         return self.pages.get(path.split("/", 2)[1]) if self.pages else None
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    for hook in self.on_startup:
-                        await hook()
-                except Exception as exc:
-                    log.exception("startup failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                for hook in self.on_shutdown:
-                    try:
-                        await hook()
-                    except Exception:
-                        log.exception("shutdown hook failed")
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
     async def _internal(
-        self, request: HttpRequest, receive: Receive
+        self, request: HttpRequest, body: Body
     ) -> HttpResponse | AsyncIterator[bytes]:
         prefix = request.path[len("/_lamina/") :].split("/", 1)[0]
         handler = self.internal.get(prefix)
@@ -186,7 +171,7 @@ class Gateway:
             return HttpResponse(
                 404, b'{"message":"Not found"}', {"Content-Type": "application/json"}
             )
-        request.body = (await _read_body(receive, DEFAULT_BODY_LIMIT))[0]
+        request.body = (await body.read(DEFAULT_BODY_LIMIT))[0]
         if self.authenticator is not None and prefix not in self.public:
             refused = self._internal_caller(request)
             if refused is not None:
@@ -228,82 +213,139 @@ class Gateway:
             request.account = asked or caller.account
         return None
 
-    async def _service(
-        self, request: HttpRequest, scope: Scope, receive: Receive
-    ) -> HttpResponse | StreamingResponse:
+    async def _service(self, request: HttpRequest, body: Body) -> HttpResponse | StreamingResponse:
         request_id = new_request_id()
         current_request_id.set(request_id)
         trace_header = request.headers.get("x-amzn-trace-id")
         if trace_header is not None:
             incoming_header.set(trace_header)  # an invocation continues the caller's trace
-        response = await self._answer(request, scope, receive, request_id)
+        response = await self._answer(request, body, request_id)
         response.headers["x-amzn-RequestId"] = request_id
         return response
 
     async def _answer(
-        self, request: HttpRequest, scope: Scope, receive: Receive, request_id: str
+        self, request: HttpRequest, reader: Body, request_id: str
     ) -> HttpResponse | StreamingResponse:
         prefetched = None
         if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             # The query protocol names its operation in the body: read it before routing.
-            prefetched = await _read_body(receive, DEFAULT_BODY_LIMIT)
+            prefetched = await reader.read(DEFAULT_BODY_LIMIT)
             request.body = prefetched[0]
-        found = self._route(request)
+        found = self._direct(request) or self._route(request)
         if found is None:
             if prefetched is None:
-                await _read_body(receive, 0)
+                await reader.read(0)
             error = AwsError(
                 "UnknownOperationException",
                 f"No operation matches {request.method} {request.path}",
                 404,
             )
             return PROTOCOLS["rest-json"].serialize_error(self.mounted[0].service, error)
-        mounted, protocol, operation, match = found
+        endpoint, match = found
+        if prefetched is None and endpoint.limit > LARGE_BODY and _maybe_large(request):
+            # One large body at a time is read into memory and parsed (off the loop): eight
+            # uploads of 70 MB cost what one does, and the loop keeps answering others.
+            async with self._large:
+                return await self._call(endpoint, match, request, reader, None, request_id, True)
+        return await self._call(endpoint, match, request, reader, prefetched, request_id, False)
+
+    async def _call(
+        self,
+        endpoint: Endpoint,
+        match: Any,
+        request: HttpRequest,
+        reader: Body,
+        prefetched: tuple[bytes, bool] | None,
+        request_id: str,
+        large: bool,
+    ) -> HttpResponse | StreamingResponse:
         try:
-            limit, code = BODY_LIMITS.get(
-                operation.name, (DEFAULT_BODY_LIMIT, "RequestTooLargeException")
-            )
+            limit = endpoint.limit
             if prefetched is not None:
                 body, complete = prefetched[0], prefetched[1] and len(prefetched[0]) <= limit
             else:
-                body, complete = await _read_body(receive, limit)
+                body, complete = await reader.read(limit)
             if not complete:
-                label = OPERATION_LABELS.get(operation.name, operation.name)
                 raise AwsError(
-                    code,
-                    f"Request must be smaller than {limit} bytes for the {label} operation",
+                    endpoint.limit_code,
+                    f"Request must be smaller than {limit} bytes for the {endpoint.label} "
+                    "operation",
                     413,
                 )
             request.body = body
-            caller = self._caller(mounted, request)
-            handler = getattr(mounted.provider, operation.name, None)
+            caller = self._caller(endpoint, request)
+            handler = endpoint.handler
             if handler is None:
-                raise not_implemented(mounted.service.model.service_id.hyphenize(), operation.name)
-            params = protocol.parse(mounted.service, operation, match, request)
-            if operation.input_shape is not None:
-                validate(operation.input_shape, params, mounted.service.extra_constraints)
-            context = self._context(request, scope, request_id, caller)
+                service_id = endpoint.service.model.service_id.hyphenize()
+                raise not_implemented(service_id, endpoint.operation.name)
+            if large:
+                params = await asyncio.to_thread(endpoint.parse, match, request)
+                request.body = body = b""
+            else:
+                params = endpoint.parse(match, request)
+            if endpoint.check is not None:
+                problems: list[str] = []
+                endpoint.check(params, "", problems)
+                if problems:
+                    raise validation_error(problems)
+            context = self._context(request, request_id, caller)
             result = await handler(context, params)
             if isinstance(result, EventStreamResult):
-                return _event_stream(protocol.serialize(mounted.service, operation, result.fields),
-                                     operation, result)  # fmt: skip
-            return protocol.serialize(mounted.service, operation, result or {})
+                return _event_stream(endpoint.serialize(result.fields), endpoint.operation, result)
+            return endpoint.serialize(result or {})
         except AwsError as error:
-            return protocol.serialize_error(mounted.service, error)
+            return endpoint.protocol.serialize_error(endpoint.service, error)
+        except Disconnected:
+            raise
         except Exception:
-            log.exception("%s failed", operation.name)
+            log.exception("%s failed", endpoint.operation.name)
             internal = AwsError("ServiceException", "An internal error occurred in Lamina.", 500)
-            return protocol.serialize_error(mounted.service, internal)
+            return endpoint.protocol.serialize_error(endpoint.service, internal)
 
-    def _route(self, request: HttpRequest) -> tuple[Mounted, WireProtocol, Any, Any] | None:
+    def _direct(self, request: HttpRequest) -> tuple[Endpoint, Any] | None:
+        """Invoke, the hot path, found without trying every route: the same operation and
+        labels the model's route gives (POST /2015-03-31/functions/{FunctionName}/invocations)."""
+        path = request.path
+        if (
+            request.method == "POST"
+            and path.startswith(INVOKE_PREFIX)
+            and path.endswith(INVOKE_SUFFIX)
+            and self.invoke is not None
+        ):
+            name = path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)]
+            if name and "/" not in name:
+                return self.invoke, {"FunctionName": name}
+        return None
+
+    def _route(self, request: HttpRequest) -> tuple[Endpoint, Any] | None:
         for mounted in self.mounted:
             for protocol in mounted.protocols:
                 found = protocol.route(mounted.service, request)
                 if found is not None:
-                    return mounted, protocol, found[0], found[1]
+                    return self._endpoint(mounted, protocol, found[0]), found[1]
         return None
 
-    def _caller(self, mounted: Mounted, request: HttpRequest) -> Caller | None:
+    def _endpoint(self, mounted: Mounted, protocol: WireProtocol, operation: Any) -> Endpoint:
+        key = (id(mounted), id(protocol), operation.name)
+        found = self.endpoints.get(key)
+        if found is None:
+            limit = BODY_LIMITS.get(
+                operation.name, (DEFAULT_BODY_LIMIT, "RequestTooLargeException")
+            )
+            label = OPERATION_LABELS.get(operation.name, operation.name)
+            found = endpoint(
+                mounted.service,
+                protocol,
+                operation,
+                mounted.provider,
+                limit,
+                label,
+                mounted.signing_name,
+            )
+            self.endpoints[key] = found
+        return found
+
+    def _caller(self, endpoint: Endpoint, request: HttpRequest) -> Caller | None:
         """The verified (or, with auth off, named) caller; an AWS error of the service's
         own family when the request is not let in."""
         if self.authenticator is None:
@@ -315,28 +357,23 @@ class Gateway:
                 request.raw_query,
                 request.headers,
                 request.body,
-                mounted.signing_name,
+                endpoint.signing_name,
             )
         except AuthFailure as failure:
-            raise auth_error(mounted.service, failure) from None
+            raise auth_error(endpoint.service, failure) from None
 
     @staticmethod
-    def _context(
-        request: HttpRequest, scope: Scope, request_id: str, caller: Caller | None
-    ) -> RequestContext:
-        scheme = scope.get("scheme", "http")
-        host = request.headers.get("host") or "{}:{}".format(
-            *scope.get("server", ("127.0.0.1", 80))
-        )
+    def _context(request: HttpRequest, request_id: str, caller: Caller | None) -> RequestContext:
+        host = request.headers.get("host") or request.local
         if caller is not None:
             return RequestContext(
-                caller.account, caller.region, request_id, f"{scheme}://{host}", caller.principal
+                caller.account, caller.region, request_id, f"http://{host}", caller.principal
             )
         region = DEFAULT_REGION
         found = CREDENTIAL_REGION.search(request.headers.get("authorization", ""))
         if found:
             region = found.group(1)
-        return RequestContext(DEFAULT_ACCOUNT, region, request_id, f"{scheme}://{host}")
+        return RequestContext(DEFAULT_ACCOUNT, region, request_id, f"http://{host}")
 
 
 def _event_stream(
@@ -355,71 +392,8 @@ def _event_stream(
     return StreamingResponse(head.status, headers, encoded())
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """Read the whole body, keeping at most `limit` bytes; False if it was longer."""
-    chunks: list[bytes] = []
-    size = 0
-    complete = True
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            complete = False
-            chunks.clear()
-        elif complete:
-            chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks), complete
-
-
-async def _send(
-    send: Send,
-    receive: Receive,
-    response: HttpResponse | StreamingResponse | WebResponse | AsyncIterator[bytes],
-) -> None:
-    pairs: list[tuple[str, str]]
-    body: bytes | AsyncIterator[bytes]
-    if isinstance(response, WebResponse):
-        status, pairs, body = response.status, response.headers, response.body
-    elif isinstance(response, HttpResponse | StreamingResponse):
-        status, pairs, body = response.status, list(response.headers.items()), response.body
-    else:
-        status, pairs, body = 200, [("content-type", "text/plain; charset=utf-8")], response
-    head = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
-    if isinstance(body, bytes):
-        if not any(k.lower() == "content-length" for k, _ in pairs):
-            head.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": head})
-        await send({"type": "http.response.body", "body": body})
-        return
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    # A followed stream may wait for ever: stop when the client goes away.
-    disconnected = asyncio.ensure_future(_disconnect(receive))
-    chunks = aiter(body)
-    try:
-        while True:
-            following = asyncio.ensure_future(anext(chunks))
-            await asyncio.wait({following, disconnected}, return_when=asyncio.FIRST_COMPLETED)
-            if not following.done():
-                following.cancel()
-                return
-            try:
-                chunk = following.result()
-            except StopAsyncIteration:
-                break
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    finally:
-        disconnected.cancel()
-        close = getattr(chunks, "aclose", None)
-        if close is not None:
-            await close()
-
-
-async def _disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+def _maybe_large(request: HttpRequest) -> bool:
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        return "chunked" in request.headers.get("transfer-encoding", "")
+    return int(length) > LARGE_BODY

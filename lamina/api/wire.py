@@ -25,6 +25,10 @@ class HttpRequest:
     # default), and whether a signature proved it (auth on) or it was only named.
     account: str = ""
     verified: bool = False
+    local: str = ""  # host:port the connection reached, when the client sent no Host
+    raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # as sent, repeats kept
+    client: str = ""  # the peer's address
+    http_version: str = "1.1"
 
 
 @dataclass

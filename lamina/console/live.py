@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION
@@ -22,7 +22,19 @@ WINDOW = 60  # seconds the table's totals cover
 RECENT = 5  # complete seconds the rates (per second) cover
 JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
-FunctionLister = Callable[[str, str], list[dict[str, Any]]]  # (account, region) → records
+SHOWN = 100  # functions listed at most: those active in the last minute first, then by name
+
+
+class Catalogue(Protocol):
+    """What the live view reads of the function store: no scan of every function."""
+
+    def list_functions(
+        self, account: str, region: str, after: str = "", limit: int = -1
+    ) -> list[dict[str, Any]]: ...
+
+    def function_view(self, key: FunctionKey) -> dict[str, Any] | None: ...
+
+    def usage(self, account: str, region: str) -> tuple[int, int]: ...
 
 
 def _series(buckets: list[Second], start: int, end: int) -> dict[str, list[float]]:
@@ -78,13 +90,13 @@ def _totals(buckets: list[Second], upto: int | None = None) -> dict[str, Any]:
 class LiveView:
     def __init__(
         self,
-        list_functions: FunctionLister,
+        catalogue: Catalogue,
         metrics: Metrics,
         logs: LogStore,
         traces: TraceStore,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.list_functions = list_functions
+        self.catalogue = catalogue
         self.metrics = metrics
         self.logs = logs
         self.traces = traces
@@ -120,7 +132,7 @@ class LiveView:
             entry["received"] += events.received
             entry["dropped"] += events.dropped
         functions = []
-        for record in self.list_functions(account, region):
+        for record in self._shown(account, region, function, live, end):
             config = record["config"]
             name = config["FunctionName"]
             figures = gauges.functions.get(name) if gauges is not None else None
@@ -172,11 +184,37 @@ class LiveView:
                 "recent": _totals(live[""].since(end - RECENT) if "" in live else [], end - 1),
             },
             "recent_seconds": RECENT,
+            "function_count": self.catalogue.usage(account, region)[0],
             "functions": functions,
             "selected": selected,
             "limits": limits,
             "series": _series(buckets, end - seconds + 1, end),
         }
+
+    def _shown(
+        self, account: str, region: str, selected: str, live: dict[str, Any], end: int
+    ) -> list[dict[str, Any]]:
+        """The records of at most SHOWN functions, by name: the selected one, those that ran
+        in the last minute, then the first by name. Costs what it shows, not what exists."""
+        names = [selected] if selected else []
+        names += [
+            name
+            for name, series in live.items()
+            if name and series.seconds and series.seconds[-1].t > end - WINDOW
+        ]
+        records: dict[str, dict[str, Any]] = {}
+        for name in names:
+            if len(records) >= SHOWN:
+                break
+            record = self.catalogue.function_view(FunctionKey(account, region, name))
+            if record is not None:
+                records[name] = record
+        if len(records) < SHOWN:
+            for record in self.catalogue.list_functions(account, region, limit=SHOWN):
+                if len(records) >= SHOWN:
+                    break
+                records.setdefault(record["config"]["FunctionName"], record)
+        return [records[name] for name in sorted(records)]
 
     def recent_logs(self, key: FunctionKey, query: dict[str, str]) -> dict[str, Any]:
         limit = min(int(query.get("limit", 200) or 200), 2000)

@@ -202,7 +202,7 @@ class EventInvokeConfigs:
     # The queue's questions -----------------------------------------------------------
     def _config_of(self, event: AsyncEvent) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The function record and the event-invoke config that applies to `event`."""
-        record = self.functions.store.get_function(event.key)
+        record = self.functions.store.function_view(event.key)
         if record is None:
             return None
         qualifier = event.stored.qualifier or LATEST
@@ -247,7 +247,7 @@ class EventInvokeConfigs:
         if condition != Condition.SUCCESS:
             dead_letter = (record["config"].get("DeadLetterConfig") or {}).get("TargetArn")
             if dead_letter:
-                payload = event.stored.payload.decode("utf-8", "replace")
+                payload = self.queue.store.payload_of(event.stored).decode("utf-8", "replace")
                 delivered = await self._deliver(dead_letter, payload, event.key, role)
                 if not delivered and self.recorder is not None:
                     self.recorder.dead_letter_error(event.key, qualifier)
@@ -266,7 +266,7 @@ class EventInvokeConfigs:
                 "condition": condition,
                 "approximateInvokeCount": event.invocations,
             },
-            "requestPayload": _json_or_text(event.stored.payload),
+            "requestPayload": _json_or_text(self.queue.store.payload_of(event.stored)),
         }
         if result is not None:
             context: dict[str, Any] = {
@@ -295,7 +295,7 @@ class EventInvokeConfigs:
         if found:
             region, account, name, qualifier = found.groups()
             key = FunctionKey(account, region, name)
-            if self.functions.store.get_function(key) is None:
+            if self.functions.store.function_view(key) is None:
                 log.warning("could not deliver to %s: no such function", arn)
                 return False
             await self.queue.submit(key, qualifier or "", str(uuid.uuid4()), body.encode())

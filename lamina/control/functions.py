@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import re
-import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,9 @@ from lamina.context import RequestContext
 from lamina.control import code as packages
 from lamina.control.code_links import CodeLinks, code_location
 from lamina.control.durable.model import durable_config
+from lamina.control.images import Images
 from lamina.control.layers import Layers
+from lamina.control.uploads import Uploads
 from lamina.engine.concurrency import Counters
 from lamina.engine.provisioned import ProvisionedState
 from lamina.errors import (
@@ -229,15 +230,23 @@ class Functions:
         self.links = links  # signs Code.Location links
         # Told of each deleted function (event source mappings stop polling for it).
         self.on_delete: list[Callable[[FunctionKey], None]] = []
-        self._write_lock = asyncio.Lock()  # code extraction happens off-loop; keep writes ordered
+        self.images = Images(store)
+        # Writes of one function are ordered (its code is extracted off the loop between the
+        # checks and the write); other functions' writes go on meanwhile. Code is extracted,
+        # adopted or removed under its digest's lock.
+        self.uploads = Uploads(store, layers)
 
     # Helpers ---------------------------------------------------------------------------
     def record(self, ref: FunctionRef) -> dict[str, Any]:
-        """The function's whole record; its qualifier, if any, must name something."""
-        return self.target(ref).record
+        """The function's whole record, a copy to change and write back; its qualifier, if
+        any, must name something."""
+        return self.target(ref, writable=True).record
 
-    def target(self, ref: FunctionRef) -> Target:
-        record = self.store.get_function(ref.key)
+    def target(self, ref: FunctionRef, writable: bool = False) -> Target:
+        """What `ref` names. Unless `writable`, the record is the store's shared view:
+        read it, never change it."""
+        store = self.store
+        record = store.get_function(ref.key) if writable else store.function_view(ref.key)
         if record is None:
             raise not_found(f"Function not found: {ref.key.arn}:{LATEST}")
         qualifier = ref.qualifier
@@ -286,49 +295,10 @@ class Functions:
     def image(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
         """What the engine needs to start environments of one version (`record` holds its
         "config" and "code", as a Target's view does)."""
-        config = record["config"]
-        interpreter, unavailable = "", ""
-        try:
-            interpreter = runtimes.current().find(config["Runtime"]).executable
-        except runtimes.RuntimeUnavailable as exc:
-            unavailable = str(exc)
-        layers = record["code"].get("opt")
-        return FunctionImage(
-            interpreter=interpreter,
-            unavailable=unavailable,
-            opt_dir=self.store.opt_dir(layers) if layers else None,
-            name=key.name,
-            arn=key.arn,
-            version=config["Version"],
-            region=key.region,
-            runtime=config["Runtime"],
-            handler=config["Handler"],
-            code_dir=self.store.code_dir(record["code"]["digest"]),
-            memory_mb=config["MemorySize"],
-            timeout_s=config["Timeout"],
-            ephemeral_mb=config["EphemeralStorage"]["Size"],
-            variables=dict(config.get("Environment", {}).get("Variables", {})),
-            revision=config["RevisionId"],
-            tracing=(config.get("TracingConfig") or {}).get("Mode", "PassThrough"),
-            vpc_subnets=tuple((config.get("VpcConfig") or {}).get("SubnetIds") or ()),
-            role=config.get("Role", ""),
-            log_format=(config.get("LoggingConfig") or {}).get("LogFormat", "Text"),
-            log_level=(config.get("LoggingConfig") or {}).get("ApplicationLogLevel", ""),
-        )
+        return self.images.image(key, record)
 
-    async def _package(self, blob: bytes) -> packages.Package:
-        packages.check_zipped_size(blob)
-        digest_hex, code_sha = packages.digest(blob)
-        if self.store.has_code(digest_hex):
-            unzipped = await asyncio.to_thread(_tree_size, self.store.code_dir(digest_hex))
-        else:
-            staging = self.store.staging_dir()
-            try:
-                unzipped = await asyncio.to_thread(packages.extract, blob, staging)
-                await asyncio.to_thread(self.store.put_code, digest_hex, blob, staging)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-        return packages.Package(digest_hex, code_sha, len(blob), unzipped)
+    async def close(self) -> None:
+        await self.uploads.close()
 
     def _check_configuration(self, params: dict[str, Any]) -> None:
         check_supported(params)
@@ -436,7 +406,7 @@ class Functions:
         layers = self._checked_layers(ctx, params)
         blob = zip_from(params["Code"])
         key = ref.key
-        if self.store.get_function(key) is not None:
+        if self.store.function_view(key) is not None:
             raise _exists(key)
         config: dict[str, Any] = {
             "FunctionName": key.name,
@@ -458,8 +428,8 @@ class Functions:
             "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{key.name}"},
         }
         self._apply_configuration(config, params)
-        async with self._write_lock:
-            package = await self._package(blob)
+        async with self.uploads.lock(key):
+            package = await self.uploads.package(blob)
             record: dict[str, Any] = {"config": config, "tags": dict(params.get("Tags") or {})}
             self._set_code(record, package)
             await self._set_layers(record, layers)
@@ -517,8 +487,8 @@ class Functions:
         self.record(ref)
         check_supported({"PublishTo": params.get("PublishTo")})
         blob = zip_from(params)
-        async with self._write_lock:
-            package = await self._package(blob)
+        async with self.uploads.lock(ref.key):
+            package = await self.uploads.package(blob)
             record = self.record(ref)
             self._check_revision(record, params.get("RevisionId"))
             if params.get("DryRun"):
@@ -610,7 +580,7 @@ class Functions:
     async def GetAccountSettings(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        records = self.store.list_functions(ctx.account, ctx.region)
+        count, code_size = self.store.usage(ctx.account, ctx.region)  # running totals
         counters = self.engine.counters
         counter = counters.peek(ctx.account, ctx.region)  # reading makes no state
         limit = counters.limits_of(ctx.account, ctx.region).account
@@ -625,8 +595,8 @@ class Functions:
                 ),
             },
             "AccountUsage": {
-                "TotalCodeSize": sum(r["config"]["CodeSize"] for r in records),
-                "FunctionCount": len(records),
+                "TotalCodeSize": code_size,
+                "FunctionCount": count,
             },
         }
 
@@ -644,7 +614,3 @@ def _exists(key: FunctionKey) -> AwsError:
     return AwsError(
         "ResourceConflictException", f"Function already exist: {key.name}", 409, user=True
     )
-
-
-def _tree_size(root: Any) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())

@@ -95,8 +95,8 @@ def decode_client_context(encoded: str | None) -> str | None:
         decoded = base64.b64decode(encoded, validate=True).decode()
         if not isinstance(json.loads(decoded), dict):
             raise ValueError("not an object")
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise bad_content("Client context must be a valid Base64-encoded JSON object.") from exc
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        raise bad_content("Client context must be a valid Base64-encoded JSON object.") from None
     return decoded
 
 

@@ -114,6 +114,10 @@ class Layers:
         self.links = links  # signs Content.Location links (auth on)
         self._write_lock = asyncio.Lock()
 
+    def uses_code(self, digest: str) -> bool:
+        """Whether a layer version is the zip `digest` (its code then stays)."""
+        return self.layers.uses(digest)
+
     # Naming -------------------------------------------------------------------------------
     def _name(
         self,

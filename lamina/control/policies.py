@@ -84,7 +84,7 @@ class Policies:
         action: str,
         context: dict[str, str] | None = None,
     ) -> bool:
-        record = self.functions.store.get_function(key)
+        record = self.functions.store.function_view(key)
         if record is None:
             return False
         policy = record.get("policies", {}).get(qualifier or "")
@@ -97,7 +97,7 @@ class Policies:
     ) -> bool:
         """Whether the function's policy lets an AWS service (API Gateway's integrations)
         invoke it for `source_arn` of `source_account` (http_invoke.ServiceAccess)."""
-        record = self.functions.store.get_function(ref.key)
+        record = self.functions.store.function_view(ref.key)
         if record is None:
             return False
         policy = record.get("policies", {}).get(ref.qualifier or "")

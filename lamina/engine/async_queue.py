@@ -51,7 +51,7 @@ class Condition:
     ZERO_RESERVED = "ZeroReservedConcurrency"
 
 
-@dataclass
+@dataclass(slots=True)
 class AsyncEvent:
     stored: StoredEvent
     key: FunctionKey
@@ -120,19 +120,36 @@ class AsyncQueue:
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
+        self._loader: asyncio.Task[None] | None = None
 
     # Lifecycle ------------------------------------------------------------------------
     def start(self, resolve: Resolve, finish: Finish) -> None:
         self.resolve, self.finish = resolve, finish
         self.engine.on_release.append(self._slot_freed)
-        for stored in self.store.pending():
-            self._push(
-                AsyncEvent(stored, FunctionKey(stored.account, stored.region, stored.function))
-            )
-        self._scheduler = asyncio.get_running_loop().create_task(self._schedule_forever())
+        loop = asyncio.get_running_loop()
+        self._scheduler = loop.create_task(self._schedule_forever())
+        self._loader = loop.create_task(self._load())
+
+    async def _load(self) -> None:
+        """The events a previous run left, read in batches off the loop while the server
+        already serves (and accepts new ones): a start does not wait for 100,000 of them."""
+        batches = self.store.pending()
+        try:
+            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+                for stored in batch:
+                    key = FunctionKey(stored.account, stored.region, stored.function)
+                    self._push(AsyncEvent(stored, key))
+                self._wake.set()
+        finally:
+            with contextlib.suppress(ValueError):  # still being read (cancelled): it ends
+                batches.close()
 
     async def close(self) -> None:
         """Stop at once: events not finished stay in the store and run after a restart."""
+        if self._loader is not None:
+            self._loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loader
         if self._scheduler is not None:
             self._scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -167,7 +184,9 @@ class AsyncQueue:
 
     # Scheduling -----------------------------------------------------------------------
     def _push(self, event: AsyncEvent) -> None:
-        queue = self.queues.setdefault(event.key, FunctionQueue())
+        queue = self.queues.get(event.key)
+        if queue is None:
+            queue = self.queues[event.key] = FunctionQueue()
         earliest = queue.events[0][0] if queue.events else None
         heapq.heappush(queue.events, (event.due, next(self._seq), event))
         if earliest is None or event.due < earliest:
@@ -271,7 +290,7 @@ class AsyncQueue:
                 event.key, self._age(event), event.stored.qualifier or None
             )
         request = InvokeRequest(
-            payload=event.stored.payload,
+            payload=self.store.payload_of(event.stored),
             request_id=event.stored.request_id,
             invoked_arn=delivery.invoked_arn,
             invocation_type="Event",

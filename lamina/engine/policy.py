@@ -73,6 +73,10 @@ class IdleStack(Generic[T]):
         since.pop()
         return self._items.pop()
 
+    def top(self) -> T | None:
+        """What `pop` would return next, left in place (None if nothing is idle)."""
+        return self._items[-1] if self._items else None
+
     def has_idle(self, now: float) -> bool:
         """Whether `pop(now)` would return an environment."""
         since = self._since

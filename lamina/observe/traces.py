@@ -33,6 +33,7 @@ log = logging.getLogger("lamina.xray")
 
 MAX_TRACES = 10_000
 MAX_DOCUMENTS = 1_000  # per trace
+MAX_DEPTH = 64  # objects and arrays within one another in a document
 DATAGRAM_HEADER = {"format": "json", "version": 1}
 
 # The X-Amzn-Trace-Id of the request being served, set by the gateway: an invocation
@@ -211,6 +212,8 @@ class TraceStore:
         trace_id = document.get("trace_id")
         if not isinstance(trace_id, str) or not isinstance(document.get("id"), str):
             return "a document needs a trace_id and an id"
+        if _depth(document) > MAX_DEPTH:
+            return f"a document may nest at most {MAX_DEPTH} levels"
         trace = self.traces.get(trace_id)
         if trace is None:
             trace = self.traces[trace_id] = StoredTrace(
@@ -336,7 +339,7 @@ class _Daemon(asyncio.DatagramProtocol):
             document = json.loads(body)
             if not isinstance(document, dict):
                 raise ValueError("the document is not an object")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             self.rejected += 1
             log.debug("X-Ray datagram from %s rejected: %s", addr, exc)
             return
@@ -384,3 +387,20 @@ class XRayDaemon:
             with contextlib.suppress(Exception):
                 self._transport.close()
             self._transport = None
+
+
+def _depth(document: Any) -> int:
+    """How deeply objects and arrays nest in `document` (without recursion)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_DEPTH:
+                return deepest
+        if isinstance(value, dict):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+    return deepest

@@ -13,7 +13,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-@dataclass
+@dataclass(slots=True)
 class StoredEvent:
     id: int
     account: str
@@ -43,7 +43,7 @@ class StoredEvent:
     function: str
     qualifier: str
     request_id: str
-    payload: bytes
+    payload: bytes | None  # None: still on disk only (events read at start), see payload_of
     accepted: float
     attempts: int
     due: float
@@ -63,20 +63,38 @@ class EventStore:
         if "tenant" not in columns:  # a data directory of an earlier version
             setup.execute("ALTER TABLE events ADD COLUMN tenant TEXT")
         setup.close()
+        self._reader: sqlite3.Connection | None = None  # payloads, read from the loop
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer = threading.Thread(
             target=self._write_forever, name="lamina-events", daemon=True
         )
         self._writer.start()
 
-    # Reading (at start, before the writer has work) ---------------------------------------
-    def pending(self) -> Iterator[StoredEvent]:
-        with sqlite3.connect(self.path) as db:
-            for row in db.execute(
-                "SELECT id, account, region, function, qualifier, request_id, payload, "
+    # Reading ----------------------------------------------------------------------------
+    def pending(self, batch: int = 5000) -> Generator[list[StoredEvent], None, None]:
+        """Every stored event, at start, in batches (each may be read on another thread):
+        their payloads stay on disk until they run."""
+        db = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            cursor = db.execute(
+                "SELECT id, account, region, function, qualifier, request_id, NULL, "
                 "accepted, attempts, due, tenant FROM events ORDER BY id"
-            ):
-                yield StoredEvent(*row)
+            )
+            while rows := cursor.fetchmany(batch):
+                yield [StoredEvent(*row) for row in rows]
+        finally:
+            db.close()
+
+    def payload_of(self, event: StoredEvent) -> bytes:
+        """The event's payload, read from disk the first time it is needed."""
+        if event.payload is None:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.path, check_same_thread=False)
+            row = self._reader.execute(
+                "SELECT payload FROM events WHERE id=?", (event.id,)
+            ).fetchone()
+            event.payload = bytes(row[0]) if row else b""
+        return event.payload
 
     # Writing --------------------------------------------------------------------------
     async def add(self, event: StoredEvent) -> int:
@@ -111,6 +129,8 @@ class EventStore:
     def close(self) -> None:
         self._requests.put(_STOP)
         self._writer.join(10)
+        if self._reader is not None:
+            self._reader.close()
 
     def _write_forever(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

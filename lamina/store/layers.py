@@ -84,6 +84,13 @@ class LayerStore:
             (account, region, name, version),
         )
 
+    def uses(self, digest: str) -> bool:
+        """Whether a layer version (of any account) is the zip `digest`."""
+        row = self._db.execute(
+            "SELECT 1 FROM layer_versions WHERE instr(record, ?) > 0 LIMIT 1", (digest,)
+        ).fetchone()
+        return row is not None
+
     def versions(self, account: str, region: str, name: str) -> list[dict[str, Any]]:
         """Every version of a layer, newest first."""
         rows = self._db.execute(

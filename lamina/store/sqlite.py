@@ -1,7 +1,13 @@
 """The embedded store: function records in SQLite, code blobs content-addressed on disk.
 
 Records are keyed by (account, region, name) so several accounts and regions share one
-store. Code lives under `code/<sha256-hex>.zip` with its extracted tree beside it in
+store. Reads on the invoke path come from a cache of parsed records owned here: every
+write through this class drops the written key from it, and `invalidate(key)` is the hook
+for writes this process did not make (another node of a cluster, told by a notification).
+What `function_view` returns is shared with every other reader: it is never modified;
+`get_function` returns a copy of one's own to change and write back. Per-account usage
+(function count, code size) is kept as running totals, so GetAccountSettings reads no
+record. Code lives under `code/<sha256-hex>.zip` with its extracted tree beside it in
 `code/<sha256-hex>/`; both are written to a temporary name and renamed, so a crash never
 leaves a half-written blob behind a committed record.
 """
@@ -13,7 +19,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,9 @@ CREATE TABLE IF NOT EXISTS functions (
 """
 
 
+CACHE_LIMIT = 8192  # parsed records kept; the oldest cached goes first
+
+
 class SqliteStore:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -41,20 +50,60 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._cache: dict[FunctionKey, dict[str, Any]] = {}
+        # (account, region) → [function count, total code size]; loaded when first asked.
+        self._usage: dict[tuple[str, str], list[int]] | None = None
+        self._sizes: dict[FunctionKey, int] = {}
+        # Code blobs referenced by records ($LATEST and every version): digest → count, and
+        # the unzipped size of each; loaded when first needed. Told of each digest no
+        # record uses any more (Functions removes its code).
+        self._refs: dict[str, int] | None = None
+        self._unzipped: dict[str, int] = {}
+        self.on_unreferenced: list[Callable[[str], None]] = []
 
     def close(self) -> None:
         self._db.close()
 
     # Functions -------------------------------------------------------------------------
-    def get_function(self, key: FunctionKey) -> dict[str, Any] | None:
+    def _read(self, key: FunctionKey) -> str | None:
         row = self._db.execute(
             "SELECT record FROM functions WHERE account=? AND region=? AND name=?",
             (key.account, key.region, key.name),
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        return row[0] if row else None
+
+    def get_function(self, key: FunctionKey) -> dict[str, Any] | None:
+        """The function's record, a copy of the caller's own (to change and write back)."""
+        text = self._read(key)
+        return json.loads(text) if text is not None else None
+
+    def function_view(self, key: FunctionKey) -> dict[str, Any] | None:
+        """The function's record, shared with every reader: never modify it."""
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        text = self._read(key)
+        if text is None:
+            return None
+        record: dict[str, Any] = json.loads(text)
+        cache = self._cache
+        if len(cache) >= CACHE_LIMIT:
+            del cache[next(iter(cache))]
+        cache[key] = record
+        return record
+
+    def invalidate(self, key: FunctionKey | None = None) -> None:
+        """Forget the cached record of `key` (of every function when None): it was
+        written elsewhere. Usage totals are recounted when next asked."""
+        if key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key, None)
+        self._usage = None
 
     def insert_function(self, key: FunctionKey, record: dict[str, Any]) -> bool:
         """Store a new function; False if one of that name exists already."""
+        self._load_refs()
         try:
             self._db.execute(
                 "INSERT INTO functions (account, region, name, record) VALUES (?, ?, ?, ?)",
@@ -62,20 +111,111 @@ class SqliteStore:
             )
         except sqlite3.IntegrityError:
             return False
+        self._cache.pop(key, None)
+        self._count(key, 1, _code_size(record))
+        self._reference(record, 1)
         return True
 
     def update_function(self, key: FunctionKey, record: dict[str, Any]) -> None:
+        self._load_refs()
+        before = self._read(key)
         self._db.execute(
             "UPDATE functions SET record=? WHERE account=? AND region=? AND name=?",
             (json.dumps(record), key.account, key.region, key.name),
         )
+        self._cache.pop(key, None)
+        self._count(key, 0, _code_size(record))
+        self._reference(record, 1)
+        if before is not None:
+            self._reference(json.loads(before), -1)
 
     def delete_function(self, key: FunctionKey) -> bool:
+        self._load_refs()
+        before = self._read(key)
         cursor = self._db.execute(
             "DELETE FROM functions WHERE account=? AND region=? AND name=?",
             (key.account, key.region, key.name),
         )
+        self._cache.pop(key, None)
+        if cursor.rowcount > 0:
+            self._count(key, -1, 0)
+            if before is not None:
+                self._reference(json.loads(before), -1)
         return cursor.rowcount > 0
+
+    # Code references -------------------------------------------------------------------
+    def references(self, digest: str) -> int:
+        """How many function versions use the code `digest`."""
+        self._load_refs()
+        assert self._refs is not None
+        return self._refs.get(digest, 0)
+
+    def unzipped_size(self, digest: str) -> int | None:
+        """The unzipped size of code some function uses, as recorded when it was added."""
+        self._load_refs()
+        return self._unzipped.get(digest)
+
+    def _load_refs(self) -> None:
+        if self._refs is not None:
+            return
+        self._refs = {}
+        rows = self._db.execute(
+            "SELECT json_extract(record, '$.code.digest'), "
+            "json_extract(record, '$.code.unzipped') FROM functions UNION ALL "
+            "SELECT json_extract(v.value, '$.code.digest'), "
+            "json_extract(v.value, '$.code.unzipped') "
+            "FROM functions, json_each(functions.record, '$.versions') AS v"
+        )
+        for digest, unzipped in rows:
+            if digest:
+                self._refs[digest] = self._refs.get(digest, 0) + 1
+                self._unzipped[digest] = int(unzipped or 0)
+
+    def _reference(self, record: dict[str, Any], change: int) -> None:
+        refs = self._refs
+        if refs is None:
+            return
+        for code in _codes(record):
+            digest = code.get("digest")
+            if not digest:
+                continue
+            count = refs.get(digest, 0) + change
+            if count > 0:
+                refs[digest] = count
+                if change > 0:
+                    self._unzipped[digest] = int(code.get("unzipped") or 0)
+                continue
+            refs.pop(digest, None)
+            self._unzipped.pop(digest, None)
+            for listener in self.on_unreferenced:
+                listener(digest)
+
+    def usage(self, account: str, region: str) -> tuple[int, int]:
+        """(functions, total code size of their $LATEST) in an account and region."""
+        if self._usage is None:
+            self._usage, self._sizes = {}, {}
+            rows = self._db.execute(
+                "SELECT account, region, name, json_extract(record, '$.config.CodeSize') "
+                "FROM functions"
+            )
+            for row_account, row_region, name, size in rows:
+                key = FunctionKey(row_account, row_region, name)
+                self._sizes[key] = int(size or 0)
+                totals = self._usage.setdefault((row_account, row_region), [0, 0])
+                totals[0] += 1
+                totals[1] += int(size or 0)
+        count, size = self._usage.get((account, region), (0, 0))
+        return count, size
+
+    def _count(self, key: FunctionKey, functions: int, size: int) -> None:
+        if self._usage is None:
+            return
+        totals = self._usage.setdefault((key.account, key.region), [0, 0])
+        before = self._sizes.pop(key, 0)
+        totals[0] += functions
+        totals[1] += (size if functions >= 0 else 0) - before
+        if functions >= 0:
+            self._sizes[key] = size
 
     def list_functions(
         self, account: str, region: str, after: str = "", limit: int = -1
@@ -92,6 +232,9 @@ class SqliteStore:
             "SELECT account, region, name, record FROM functions"
         ):
             yield FunctionKey(account, region, name), json.loads(record)
+
+    def count_functions(self, account: str, region: str) -> int:
+        return self.usage(account, region)[0]
 
     # Code ------------------------------------------------------------------------------
     def code_zip(self, digest: str) -> Path:
@@ -126,10 +269,35 @@ class SqliteStore:
     def _remove_leftovers(self) -> None:
         """Half-extracted trees and half-written zips of requests a crash cut short."""
         for path in self.code_root.iterdir():
-            if path.name.startswith(".staging-"):
+            if path.name.startswith((".staging-", ".trash-")):
                 shutil.rmtree(path, ignore_errors=True)
             elif path.suffix == ".part":
                 path.unlink(missing_ok=True)
 
+    def remove_code(self, digest: str) -> Path | None:
+        """Take the code `digest` out of use at once (its tree and zip renamed aside);
+        returns the directory to delete at leisure (None if there was nothing)."""
+        trash = Path(tempfile.mkdtemp(dir=self.code_root, prefix=".trash-"))
+        found = False
+        for path in (self.code_dir(digest), self.code_zip(digest)):
+            if path.exists():
+                os.replace(path, trash / path.name)
+                found = True
+        if not found:
+            trash.rmdir()
+            return None
+        return trash
+
     def staging_dir(self) -> Path:
         return Path(tempfile.mkdtemp(dir=self.code_root, prefix=".staging-"))
+
+
+def _codes(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The code of $LATEST and of every published version of a record."""
+    codes = [record.get("code") or {}]
+    codes += [version.get("code") or {} for version in (record.get("versions") or {}).values()]
+    return codes
+
+
+def _code_size(record: dict[str, Any]) -> int:
+    return int(record.get("config", {}).get("CodeSize") or 0)

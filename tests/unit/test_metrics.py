@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -172,7 +172,7 @@ def test_async_events_received_dropped_and_aged_through_every_surface(
     assert sample(values, "aws_lambda_async_events_dropped_total", function_name="fn") == 2
     assert sample(values, "aws_lambda_async_event_age_milliseconds_sum", function_name="fn") == 2000
     view = LiveView(
-        lambda account, region: [{"config": {"FunctionName": "fn"}}],
+        OneFunction(),
         metrics,
         LogStore(),
         TraceStore(),
@@ -180,6 +180,23 @@ def test_async_events_received_dropped_and_aged_through_every_surface(
     )
     (entry,) = view.snapshot(ACCOUNT, REGION, "fn", 60)["functions"]
     assert entry["async_events"] == {"received": 5, "dropped": 2}
+
+
+class OneFunction:
+    """The live view's catalogue of a store holding the function `fn`."""
+
+    record: ClassVar[dict[str, Any]] = {"config": {"FunctionName": "fn"}}
+
+    def list_functions(
+        self, account: str, region: str, after: str = "", limit: int = -1
+    ) -> list[dict[str, Any]]:
+        return [self.record]
+
+    def function_view(self, key: FunctionKey) -> dict[str, Any] | None:
+        return self.record if key.name == "fn" else None
+
+    def usage(self, account: str, region: str) -> tuple[int, int]:
+        return 1, 0
 
 
 def test_gauges_record_the_exact_peak_between_samples(metrics: Metrics, clock: Clock) -> None:

@@ -27,6 +27,29 @@ def invalid(message: str) -> AwsError:
     return AwsError("InvalidParameterValue", message, 400)
 
 
+def _shown(value: float) -> str:
+    """A double as CloudWatch writes it in its messages (Java's NaN, Infinity)."""
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def _check_finite(data: list[dict[str, Any]]) -> None:
+    """CloudWatch refuses NaN and infinite values, naming the first one."""
+    for index, datum in enumerate(data, 1):
+        where = f"MetricData.member.{index}"
+        fields: list[tuple[str, Any]] = [("Value", datum.get("Value"))]
+        for n, value in enumerate(datum.get("Values") or [], 1):
+            fields.append((f"Values.member.{n}", value))
+        for n, value in enumerate(datum.get("Counts") or [], 1):
+            fields.append((f"Counts.member.{n}", value))
+        for name, value in (datum.get("StatisticValues") or {}).items():
+            fields.append((f"StatisticValues.{name}", value))
+        for name, value in fields:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise invalid(f"The value {_shown(value)} for parameter {where}.{name} is invalid.")
+
+
 def combination(message: str) -> AwsError:
     return AwsError("InvalidParameterCombination", message, 400)
 
@@ -226,7 +249,9 @@ class CloudWatch:
         if namespace.startswith("AWS/"):
             raise invalid(f"The value {namespace} for parameter Namespace is invalid.")
         now = self.metrics.wall()
-        for datum in params.get("MetricData") or []:
+        data = params.get("MetricData") or []
+        _check_finite(data)  # before anything is recorded: all or nothing
+        for datum in data:
             name = datum["MetricName"]
             dims = _dimensions(datum.get("Dimensions"))
             when = _epoch(datum["Timestamp"]) if datum.get("Timestamp") else now

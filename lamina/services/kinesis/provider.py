@@ -179,7 +179,7 @@ class KinesisProvider:
                 )
             try:
                 stream_name, after = json.loads(base64.b64decode(token, validate=True))
-            except (binascii.Error, ValueError, TypeError):
+            except (binascii.Error, ValueError, TypeError, RecursionError):
                 raise invalid_argument("Invalid NextToken.") from None
             stream = self._stream(ctx, {"StreamName": stream_name}, "ListShards")
         else:

@@ -158,7 +158,7 @@ class Iterator:
         try:
             stream_id, shard, n, issued = json.loads(base64.b64decode(token, validate=True))
             return cls(int(stream_id), int(shard), int(n), float(issued))
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
             raise invalid_argument("Invalid ShardIterator.") from None
 
 

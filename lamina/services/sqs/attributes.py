@@ -104,7 +104,7 @@ def check_attributes(
         elif name == "RedriveAllowPolicy" and value:
             try:
                 json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise sqs_error(
                     "InvalidAttributeValue", f"Invalid value for the parameter {name}."
                 ) from None
@@ -123,7 +123,7 @@ def check_redrive(
 
     try:
         policy = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise bad("Redrive policy is not a valid JSON map.") from None
     if not isinstance(policy, dict):
         raise bad("Redrive policy is not a valid JSON map.")

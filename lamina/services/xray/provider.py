@@ -56,7 +56,7 @@ class XRay:
         for text in params.get("TraceSegmentDocuments") or []:
             try:
                 document = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 document = None
             if not isinstance(document, dict):
                 unprocessed.append({"ErrorCode": "InvalidJson", "Message": "Not a JSON object"})
