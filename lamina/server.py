@@ -39,6 +39,7 @@ from lamina.control.mappings import MappingInvoker, Mappings
 from lamina.control.policies import Policies
 from lamina.control.providers import LambdaProvider
 from lamina.control.provisioned import Provisioned
+from lamina.control.service_invoke import ServiceInvoker
 from lamina.control.url_requests import UrlRequests
 from lamina.control.urls import FunctionUrls
 from lamina.control.versions import Versions
@@ -221,6 +222,8 @@ class Lamina:
         self.functions.on_delete.append(self.urls.forget_function)
         self.versions.on_alias_delete.append(self.urls.forget_alias)
         self.policies = Policies(self.functions)  # who else may call a function
+        # How other services (S3, SNS, EventBridge) hand functions their events.
+        self.service_invoker = ServiceInvoker(self.functions, self.invocations, self.policies)
         self.http_invoker = HttpInvoker(
             self.functions, self.engine, self.invocations.streamed, access=self.policies
         )
