@@ -548,12 +548,21 @@ def test_an_aws_iam_function_url_takes_its_account_or_whom_its_policy_names(
     assert fetch(urllib.request.Request(url, data=b"{}", method="POST"))[0] == 403  # unsigned
     forged = {**mine_keys, "aws_secret_access_key": "not-the-secret"}
     assert fetch(signed_post(url, forged, b"{}"))[0] == 403  # auth on: verified
+    # As for URLs made since October 2025, the policy must name both actions.
     lam.add_permission(
         FunctionName="iam-url",
         StatementId="b-calls-the-url",
         Action="lambda:InvokeFunctionUrl",
         Principal=theirs_id,
         FunctionUrlAuthType="AWS_IAM",
+    )
+    assert fetch(signed_post(url, theirs_keys, b"{}"))[0] == 403  # one of the two
+    lam.add_permission(
+        FunctionName="iam-url",
+        StatementId="b-invokes-through-the-url",
+        Action="lambda:InvokeFunction",
+        Principal=theirs_id,
+        InvokedViaFunctionUrl=True,
     )
     assert fetch(signed_post(url, theirs_keys, b"{}")) == (200, b"inside")
     lam.remove_permission(FunctionName="iam-url", StatementId="b-calls-the-url")
