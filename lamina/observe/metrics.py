@@ -499,11 +499,13 @@ class Metrics:
         if found is None or function not in found.live:
             return 0, 0
         since = self.wall() - seconds
-        buckets = found.live[function].since(since)
-        return (
-            max((b.concurrency for b in buckets), default=0),
-            max((b.provisioned_busy for b in buckets), default=0),
-        )
+        concurrency = provisioned_busy = 0
+        for bucket in reversed(found.live[function].seconds):  # newest first: the window only
+            if bucket.t < since:
+                break
+            concurrency = max(concurrency, bucket.concurrency)
+            provisioned_busy = max(provisioned_busy, bucket.provisioned_busy)
+        return concurrency, provisioned_busy
 
 
 class Sampler:

@@ -10,6 +10,7 @@ import re
 from typing import Any, ClassVar
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lamina.console.live import LiveView
 from lamina.context import RequestContext
@@ -18,7 +19,7 @@ from lamina.errors import AwsError
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
 from lamina.observe.metrics import Metrics, qualifier_of
-from lamina.observe.prometheus import PrometheusView
+from lamina.observe.prometheus import PrometheusView, labels
 from lamina.observe.series import RETENTION_MINUTES, MinuteSeries
 from lamina.observe.traces import TraceStore
 from lamina.services.cloudwatch.provider import CloudWatch
@@ -223,6 +224,63 @@ def test_gauges_record_the_exact_peak_between_samples(metrics: Metrics, clock: C
     assert sample(values, "aws_lambda_concurrent_executions", function_name="fn") == 1
     assert sample(values, "aws_lambda_concurrent_executions_max", function_name="fn") == 7
     assert sample(values, "aws_lambda_account_concurrency_limit") == 50
+
+
+def test_the_max_gauges_look_back_one_minute(metrics: Metrics, clock: Clock) -> None:
+    counters = Counters(Limits(account=50, floor=10, rate_per_unit=0))
+    counter = counters.of(KEY)
+    leases = [counter.acquire(KEY, 0.0).lease for _ in range(4)]
+    metrics.sample(counters.sample())  # T0: 4 in flight
+    for lease in leases:
+        assert lease is not None
+        counter.release(lease)
+    for _ in range(3):  # T0+1 still sees the 4 of its interval; then none
+        clock.now += 1
+        metrics.sample(counters.sample())
+
+    def peak() -> float:
+        return sample(
+            prometheus(metrics), "aws_lambda_concurrent_executions_max", function_name="fn"
+        )
+
+    clock.now = T0 + 61
+    assert peak() == 4
+    clock.now = T0 + 62
+    assert peak() == 0
+
+
+def test_the_text_reads_back_with_prometheus_clients_parser(metrics: Metrics) -> None:
+    metrics.invocation(KEY, None, "$LATEST", 12.0, False, init_ms=80.0)
+    metrics.invocation(KEY, "live", "3", 3000.0, True)
+    metrics.throttle(KEY, None, "ConcurrentInvocationLimitExceeded")
+    families = {
+        family.name: family
+        for family in text_string_to_metric_families(PrometheusView(metrics).render().decode())
+    }
+    assert families["aws_lambda_invocations"].type == "counter"
+    duration = families["aws_lambda_duration_milliseconds"]
+    assert duration.type == "histogram"
+    live = [s for s in duration.samples if s.labels.get("resource") == "fn:live"]
+    buckets = [s for s in live if s.name.endswith("_bucket")]
+    assert [s.labels["le"] for s in buckets][-2:] == ["900000.0", "+Inf"]
+    assert [s.value for s in buckets if s.labels["le"] in ("2500.0", "5000.0")] == [0, 1]
+    assert {s.name: s.value for s in live if not s.name.endswith("_bucket")} == {
+        "aws_lambda_duration_milliseconds_count": 1,
+        "aws_lambda_duration_milliseconds_sum": 3000.0,
+    }
+    assert live[0].labels == {
+        "account": ACCOUNT,
+        "region": REGION,
+        "function_name": "fn",
+        "resource": "fn:live",
+        "executed_version": "3",
+        "le": "1.0",
+    }
+    (throttle,) = families["aws_lambda_throttles"].samples
+    assert throttle.labels["reason"] == "ConcurrentInvocationLimitExceeded"
+    assert labels(["a", "b"], ['say "hi"\n', "back\\slash"]) == (
+        'a="say \\"hi\\"\\n",b="back\\\\slash"'
+    )
 
 
 def test_provisioned_utilization_and_spillover(metrics: Metrics, clock: Clock) -> None:
