@@ -139,16 +139,25 @@ def _stamp(epoch: float) -> str:
 
 
 class _Headers(dict[str, str]):
-    """Lower-cased header names; botocore's signer asks with any case."""
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and dict.__contains__(self, name.lower())
-
-    def __getitem__(self, name: str) -> str:
-        return dict.__getitem__(self, name.lower())
+    """The signed headers, by lower-cased name, as botocore's signer reads them."""
 
     def get_all(self, name: str) -> list[str]:
         return [dict.__getitem__(self, name)]
+
+
+class _Arrived:
+    """The request's headers (lower-cased names, not copied), asked with any case."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self.headers
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name.lower()]
 
 
 class _Request:
@@ -156,7 +165,7 @@ class _Request:
 
     __slots__ = ("body", "context", "headers", "method", "params", "url")
 
-    def __init__(self, method: str, url: str, headers: _Headers, body: bytes, stamp: str) -> None:
+    def __init__(self, method: str, url: str, headers: _Arrived, body: bytes, stamp: str) -> None:
         self.method = method
         self.url = url
         self.headers = headers
@@ -165,7 +174,9 @@ class _Request:
         self.context = {"timestamp": stamp}
 
 
-_signing_keys: dict[tuple[str, str, str, str], bytes] = {}
+# (secret, date, region, service) → an HMAC keyed with the derived signing key, copied for
+# each request: neither the four derivation steps nor the key setup of HMAC are repeated.
+_signing_keys: dict[tuple[str, str, str, str], hmac.HMAC] = {}
 
 
 class _Signer(SigV4Auth):
@@ -178,8 +189,8 @@ class _Signer(SigV4Auth):
         self._signed = signed
 
     def headers_to_sign(self, request: _Request) -> _Headers:
-        headers = request.headers
-        return _Headers({name: _as_sent(dict.get(headers, name, "")) for name in self._signed})
+        headers = request.headers.headers
+        return _Headers({name: _as_sent(headers.get(name, "")) for name in self._signed})
 
     def _normalize_url_path(self, path: str) -> str:
         return _canonical_path(path)
@@ -187,8 +198,8 @@ class _Signer(SigV4Auth):
     def signature(self, string_to_sign: str, request: _Request) -> str:
         date = request.context["timestamp"][0:8]
         cache_key = (self._secret, date, self._region_name, self._service_name)
-        key = _signing_keys.get(cache_key)
-        if key is None:
+        keyed = _signing_keys.get(cache_key)
+        if keyed is None:
             k_date = self._sign(f"AWS4{self._secret}".encode(), date)
             key = self._sign(
                 self._sign(self._sign(k_date, self._region_name), self._service_name),
@@ -196,9 +207,11 @@ class _Signer(SigV4Auth):
             )
             if len(_signing_keys) > 4096:
                 _signing_keys.clear()
-            _signing_keys[cache_key] = key
-        # What botocore's _sign(key, msg, hex=True) computes, in one C call.
-        return hmac.digest(key, string_to_sign.encode("utf-8"), "sha256").hex()
+            keyed = _signing_keys[cache_key] = hmac.new(key, digestmod=hashlib.sha256)
+        # What botocore's _sign(key, msg, hex=True) computes.
+        mac = keyed.copy()
+        mac.update(string_to_sign.encode("utf-8"))
+        return mac.hexdigest()
 
 
 def _as_sent(value: str) -> str:
@@ -500,7 +513,7 @@ class Authenticator:
         signer = _Signer(credential.secret, service, region, signed)
         host = headers.get("host", "")
         url = f"http://{host}{path}?{query}" if query else f"http://{host}{path}"
-        request = _Request(method, url, _Headers(headers), body, stamp)
+        request = _Request(method, url, _Arrived(headers), body, stamp)
         canonical = signer.canonical_request(request)
         string_to_sign = signer.string_to_sign(request, canonical)
         expected = signer.signature(string_to_sign, request)
@@ -510,7 +523,23 @@ class Authenticator:
                 f"{MISMATCH}\n\nThe Canonical String for this request should have been\n"
                 f"'{canonical}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n",
             )
-        return Caller(credential.account, credential.principal, region, credential.access_key)
+        return _caller(credential, region)
+
+
+_callers: dict[tuple[str, str], tuple[Credential, Caller]] = {}
+
+
+def _caller(credential: Credential, region: str) -> Caller:
+    """The Caller of a verified credential in a region, made once."""
+    key = (credential.access_key, region)
+    found = _callers.get(key)
+    if found is not None and found[0] is credential:
+        return found[1]
+    caller = Caller(credential.account, credential.principal, region, credential.access_key)
+    if len(_callers) > 4096:
+        _callers.clear()
+    _callers[key] = (credential, caller)
+    return caller
 
 
 def _query_value(query: str, name: str) -> str:

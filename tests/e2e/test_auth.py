@@ -42,6 +42,7 @@ OPERATIONS = {
     "dynamodb": ("list_tables", {}),
     "dynamodbstreams": ("list_streams", {}),
     "service-quotas": ("list_requested_service_quota_change_history", {}),
+    "apigatewayv2": ("get_apis", {}),
 }
 # The protocol families: (missing, unknown key, mismatch code, status) per service.
 JSON_CODES = ("MissingAuthenticationTokenException", "UnrecognizedClientException",
@@ -50,6 +51,7 @@ QUERY_CODES = ("MissingAuthenticationToken", "InvalidClientTokenId", "SignatureD
 FAMILIES = {
     "lambda": (JSON_CODES, 403),
     "xray": (JSON_CODES, 403),
+    "apigatewayv2": (JSON_CODES, 403),
     "kinesis": (JSON_CODES, 400),
     "logs": (JSON_CODES, 400),
     "dynamodb": (JSON_CODES, 400),
@@ -61,6 +63,7 @@ FAMILIES = {
 MISSING_MESSAGE = {
     "lambda": "Missing Authentication Token",
     "xray": "Missing Authentication Token",
+    "apigatewayv2": "Missing Authentication Token",
     "kinesis": "Request is missing Authentication Token",
     "logs": "Request is missing Authentication Token",
     "dynamodb": "Request is missing Authentication Token",
@@ -537,3 +540,40 @@ def test_auth_is_on_by_default_off_loopback_and_off_there_warns(tmp_path: Path) 
     assert "auth: on (SigV4 verified)" in auto
     assert "auth is off on 10.213.0.1, a non-loopback address" in off
     assert "auth is off" not in auto
+
+
+def test_payload_hashes_unsigned_and_claimed(
+    server: Server, alice: tuple[str, dict[str, str]]
+) -> None:
+    """`X-Amz-Content-SHA256: UNSIGNED-PAYLOAD` leaves the body out of the signature; a
+    claimed hash must be the body's (Kinesis, the json family)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    _, keys = alice
+    headers, body = RAW["kinesis"]
+
+    def send(content_sha256: str, sent: bytes) -> tuple[int, bytes]:
+        signed = {**headers, "X-Amz-Content-SHA256": content_sha256}
+        request = AWSRequest("POST", server.endpoint + "/", data=body, headers=signed)
+        credentials = Credentials(keys["aws_access_key_id"], keys["aws_secret_access_key"])
+        SigV4Auth(credentials, "kinesis", "us-east-1").add_auth(request)
+        raw = urllib.request.Request(
+            server.endpoint + "/", data=sent, method="POST", headers=dict(request.headers)
+        )
+        try:
+            with urllib.request.urlopen(raw, timeout=10) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    status, answer = send("UNSIGNED-PAYLOAD", body)
+    assert (status, json.loads(answer)["StreamNames"]) == (200, [])
+    status, answer = send("UNSIGNED-PAYLOAD", b'{"Limit": 5}')  # another body: not signed
+    assert status == 200
+    status, answer = send("0" * 64, body)
+    assert (status, json.loads(answer)) == (400, {
+        "__type": "InvalidSignatureException",
+        "message": "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    })  # fmt: skip
