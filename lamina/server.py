@@ -69,6 +69,11 @@ from lamina.services.kinesis.store import StreamStore
 from lamina.services.kinesis.streams import Streams
 from lamina.services.logs.provider import LogGroups
 from lamina.services.servicequotas.provider import ServiceQuotas
+from lamina.services.sns.delivery import Deliveries
+from lamina.services.sns.provider import SnsProvider
+from lamina.services.sns.publish import Publisher
+from lamina.services.sns.store import TopicStore
+from lamina.services.sns.topics import Topics
 from lamina.services.sqs import poll as sqs_poll
 from lamina.services.sqs.provider import SqsProvider
 from lamina.services.sqs.queues import Queues
@@ -230,6 +235,15 @@ class Lamina:
         self.api_store = ApiStore(data_dir)
         self.api_requests = ApiRequests(self.api_store, self.http_invoker, clock)
 
+        # SNS and EventBridge deliver to functions (service_invoker), queues and topics
+        # through the small interfaces of lamina/deliveries.py.
+        self.topic_store = TopicStore(data_dir)
+        self.topics = Topics(self.topic_store, clock)
+        self.sns_deliveries = Deliveries(
+            self.topics, self.topic_store, clock, self.service_invoker, self.queues
+        )
+        self.publisher = Publisher(self.topics, self.sns_deliveries, clock)
+
         # api/: one endpoint for every service.
         self.gateway = Gateway(self.authenticator)
         self.gateway.mount(
@@ -258,6 +272,7 @@ class Lamina:
             ),
         )
         self.gateway.mount(service("sqs"), SqsProvider(self.queues, clock))
+        self.gateway.mount(service("sns"), SnsProvider(self.topics, self.publisher, clock))
         self.gateway.mount(service("kinesis"), KinesisProvider(self.streams, clock))
         self.gateway.mount(service("dynamodb"), DynamoDBProvider(self.tables, clock))
         self.gateway.mount(service("dynamodbstreams"), StreamsProvider(self.tables, clock))
@@ -266,9 +281,7 @@ class Lamina:
         self.gateway.mount(service("xray"), XRay(self.observability.traces))
         self.gateway.mount(service("apigatewayv2"), ApiGatewayV2(self.api_store))
         self.gateway.front = FrontDoor(
-            UrlRequests(
-                self.urls, self.http_invoker, Verified(self.authenticator), clock
-            ),
+            UrlRequests(self.urls, self.http_invoker, Verified(self.authenticator), clock),
             self.api_requests,
         )
         self.gateway.mount_internal("health", self._health, public=True)
@@ -284,6 +297,7 @@ class Lamina:
         self.gateway.on_startup.append(self.provisioned.start)
         self.gateway.on_startup.append(self.launcher.start)
         self.gateway.on_startup.append(self.durable.start)  # resumes running executions
+        self.gateway.on_startup.append(self.sns_deliveries.start)  # HTTP/S deliveries go on
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
         self.gateway.on_shutdown.insert(0, self.close)
 
@@ -301,6 +315,7 @@ class Lamina:
     async def close(self) -> None:
         await self.pollers.close()  # pollers first: they invoke through the engine
         await self.durable.close()  # executions stay on disk, resumed at the next start
+        await self.sns_deliveries.close()  # undelivered HTTP/S messages stay on disk
         await self.async_queue.close()  # unfinished events stay on disk for the next start
         self.events.close()
         await self.api_requests.close()
@@ -311,6 +326,7 @@ class Lamina:
         self.isolation.close()  # their cgroups went with them; now the server's own
         self.mapping_store.close()
         self.queues.store.close()
+        self.topic_store.close()
         self.streams.store.close()
         self.tables.store.close()
         self.durable.store.close()

@@ -15,7 +15,8 @@ from typing import Protocol
 
 from lamina.control.functions import FunctionRef, Functions
 from lamina.control.http_invoke import HttpInvoker, ServiceAccess
-from lamina.control.invocations import Invocations
+from lamina.control.invocations import ASYNC_PAYLOAD_LIMIT, Invocations
+from lamina.deliveries import Delivery
 from lamina.errors import AwsError, not_found
 
 
@@ -85,3 +86,38 @@ class ServiceInvoker:
         request_id = str(uuid.uuid4())
         await self.invocations.enqueue(ref, request_id, payload)
         return request_id
+
+    # lamina.deliveries.FunctionInvoker: outcomes instead of errors -------------------------
+    async def invoke_async(
+        self,
+        function_arn: str,
+        payload: bytes,
+        *,
+        service: str,
+        source_arn: str,
+        source_account: str,
+    ) -> Delivery:
+        """`submit`, answering what became of the event (SNS and EventBridge decide on
+        retries and dead-letter queues from it)."""
+        found = self.may_deliver(
+            function_arn, service=service, source_arn=source_arn, source_account=source_account
+        )
+        if found is not Delivery.ACCEPTED:
+            return found
+        if len(payload) > ASYNC_PAYLOAD_LIMIT:
+            return Delivery.TOO_LARGE
+        ref = self._ref(function_arn)
+        await self.invocations.enqueue(ref, str(uuid.uuid4()), payload)
+        return Delivery.ACCEPTED
+
+    def may_deliver(
+        self, function_arn: str, *, service: str, source_arn: str, source_account: str
+    ) -> Delivery:
+        """What a delivery would meet, without delivering: ACCEPTED, MISSING or DENIED."""
+        try:
+            ref = self._ref(function_arn)
+        except AwsError:
+            return Delivery.MISSING
+        if not self.access.service_may_invoke(ref, service, source_arn, source_account):
+            return Delivery.DENIED
+        return Delivery.ACCEPTED

@@ -94,6 +94,17 @@ def may_send(queue: Queue, account: str, principal: str) -> bool:
     return iam.allows(document, caller, "sqs:SendMessage", queue.arn)
 
 
+def service_may_send(queue: Queue, service: str, source_arn: str, source_account: str) -> bool:
+    """Whether AWS's `service` (sns.amazonaws.com, events.amazonaws.com, s3.amazonaws.com)
+    may send to `queue` for `source_arn`: only where the queue's policy allows it, even
+    for a source of the queue's own account, as AWS requires."""
+    text = queue.attributes.get("Policy")
+    document = _document(text) if text else None
+    caller = iam.Caller(source_account, "", service)
+    context = {"aws:sourcearn": source_arn, "aws:sourceaccount": source_account}
+    return iam.allows(document, caller, "sqs:SendMessage", queue.arn, context)
+
+
 def check_policy(text: str) -> None:
     """A Policy attribute must be a policy document (or empty, to remove it)."""
     if text and _document(text) is None:

@@ -19,6 +19,7 @@ with `send_internal`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import time
 import uuid
@@ -26,11 +27,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from lamina.clock import Clock
+from lamina.deliveries import Delivery
 from lamina.services.sqs import access
 from lamina.services.sqs.attributes import MAX_VISIBILITY
 from lamina.services.sqs.messages import (
     Claim,
     Message,
+    attributes_size,
     no_queue,
     parameter_error,
     parse_receipt,
@@ -291,6 +294,46 @@ class Queues:
         dedup = uuid.uuid4().hex if queue.fifo else None
         message, _ = self.enqueue(queue, body, {}, {}, 0, group, dedup)
         return message.id
+
+    def send_as_service(
+        self,
+        queue_arn: str,
+        body: str,
+        *,
+        service: str,
+        source_arn: str,
+        source_account: str,
+        attributes: dict[str, dict[str, str]] | None = None,
+        group: str | None = None,
+        dedup: str | None = None,
+    ) -> Delivery:
+        """lamina.deliveries.QueueSender: SendMessage on behalf of an AWS service (an SNS
+        subscription, an EventBridge target, an S3 notification)."""
+        found = self.may_deliver(
+            queue_arn, service=service, source_arn=source_arn, source_account=source_account
+        )
+        queue = self.queue_by_arn(queue_arn)
+        if found is not Delivery.ACCEPTED or queue is None:
+            return found
+        size = len(body.encode()) + attributes_size(attributes or {})
+        if size > queue.int_attribute("MaximumMessageSize"):
+            return Delivery.TOO_LARGE
+        if queue.fifo:
+            group = group or "default"
+            dedup = dedup or hashlib.sha256(body.encode()).hexdigest()
+        self.enqueue(queue, body, dict(attributes or {}), {}, None, group, dedup)
+        return Delivery.ACCEPTED
+
+    def may_deliver(
+        self, queue_arn: str, *, service: str, source_arn: str, source_account: str
+    ) -> Delivery:
+        """What send_as_service would meet (ACCEPTED, MISSING, DENIED), sending nothing."""
+        queue = self.queue_by_arn(queue_arn)
+        if queue is None:
+            return Delivery.MISSING
+        if not access.service_may_send(queue, service, source_arn, source_account):
+            return Delivery.DENIED
+        return Delivery.ACCEPTED
 
     def enqueue(
         self,

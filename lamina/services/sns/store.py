@@ -1,0 +1,104 @@
+"""Durable topics: topic records, subscriptions and deliveries still to make, in SQLite
+(`sns.db` under the data dir; one connection used from the event loop only, WAL).
+
+A delivery that could not be handed over at once (an HTTP endpoint, a retry after a
+failure) is a row of `outbox` until it succeeds or runs out of attempts, so an accepted
+message survives a `kill -9`: after a restart its deliveries go on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lamina.store.tables import NamedResources, connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS subscriptions (
+    arn TEXT PRIMARY KEY,
+    topic_arn TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription_arn TEXT NOT NULL,
+    message TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    due REAL NOT NULL
+);
+"""
+
+
+@dataclass(slots=True)
+class Pending:
+    """A delivery to make: the message (as published) to one subscription."""
+
+    id: int
+    subscription_arn: str
+    message: dict[str, Any]
+    attempts: int  # failed so far
+    due: float  # wall-clock seconds
+
+
+class TopicStore:
+    def __init__(self, data_dir: Path) -> None:
+        self._db = connect(data_dir / "sns.db")
+        self.topics = NamedResources(self._db, "topics")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def delete_topic(self, topic_id: int, topic_arn: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self.topics.delete(topic_id)
+            self._db.execute("DELETE FROM subscriptions WHERE topic_arn=?", (topic_arn,))
+
+    # Subscriptions -----------------------------------------------------------------------
+    def subscriptions(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        rows = self._db.execute("SELECT arn, topic_arn, record FROM subscriptions ORDER BY rowid")
+        for arn, topic_arn, record in rows.fetchall():
+            yield arn, topic_arn, json.loads(record)
+
+    def put_subscription(self, arn: str, topic_arn: str, record: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO subscriptions (arn, topic_arn, record) VALUES (?, ?, ?)",
+            (arn, topic_arn, json.dumps(record)),
+        )
+
+    def delete_subscription(self, arn: str) -> None:
+        self._db.execute("DELETE FROM subscriptions WHERE arn=?", (arn,))
+
+    # Deliveries ----------------------------------------------------------------------------
+    def add_pending(self, rows: list[tuple[str, dict[str, Any], float]]) -> list[int]:
+        """(subscription arn, message, due) each; their ids, in one transaction."""
+        ids: list[int] = []
+        with self._db:
+            self._db.execute("BEGIN")
+            for arn, message, due in rows:
+                cursor = self._db.execute(
+                    "INSERT INTO outbox (subscription_arn, message, attempts, due) "
+                    "VALUES (?, ?, 0, ?)",
+                    (arn, json.dumps(message), due),
+                )
+                assert cursor.lastrowid is not None
+                ids.append(cursor.lastrowid)
+        return ids
+
+    def pending(self) -> list[Pending]:
+        rows = self._db.execute(
+            "SELECT id, subscription_arn, message, attempts, due FROM outbox ORDER BY id"
+        )
+        return [Pending(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows.fetchall()]
+
+    def reschedule(self, pending_id: int, attempts: int, due: float) -> None:
+        self._db.execute(
+            "UPDATE outbox SET attempts=?, due=? WHERE id=?", (attempts, due, pending_id)
+        )
+
+    def done(self, pending_id: int) -> None:
+        self._db.execute("DELETE FROM outbox WHERE id=?", (pending_id,))
