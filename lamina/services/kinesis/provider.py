@@ -12,6 +12,7 @@ from typing import Any
 
 from lamina.clock import Clock
 from lamina.context import RequestContext
+from lamina.services.kinesis import policy
 from lamina.services.kinesis.streams import (
     DEFAULT_RETENTION,
     GET_RECORDS_LIMIT,
@@ -53,15 +54,11 @@ class KinesisProvider:
             if name and name != found.group(2):
                 raise invalid_argument("StreamName and StreamARN do not refer to the same stream.")
             if found.group(1) != ctx.account:
-                # Walls: another account's stream (Lamina keeps no stream resource policies),
+                # Walls: another account's stream, through its resource policy only;
                 # answered alike whether or not it exists.
-                action = f"kinesis:{operation}"
-                raise kinesis_error(
-                    "AccessDeniedException",
-                    f"User: {ctx.principal or f'arn:aws:iam::{ctx.account}:root'} is not "
-                    f"authorized to perform: {action} on resource: {arn} because no "
-                    f"resource-based policy allows the {action} action",
-                )
+                if stream is None or not policy.permitted(stream, ctx, operation):
+                    raise policy.denied(ctx, operation, arn)
+                return stream
             if stream is None:
                 raise kinesis_error(
                     "ResourceNotFoundException",
@@ -181,7 +178,8 @@ class KinesisProvider:
                 stream_name, after = json.loads(base64.b64decode(token, validate=True))
             except (binascii.Error, ValueError, TypeError, RecursionError):
                 raise invalid_argument("Invalid NextToken.") from None
-            stream = self._stream(ctx, {"StreamName": stream_name}, "ListShards")
+            named = "StreamARN" if str(stream_name).startswith("arn:") else "StreamName"
+            stream = self._stream(ctx, {named: stream_name}, "ListShards")
         else:
             stream = self._stream(ctx, params, "ListShards")
             after = params.get("ExclusiveStartShardId") or ""
@@ -189,7 +187,8 @@ class KinesisProvider:
         shards = [s for s in stream.shards if s.id > after]
         result: dict[str, Any] = {"Shards": [self._shard_description(s) for s in shards[:limit]]}
         if len(shards) > limit:
-            raw = json.dumps([stream.name, shards[limit - 1].id]).encode()
+            named = stream.arn if stream.account != ctx.account else stream.name
+            raw = json.dumps([named, shards[limit - 1].id]).encode()
             result["NextToken"] = base64.b64encode(raw).decode()
         return result
 
@@ -284,6 +283,21 @@ class KinesisProvider:
         tags = sorted((stream.record.get("tags") or {}).items())
         return {"Tags": [{"Key": k, "Value": v} for k, v in tags], "HasMoreTags": False}
 
+    async def PutResourcePolicy(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        return policy.put(self.streams, ctx, params)
+
+    async def GetResourcePolicy(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        return policy.get(self.streams, ctx, params)
+
+    async def DeleteResourcePolicy(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        return policy.delete(self.streams, ctx, params)
+
     async def PutRecord(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         stream = self._stream(ctx, params, "PutRecord")
         placed = self.streams.place(stream, params)
@@ -362,7 +376,9 @@ class KinesisProvider:
     async def GetRecords(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         iterator = Iterator.decode(params["ShardIterator"])
         stream = self.streams.by_id.get(iterator.stream_id)
-        if stream is None or stream.account != ctx.account:
+        if stream is None or (
+            stream.account != ctx.account and not policy.permitted(stream, ctx, "GetRecords")
+        ):
             raise kinesis_error(
                 "ResourceNotFoundException",
                 "Shard iterator refers to a stream that does not exist.",
