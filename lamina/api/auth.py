@@ -179,6 +179,21 @@ class _Request:
 _signing_keys: dict[tuple[str, str, str, str], hmac.HMAC] = {}
 
 
+def keyed_hmac(secret: str, date: str, region: str, service: str) -> hmac.HMAC:
+    """An HMAC-SHA256 keyed with SigV4's derived key of (secret, date, region, service),
+    made once: `.copy()` it, `.update()` the copy with what is signed."""
+    cache_key = (secret, date, region, service)
+    keyed = _signing_keys.get(cache_key)
+    if keyed is None:
+        key = f"AWS4{secret}".encode()
+        for part in (date, region, service, "aws4_request"):
+            key = hmac.digest(key, part.encode(), "sha256")
+        if len(_signing_keys) > 4096:
+            _signing_keys.clear()
+        keyed = _signing_keys[cache_key] = hmac.new(key, digestmod=hashlib.sha256)
+    return keyed
+
+
 class _Signer(SigV4Auth):
     """botocore's SigV4 signer, computing over exactly the headers the client signed."""
 
@@ -196,20 +211,9 @@ class _Signer(SigV4Auth):
         return _canonical_path(path)
 
     def signature(self, string_to_sign: str, request: _Request) -> str:
+        # What botocore's _sign(key, msg, hex=True) computes with the derived key.
         date = request.context["timestamp"][0:8]
-        cache_key = (self._secret, date, self._region_name, self._service_name)
-        keyed = _signing_keys.get(cache_key)
-        if keyed is None:
-            k_date = self._sign(f"AWS4{self._secret}".encode(), date)
-            key = self._sign(
-                self._sign(self._sign(k_date, self._region_name), self._service_name),
-                "aws4_request",
-            )
-            if len(_signing_keys) > 4096:
-                _signing_keys.clear()
-            keyed = _signing_keys[cache_key] = hmac.new(key, digestmod=hashlib.sha256)
-        # What botocore's _sign(key, msg, hex=True) computes.
-        mac = keyed.copy()
+        mac = keyed_hmac(self._secret, date, self._region_name, self._service_name).copy()
         mac.update(string_to_sign.encode("utf-8"))
         return mac.hexdigest()
 

@@ -43,6 +43,7 @@ OPERATIONS = {
     "dynamodbstreams": ("list_streams", {}),
     "service-quotas": ("list_requested_service_quota_change_history", {}),
     "apigatewayv2": ("get_apis", {}),
+    "sns": ("list_topics", {}),
 }
 # The protocol families: (missing, unknown key, mismatch code, status) per service.
 JSON_CODES = ("MissingAuthenticationTokenException", "UnrecognizedClientException",
@@ -59,6 +60,7 @@ FAMILIES = {
     "service-quotas": (JSON_CODES, 400),
     "sqs": (QUERY_CODES, 403),
     "cloudwatch": (QUERY_CODES, 403),
+    "sns": (QUERY_CODES, 403),
 }
 MISSING_MESSAGE = {
     "lambda": "Missing Authentication Token",
@@ -71,6 +73,7 @@ MISSING_MESSAGE = {
     "service-quotas": "Request is missing Authentication Token",
     "sqs": "Request is missing Authentication Token",
     "cloudwatch": "Request is missing Authentication Token",
+    "sns": "Request is missing Authentication Token",
 }
 
 
