@@ -16,6 +16,7 @@ class RequestContext:
     request_id: str
     endpoint: str  # scheme://host:port the client used, for addresses we hand back
     principal: str = ""  # the caller's ARN (arn:aws:iam::<account>:root, an assumed role)
+    client: str = ""  # the caller's IP address
 
     def function_key(self, name: str) -> FunctionKey:
         return FunctionKey(self.account, self.region, name)

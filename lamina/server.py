@@ -20,6 +20,7 @@ from lamina.api import http
 from lamina.api.app import Gateway
 from lamina.api.auth import Authenticator, known_regions
 from lamina.api.front import FrontDoor
+from lamina.api.rest_xml import claims_s3
 from lamina.api.spec import service
 from lamina.api.url_guard import Verified
 from lamina.api.wire import HttpRequest, HttpResponse
@@ -68,6 +69,12 @@ from lamina.services.kinesis.provider import KinesisProvider
 from lamina.services.kinesis.store import StreamStore
 from lamina.services.kinesis.streams import Streams
 from lamina.services.logs.provider import LogGroups
+from lamina.services.s3.buckets import Buckets
+from lamina.services.s3.code import CodeObjects
+from lamina.services.s3.notifications import Notifier
+from lamina.services.s3.objects import Objects
+from lamina.services.s3.provider import S3Provider
+from lamina.services.s3.store import ObjectStore
 from lamina.services.servicequotas.provider import ServiceQuotas
 from lamina.services.sns.delivery import Deliveries
 from lamina.services.sns.provider import SnsProvider
@@ -185,12 +192,21 @@ class Lamina:
         self.queues = Queues(QueueStore(data_dir), clock)
         self.streams = Streams(StreamStore(data_dir), clock)
         self.tables = Tables(TableStore(data_dir), clock)
+        self.object_store = ObjectStore(data_dir)  # S3: objects on disk
+        self.s3_buckets = Buckets(self.object_store)
+        self.s3_objects = Objects(self.object_store, clock)
 
         # control/: Lambda's own resources.
         # With auth on, Code.Location links are signed and expire, as AWS's presigned ones.
         signed = self.code_links if self.auth_mode == "on" else None
         self.layers = Layers(LayerStore(data_dir), self.store, signed)
-        self.functions = Functions(self.store, self.engine, self.layers, signed)
+        self.functions = Functions(
+            self.store,
+            self.engine,
+            self.layers,
+            signed,
+            code_source=CodeObjects(self.s3_buckets, self.s3_objects),
+        )
         self.durable = DurableExecutions(DurableStore(data_dir), self.functions, self.engine, clock)
         self.durable_api = DurableApi(self.durable, self.functions)
         self.invocations = Invocations(
@@ -243,6 +259,10 @@ class Lamina:
             self.topics, self.topic_store, clock, self.service_invoker, self.queues
         )
         self.publisher = Publisher(self.topics, self.sns_deliveries, clock)
+        # S3's notifications, delivered the same way.
+        self.s3_notifier = Notifier(
+            self.object_store, self.service_invoker, self.queues, self.publisher
+        )
 
         # api/: one endpoint for every service.
         self.gateway = Gateway(self.authenticator)
@@ -280,6 +300,18 @@ class Lamina:
         self.gateway.mount(service("logs"), LogGroups(self.logs))
         self.gateway.mount(service("xray"), XRay(self.observability.traces))
         self.gateway.mount(service("apigatewayv2"), ApiGatewayV2(self.api_store))
+        self.gateway.mount(
+            service("s3"),
+            S3Provider(
+                self.s3_buckets,
+                self.s3_objects,
+                clock,
+                functions=self.service_invoker,
+                queues=self.queues,
+                topics=self.publisher,
+            ),
+            claims=claims_s3,
+        )
         self.gateway.front = FrontDoor(
             UrlRequests(self.urls, self.http_invoker, Verified(self.authenticator), clock),
             self.api_requests,
@@ -298,6 +330,7 @@ class Lamina:
         self.gateway.on_startup.append(self.launcher.start)
         self.gateway.on_startup.append(self.durable.start)  # resumes running executions
         self.gateway.on_startup.append(self.sns_deliveries.start)  # HTTP/S deliveries go on
+        self.gateway.on_startup.append(self.s3_notifier.start)
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
         self.gateway.on_shutdown.insert(0, self.close)
 
@@ -316,6 +349,7 @@ class Lamina:
         await self.pollers.close()  # pollers first: they invoke through the engine
         await self.durable.close()  # executions stay on disk, resumed at the next start
         await self.sns_deliveries.close()  # undelivered HTTP/S messages stay on disk
+        await self.s3_notifier.close()  # undelivered notifications stay in the outbox
         await self.async_queue.close()  # unfinished events stay on disk for the next start
         self.events.close()
         await self.api_requests.close()
@@ -334,6 +368,7 @@ class Lamina:
         self.layers.layers.close()
         self.urls.store.close()
         self.api_store.close()
+        self.object_store.close()
         self.accounts.close()
 
     async def _health(self, request: HttpRequest) -> HttpResponse:

@@ -41,6 +41,8 @@ BODY_LIMITS: dict[str, tuple[int, str]] = {
     "Invoke": (6_291_456, "RequestTooLargeException"),
     "CreateFunction": (70_167_211, "RequestEntityTooLargeException"),
     "UpdateFunctionCode": (70_167_211, "RequestEntityTooLargeException"),
+    "PutObject": (70_167_211, "EntityTooLarge"),
+    "UploadPart": (70_167_211, "EntityTooLarge"),
 }
 OPERATION_LABELS = {"Invoke": "InvokeFunction"}
 LARGE_BODY = 8 * 1024 * 1024  # bodies past this are parsed one at a time, off the loop
@@ -62,6 +64,9 @@ class Mounted:
     # for older ones), in the model's order of preference.
     protocols: tuple[WireProtocol, ...] = ()
     signing_name: str = ""  # the service in a SigV4 credential scope (CloudWatch: monitoring)
+    # A service whose requests are told apart before routing (S3: by its host names and
+    # its signature scope): it routes only those, and no other service sees them.
+    claims: Callable[[HttpRequest], bool] | None = None
 
 
 class Gateway:
@@ -83,10 +88,15 @@ class Gateway:
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self.front: FrontDoor | None = None  # function URLs and HTTP APIs
 
-    def mount(self, service: Service, provider: object) -> None:
+    def mount(
+        self,
+        service: Service,
+        provider: object,
+        claims: Callable[[HttpRequest], bool] | None = None,
+    ) -> None:
         names = service.model.metadata.get("protocols") or [service.protocol]
         protocols = tuple(PROTOCOLS[name] for name in names if name in PROTOCOLS)
-        mounted = Mounted(service, provider, protocols, signing_name(service))
+        mounted = Mounted(service, provider, protocols, signing_name(service), claims)
         self.mounted.append(mounted)
         if service.name == "lambda" and self.invoke is None:
             self.invoke = self._endpoint(
@@ -318,7 +328,12 @@ class Gateway:
         return None
 
     def _route(self, request: HttpRequest) -> tuple[Endpoint, Any] | None:
-        for mounted in self.mounted:
+        claimed = next(
+            (m for m in self.mounted if m.claims is not None and m.claims(request)), None
+        )
+        for mounted in (claimed,) if claimed is not None else self.mounted:
+            if mounted.claims is not None and claimed is None:
+                continue
             for protocol in mounted.protocols:
                 found = protocol.route(mounted.service, request)
                 if found is not None:
@@ -367,13 +382,20 @@ class Gateway:
         host = request.headers.get("host") or request.local
         if caller is not None:
             return RequestContext(
-                caller.account, caller.region, request_id, f"http://{host}", caller.principal
+                caller.account,
+                caller.region,
+                request_id,
+                f"http://{host}",
+                caller.principal,
+                request.client,
             )
         region = DEFAULT_REGION
         found = CREDENTIAL_REGION.search(request.headers.get("authorization", ""))
         if found:
             region = found.group(1)
-        return RequestContext(DEFAULT_ACCOUNT, region, request_id, f"http://{host}")
+        return RequestContext(
+            DEFAULT_ACCOUNT, region, request_id, f"http://{host}", client=request.client
+        )
 
 
 def _event_stream(

@@ -344,7 +344,10 @@ class _Connection(asyncio.Protocol):
         if response.status in NO_BODY_STATUSES:
             out += b"\r\n"
         else:
-            out += b"content-length: %d\r\n\r\n" % len(response.body)
+            if "Content-Length" in response.headers:  # S3's HEAD: the object's, not 0
+                out += b"\r\n"
+            else:
+                out += b"content-length: %d\r\n\r\n" % len(response.body)
             if request.method != "HEAD":
                 out += response.body
         self.write(out)

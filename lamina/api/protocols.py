@@ -1,4 +1,5 @@
-"""The wire protocols: rest-json (Lambda) and json 1.0 / 1.1 (SQS, Kinesis).
+"""The wire protocols: rest-json (Lambda), json 1.0 / 1.1 (SQS, Kinesis), query and
+rest-xml (S3).
 
 A protocol turns an HttpRequest into (operation, params) and a result or an AwsError
 into an HttpResponse, reading every binding from the service model.
@@ -14,6 +15,7 @@ from urllib.parse import unquote
 from botocore.model import OperationModel, Shape
 
 from lamina.api.query import Query
+from lamina.api.rest_xml import RestXml
 from lamina.api.shapes import TEXT_SCALARS, from_json, parse_json_body, text_scalar, to_json
 from lamina.api.spec import Service
 from lamina.api.validate import type_error
@@ -226,4 +228,5 @@ PROTOCOLS: dict[str, WireProtocol] = {
     "rest-json": RestJson(),
     "json": JsonRpc(),
     "query": Query(),
+    "rest-xml": RestXml(),
 }

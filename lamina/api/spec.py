@@ -124,7 +124,7 @@ class Service:
 def service(name: str) -> Service:
     model = load_service(name)
     routes = []
-    if model.metadata["protocol"] == "rest-json":
+    if model.metadata["protocol"] in ("rest-json", "rest-xml"):
         routes = [compile_route(model.operation_model(op)) for op in model.operation_names]
         routes.sort(key=lambda route: route.specificity, reverse=True)
     return Service(name, model, routes, EXTRA_CONSTRAINTS.get(name, {}))

@@ -11,7 +11,9 @@ import zlib
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
+from lamina.context import RequestContext
 from lamina.errors import AwsError, invalid_parameter
 
 ZIPPED_LIMIT = 52_428_800
@@ -143,3 +145,35 @@ def extract(blob: bytes, dest: Path) -> int:
             f"{UNZIP_FAILED} The symbolic link '{escaping}' points outside the task root."
         )
     return written
+
+
+class CodeSource(Protocol):
+    """Where code named by S3Bucket / S3Key comes from (services/s3/code.py)."""
+
+    async def code_object(
+        self, ctx: RequestContext, bucket: str, key: str, version: str | None
+    ) -> bytes: ...
+
+
+async def zip_from(
+    ctx: RequestContext, code: dict[str, Any], source: CodeSource | None = None
+) -> bytes:
+    """The package a request names: its ZipFile, or the object S3Bucket / S3Key name."""
+    if code.get("ImageUri"):
+        raise invalid_parameter("Lamina accepts code as ZipFile or from S3, not as an image.")
+    if code.get("S3Bucket") or code.get("S3Key"):
+        if code.get("ZipFile"):
+            raise invalid_parameter(
+                "Please do not provide other FunctionCode parameters when providing a ZipFile."
+            )
+        if not (code.get("S3Bucket") and code.get("S3Key")):
+            raise invalid_parameter("Please provide both S3Bucket and S3Key.")
+        if source is None:
+            raise invalid_parameter("Code from S3 is not available on this server.")
+        return await source.code_object(
+            ctx, code["S3Bucket"], code["S3Key"], code.get("S3ObjectVersion")
+        )
+    blob = code.get("ZipFile")
+    if blob is None:
+        raise invalid_parameter("Please provide a source for function code.")
+    return bytes(blob)

@@ -203,17 +203,6 @@ def check_supported(params: dict[str, Any]) -> None:
         raise invalid_parameter("SnapStart is not supported by Lamina.")
 
 
-def zip_from(code: dict[str, Any]) -> bytes:
-    if code.get("S3Bucket") or code.get("S3Key") or code.get("ImageUri"):
-        raise invalid_parameter(
-            "Lamina accepts code as ZipFile only: S3 and image code are not supported."
-        )
-    blob = code.get("ZipFile")
-    if blob is None:
-        raise invalid_parameter("Please provide a source for function code.")
-    return bytes(blob)
-
-
 class Functions:
     """The function registry: owns function records in the store."""
 
@@ -223,11 +212,13 @@ class Functions:
         engine: Engine,
         layers: Layers | None = None,
         links: CodeLinks | None = None,
+        code_source: packages.CodeSource | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
         self.layers = layers
         self.links = links  # signs Code.Location links
+        self.code_source = code_source  # packages named by S3Bucket / S3Key
         # Told of each deleted function (event source mappings stop polling for it).
         self.on_delete: list[Callable[[FunctionKey], None]] = []
         self.images = Images(store)
@@ -404,7 +395,7 @@ class Functions:
         self._check_configuration(params)
         await asyncio.to_thread(check_runtime, params["Runtime"])  # may probe interpreters
         layers = self._checked_layers(ctx, params)
-        blob = zip_from(params["Code"])
+        blob = await packages.zip_from(ctx, params["Code"], self.code_source)
         key = ref.key
         if self.store.function_view(key) is not None:
             raise _exists(key)
@@ -486,7 +477,7 @@ class Functions:
             raise invalid_parameter("Function name cannot be qualified when updating its code.")
         self.record(ref)
         check_supported({"PublishTo": params.get("PublishTo")})
-        blob = zip_from(params)
+        blob = await packages.zip_from(ctx, params, self.code_source)
         async with self.uploads.lock(ref.key):
             package = await self.uploads.package(blob)
             record = self.record(ref)

@@ -915,8 +915,9 @@ def test_environment_variable_names(server: Server, lam: Any) -> None:
             "Runtime configuration (RuntimeArn) is not supported by Lamina.",
         ),
         (
-            {"Code": {"S3Bucket": "bucket", "S3Key": "key.zip"}},
-            "Lamina accepts code as ZipFile only: S3 and image code are not supported.",
+            {"Code": {"S3Bucket": "no-such-bucket", "S3Key": "key.zip"}},
+            "Error occurred while GetObject. S3 Error Code: NoSuchBucket. S3 Error Message: "
+            "The specified bucket does not exist",
         ),
         ({"Code": {}}, "Please provide a source for function code."),
     ],
@@ -926,7 +927,7 @@ def test_environment_variable_names(server: Server, lam: Any) -> None:
         "image",
         "snapstart",
         "runtime-config",
-        "s3",
+        "s3-no-bucket",
         "no-code",
     ],
 )
@@ -952,8 +953,9 @@ def test_update_function_code_refuses_what_it_cannot_honour(lam: Any) -> None:
             "Publishing to a capacity provider is not supported by Lamina.",
         ),
         (
-            {"S3Bucket": "bucket", "S3Key": "key.zip"},
-            "Lamina accepts code as ZipFile only: S3 and image code are not supported.",
+            {"S3Bucket": "no-such-bucket", "S3Key": "key.zip"},
+            "Error occurred while GetObject. S3 Error Code: NoSuchBucket. S3 Error Message: "
+            "The specified bucket does not exist",
         ),
     ):
         error = refused(lam.update_function_code, FunctionName="code-unsupported", **extra)

@@ -1,0 +1,329 @@
+"""AWS's rest-xml protocol (S3): method, path and query select the operation; members
+travel in the path, the query string, headers and an XML (or raw) payload.
+
+S3's model gives several operations the same method and path (PutObject, CopyObject and
+UploadPart are all `PUT /{Bucket}/{Key+}`): a request goes to the route whose literal
+query keys are present and, among those, to the one with the most of its required query
+and header members present (an `uploadId` and `partNumber`: UploadPart; an
+`x-amz-copy-source`: CopyObject). A bucket may also be named by the Host
+(virtual-hosted style: `<bucket>.s3.<region>.localhost`, `<bucket>.s3.amazonaws.com`, or
+`<bucket>.<endpoint host>` for a request signed for S3).
+
+XML is read and written by botocore's own rest-xml parser and serializer; the root
+element of an answer is S3's (`ListBucketResult`, ...), which the model does not carry.
+Errors are S3's `<Error><Code/><Message/>...<RequestId/></Error>`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from functools import cache
+from typing import Any
+from urllib.parse import unquote
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+from botocore.model import OperationModel, Shape
+from botocore.parsers import RestXMLParser
+from botocore.serialize import TIMESTAMP_PRECISION_MILLISECOND, RestXMLSerializer
+
+from lamina.api import aws_chunked
+from lamina.api.shapes import TEXT_SCALARS, text_scalar
+from lamina.api.spec import Service
+from lamina.api.wire import HttpRequest, HttpResponse, current_request_id
+from lamina.errors import AwsError
+
+CONTENT_TYPE = "application/xml"
+# The root element of each answer with an XML body, as S3 writes it.
+ROOTS = {
+    "ListObjectsV2": "ListBucketResult",
+    "ListObjects": "ListBucketResult",
+    "ListBuckets": "ListAllMyBucketsResult",
+    "CreateMultipartUpload": "InitiateMultipartUploadResult",
+    "CompleteMultipartUpload": "CompleteMultipartUploadResult",
+    "ListParts": "ListPartsResult",
+    "ListMultipartUploads": "ListMultipartUploadsResult",
+    "DeleteObjects": "DeleteResult",
+    "GetBucketNotificationConfiguration": "NotificationConfiguration",
+    "GetBucketLocation": "LocationConstraint",
+    "ListObjectVersions": "ListVersionsResult",
+}
+NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
+STATUS = "__status__"  # a result's key for a status the model does not give (206)
+
+
+class _Serializer(RestXMLSerializer):
+    def __init__(self) -> None:
+        super().__init__(timestamp_precision=TIMESTAMP_PRECISION_MILLISECOND)
+
+    def element(self, shape: Shape, value: Any, name: str) -> bytes:
+        root = ElementTree.Element("")
+        self._serialize(shape, value, root, name)
+        node = next(iter(root))
+        node.attrib.setdefault("xmlns", NAMESPACE)
+        return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(
+            node, encoding="utf-8", xml_declaration=False
+        )
+
+    def header(self, shape: Shape, value: Any) -> str:
+        return str(self._convert_header_value(shape, value))
+
+
+_SERIALIZER = _Serializer()
+_PARSER = RestXMLParser()
+
+
+def _clean(shape: Shape, value: Any) -> Any:
+    """`value` with members that are None or not in the shape left out, in model order
+    (botocore's serializer stops at the first None)."""
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        return {
+            name: _clean(member, value[name])
+            for name, member in shape.members.items()
+            if value.get(name) is not None
+        }
+    if kind == "list" and isinstance(value, list):
+        return [_clean(shape.member, item) for item in value]
+    return value
+
+
+# Addressing ------------------------------------------------------------------------------
+def virtual_bucket(host: str, signed_for_s3: bool) -> str | None:
+    """The bucket a virtual-hosted-style Host names, or None (path style)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.lower()
+    for marker in (".s3.", ".s3-"):
+        at = name.rfind(marker)
+        if at > 0:
+            return name[:at]
+    if signed_for_s3 and "." in name and not _is_ip(name) and not name.startswith("s3."):
+        first, _, rest = name.partition(".")
+        if rest and first:
+            return first
+    return None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def signed_for(request: HttpRequest, service: str) -> bool:
+    """Whether the request's SigV4 credential scope names `service`."""
+    scope = f"/{service}/aws4_request"
+    if scope in request.headers.get("authorization", ""):
+        return True
+    return f"%2F{service}%2Faws4_request" in request.raw_query
+
+
+def claims_s3(request: HttpRequest) -> bool:
+    """Whether a request is S3's: signed for S3 (SigV4, or a URL presigned with S3's older
+    signature, which only S3 ever had), or sent to an S3 host name."""
+    if signed_for(request, "s3") or "AWSAccessKeyId=" in request.raw_query:
+        return True
+    host = request.headers.get("host", "").lower()
+    return host.startswith(("s3.", "s3-")) or virtual_bucket(host, False) is not None
+
+
+# Routing -----------------------------------------------------------------------------------
+@cache
+def _required(operation: OperationModel) -> tuple[tuple[str, str], ...]:
+    """(location, wire name) of the operation's required query and header members."""
+    shape = operation.input_shape
+    if shape is None:
+        return ()
+    found = []
+    for name in shape.required_members:
+        member = shape.members[name]
+        location = member.serialization.get("location")
+        if location in ("querystring", "header"):
+            wire = member.serialization.get("name", name)
+            found.append((location, wire.lower() if location == "header" else wire))
+    return tuple(found)
+
+
+def _present(operation: OperationModel, request: HttpRequest) -> int | None:
+    count = 0
+    for location, wire in _required(operation):
+        if location == "header" and wire not in request.headers:
+            return None
+        if location == "querystring" and wire not in request.query:
+            return None
+        count += 1
+    return count
+
+
+def _scalar(shape: Shape, raw: str, path: str) -> Any:
+    if shape.type_name == "timestamp":
+        try:
+            return text_scalar(shape, raw, path)
+        except AwsError:
+            return raw
+    if shape.type_name in TEXT_SCALARS:
+        return text_scalar(shape, raw, path)
+    return raw
+
+
+class RestXml:
+    def route(self, service: Service, request: HttpRequest) -> tuple[OperationModel, Any] | None:
+        path = request.path
+        bucket = virtual_bucket(request.headers.get("host", ""), signed_for(request, "s3"))
+        if bucket is not None:
+            path = f"/{bucket}" if path in ("", "/") else f"/{bucket}{path}"
+        best: tuple[tuple[int, int], Any, Any] | None = None
+        for route in service.routes:
+            labels = route.match(request.method, path, request.query)
+            if labels is None:
+                continue
+            present = _present(route.operation, request)
+            if present is None:
+                continue
+            rank = (route.specificity[0], present)
+            if best is None or rank > best[0]:
+                best = (rank, route.operation, labels)
+        if best is None:
+            return None
+        return best[1], best[2]
+
+    def parse(
+        self, service: Service, operation: OperationModel, match: Any, request: HttpRequest
+    ) -> dict[str, Any]:
+        shape = operation.input_shape
+        params: dict[str, Any] = {}
+        if shape is None:
+            return params
+        payload_name = shape.serialization.get("payload")
+        body = request.body
+        if aws_chunked.is_chunked(request.headers):
+            body = _decode(request)
+        for name, member in shape.members.items():
+            location = member.serialization.get("location")
+            wire = member.serialization.get("name", name)
+            if location == "uri":
+                params[name] = unquote(match[wire.rstrip("+")])
+            elif location == "querystring":
+                values = request.query.get(wire)
+                if values is not None:
+                    if member.type_name == "list":
+                        params[name] = [_scalar(member.member, v, name) for v in values]
+                    else:
+                        params[name] = _scalar(member, values[0], name)
+            elif location == "header":
+                raw = request.headers.get(wire.lower())
+                if raw is not None:
+                    params[name] = _scalar(member, raw, name)
+            elif location == "headers":
+                prefix = wire.lower()
+                found = {
+                    k[len(prefix) :]: v for k, v in request.headers.items() if k.startswith(prefix)
+                }
+                if found:
+                    params[name] = found
+            elif name == payload_name:
+                if member.type_name == "blob":
+                    params[name] = body
+                elif body.strip():
+                    params[name] = _parse_xml(member, body)
+        return params
+
+    def serialize(
+        self, service: Service, operation: OperationModel, result: dict[str, Any]
+    ) -> HttpResponse:
+        status = int(result.get(STATUS) or operation.http.get("responseCode", 200))
+        request_id = current_request_id.get()
+        response = HttpResponse(
+            status, b"", {"x-amz-request-id": request_id, "x-amz-id-2": request_id}
+        )
+        shape = operation.output_shape
+        if shape is None:
+            return response
+        payload_name = shape.serialization.get("payload")
+        body: dict[str, Any] = {}
+        for name, member in shape.members.items():
+            value = result.get(name)
+            if value is None:
+                continue
+            location = member.serialization.get("location")
+            if location == "statusCode":
+                response.status = int(value)
+            elif location == "header":
+                wire = member.serialization.get("name", name)
+                response.headers[wire] = _SERIALIZER.header(member, value)
+            elif location == "headers":
+                prefix = member.serialization.get("name", "")
+                for key, item in value.items():
+                    response.headers[prefix + key] = str(item)
+            elif name == payload_name:
+                if member.type_name == "blob":
+                    response.body = value if isinstance(value, bytes) else bytes(value)
+                else:
+                    root = member.serialization.get("name", member.name)
+                    response.body = _SERIALIZER.element(member, _clean(member, value), root)
+                    response.headers["Content-Type"] = CONTENT_TYPE
+            elif payload_name is None:
+                body[name] = value
+        if operation.name == "GetBucketLocation":  # the root element holds the text itself
+            region = escape(str(result.get("LocationConstraint") or ""))
+            body, response.body = (
+                {},
+                (
+                    '<?xml version="1.0" encoding="UTF-8"?>\n'
+                    f'<LocationConstraint xmlns="{NAMESPACE}">{region}</LocationConstraint>'
+                ).encode(),
+            )
+            response.headers["Content-Type"] = CONTENT_TYPE
+        if body:
+            root = ROOTS.get(operation.name, shape.name)
+            response.body = _SERIALIZER.element(shape, _clean(shape, body), root)
+            response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    def serialize_error(self, service: Service, error: AwsError) -> HttpResponse:
+        request_id = current_request_id.get()
+        extra = "".join(
+            f"<{name}>{escape(str(value))}</{name}>" for name, value in error.fields.items()
+        )
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message>"
+            f"{extra}<RequestId>{request_id}</RequestId><HostId>{request_id}</HostId></Error>"
+        )
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "x-amz-request-id": request_id,
+            "x-amz-id-2": request_id,
+            **error.headers,
+        }
+        return HttpResponse(error.status, body.encode(), headers)
+
+
+def _decode(request: HttpRequest) -> bytes:
+    """An aws-chunked body's payload; its trailers (checksums) join the headers."""
+    try:
+        decoded = aws_chunked.decode(request.body)
+    except aws_chunked.ChunkError as exc:
+        raise AwsError("IncompleteBody", f"The request body is not aws-chunked: {exc}") from None
+    for name, value in decoded.trailers.items():
+        request.headers.setdefault(name, value)
+    return decoded.payload()
+
+
+def _parse_xml(shape: Shape, body: bytes) -> Any:
+    try:
+        node = _PARSER._parse_xml_string_to_dom(body)
+        return _PARSER._parse_shape(shape, node)
+    except Exception:
+        raise AwsError(
+            "MalformedXML",
+            "The XML you provided was not well-formed or did not validate against our "
+            "published schema",
+        ) from None
+
+
+def http_date(moment: dt.datetime) -> str:
+    return moment.strftime("%a, %d %b %Y %H:%M:%S GMT")
