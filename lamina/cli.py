@@ -20,6 +20,7 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default=env_default("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(env_default("PORT", "9700")))
     serve.add_argument("--data-dir", type=Path, default=Path(env_default("DATA_DIR", ".lamina")))
+    _cluster_args(serve)
     serve.add_argument(
         "--keep-alive",
         type=float,
@@ -145,6 +146,37 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
     _auth_args(serve)
 
 
+def _cluster_args(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--redis",
+        default=env_default("REDIS_URL", ""),
+        help="redis://HOST:PORT/DB: count concurrency with the other nodes of a cluster there "
+        "(default: this process counts alone)",
+    )
+    serve.add_argument(
+        "--node-name",
+        default=env_default("NODE_NAME", ""),
+        help="this node's name in the cluster (default HOST:PORT)",
+    )
+    serve.add_argument(
+        "--advertise",
+        default=env_default("ADVERTISE", ""),
+        help="the URL other nodes reach this one at (default http://HOST:PORT)",
+    )
+    serve.add_argument(
+        "--heartbeat",
+        type=float,
+        default=float(env_default("HEARTBEAT", "2")),
+        help="seconds between a node's heartbeats in the cluster (default 2)",
+    )
+    serve.add_argument(
+        "--lease-expiry",
+        type=float,
+        default=float(env_default("LEASE_EXPIRY", "6")),
+        help="seconds a node's leases outlive its last heartbeat (default 6)",
+    )
+
+
 def _auth_args(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--auth",
@@ -229,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lamina.accounts_cli import add_parser as accounts_parser
 
     accounts_parser(commands)
+    from lamina.cluster.cli import add_parser as cluster_parser
+
+    cluster_parser(commands)
     return parser
 
 
@@ -336,6 +371,10 @@ def _limits_problem(args: argparse.Namespace) -> str:
         return "--nat-subnet takes a subnet id (subnet-...)"
     if args.max_pids < 0 or args.max_memory < 0:
         return "--max-pids and --max-memory must not be negative (0: derived from the host)"
+    if args.redis and not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        return "--redis takes redis://HOST:PORT/DB"
+    if not 0 < args.heartbeat < args.lease_expiry:
+        return "--heartbeat must be positive and shorter than --lease-expiry"
     if args.credential_lifetime <= 0:
         return "--credential-lifetime must be positive"
     if args.max_account_concurrency < 1:
@@ -403,6 +442,11 @@ def main(argv: list[str] | None = None) -> int:
                 max_connections=args.max_connections,
                 header_timeout=args.header_timeout,
                 body_timeout=args.body_timeout,
+                redis_url=args.redis,
+                node_name=args.node_name,
+                advertise=args.advertise,
+                heartbeat=args.heartbeat,
+                lease_expiry=args.lease_expiry,
             )
         )
         return 0
@@ -410,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
         from lamina.accounts_cli import run as accounts
 
         return accounts(args)
+    if args.command == "cluster":
+        from lamina.cluster.cli import run as cluster
+
+        return cluster(args)
     if args.command == "invoke":
         return invoke(args)
     if args.command == "doctor":

@@ -40,6 +40,12 @@ class Settings:
     max_connections: int = 0  # client connections at once; 0 = what the descriptors allow
     header_timeout: float = 10.0  # seconds a request's headers may take to arrive
     body_timeout: float = 30.0  # longest silence inside a request body
+    # A cluster: counts, leases and heartbeats in Redis (empty: this process counts alone).
+    redis_url: str = ""  # redis://HOST:PORT/DB
+    node_name: str = ""  # this node's name in the cluster; empty = HOST:PORT
+    advertise: str = ""  # the address other nodes reach it at; empty = http://HOST:PORT
+    heartbeat: float = 2.0  # seconds between heartbeats (real seconds, never scaled)
+    lease_expiry: float = 6.0  # seconds a node's leases outlive its last heartbeat
 
 
 def is_loopback(host: str) -> bool:

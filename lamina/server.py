@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -25,6 +26,7 @@ from lamina.api.spec import service
 from lamina.api.url_guard import Verified
 from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.clock import Clock
+from lamina.cluster.node import ClusterNode
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION, Settings, auth_mode, is_loopback
 from lamina.control.accounts import AccountLimits
 from lamina.control.code_links import CodeLinks
@@ -154,6 +156,8 @@ class Lamina:
                 rate_per_unit=settings.request_rate,
             )
         )
+        # A cluster: counts shared with the other nodes in Redis, kept by this node's heartbeat.
+        self.cluster = self._cluster_node(settings, clock, counters)
         self.observability = Observability(settings, self.logs, counters, self.store)
         self.metrics = self.observability.metrics
 
@@ -184,6 +188,7 @@ class Lamina:
             settings.python,
             observer=self.observability.telemetry,
             identity=self._identity,
+            shared=self.cluster.counting if self.cluster is not None else None,
         )
         self.events = EventStore(data_dir)
         self.async_queue = AsyncQueue(self.engine, self.events, clock, recorder=self.metrics)
@@ -320,11 +325,15 @@ class Lamina:
         self.gateway.mount_internal("code", self._code, public=True)  # links carry an HMAC
         self.gateway.mount_internal("logs", self._logs)
         self.gateway.mount_internal("stats", self._stats)
+        self.gateway.mount_internal("cluster", self._cluster)
         self.gateway.mount_internal("dynamodb", self._dynamodb)
         self.observability.mount(self.gateway)  # /metrics, the console, the live view
 
         # Started in this order (the observability block first: environments are told
-        # the X-Ray daemon's address), stopped by close().
+        # the X-Ray daemon's address; the cluster's heartbeat before anything invokes),
+        # stopped by close().
+        if self.cluster is not None:
+            self.gateway.on_startup.insert(0, self.cluster.start)
         self.gateway.on_startup.append(self.event_configs.start)
         self.gateway.on_startup.append(self.provisioned.start)
         self.gateway.on_startup.append(self.launcher.start)
@@ -333,6 +342,56 @@ class Lamina:
         self.gateway.on_startup.append(self.s3_notifier.start)
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
         self.gateway.on_shutdown.insert(0, self.close)
+
+    def _cluster_node(
+        self, settings: Settings, clock: Clock, counters: Counters
+    ) -> ClusterNode | None:
+        if not settings.redis_url:
+            return None
+        from lamina.cluster.counting import RedisCounting, connect
+        from lamina.cluster.node import node_id
+
+        name = settings.node_name or f"{settings.host}:{settings.port}"
+        counting = RedisCounting(
+            connect(settings.redis_url),
+            node_id(name),
+            clock,
+            counters.limits_of,
+            settings_of=self._scope_settings,
+            expiry=settings.lease_expiry,
+        )
+        advertise = settings.advertise or f"http://{settings.host}:{settings.port}"
+        return ClusterNode(
+            counting,
+            name,
+            advertise,
+            settings.heartbeat,
+            settings.lease_expiry,
+            describe=self._environments,
+        )
+
+    def _scope_settings(self, account: str, region: str) -> list[tuple[str, int | None, int]]:
+        """The concurrency settings the store holds for one account and region: what Redis
+        gets when it does not know them yet (or lost them)."""
+        found = []
+        for key, record in self.store.all_functions():
+            if key.account == account and key.region == region:
+                provisioned = record.get("provisioned") or {}
+                total = sum(config["Requested"] for config in provisioned.values())
+                found.append((key.name, record.get("reserved"), total))
+        return found
+
+    def _environments(self) -> dict[str, dict[str, int]]:
+        """This node's environments per function (for `lamina cluster status`)."""
+        found: dict[str, dict[str, int]] = {}
+        for (key, _), pool in self.engine.pools.pools.items():
+            entry = found.setdefault(f"{key.account}/{key.region}/{key.name}", {})
+            entry["idle"] = entry.get("idle", 0) + len(pool.idle)
+            entry["busy"] = entry.get("busy", 0) + len(pool.busy)
+        for (key, _), provisioned in self.engine.provisioner.sets.items():
+            entry = found.setdefault(f"{key.account}/{key.region}/{key.name}", {})
+            entry["provisioned"] = entry.get("provisioned", 0) + provisioned.ready
+        return found
 
     def _identity(self, key: FunctionKey, image: FunctionImage) -> tuple[dict[str, str], float]:
         """Temporary credentials of the function's execution role for a new environment."""
@@ -370,13 +429,33 @@ class Lamina:
         self.api_store.close()
         self.object_store.close()
         self.accounts.close()
+        if self.cluster is not None:
+            await self.cluster.close()  # last: its leases are all released by now
 
     async def _health(self, request: HttpRequest) -> HttpResponse:
         body = {"status": "ok"}
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
+    async def _cluster(self, request: HttpRequest) -> HttpResponse:
+        """GET /_lamina/cluster: the cluster's nodes, their environments and leases."""
+        body: dict[str, object] = {"Cluster": self.cluster is not None, "Nodes": []}
+        if self.cluster is not None:
+            from lamina.cluster import status
+
+            try:
+                body.update(await status.read(self.cluster.counting.client))
+            except Exception as exc:  # Redis unreachable: say so, this node's view stays up
+                body["Error"] = f"Redis is unreachable: {exc}"
+            body["Self"] = self.cluster.id
+        return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
     async def _stats(self, request: HttpRequest) -> HttpResponse:
         concurrency = self.engine.counters.stats()
+        if self.cluster is not None:
+            from lamina.engine.counting import CountingUnavailable
+
+            with contextlib.suppress(CountingUnavailable):  # else this node's own view
+                concurrency = await self.cluster.counting.stats()
         mappings = self.pollers.stats_view()
         if request.verified:  # auth on: the caller's own account only
             concurrency = [c for c in concurrency if c["Account"] == request.account]

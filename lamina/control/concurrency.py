@@ -13,6 +13,7 @@ from typing import Any
 from lamina.context import RequestContext
 from lamina.control.functions import Functions, resolve
 from lamina.engine.concurrency import SettingsError
+from lamina.engine.counting import CountingUnavailable, counts_unreachable
 from lamina.errors import AwsError, invalid_parameter
 
 log = logging.getLogger("lamina.concurrency")
@@ -51,9 +52,11 @@ class Concurrency:
         record = self.functions.record(ref)
         reserved = params["ReservedConcurrentExecutions"]
         try:
-            self.counters.of(ref.key).set_reserved(ref.key, reserved)
+            await self.functions.engine.set_reserved(ref.key, reserved)
         except SettingsError as error:
             raise settings_error(error) from error
+        except CountingUnavailable as error:
+            raise counts_unreachable(str(error)) from error
         record["reserved"] = reserved
         self.functions.store.update_function(ref.key, record)
         return {"ReservedConcurrentExecutions": reserved}
@@ -75,7 +78,10 @@ class Concurrency:
         if ref.qualifier is not None:
             raise invalid_parameter(QUALIFIED_REFUSED)
         record = self.functions.record(ref)
-        self.counters.of(ref.key).set_reserved(ref.key, None)
+        try:
+            await self.functions.engine.set_reserved(ref.key, None)
+        except CountingUnavailable as error:
+            raise counts_unreachable(str(error)) from error
         record["reserved"] = None
         self.functions.store.update_function(ref.key, record)
         return {}

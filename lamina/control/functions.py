@@ -19,6 +19,7 @@ from lamina.control.images import Images
 from lamina.control.layers import Layers
 from lamina.control.uploads import Uploads
 from lamina.engine.concurrency import Counters
+from lamina.engine.counting import CountingUnavailable, counts_unreachable
 from lamina.engine.provisioned import ProvisionedState
 from lamina.errors import (
     AwsError,
@@ -90,6 +91,13 @@ class Engine(Protocol):
     ) -> None: ...
 
     def provisioned_state(self, key: FunctionKey, qualifier: str) -> ProvisionedState | None: ...
+
+    # Settings the counting service holds (raise SettingsError or CountingUnavailable).
+    async def set_reserved(self, key: FunctionKey, reserved: int | None) -> None: ...
+
+    async def set_provisioned(self, key: FunctionKey, total: int) -> None: ...
+
+    async def forget(self, key: FunctionKey) -> None: ...
 
 
 def now_iso() -> str:
@@ -535,7 +543,10 @@ class Functions:
             return {"StatusCode": 204}
         self.record(ref)
         self.store.delete_function(ref.key)
-        self.engine.counters.of(ref.key).forget(ref.key)
+        try:
+            await self.engine.forget(ref.key)
+        except CountingUnavailable as error:
+            raise counts_unreachable(str(error)) from error
         await self.engine.retire(ref.key)
         for listener in self.on_delete:
             listener(ref.key)
@@ -563,7 +574,10 @@ class Functions:
         del record["versions"][version]
         if record.get("provisioned", {}).pop(version, None) is not None:
             total = sum(c["Requested"] for c in record["provisioned"].values())
-            self.engine.counters.of(ref.key).set_provisioned(ref.key, total)
+            try:
+                await self.engine.set_provisioned(ref.key, total)
+            except CountingUnavailable as error:
+                raise counts_unreachable(str(error)) from error
             self.engine.unprovision(ref.key, version)
         self.store.update_function(ref.key, record)
         await self.engine.retire(ref.key, version)

@@ -14,8 +14,9 @@ from lamina.context import EventStreamResult, RequestContext
 from lamina.control.functions import LATEST, FunctionRef, Functions, Target, resolve
 from lamina.control.streaming import ResponseStream, StreamedInvocations
 from lamina.engine.async_queue import AsyncQueue
+from lamina.engine.counting import counts_unreachable
 from lamina.engine.invoker import InvokeRequest, InvokeResult
-from lamina.engine.service import Engine, Throttled
+from lamina.engine.service import CountsUnreachable, Engine, Throttled
 from lamina.errors import AwsError
 from lamina.keys import FunctionKey
 from lamina.sandbox.launch import FunctionImage
@@ -244,5 +245,7 @@ class Invocations:
                 # $LATEST never has provisioned environments; a version or alias may.
                 provisioned_for=ref.qualifier if target.version != LATEST else None,
             )
+        except CountsUnreachable as unreachable:
+            raise counts_unreachable(unreachable.message) from None
         except Throttled as throttled:
             raise too_many_requests(throttled) from None

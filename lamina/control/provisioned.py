@@ -23,6 +23,7 @@ from lamina.control.functions import (
     resolve,
 )
 from lamina.engine.concurrency import SettingsError
+from lamina.engine.counting import CountingUnavailable, counts_unreachable
 from lamina.errors import AwsError, conflict, invalid_parameter, not_found
 from lamina.keys import FunctionKey
 
@@ -82,12 +83,14 @@ class Provisioned:
         image = self.functions.image(key, view)
         self.engine.provision(key, qualifier, image, configs(record)[qualifier]["Requested"])
 
-    def _set_total(self, key: FunctionKey, record: dict[str, Any]) -> None:
+    async def _set_total(self, key: FunctionKey, record: dict[str, Any]) -> None:
         total = sum(c["Requested"] for c in configs(record).values())
         try:
-            self.engine.counters.of(key).set_provisioned(key, total)
+            await self.engine.set_provisioned(key, total)
         except SettingsError as error:
             raise invalid_parameter(error.message, user=error.user) from error
+        except CountingUnavailable as error:
+            raise counts_unreachable(str(error)) from error
 
     def check_repoint(self, key: FunctionKey, record: dict[str, Any], alias: str, to: str) -> None:
         if alias in configs(record) and to in configs(record):
@@ -98,9 +101,9 @@ class Provisioned:
         if alias in configs(record):
             self._provision(key, record, alias)
 
-    def drop(self, key: FunctionKey, record: dict[str, Any], qualifier: str) -> None:
+    async def drop(self, key: FunctionKey, record: dict[str, Any], qualifier: str) -> None:
         if configs(record).pop(qualifier, None) is not None:
-            self._set_total(key, record)
+            await self._set_total(key, record)
             self.engine.unprovision(key, qualifier)
 
     def _qualified(self, ctx: RequestContext, params: dict[str, Any], put: bool) -> FunctionRef:
@@ -160,7 +163,7 @@ class Provisioned:
             "LastModified": now_iso(),
         }
         try:
-            self._set_total(ref.key, record)
+            await self._set_total(ref.key, record)
         except AwsError:
             if previous is None:
                 del provisioned[qualifier]
@@ -199,7 +202,7 @@ class Provisioned:
         ref = self._qualified(ctx, params, put=False)
         record = self.functions.record(FunctionRef(ref.key, None))
         assert ref.qualifier is not None
-        self.drop(ref.key, record, ref.qualifier)
+        await self.drop(ref.key, record, ref.qualifier)
         self.functions.store.update_function(ref.key, record)
         return {}
 

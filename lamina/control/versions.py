@@ -178,7 +178,7 @@ class Versions:
     async def DeleteAlias(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ref, record, alias = self._alias(ctx, params)
         del record["aliases"][alias["Name"]]
-        self.provisioned.drop(ref.key, record, alias["Name"])
+        await self.provisioned.drop(ref.key, record, alias["Name"])
         self.functions.store.update_function(ref.key, record)
         for listener in self.on_alias_delete:
             listener(ref.key, alias["Name"])

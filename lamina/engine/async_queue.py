@@ -32,6 +32,7 @@ from typing import Protocol
 
 from lamina.clock import Clock
 from lamina.engine.concurrency import Lease
+from lamina.engine.counting import CountingUnavailable
 from lamina.engine.invoker import InvokeRequest, InvokeResult
 from lamina.engine.retry import backoff_delay, error_retry_delay, slot_frees
 from lamina.engine.service import Engine, Throttled
@@ -281,8 +282,11 @@ class AsyncQueue:
         if self._age(event) > delivery.max_age:
             await self._end(event, Condition.EVENT_AGE_EXCEEDED)
             return
-        counter = self.engine.counters.of(event.key)
-        if counter.reserved(event.key) == 0:
+        try:
+            reserved = await self.engine.reserved(event.key)
+        except CountingUnavailable:
+            reserved = None  # the invocation below is refused, and retried later
+        if reserved == 0:
             await self._end(event, Condition.ZERO_RESERVED)
             return
         if self.recorder is not None:

@@ -12,11 +12,23 @@ from __future__ import annotations
 from typing import Protocol
 
 from lamina.engine.concurrency import Decision, Kind, Lease, Limits
+from lamina.errors import AwsError
 from lamina.keys import FunctionKey
 
 
 class CountingUnavailable(ConnectionError):
     """The shared counts cannot be reached (or are being rebuilt): admit nothing."""
+
+
+def counts_unreachable(message: str) -> AwsError:
+    """What a client is answered when the shared counts cannot be reached: nothing was
+    started nor changed; AWS's ServiceException (500), which SDKs retry."""
+    return AwsError(
+        "ServiceException",
+        f"Lamina cannot reach the cluster's concurrency counts, so it starts nothing rather "
+        f"than risk exceeding a limit ({message}).",
+        500,
+    )
 
 
 class SharedCounting(Protocol):

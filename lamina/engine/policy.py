@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from lamina.engine.concurrency import Counter, Decision, Kind
+from lamina.engine.counting import SharedCounting
 from lamina.keys import FunctionKey
 
 T = TypeVar("T")
@@ -41,6 +42,20 @@ def admit(
     if provisioned_idle:
         return counter.acquire(key, now, _PROVISIONED)
     return counter.acquire(key, now, _ON_DEMAND, not warm_idle, provisioned_target)
+
+
+async def admit_shared(
+    counting: SharedCounting,
+    key: FunctionKey,
+    now: float,
+    provisioned_idle: bool,
+    provisioned_target: bool,
+    warm_idle: bool,
+) -> Decision:
+    """`admit`, asking a cluster's shared counts (the same rules, in Redis)."""
+    if provisioned_idle:
+        return await counting.acquire(key, now, _PROVISIONED)
+    return await counting.acquire(key, now, _ON_DEMAND, not warm_idle, provisioned_target)
 
 
 class IdleStack(Generic[T]):

@@ -124,8 +124,15 @@ class ProvisionedSet:
 
 
 class Provisioner:
-    def __init__(self, factory: ProvisionedFactory, pools: Pools, counters: Counters) -> None:
+    def __init__(
+        self,
+        factory: ProvisionedFactory,
+        pools: Pools,
+        counters: Counters,
+        tell_ready: Callable[[FunctionKey, int], None] | None = None,
+    ) -> None:
         self.factory = factory
+        self.tell_ready = tell_ready  # a cluster's shared counts hear of ready counts too
         self.pools = pools  # owns the tasks that stop environments
         self.counters = counters
         self.sets: dict[tuple[FunctionKey, str], ProvisionedSet] = {}  # by (function, qualifier)
@@ -167,6 +174,8 @@ class Provisioner:
     def changed(self, key: FunctionKey) -> None:
         ready = sum(s.ready for (k, _), s in self.sets.items() if k == key and not s.retired)
         self.counters.of(key).set_provisioned_ready(key, ready)
+        if self.tell_ready is not None:
+            self.tell_ready(key, ready)
 
     async def _check_forever(self) -> None:
         while True:

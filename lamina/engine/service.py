@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import sys
 from collections.abc import Callable
@@ -9,9 +11,10 @@ from pathlib import Path
 from typing import Protocol
 
 from lamina.clock import Clock
-from lamina.engine.concurrency import Counters, Lease, Pool, Throttle
+from lamina.engine.concurrency import Counters, Decision, Lease, Pool, SettingsError, Throttle
+from lamina.engine.counting import CountingUnavailable, SharedCounting
 from lamina.engine.invoker import EnvironmentSource, Invoker, InvokeRequest, InvokeResult
-from lamina.engine.policy import admit
+from lamina.engine.policy import admit, admit_shared
 from lamina.engine.pool import Pools
 from lamina.engine.provisioned import ProvisionedState, Provisioner
 from lamina.keys import FunctionKey
@@ -27,6 +30,15 @@ class Throttled(Exception):
         super().__init__(reason.value)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class CountsUnreachable(Throttled):
+    """The shared counts (a cluster's Redis) cannot be reached: refused rather than
+    guessed. A Throttled, so that the async queue and the pollers retry it later."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Throttle.ACCOUNT, 1.0)
+        self.message = message
 
 
 class Observer(Protocol):
@@ -52,8 +64,11 @@ class Engine:
         python: str = "",
         observer: Observer | None = None,
         identity: Identity | None = None,
+        shared: SharedCounting | None = None,
     ) -> None:
         self.identity = identity
+        # A cluster's counts (cluster/counting.py); None: this process counts alone.
+        self.shared = shared
         self.scratch_root = scratch_root
         shutil.rmtree(scratch_root, ignore_errors=True)  # leftovers of a crashed run
         scratch_root.mkdir(parents=True, exist_ok=True)
@@ -62,7 +77,12 @@ class Engine:
         self.logs = logs
         self.counters = counters
         self.pools = Pools(self._new_environment, clock, keep_alive)
-        self.provisioner = Provisioner(self._new_environment, self.pools, counters)
+        self.provisioner = Provisioner(
+            self._new_environment,
+            self.pools,
+            counters,
+            shared.set_provisioned_ready_soon if shared is not None else None,
+        )
         self.invoker = Invoker(logs)
         # Told of every freed slot: the async queue wakes functions it paused on throttles.
         self.on_release: list[Callable[[Lease], None]] = []
@@ -95,25 +115,42 @@ class Engine:
         `provisioned_for`: the alias or version the caller named; its provisioned
         environments serve first, and the rest spills over to on-demand ones.
         """
+        shared = self.shared
         counter = self.counters.of(key)
-        now = self.clock.platform_now()
+        now = self.clock.platform_now() if shared is None else shared.now()
         request.arrived = request.arrived or self.clock.wall()
         request.memory_mb = image.memory_mb
         warm = (
             self.provisioner.find(key, provisioned_for, image.revision) if provisioned_for else None
         )
         source: EnvironmentSource
-        # No await from these checks to source.acquire(): the answers still hold there.
+        # No await from these checks to source.acquire(): the answers still hold there
+        # (on a cluster, the shared counts are asked in between; an environment taken
+        # meanwhile makes a cold start that the scaling bucket did not count).
         provisioned_idle = warm is not None and warm.has_ready()
         pool = self.pools.pool_for(key, image, request.tenant_id)
-        decision = admit(  # policy.py: the same placement the planner replays
-            counter,
-            key,
-            now,
-            provisioned_idle=provisioned_idle,
-            provisioned_target=warm is not None,
-            warm_idle=provisioned_idle or pool.has_ready(),
-        )
+        decision: Decision
+        if shared is None:
+            decision = admit(  # policy.py: the same placement the planner replays
+                counter,
+                key,
+                now,
+                provisioned_idle=provisioned_idle,
+                provisioned_target=warm is not None,
+                warm_idle=provisioned_idle or pool.has_ready(),
+            )
+        else:
+            try:
+                decision = await admit_shared(
+                    shared,
+                    key,
+                    now,
+                    provisioned_idle=provisioned_idle,
+                    provisioned_target=warm is not None,
+                    warm_idle=provisioned_idle or pool.has_ready(),
+                )
+            except CountingUnavailable as exc:
+                raise CountsUnreachable(str(exc)) from exc
         source = warm if provisioned_idle and warm is not None else pool
         if decision.lease is None:
             assert decision.throttle is not None
@@ -125,12 +162,43 @@ class Engine:
         try:
             result = await self.invoker.invoke(source, request)
         finally:
-            counter.release(decision.lease)  # on every path, cancellation included
+            if shared is None:
+                counter.release(decision.lease)  # on every path, cancellation included
+            else:
+                await asyncio.shield(shared.release(decision.lease))
             for listener in self.on_release:
                 listener(decision.lease)
         if self.observer is not None:
             self.observer.invoked(key, request, result)
         return result
+
+    # Settings the counting service holds, wherever it keeps them ----------------------
+    async def set_reserved(self, key: FunctionKey, reserved: int | None) -> None:
+        """Raise SettingsError (nothing changed) or CountingUnavailable."""
+        if self.shared is not None:
+            await self.shared.set_reserved(key, reserved)
+            with contextlib.suppress(SettingsError):  # the shared counts decided
+                self.counters.of(key).set_reserved(key, reserved)
+            return
+        self.counters.of(key).set_reserved(key, reserved)
+
+    async def set_provisioned(self, key: FunctionKey, total: int) -> None:
+        if self.shared is not None:
+            await self.shared.set_provisioned(key, total)
+            with contextlib.suppress(SettingsError):
+                self.counters.of(key).set_provisioned(key, total)
+            return
+        self.counters.of(key).set_provisioned(key, total)
+
+    async def forget(self, key: FunctionKey) -> None:
+        if self.shared is not None:
+            await self.shared.forget(key)
+        self.counters.of(key).forget(key)
+
+    async def reserved(self, key: FunctionKey) -> int | None:
+        if self.shared is not None:
+            return await self.shared.reserved(key)
+        return self.counters.of(key).reserved(key)
 
     def provision(self, key: FunctionKey, qualifier: str, image: FunctionImage, count: int) -> None:
         self.provisioner.provision(key, qualifier, image, count)

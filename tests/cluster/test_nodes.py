@@ -1,0 +1,209 @@
+"""Three real `lamina serve` nodes counting on one redis-server of the test's own: the
+limits hold for all of them together, measured from inside the functions, and the slots
+of a node killed with SIGKILL come back within the lease expiry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.cluster.redis_server import RedisServer
+from tests.helpers import Server, python_function
+
+ACCOUNT, FLOOR = 12, 2
+EXPIRY = 6.0  # the default lease expiry: a dead node's slots are back within it
+
+# Reports when it ran (wall clock: the nodes share the host's), so that the test sees how
+# many ran at once across all nodes.
+SLEEPER = """
+import os, time
+
+def handler(event, context):
+    start = time.time()
+    time.sleep(event.get("sleep", 0))
+    return {"start": start, "end": time.time(), "pid": os.getpid()}
+"""
+
+
+@pytest.fixture(scope="module")
+def nodes(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Server]]:
+    base: Path = tmp_path_factory.mktemp("cluster")
+    started: list[Server] = []
+    try:
+        for name in ("a", "b", "c"):
+            (base / name).mkdir()
+            started.append(
+                Server(
+                    base / name / "data",
+                    args=[
+                        "--redis", redis_server.url,
+                        "--node-name", name,
+                        "--account-concurrency", str(ACCOUNT),
+                        "--unreserved-floor", str(FLOOR),
+                    ],
+                ).start()
+            )  # fmt: skip
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def create_everywhere(nodes: list[Server], name: str, reserved: int | None = None) -> None:
+    """The function on every node (each keeps its own store), with its reservation."""
+    for node in nodes:
+        lam = node.client()
+        python_function(lam, name, SLEEPER, Timeout=30)
+        if reserved is not None:
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+
+
+def invoke_all(targets: list[tuple[Server, str]], sleep: float) -> list[dict[str, Any]]:
+    """Invoke every (node, function) at the same moment; each outcome, in order."""
+    outcomes: list[dict[str, Any]] = [{} for _ in targets]
+    barrier = threading.Barrier(len(targets))
+
+    def run(index: int, node: Server, name: str) -> None:
+        client = node.client()
+        barrier.wait(30)
+        try:
+            response = client.invoke(
+                FunctionName=name, Payload=json.dumps({"sleep": sleep}).encode()
+            )
+            outcomes[index] = {"ok": json.loads(response["Payload"].read())}
+        except ClientError as error:
+            outcomes[index] = {"error": error.response}
+        except Exception as error:  # a node killed under the request
+            outcomes[index] = {"lost": repr(error)}
+
+    threads = [
+        threading.Thread(target=run, args=(i, node, name), daemon=True)
+        for i, (node, name) in enumerate(targets)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert all(outcomes), "an invoke got no answer"
+    return outcomes
+
+
+def peak(outcomes: list[dict[str, Any]]) -> int:
+    """The most executions that ran at once, from the times the functions reported."""
+    edges = []
+    for outcome in outcomes:
+        if "ok" in outcome:
+            edges += [(outcome["ok"]["start"], 1), (outcome["ok"]["end"], -1)]
+    running = highest = 0
+    for _, step in sorted(edges, key=lambda edge: (edge[0], edge[1])):
+        running += step
+        highest = max(highest, running)
+    return highest
+
+
+def reasons(outcomes: list[dict[str, Any]]) -> set[str]:
+    found = set()
+    for outcome in outcomes:
+        if "error" in outcome:
+            error = outcome["error"]
+            assert error["ResponseMetadata"]["HTTPStatusCode"] == 429, error
+            found.add(error["Reason"])
+    return found
+
+
+def test_a_reservation_holds_across_three_nodes_and_is_reached(nodes: list[Server]) -> None:
+    create_everywhere(nodes, "reserved-four", reserved=4)
+    # 5x overload, round-robin over the nodes.
+    outcomes = invoke_all([(nodes[i % 3], "reserved-four") for i in range(20)], sleep=1.5)
+    assert peak(outcomes) == 4, outcomes
+    assert sum(1 for o in outcomes if "ok" in o) == 4
+    assert reasons(outcomes) == {"ReservedFunctionConcurrentInvocationLimitExceeded"}
+
+
+def test_the_account_limit_holds_across_three_nodes_and_is_reached(nodes: list[Server]) -> None:
+    create_everywhere(nodes, "unreserved")
+    pool = ACCOUNT - 4  # reserved-four keeps its reservation
+    outcomes = invoke_all([(nodes[i % 3], "unreserved") for i in range(5 * pool)], sleep=1.5)
+    assert peak(outcomes) == pool, outcomes
+    assert reasons(outcomes) == {"ConcurrentInvocationLimitExceeded"}
+
+
+def test_cluster_status_lists_the_nodes(nodes: list[Server], redis_server: RedisServer) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "lamina.cli", "cluster", "status", "--redis", redis_server.url,
+         "--json"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    status = json.loads(shown.stdout)
+    assert sorted(n["Name"] for n in status["Nodes"]) == ["a", "b", "c"]
+    assert all(
+        n["Alive"] and n["Advertise"].startswith("http://127.0.0.1:") for n in status["Nodes"]
+    )
+    # Each ran the functions above: its environments are listed.
+    for node in status["Nodes"]:
+        assert any(f.endswith("/unreserved") for f in node["Environments"]), node
+    text = subprocess.run(
+        [sys.executable, "-m", "lamina.cli", "cluster", "status", "--endpoint",
+         nodes[0].endpoint],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert text.startswith("3 node(s)") and "\na  http://127.0.0.1:" in text
+
+
+def leases_of(node: Server, name: str, function: str) -> dict[str, int]:
+    """The leases node `name` holds for `function`, as any node reports the cluster."""
+    with urllib.request.urlopen(f"{node.endpoint}/_lamina/cluster", timeout=10) as answer:
+        status = json.loads(answer.read())
+    for entry in status["Nodes"]:
+        if entry["Name"] == name:
+            found: dict[str, int] = entry["Leases"].get(f"000000000000/us-east-1/{function}", {})
+            return found
+    return {}
+
+
+def test_a_killed_nodes_slots_come_back_within_the_expiry(nodes: list[Server]) -> None:
+    """Runs last: it kills node b."""
+    create_everywhere(nodes, "reserved-three", reserved=3)
+    a, b, c = nodes
+    held: list[list[dict[str, Any]]] = []
+    holders = threading.Thread(
+        target=lambda: held.append(invoke_all([(b, "reserved-three")] * 3, 20.0)), daemon=True
+    )
+    holders.start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not held:  # until b holds all three slots
+        if leases_of(a, "b", "reserved-three") == {"reserved": 3}:
+            break
+        time.sleep(0.1)
+    assert not held, held
+    assert b.process is not None
+    b.process.kill()
+    killed = time.monotonic()
+    b.process.wait()
+    # Until the leases expire the dead node's slots still count: nothing more runs.
+    first = invoke_all([(a, "reserved-three")], sleep=0)
+    assert reasons(first) == {"ReservedFunctionConcurrentInvocationLimitExceeded"}
+    back = None
+    while time.monotonic() - killed < EXPIRY + 5:
+        sent = time.monotonic()
+        outcomes = invoke_all([(a, "reserved-three"), (c, "reserved-three"),
+                               (a, "reserved-three")], sleep=1.0)  # fmt: skip
+        if all("ok" in o for o in outcomes):
+            assert peak(outcomes) == 3
+            back = sent - killed
+            break
+        time.sleep(0.2)
+    assert back is not None and back <= EXPIRY, back
+    print(f"the full limit was reached again {back:.2f} s after the SIGKILL")
