@@ -339,6 +339,7 @@ class Lamina:
         self.gateway.on_startup.append(self.launcher.start)
         self.gateway.on_startup.append(self.durable.start)  # resumes running executions
         self.gateway.on_startup.append(self.sns_deliveries.start)  # HTTP/S deliveries go on
+        self.gateway.on_startup.append(self.object_store.start)  # files a crash left go
         self.gateway.on_startup.append(self.s3_notifier.start)
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
         self.gateway.on_shutdown.insert(0, self.close)

@@ -175,7 +175,7 @@ class RestXml:
         bucket = virtual_bucket(request.headers.get("host", ""), signed_for(request, "s3"))
         if bucket is not None:
             path = f"/{bucket}" if path in ("", "/") else f"/{bucket}{path}"
-        best: tuple[tuple[int, int], Any, Any] | None = None
+        best: tuple[tuple[int, int, bool], Any, Any] | None = None
         for route in service.routes:
             labels = route.match(request.method, path, request.query)
             if labels is None:
@@ -183,7 +183,9 @@ class RestXml:
             present = _present(route.operation, request)
             if present is None:
                 continue
-            rank = (route.specificity[0], present)
+            # ties go to the current operation (PutBucketNotificationConfiguration, not
+            # the deprecated PutBucketNotification at the same path)
+            rank = (route.specificity[0], present, not route.operation.deprecated)
             if best is None or rank > best[0]:
                 best = (rank, route.operation, labels)
         if best is None:

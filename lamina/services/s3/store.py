@@ -14,7 +14,9 @@ Keys sort as S3 sorts them, by their UTF-8 bytes (SQLite's BINARY collation).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -41,6 +43,8 @@ CREATE TABLE IF NOT EXISTS parts (
 CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL);
 """
 
+log = logging.getLogger("lamina.s3")
+
 Outgoing = list[dict[str, Any]]  # notifications to write with a change
 
 
@@ -51,6 +55,12 @@ class ObjectStore:
         self._db = connect(data_dir / "s3.db")
         self._db.executescript(SCHEMA)
         self.on_outbox: list[Callable[[], None]] = []  # told when notifications are written
+
+    async def start(self) -> None:
+        """Before serving: the files a crash left behind go (off the loop)."""
+        removed = await asyncio.to_thread(self._sweep, self._kept())
+        if removed:
+            log.info("removed %d object files no object or part points at", removed)
 
     def close(self) -> None:
         self._db.close()
@@ -104,17 +114,20 @@ class ObjectStore:
         for name in names:
             self.path(name).unlink(missing_ok=True)
 
-    def sweep(self) -> int:
-        """Remove the files no object or part points at (left by a crash); how many."""
+    def _kept(self) -> set[str]:
         kept: set[str] = set()
         for (record,) in self._db.execute("SELECT record FROM objects"):
             kept.add(json.loads(record)["file"])
         for (record,) in self._db.execute("SELECT record FROM parts"):
             kept.add(json.loads(record)["file"])
+        return kept
+
+    def _sweep(self, kept: set[str]) -> int:
+        """Blocking: remove the files not in `kept` (a crash left them); how many."""
         removed = 0
         for folder in self.root.iterdir():
             for path in folder.iterdir():
-                if path.name not in kept:
+                if path.name.split(".")[0] not in kept or path.suffix == ".part":
                     path.unlink(missing_ok=True)
                     removed += 1
         return removed
