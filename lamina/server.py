@@ -66,6 +66,10 @@ from lamina.services.dynamodb.provider import DynamoDBProvider
 from lamina.services.dynamodb.store import TableStore
 from lamina.services.dynamodb.streams_api import StreamsProvider
 from lamina.services.dynamodb.tables import Tables
+from lamina.services.events.dispatch import Dispatcher
+from lamina.services.events.provider import EventsProvider
+from lamina.services.events.rules import Rules
+from lamina.services.events.store import RuleStore
 from lamina.services.kinesis import poll as kinesis_poll
 from lamina.services.kinesis.provider import KinesisProvider
 from lamina.services.kinesis.store import StreamStore
@@ -268,6 +272,11 @@ class Lamina:
         self.s3_notifier = Notifier(
             self.object_store, self.service_invoker, self.queues, self.publisher
         )
+        self.rule_store = RuleStore(data_dir)
+        self.rules = Rules(self.rule_store)
+        self.event_dispatch = Dispatcher(
+            self.rules, clock, self.service_invoker, self.queues, self.publisher
+        )
 
         # api/: one endpoint for every service.
         self.gateway = Gateway(self.authenticator)
@@ -298,6 +307,9 @@ class Lamina:
         )
         self.gateway.mount(service("sqs"), SqsProvider(self.queues, clock))
         self.gateway.mount(service("sns"), SnsProvider(self.topics, self.publisher, clock))
+        self.gateway.mount(
+            service("events"), EventsProvider(self.rules, self.event_dispatch, clock)
+        )
         self.gateway.mount(service("kinesis"), KinesisProvider(self.streams, clock))
         self.gateway.mount(service("dynamodb"), DynamoDBProvider(self.tables, clock))
         self.gateway.mount(service("dynamodbstreams"), StreamsProvider(self.tables, clock))
@@ -341,6 +353,7 @@ class Lamina:
         self.gateway.on_startup.append(self.sns_deliveries.start)  # HTTP/S deliveries go on
         self.gateway.on_startup.append(self.object_store.start)  # files a crash left go
         self.gateway.on_startup.append(self.s3_notifier.start)
+        self.gateway.on_startup.append(self.event_dispatch.start)  # schedules (missed: once)
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
         self.gateway.on_shutdown.insert(0, self.close)
 
@@ -408,6 +421,7 @@ class Lamina:
     async def close(self) -> None:
         await self.pollers.close()  # pollers first: they invoke through the engine
         await self.durable.close()  # executions stay on disk, resumed at the next start
+        await self.event_dispatch.close()  # schedules stop; rules stay on disk
         await self.sns_deliveries.close()  # undelivered HTTP/S messages stay on disk
         await self.s3_notifier.close()  # undelivered notifications stay in the outbox
         await self.async_queue.close()  # unfinished events stay on disk for the next start
@@ -421,6 +435,7 @@ class Lamina:
         self.mapping_store.close()
         self.queues.store.close()
         self.topic_store.close()
+        self.rule_store.close()
         self.streams.store.close()
         self.tables.store.close()
         self.durable.store.close()

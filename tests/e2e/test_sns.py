@@ -119,9 +119,7 @@ def test_filtered_fan_out_to_a_function_and_queues(
         Attributes={"FilterPolicy": policy},
     )["SubscriptionArn"]  # fmt: skip
     url, queue_arn = queue_for(sqs, "orders-all", topic)
-    to_queue = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)[
-        "SubscriptionArn"
-    ]
+    to_queue = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)["SubscriptionArn"]
     raw_url, raw_arn = queue_for(sqs, "orders-raw", topic)
     body_policy = json.dumps({"kind": [{"prefix": "big"}]})
     sns.subscribe(

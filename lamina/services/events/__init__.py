@@ -1,0 +1,2 @@
+"""Amazon EventBridge (`events`): event buses, rules with event patterns and schedules,
+targets, PutEvents."""

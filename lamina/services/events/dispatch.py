@@ -1,0 +1,271 @@
+"""Sending events to a rule's targets, and firing scheduled rules.
+
+Each target gets the event as its Input / InputPath / InputTransformer says
+(transform.py): a function as an async invoke through its resource policy (its event
+queue then owns throttles, retries and its own DLQ), a queue as a SendMessage, a topic as
+a Publish — each on disk at the target before PutEvents answers. What a target refuses
+for good (no such resource, no permission for events.amazonaws.com, too large) is not
+retried, as on AWS: the event goes to the target's dead-letter queue, if it has one. Any
+other failure is retried with exponential backoff while the target's RetryPolicy allows
+(185 attempts, 24 hours by default).
+
+Schedules run on the clock: a rule's timeline starts at its anchor (when its schedule was
+set) and runs 1/scale times as fast as real time, so `--time-scale` speeds them. Each
+firing is recorded on the rule (LastFired); after a restart a schedule that missed one
+or more firings fires once, then keeps its cadence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import heapq
+import itertools
+import json
+import logging
+import random
+import uuid
+from typing import Any
+
+from lamina.clock import Clock
+from lamina.deliveries import Delivery, FunctionInvoker, QueueSender, TopicPublisher
+from lamina.services.events.rules import Rule, Rules
+from lamina.services.events.transform import payload
+
+log = logging.getLogger("lamina.events")
+
+SERVICE = "events.amazonaws.com"
+DEFAULT_ATTEMPTS = 185
+DEFAULT_MAX_AGE = 86400.0
+
+
+def iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def kind_of(arn: str) -> str | None:
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[0] != "arn":
+        return None
+    if parts[2] == "lambda" and parts[5] == "function":
+        return "lambda"
+    if parts[2] in ("sqs", "sns"):
+        return parts[2]
+    return None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        rules: Rules,
+        clock: Clock,
+        functions: FunctionInvoker,
+        queues: QueueSender,
+        topics: TopicPublisher,
+    ) -> None:
+        self.rules = rules
+        self.clock = clock
+        self.functions = functions
+        self.queues = queues
+        self.topics = topics
+        self._due: list[tuple[float, int, Rule, int]] = []  # (real time, seq, rule, generation)
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.fired = 0  # schedule firings, for tests and stats
+
+    # Lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        now = self.clock.wall()
+        for rule in self.rules.scheduled():
+            self._catch_up(rule, now)
+            self.reschedule(rule)
+        self._scheduler = asyncio.get_running_loop().create_task(self._run_schedules())
+
+    async def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # Events ------------------------------------------------------------------------------
+    async def route(self, rule: Rule, event: dict[str, Any]) -> None:
+        """Send `event` to every target of `rule`."""
+        accepted = self.clock.wall()
+        for target in list(rule.targets.values()):
+            await self._send(rule, target, event, accepted, attempt=1)
+
+    async def _send(
+        self,
+        rule: Rule,
+        target: dict[str, Any],
+        event: dict[str, Any],
+        accepted: float,
+        attempt: int,
+    ) -> None:
+        try:
+            text = payload(target, event, rule.arn, rule.name)
+            outcome = await self._deliver(rule, target, text, event)
+        except Exception:
+            log.exception("delivering an event to %s failed", target.get("Arn"))
+            outcome = Delivery.FAILED
+        if outcome is Delivery.ACCEPTED:
+            return
+        policy = target.get("RetryPolicy") or {}
+        attempts = int(policy.get("MaximumRetryAttempts", DEFAULT_ATTEMPTS))
+        max_age = float(policy.get("MaximumEventAgeInSeconds", DEFAULT_MAX_AGE))
+        age = (self.clock.wall() - accepted) / self.clock.scale
+        if outcome is Delivery.FAILED and attempt <= attempts and age < max_age:
+            delay = min(300.0, 2.0 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
+            self._later(delay, self._send(rule, target, event, accepted, attempt + 1))
+            return
+        log.warning(
+            "rule %s could not deliver to %s (%s)", rule.arn, target.get("Arn"), outcome.value
+        )
+        self._dead_letter(rule, target, event, outcome)
+
+    async def _deliver(
+        self, rule: Rule, target: dict[str, Any], text: str, event: dict[str, Any]
+    ) -> Delivery:
+        arn = str(target["Arn"])
+        kind = kind_of(arn)
+        if kind == "lambda":
+            return await self.functions.invoke_async(
+                arn, text.encode(), service=SERVICE, source_arn=rule.arn,
+                source_account=rule.account,
+            )  # fmt: skip
+        if kind == "sqs":
+            group = (target.get("SqsParameters") or {}).get("MessageGroupId")
+            return self.queues.send_as_service(
+                arn, text, service=SERVICE, source_arn=rule.arn, source_account=rule.account,
+                group=group, dedup=str(event.get("id")),
+            )  # fmt: skip
+        if kind == "sns":
+            return await self.topics.publish_as_service(
+                arn, text, service=SERVICE, source_arn=rule.arn, source_account=rule.account
+            )
+        return Delivery.MISSING
+
+    def _dead_letter(
+        self, rule: Rule, target: dict[str, Any], event: dict[str, Any], outcome: Delivery
+    ) -> None:
+        arn = (target.get("DeadLetterConfig") or {}).get("Arn")
+        if not arn:
+            return
+        codes = {
+            Delivery.MISSING: ("ResourceNotFound", "The target does not exist."),
+            Delivery.DENIED: ("AccessDenied", "EventBridge may not deliver to the target."),
+            Delivery.TOO_LARGE: ("PayloadTooLarge", "The event is too large for the target."),
+            Delivery.FAILED: ("RetriesExhausted", "The target's retry policy was exhausted."),
+        }  # fmt: skip
+        code, message = codes.get(outcome, ("Unknown", "Delivery failed."))
+        attributes = {
+            "RULE_ARN": {"DataType": "String", "StringValue": rule.arn},
+            "TARGET_ARN": {"DataType": "String", "StringValue": str(target["Arn"])},
+            "ERROR_CODE": {"DataType": "String", "StringValue": code},
+            "ERROR_MESSAGE": {"DataType": "String", "StringValue": message},
+        }
+        sent = self.queues.send_as_service(
+            arn, json.dumps(event), service=SERVICE, source_arn=rule.arn,
+            source_account=rule.account, attributes=attributes,
+        )  # fmt: skip
+        if sent is not Delivery.ACCEPTED:
+            log.warning("dead-letter queue %s refused an event (%s)", arn, sent.value)
+
+    def _later(self, delay: float, coroutine: Any) -> None:
+        async def run() -> None:
+            await self.clock.sleep(delay)
+            await coroutine
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # Schedules ---------------------------------------------------------------------------
+    def _timeline(self, rule: Rule, real: float) -> float:
+        """Real wall time → the rule's schedule timeline (runs 1/scale as fast)."""
+        anchor = float(rule.record.get("Anchor", real))
+        return anchor + (real - anchor) / self.clock.scale
+
+    def _real(self, rule: Rule, moment: float) -> float:
+        anchor = float(rule.record.get("Anchor", moment))
+        return anchor + (moment - anchor) * self.clock.scale
+
+    def _catch_up(self, rule: Rule, now: float) -> None:
+        """A schedule that missed firings while Lamina was down fires once, now."""
+        if rule.schedule is None or not rule.enabled:
+            return
+        last = rule.record.get("LastFired", rule.record.get("Anchor"))
+        if last is None:
+            return
+        missed = rule.schedule.next_after(float(last))
+        current = self._timeline(rule, now)
+        if missed is not None and missed <= current:
+            self._fire(rule, current)
+
+    def reschedule(self, rule: Rule) -> None:
+        """(Re)plan the rule's next firing; call after any change to the rule."""
+        if rule.schedule is None or not rule.enabled:
+            return
+        after = max(
+            self._timeline(rule, self.clock.wall()), float(rule.record.get("LastFired") or 0.0)
+        )
+        moment = rule.schedule.next_after(after)
+        if moment is None:
+            return
+        entry = (self._real(rule, moment), next(self._seq), rule, rule.generation)
+        heapq.heappush(self._due, entry)
+        self._wake.set()
+
+    def step(self, now: float) -> None:
+        """Fire every rule due by `now` (real wall time) and plan its next firing."""
+        while self._due and self._due[0][0] <= now:
+            due, _, rule, generation = heapq.heappop(self._due)
+            if generation != rule.generation or not rule.enabled:
+                continue  # the rule changed or went away since this was planned
+            if self.rules.rule(rule.account, rule.region, rule.bus, rule.name) is not rule:
+                continue
+            self._fire(rule, self._timeline(rule, due))
+            self.reschedule(rule)
+
+    async def _run_schedules(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self.clock.wall()
+            self.step(now)
+            timeout = max(0.0, self._due[0][0] - now) if self._due else None
+            # asyncio.timeout, not wait_for: a cancellation that comes as the wake-up
+            # does is never lost (Python 3.11's wait_for can swallow it).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    def _fire(self, rule: Rule, moment: float) -> None:
+        """Send the rule's Scheduled Event; LastFired is stored once its targets have it
+        (a crash before that fires it again at the next start: at least once)."""
+        rule.record["LastFired"] = moment
+        self.fired += 1
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": rule.account,
+            "time": iso(moment),
+            "region": rule.region,
+            "resources": [rule.arn],
+            "detail": {},
+        }
+        task = asyncio.get_running_loop().create_task(self._fired(rule, event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fired(self, rule: Rule, event: dict[str, Any]) -> None:
+        await self.route(rule, event)
+        if self.rules.rule(rule.account, rule.region, rule.bus, rule.name) is rule:
+            self.rules.save_rule(rule)
