@@ -22,6 +22,13 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--data-dir", type=Path, default=Path(env_default("DATA_DIR", ".lamina")))
     _cluster_args(serve)
     serve.add_argument(
+        "--database",
+        default=env_default("DATABASE_URL", ""),
+        metavar="postgresql://...",
+        help="cluster mode: keep every durable record in this PostgreSQL database, shared "
+        "by every node (default: SQLite files in the data directory)",
+    )
+    serve.add_argument(
         "--keep-alive",
         type=float,
         default=float(env_default("KEEP_ALIVE", "600")),
@@ -447,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                 advertise=args.advertise,
                 heartbeat=args.heartbeat,
                 lease_expiry=args.lease_expiry,
+                database=args.database,
             )
         )
         return 0

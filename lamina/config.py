@@ -46,6 +46,7 @@ class Settings:
     advertise: str = ""  # the address other nodes reach it at; empty = http://HOST:PORT
     heartbeat: float = 2.0  # seconds between heartbeats (real seconds, never scaled)
     lease_expiry: float = 6.0  # seconds a node's leases outlive its last heartbeat
+    database: str = ""  # postgresql://...: the cluster's shared store; "" = SQLite files
 
 
 def is_loopback(host: str) -> bool:

@@ -12,7 +12,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import uvloop
@@ -93,6 +93,7 @@ from lamina.services.sqs.queues import Queues
 from lamina.services.sqs.store import QueueStore
 from lamina.services.xray.provider import XRay
 from lamina.store.accounts import AccountStore
+from lamina.store.database import open_shared
 from lamina.store.durable import DurableStore
 from lamina.store.events import EventStore
 from lamina.store.identity import Identities, Sessions
@@ -148,8 +149,11 @@ class Lamina:
             launch.set_python_sdk(str(sdk), minimum_python())
             self.isolation.binds = (*self.isolation.binds, str(sdk))
 
-        # store/ and observe/: what everything above writes to.
-        self.store = SqliteStore(data_dir)
+        # store/ and observe/: what everything above writes to. Cluster mode: every store
+        # in the one PostgreSQL database all nodes share; otherwise SQLite files.
+        self.database = open_shared(settings.database)
+        db = self.database
+        self.store = SqliteStore(data_dir, db)
         self.logs = LogStore()
         counters = Counters(
             Limits(
@@ -167,7 +171,7 @@ class Lamina:
 
         # Accounts: their keys and limits (lamina accounts writes the same database), the
         # execution roles' temporary credentials, and the check every request passes.
-        self.accounts = AccountStore(data_dir)
+        self.accounts = AccountStore(data_dir, db)
         self.account_limits = AccountLimits(self.accounts, counters)
         self.sessions = Sessions(settings.credential_lifetime, clock.wall)
         self.identities = Identities(self.accounts, self.sessions)
@@ -194,13 +198,13 @@ class Lamina:
             identity=self._identity,
             shared=self.cluster.counting if self.cluster is not None else None,
         )
-        self.events = EventStore(data_dir)
+        self.events = EventStore(data_dir, db)
         self.async_queue = AsyncQueue(self.engine, self.events, clock, recorder=self.metrics)
 
         # services/: every AWS service other than Lambda.
-        self.queues = Queues(QueueStore(data_dir), clock)
-        self.streams = Streams(StreamStore(data_dir), clock)
-        self.tables = Tables(TableStore(data_dir), clock)
+        self.queues = Queues(QueueStore(data_dir, db), clock)
+        self.streams = Streams(StreamStore(data_dir, db), clock)
+        self.tables = Tables(TableStore(data_dir, db), clock)
         self.object_store = ObjectStore(data_dir)  # S3: objects on disk
         self.s3_buckets = Buckets(self.object_store)
         self.s3_objects = Objects(self.object_store, clock)
@@ -208,7 +212,7 @@ class Lamina:
         # control/: Lambda's own resources.
         # With auth on, Code.Location links are signed and expire, as AWS's presigned ones.
         signed = self.code_links if self.auth_mode == "on" else None
-        self.layers = Layers(LayerStore(data_dir), self.store, signed)
+        self.layers = Layers(LayerStore(data_dir, db), self.store, signed)
         self.functions = Functions(
             self.store,
             self.engine,
@@ -216,7 +220,9 @@ class Lamina:
             signed,
             code_source=CodeObjects(self.s3_buckets, self.s3_objects),
         )
-        self.durable = DurableExecutions(DurableStore(data_dir), self.functions, self.engine, clock)
+        self.durable = DurableExecutions(
+            DurableStore(data_dir, db), self.functions, self.engine, clock
+        )
         self.durable_api = DurableApi(self.durable, self.functions)
         self.invocations = Invocations(
             self.functions, self.engine, self.async_queue, durable=self.durable_api
@@ -231,7 +237,7 @@ class Lamina:
         # Event source mappings: the records are control's, the pollers the engine's; the
         # pollers see sources and functions only through engine/pollers/sources.py.
         queue_source = sqs_poll.QueueSource(self.queues)
-        self.mapping_store = MappingStore(data_dir)
+        self.mapping_store = MappingStore(data_dir, db)
         self.pollers = Pollers(
             queue_source,
             {
@@ -248,7 +254,7 @@ class Lamina:
 
         # HTTP in front of functions: function URLs (Lambda's own) and HTTP APIs (a
         # service reaching Lambda through the HTTP invoker, as AWS's services do).
-        self.urls = FunctionUrls(self.functions, UrlStore(data_dir))
+        self.urls = FunctionUrls(self.functions, UrlStore(data_dir, db))
         self.functions.on_delete.append(self.urls.forget_function)
         self.versions.on_alias_delete.append(self.urls.forget_alias)
         self.policies = Policies(self.functions)  # who else may call a function
@@ -257,7 +263,7 @@ class Lamina:
         self.http_invoker = HttpInvoker(
             self.functions, self.engine, self.invocations.streamed, access=self.policies
         )
-        self.api_store = ApiStore(data_dir)
+        self.api_store = ApiStore(data_dir, db)
         self.api_requests = ApiRequests(self.api_store, self.http_invoker, clock)
 
         # SNS and EventBridge deliver to functions (service_invoker), queues and topics
@@ -346,6 +352,7 @@ class Lamina:
         # stopped by close().
         if self.cluster is not None:
             self.gateway.on_startup.insert(0, self.cluster.start)
+        self.gateway.on_startup.append(self._listen)  # cluster: other nodes' writes
         self.gateway.on_startup.append(self.event_configs.start)
         self.gateway.on_startup.append(self.provisioned.start)
         self.gateway.on_startup.append(self.launcher.start)
@@ -418,6 +425,15 @@ class Lamina:
         }
         return variables, credential.expires
 
+    async def _listen(self) -> None:
+        """Cluster mode: a record another node wrote leaves this node's caches."""
+        loop = asyncio.get_running_loop()
+
+        def deliver(fn: Callable[[], None]) -> None:
+            loop.call_soon_threadsafe(fn)
+
+        self.store.listen(deliver)
+
     async def close(self) -> None:
         await self.pollers.close()  # pollers first: they invoke through the engine
         await self.durable.close()  # executions stay on disk, resumed at the next start
@@ -445,6 +461,8 @@ class Lamina:
         self.api_store.close()
         self.object_store.close()
         self.accounts.close()
+        if self.database is not None:
+            self.database.shutdown()
         if self.cluster is not None:
             await self.cluster.close()  # last: its leases are all released by now
 

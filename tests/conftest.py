@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.postgres_server import PostgresServer, fresh_database
 from tests.helpers import Server
 
 
@@ -21,3 +22,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def lam(server: Server):  # type: ignore[no-untyped-def]
     """A boto3 Lambda client for the module's server, with retries off."""
     return server.client()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the suite's own (initdb in a temporary directory, a free
+    loopback port), started when a test first asks for it."""
+    running = PostgresServer().start()
+    yield running
+    running.remove()
+
+
+@pytest.fixture
+def database_url(postgres: PostgresServer) -> str:
+    """An empty database of the suite's PostgreSQL, this test's own."""
+    return fresh_database(postgres)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lamina.control import code as packages
+from lamina.control.layers import merge
 from lamina.keys import FunctionKey
 from lamina.sandbox import runtimes
 from lamina.sandbox.launch import FunctionImage
@@ -28,12 +30,24 @@ class Images:
         found = self._images.get(cache_key)
         if found is not None and found.code_dir.name == record["code"]["digest"]:
             return found
+        if self.store.shared:
+            self._fetch(record["code"])
         image = self._make(key, record)
         if not image.unavailable:
             if len(self._images) >= IMAGE_CACHE_LIMIT:
                 del self._images[next(iter(self._images))]
             self._images[cache_key] = image
         return image
+
+    def _fetch(self, code: dict[str, Any]) -> None:
+        """Cluster mode: code (and layers) another node added are brought from the
+        database the first time this node makes an image of them."""
+        self.store.fetch_code(code["digest"], packages.extract)
+        opt = code.get("opt")
+        if opt and not self.store.opt_dir(opt).is_dir():
+            digests = [layer["digest"] for layer in code.get("layers") or []]
+            if all(self.store.fetch_code(d, packages.extract) for d in digests):
+                merge(self.store, digests)
 
     def _make(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
         config = record["config"]

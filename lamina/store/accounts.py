@@ -1,13 +1,17 @@
-"""Accounts, their access keys, their limits and their quota requests, in SQLite.
+"""Accounts, their access keys, their limits and their quota requests (`accounts.db`, or
+the cluster's PostgreSQL).
 
 `lamina accounts` writes here while the server may be running; the server reads through
 its own connection and notices what another process committed by SQLite's
-`data_version` (see `changed()`), so keys, limits and approvals apply without a restart.
+`data_version` (in PostgreSQL, a counter every write moves: see `changed()`), so keys,
+limits and approvals apply without a restart.
 
 Secrets are encrypted at rest with AES-256-GCM (the `cryptography` package) under a key
 kept in its own file, `accounts.key` (mode 0600), beside the database (`accounts.db`,
 mode 0600): the database alone, a backup or a copied file, holds no usable secret. The
-key id is the authenticated data, so a secret cannot be moved to another key id.
+key id is the authenticated data, so a secret cannot be moved to another key id. Every
+node of a cluster needs the same `accounts.key`: the database keeps a fingerprint of it,
+and a node with another key refuses to start.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import hashlib
 import hmac
 import os
 import secrets
-import sqlite3
 import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from lamina.store import schema
+from lamina.store.database import Database, SqliteDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -55,7 +61,13 @@ CREATE TABLE IF NOT EXISTS quota_requests (
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS account_changes (
+    id INTEGER PRIMARY KEY,  -- one row: 1
+    version INTEGER NOT NULL, -- moved by every write (PostgreSQL: what changed() watches)
+    key_check TEXT            -- fingerprint of the secrets key every node must share
+);
 """
+MIGRATIONS = [SCHEMA]
 SELECT_ACCOUNTS = (
     "SELECT a.id, a.name, l.concurrency, l.unreserved_floor, a.created FROM accounts a "
     "LEFT JOIN limits l ON l.account = a.id AND l.region = ''"
@@ -106,22 +118,49 @@ def _private_file(path: Path) -> None:
 class AccountStore:
     """The accounts database. One connection per process; every method is short."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / "accounts.db"
-        master = self._master_key(data_dir / "accounts.key")
+        key_path = data_dir / "accounts.key"
+        master = self._master_key(key_path)
         self._cipher = AESGCM(master)
         # A key of its own for what the server signs (code links), derived from the same.
         self.link_key = hmac.new(master, b"lamina code links", hashlib.sha256).digest()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
-        for suffix in ("", "-wal", "-shm"):
-            _private_file(Path(f"{self.path}{suffix}"))
+        self._db: Database = db or SqliteDatabase(self.path, check_same_thread=False)
+        if db is None:
+            self._db.execute("PRAGMA foreign_keys=ON")
+        schema.ensure(self._db, "accounts", MIGRATIONS)
+        if db is None:
+            for suffix in ("", "-wal", "-shm"):
+                _private_file(Path(f"{self.path}{suffix}"))
+        else:
+            self._check_key(master, key_path)
         self._version = self.data_version()
+
+    def _check_key(self, master: bytes, key_path: Path) -> None:
+        """Cluster mode: every node must decrypt with the same key."""
+        check = hmac.new(master, b"lamina key check", hashlib.sha256).hexdigest()
+        self._db.execute(
+            "INSERT INTO account_changes (id, version, key_check) VALUES (1, 0, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            (check,),
+        )
+        row = self._db.execute("SELECT key_check FROM account_changes WHERE id=1").fetchone()
+        if row[0] is None:
+            self._db.execute("UPDATE account_changes SET key_check=? WHERE id=1", (check,))
+        elif row[0] != check:
+            raise AccountError(
+                f"{key_path} is not the cluster's secrets key: copy accounts.key from a "
+                "node of the cluster into this node's data directory (mode 0600)"
+            )
+
+    def _moved(self) -> None:
+        """A write: other processes' changed() see it (PostgreSQL; SQLite counts itself)."""
+        if self._db.dialect != "sqlite":
+            self._db.execute(
+                "INSERT INTO account_changes (id, version) VALUES (1, 1) ON CONFLICT (id) "
+                "DO UPDATE SET version=account_changes.version + 1"
+            )
 
     @staticmethod
     def _master_key(path: Path) -> bytes:
@@ -146,7 +185,10 @@ class AccountStore:
 
     # Noticing changes made by another process ------------------------------------------
     def data_version(self) -> int:
-        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        if self._db.dialect == "sqlite":
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        row = self._db.execute("SELECT version FROM account_changes WHERE id=1").fetchone()
+        return int(row[0]) if row else 0
 
     def changed(self) -> bool:
         """True once after another connection (the CLI) committed something."""
@@ -171,8 +213,9 @@ class AccountStore:
                 "INSERT INTO accounts (id, name, created) VALUES (?, ?, ?)",
                 (account_id, name, time.time()),
             )
-        except sqlite3.IntegrityError as exc:
+        except self._db.integrity_error as exc:
             raise AccountError(f"an account named {name!r} exists already") from exc
+        self._moved()
         if concurrency is not None or floor is not None:
             self.set_account_limits(account_id, concurrency, floor)
         found = self.get(account_id)
@@ -206,6 +249,7 @@ class AccountStore:
         account = self.find(name_or_id)
         self._db.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
         self._db.execute("DELETE FROM limits WHERE account = ?", (account.id,))
+        self._moved()
         return account
 
     def set_account_limits(
@@ -217,10 +261,11 @@ class AccountStore:
         self._db.execute(
             "INSERT INTO limits (account, region, concurrency, unreserved_floor) "
             "VALUES (?, ?, ?, ?) ON CONFLICT(account, region) DO UPDATE SET "
-            "concurrency = COALESCE(excluded.concurrency, concurrency), "
-            "unreserved_floor = COALESCE(excluded.unreserved_floor, unreserved_floor)",
+            "concurrency = COALESCE(excluded.concurrency, limits.concurrency), "
+            "unreserved_floor = COALESCE(excluded.unreserved_floor, limits.unreserved_floor)",
             (account_id, region, concurrency, floor),
         )
+        self._moved()
 
     def all_limits(self) -> dict[tuple[str, str], tuple[int | None, int | None]]:
         """(account, region) → (concurrency, floor); region '' for every other region."""
@@ -240,11 +285,13 @@ class AccountStore:
             "INSERT INTO access_keys (id, account, secret, created) VALUES (?, ?, ?, ?)",
             (key_id, account.id, sealed, time.time()),
         )
+        self._moved()
         return key_id, secret
 
     def delete_key(self, key_id: str) -> None:
         if self._db.execute("DELETE FROM access_keys WHERE id = ?", (key_id,)).rowcount == 0:
             raise AccountError(f"no access key {key_id!r}")
+        self._moved()
 
     def keys(self, name_or_id: str) -> list[str]:
         account = self.find(name_or_id)
@@ -274,6 +321,7 @@ class AccountStore:
             "INSERT INTO quota_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (request_id, account, region, service, quota, desired, status, now, now),
         )
+        self._moved()
         found = self.request(request_id)
         assert found is not None
         return found
@@ -288,8 +336,9 @@ class AccountStore:
         self, account: str | None = None, status: str | None = None, region: str | None = None
     ) -> list[QuotaRequest]:
         rows = self._db.execute(
-            "SELECT * FROM quota_requests WHERE (? IS NULL OR account = ?) "
-            "AND (? IS NULL OR status = ?) AND (? IS NULL OR region = ?) ORDER BY created",
+            "SELECT * FROM quota_requests WHERE (CAST(? AS TEXT) IS NULL OR account = ?) "
+            "AND (CAST(? AS TEXT) IS NULL OR status = ?) "
+            "AND (CAST(? AS TEXT) IS NULL OR region = ?) ORDER BY created",
             (account, account, status, status, region, region),
         ).fetchall()
         return [QuotaRequest(*row) for row in rows]
@@ -303,6 +352,7 @@ class AccountStore:
             == 0
         ):
             raise AccountError(f"no quota request {request_id!r}")
+        self._moved()
         found = self.request(request_id)
         assert found is not None
         return found

@@ -1,4 +1,5 @@
-"""The store of durable executions: one SQLite row per execution, and a callback index.
+"""The store of durable executions: one row per execution, and a callback index
+(`durable.db`, or the cluster's PostgreSQL).
 
 An execution is written whole (its operations and history are one JSON record) in the
 same transaction as the callbacks it minted, on every change a caller is told about:
@@ -9,10 +10,13 @@ change across a `kill -9` of the server.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from lamina.store import schema
+from lamina.store.database import Database
+from lamina.store.tables import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -37,14 +41,13 @@ CREATE TABLE IF NOT EXISTS callbacks (
     op TEXT NOT NULL
 );
 """
+MIGRATIONS = [SCHEMA]
 
 
 class DurableStore:
-    def __init__(self, data_dir: Path) -> None:
-        self._db = sqlite3.connect(data_dir / "durable.db", isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
+        self._db = open_database(data_dir, "durable.db", db)
+        schema.ensure(self._db, "durable", MIGRATIONS)
 
     def close(self) -> None:
         self._db.close()
@@ -67,24 +70,19 @@ class DurableStore:
             expires,
             json.dumps(record, separators=(",", ":")),
         )
-        db = self._db
-        db.execute("BEGIN")
-        try:
-            db.execute(
+        with self._db.transaction() as tx:
+            tx.execute(
                 "INSERT INTO executions (arn, account, region, function, name, status, start, "
                 "expires, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(arn) DO UPDATE "
                 "SET status=excluded.status, expires=excluded.expires, record=excluded.record",
                 row,
             )
             for callback_id, op_id in callbacks:
-                db.execute(
-                    "INSERT OR REPLACE INTO callbacks (id, arn, op) VALUES (?, ?, ?)",
+                tx.execute(
+                    "INSERT INTO callbacks (id, arn, op) VALUES (?, ?, ?) ON CONFLICT (id) "
+                    "DO UPDATE SET arn=excluded.arn, op=excluded.op",
                     (callback_id, record["arn"], op_id),
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def load(self, arn: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT record FROM executions WHERE arn=?", (arn,)).fetchone()
@@ -137,30 +135,27 @@ class DurableStore:
 
     def expire(self, now: float) -> int:
         """Remove the executions whose retention period is over; how many."""
-        self._db.execute("BEGIN")
-        self._db.execute(
-            "DELETE FROM callbacks WHERE arn IN (SELECT arn FROM executions WHERE expires<=?)",
-            (now,),
-        )
-        gone = self._db.execute("DELETE FROM executions WHERE expires<=?", (now,)).rowcount
-        self._db.execute("COMMIT")
+        with self._db.transaction() as tx:
+            tx.execute(
+                "DELETE FROM callbacks WHERE arn IN (SELECT arn FROM executions WHERE expires<=?)",
+                (now,),
+            )
+            gone = tx.execute("DELETE FROM executions WHERE expires<=?", (now,)).rowcount
         return int(gone)
 
     def delete(self, arn: str) -> None:
-        self._db.execute("BEGIN")
-        self._db.execute("DELETE FROM executions WHERE arn=?", (arn,))
-        self._db.execute("DELETE FROM callbacks WHERE arn=?", (arn,))
-        self._db.execute("COMMIT")
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM executions WHERE arn=?", (arn,))
+            tx.execute("DELETE FROM callbacks WHERE arn=?", (arn,))
 
     def delete_function(self, account: str, region: str, function: str) -> None:
-        self._db.execute("BEGIN")
-        self._db.execute(
-            "DELETE FROM callbacks WHERE arn IN (SELECT arn FROM executions WHERE account=? "
-            "AND region=? AND function=?)",
-            (account, region, function),
-        )
-        self._db.execute(
-            "DELETE FROM executions WHERE account=? AND region=? AND function=?",
-            (account, region, function),
-        )
-        self._db.execute("COMMIT")
+        with self._db.transaction() as tx:
+            tx.execute(
+                "DELETE FROM callbacks WHERE arn IN (SELECT arn FROM executions WHERE "
+                "account=? AND region=? AND function=?)",
+                (account, region, function),
+            )
+            tx.execute(
+                "DELETE FROM executions WHERE account=? AND region=? AND function=?",
+                (account, region, function),
+            )

@@ -1,6 +1,7 @@
 """The durable store of asynchronous events, with group commit.
 
-An accepted event is answered 202 only once it is on disk. Writes go to one writer thread
+An accepted event is answered 202 only once it is on disk (committed in the cluster's
+PostgreSQL, in cluster mode). Writes go to one writer thread
 that takes every request waiting in its queue, applies them in one transaction and commits
 once (synchronous=FULL: the commit is fsynced), then resolves each caller's future. Many
 concurrent callers thus share one fsync, which is where the throughput comes from.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import sqlite3
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lamina.store import schema
+from lamina.store.database import Database, Executor, SqliteDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -33,6 +36,7 @@ CREATE TABLE IF NOT EXISTS events (
     tenant TEXT                -- tenant isolation mode: the tenant it runs for
 );
 """
+MIGRATIONS = [SCHEMA]
 
 
 @dataclass(slots=True)
@@ -54,16 +58,18 @@ _STOP = object()
 
 
 class EventStore:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
         self.path = data_dir / "events.db"
-        setup = sqlite3.connect(self.path)
-        setup.execute("PRAGMA journal_mode=WAL")
-        setup.executescript(SCHEMA)
-        columns = {row[1] for row in setup.execute("PRAGMA table_info(events)")}
-        if "tenant" not in columns:  # a data directory of an earlier version
-            setup.execute("ALTER TABLE events ADD COLUMN tenant TEXT")
-        setup.close()
-        self._reader: sqlite3.Connection | None = None  # payloads, read from the loop
+        self._shared = db  # the cluster's database; None: the SQLite file `path`
+        setup = db or SqliteDatabase(self.path)
+        if db is None:
+            columns = {row[1] for row in setup.execute("PRAGMA table_info(events)")}
+            if columns and "tenant" not in columns:  # a data directory of an earlier version
+                setup.execute("ALTER TABLE events ADD COLUMN tenant TEXT")
+        schema.ensure(setup, "events", MIGRATIONS)
+        if db is None:
+            setup.close()
+        self._reader: Database | None = db  # payloads, read from the loop
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer = threading.Thread(
             target=self._write_forever, name="lamina-events", daemon=True
@@ -74,22 +80,24 @@ class EventStore:
     def pending(self, batch: int = 5000) -> Generator[list[StoredEvent], None, None]:
         """Every stored event, at start, in batches (each may be read on another thread):
         their payloads stay on disk until they run."""
-        db = sqlite3.connect(self.path, check_same_thread=False)
+        db = self._shared or SqliteDatabase(self.path, check_same_thread=False)
         try:
-            cursor = db.execute(
+            for rows in db.stream(
                 "SELECT id, account, region, function, qualifier, request_id, NULL, "
-                "accepted, attempts, due, tenant FROM events ORDER BY id"
-            )
-            while rows := cursor.fetchmany(batch):
+                "accepted, attempts, due, tenant FROM events ORDER BY id",
+                (),
+                batch,
+            ):
                 yield [StoredEvent(*row) for row in rows]
         finally:
-            db.close()
+            if db is not self._shared:
+                db.close()
 
     def payload_of(self, event: StoredEvent) -> bytes:
         """The event's payload, read from disk the first time it is needed."""
         if event.payload is None:
             if self._reader is None:
-                self._reader = sqlite3.connect(self.path, check_same_thread=False)
+                self._reader = SqliteDatabase(self.path, check_same_thread=False)
             row = self._reader.execute(
                 "SELECT payload FROM events WHERE id=?", (event.id,)
             ).fetchone()
@@ -133,8 +141,8 @@ class EventStore:
             self._reader.close()
 
     def _write_forever(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA synchronous=FULL")  # a 202 means the event is on disk
+        # A 202 means the event is on disk: SQLite fsyncs each commit (synchronous=FULL).
+        db = self._shared or SqliteDatabase(self.path, durable=True, check_same_thread=False)
         try:
             while True:
                 batch = [self._requests.get()]
@@ -150,34 +158,34 @@ class EventStore:
             db.close()
 
     @staticmethod
-    def _apply(db: sqlite3.Connection, work: list[Any]) -> None:
+    def _apply(db: Database, work: list[Any]) -> None:
         results: list[Any] = []
         try:
-            db.execute("BEGIN")
-            for kind, args, _, _ in work:
-                if kind == "add":
-                    cursor = db.execute(
-                        "INSERT INTO events (account, region, function, qualifier, request_id, "
-                        "payload, accepted, attempts, due, tenant) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        args,
-                    )
-                    results.append(cursor.lastrowid)
-                elif kind == "reschedule":
-                    db.execute("UPDATE events SET attempts=?, due=? WHERE id=?", args)
-                    results.append(None)
-                else:
-                    db.execute("DELETE FROM events WHERE id=?", args)
-                    results.append(None)
-            db.execute("COMMIT")
+            with db.transaction() as tx:
+                for kind, args, _, _ in work:
+                    results.append(_write(tx, kind, args))
         except Exception as error:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             for _, _, future, loop in work:
                 loop.call_soon_threadsafe(_fail, future, error)
             return
         for (_, _, future, loop), result in zip(work, results, strict=True):
             loop.call_soon_threadsafe(_resolve, future, result)
+
+
+def _write(tx: Executor, kind: str, args: tuple[Any, ...]) -> int | None:
+    if kind == "add":
+        row = tx.execute(
+            "INSERT INTO events (account, region, function, qualifier, request_id, "
+            "payload, accepted, attempts, due, tenant) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            args,
+        ).fetchall()
+        return int(row[0][0])
+    if kind == "reschedule":
+        tx.execute("UPDATE events SET attempts=?, due=? WHERE id=?", args)
+    else:
+        tx.execute("DELETE FROM events WHERE id=?", args)
+    return None
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:

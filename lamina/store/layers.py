@@ -1,4 +1,5 @@
-"""Layer versions in SQLite, keyed by account, region, name and version.
+"""Layer versions (`layers.db`, or the cluster's PostgreSQL), keyed by account, region,
+name and version.
 
 A layer's content is a zip and its extracted tree under the code store's content address
 (SqliteStore.put_code), shared with any function or layer of the same bytes. Version
@@ -10,9 +11,12 @@ use it keep their merged /opt (built from the content, which stays).
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
+
+from lamina.store import schema
+from lamina.store.database import Database
+from lamina.store.tables import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layer_versions (
@@ -31,33 +35,31 @@ CREATE TABLE IF NOT EXISTS layer_names (
     PRIMARY KEY (account, region, name)
 );
 """
+MIGRATIONS = [SCHEMA]
 
 
 class LayerStore:
-    def __init__(self, data_dir: Path) -> None:
-        self._db = sqlite3.connect(data_dir / "layers.db", isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
+        self._db = open_database(data_dir, "layers.db", db)
+        schema.ensure(self._db, "layers", MIGRATIONS)
 
     def close(self) -> None:
         self._db.close()
 
     def add(self, account: str, region: str, name: str, record: dict[str, Any]) -> int:
         """Store `record` as the name's next version; returns its number."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute(
-                "SELECT next_version FROM layer_names WHERE account=? AND region=? AND name=?",
+        with self._db.transaction() as tx:
+            # The name's row is taken first (made, or its number counted up, locked by the
+            # update until commit), so two nodes publishing at once get different numbers.
+            row = tx.execute(
+                "INSERT INTO layer_names (account, region, name, next_version) "
+                "VALUES (?, ?, ?, 2) ON CONFLICT (account, region, name) DO UPDATE SET "
+                "next_version=layer_names.next_version + 1 RETURNING next_version",
                 (account, region, name),
-            ).fetchone()
-            version = row[0] if row else 1
-            self._db.execute(
-                "INSERT OR REPLACE INTO layer_names VALUES (?, ?, ?, ?)",
-                (account, region, name, version + 1),
-            )
+            ).fetchall()
+            version = int(row[0][0]) - 1
             record["Version"] = version
-            self._db.execute(
+            tx.execute(
                 "INSERT INTO layer_versions VALUES (?, ?, ?, ?, ?)",
                 (account, region, name, version, json.dumps(record)),
             )
@@ -87,7 +89,7 @@ class LayerStore:
     def uses(self, digest: str) -> bool:
         """Whether a layer version (of any account) is the zip `digest`."""
         row = self._db.execute(
-            "SELECT 1 FROM layer_versions WHERE instr(record, ?) > 0 LIMIT 1", (digest,)
+            "SELECT 1 FROM layer_versions WHERE record LIKE ? LIMIT 1", (f"%{digest}%",)
         ).fetchone()
         return row is not None
 

@@ -1,4 +1,5 @@
-"""Durable event source mappings and their stream checkpoints (`mappings.db`).
+"""Durable event source mappings and their stream checkpoints (`mappings.db`, or the
+cluster's PostgreSQL).
 
 A checkpoint is, per mapping and shard, the position (n) of the first record not yet
 processed: every record before it was handled (or sent to the on-failure destination).
@@ -12,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lamina.store.tables import connect
+from lamina.store import schema
+from lamina.store.database import Database
+from lamina.store.tables import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mappings (
@@ -27,12 +30,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (uuid, shard)
 );
 """
+MIGRATIONS = [SCHEMA]
 
 
 class MappingStore:
-    def __init__(self, data_dir: Path) -> None:
-        self._db = connect(data_dir / "mappings.db")
-        self._db.executescript(SCHEMA)
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
+        self._db = open_database(data_dir, "mappings.db", db)
+        schema.ensure(self._db, "mappings", MIGRATIONS)
 
     def close(self) -> None:
         self._db.close()
@@ -52,10 +56,9 @@ class MappingStore:
         self._db.execute("UPDATE mappings SET record=? WHERE uuid=?", (json.dumps(record), uuid))
 
     def delete(self, uuid: str) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM mappings WHERE uuid=?", (uuid,))
-            self._db.execute("DELETE FROM checkpoints WHERE uuid=?", (uuid,))
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM mappings WHERE uuid=?", (uuid,))
+            tx.execute("DELETE FROM checkpoints WHERE uuid=?", (uuid,))
 
     def checkpoints(self, uuid: str) -> dict[int, int]:
         rows = self._db.execute("SELECT shard, position FROM checkpoints WHERE uuid=?", (uuid,))
@@ -63,6 +66,7 @@ class MappingStore:
 
     def set_checkpoint(self, uuid: str, shard: int, position: int) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO checkpoints (uuid, shard, position) VALUES (?, ?, ?)",
+            "INSERT INTO checkpoints (uuid, shard, position) VALUES (?, ?, ?) "
+            "ON CONFLICT (uuid, shard) DO UPDATE SET position=excluded.position",
             (uuid, shard, position),
         )

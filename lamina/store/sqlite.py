@@ -1,4 +1,6 @@
-"""The embedded store: function records in SQLite, code blobs content-addressed on disk.
+"""The function store: function records in the database (a SQLite file, or PostgreSQL in
+cluster mode), code blobs content-addressed on disk (and, in cluster mode, in the database
+too: a node fetches code it lacks from there).
 
 Records are keyed by (account, region, name) so several accounts and regions share one
 store. Reads on the invoke path come from a cache of parsed records owned here: every
@@ -17,13 +19,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from lamina.keys import FunctionKey
+from lamina.store import schema
+from lamina.store.database import Database, SqliteDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS functions (
@@ -33,23 +37,29 @@ CREATE TABLE IF NOT EXISTS functions (
     record TEXT NOT NULL,
     PRIMARY KEY (account, region, name)
 );
+CREATE TABLE IF NOT EXISTS code_blobs (
+    digest TEXT PRIMARY KEY,
+    blob BLOB NOT NULL
+);
 """
+MIGRATIONS = [SCHEMA]
+CHANNEL = "lamina_functions"  # told "account/region/name" of each function written
 
 
 CACHE_LIMIT = 8192  # parsed records kept; the oldest cached goes first
 
 
-class SqliteStore:
-    def __init__(self, data_dir: Path) -> None:
+class FunctionStore:
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
         self.data_dir = data_dir
         self.code_root = data_dir / "code"
         self.code_root.mkdir(parents=True, exist_ok=True)
         self._remove_leftovers()
-        # One connection, used from the event loop only; WAL survives a kill -9 intact.
-        self._db = sqlite3.connect(data_dir / "lamina.db", isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        # SQLite: one connection, used from the event loop only; WAL survives a kill -9.
+        self._db: Database = db or SqliteDatabase(data_dir / "lamina.db")
+        self.shared = self._db.dialect != "sqlite"  # other nodes write the same records
+        schema.ensure(self._db, "functions", MIGRATIONS)
+        self._fetching = threading.Lock()
         self._cache: dict[FunctionKey, dict[str, Any]] = {}
         # (account, region) → [function count, total code size]; loaded when first asked.
         self._usage: dict[tuple[str, str], list[int]] | None = None
@@ -100,6 +110,27 @@ class SqliteStore:
         else:
             self._cache.pop(key, None)
         self._usage = None
+        if self.shared:
+            self._refs = None  # recounted from every node's records when next asked
+
+    def _written(self, key: FunctionKey) -> None:
+        self._cache.pop(key, None)
+        if self.shared:
+            self._db.notify(CHANNEL, f"{key.account}/{key.region}/{key.name}")
+
+    def listen(self, deliver: Callable[[Callable[[], None]], None]) -> None:
+        """In cluster mode, drop cached records other nodes wrote: `deliver(fn)` runs fn
+        where the store is used (the event loop's call_soon_threadsafe)."""
+        listen = getattr(self._db, "listen", None)
+        if listen is None:
+            return
+
+        def told(payload: str) -> None:
+            parts = payload.split("/", 2)
+            key = FunctionKey(*parts) if len(parts) == 3 else None
+            deliver(lambda: self.invalidate(key))
+
+        listen(CHANNEL, told)
 
     def insert_function(self, key: FunctionKey, record: dict[str, Any]) -> bool:
         """Store a new function; False if one of that name exists already."""
@@ -109,9 +140,9 @@ class SqliteStore:
                 "INSERT INTO functions (account, region, name, record) VALUES (?, ?, ?, ?)",
                 (key.account, key.region, key.name, json.dumps(record)),
             )
-        except sqlite3.IntegrityError:
+        except self._db.integrity_error:
             return False
-        self._cache.pop(key, None)
+        self._written(key)
         self._count(key, 1, _code_size(record))
         self._reference(record, 1)
         return True
@@ -123,7 +154,7 @@ class SqliteStore:
             "UPDATE functions SET record=? WHERE account=? AND region=? AND name=?",
             (json.dumps(record), key.account, key.region, key.name),
         )
-        self._cache.pop(key, None)
+        self._written(key)
         self._count(key, 0, _code_size(record))
         self._reference(record, 1)
         if before is not None:
@@ -136,7 +167,7 @@ class SqliteStore:
             "DELETE FROM functions WHERE account=? AND region=? AND name=?",
             (key.account, key.region, key.name),
         )
-        self._cache.pop(key, None)
+        self._written(key)
         if cursor.rowcount > 0:
             self._count(key, -1, 0)
             if before is not None:
@@ -165,6 +196,11 @@ class SqliteStore:
             "SELECT json_extract(v.value, '$.code.digest'), "
             "json_extract(v.value, '$.code.unzipped') "
             "FROM functions, json_each(functions.record, '$.versions') AS v"
+            if self._db.dialect == "sqlite"
+            else "SELECT record::jsonb #>> '{code,digest}', record::jsonb #>> '{code,unzipped}' "
+            "FROM functions UNION ALL SELECT v.value #>> '{code,digest}', "
+            "v.value #>> '{code,unzipped}' "
+            "FROM functions, jsonb_each(record::jsonb -> 'versions') AS v"
         )
         for digest, unzipped in rows:
             if digest:
@@ -197,6 +233,9 @@ class SqliteStore:
             rows = self._db.execute(
                 "SELECT account, region, name, json_extract(record, '$.config.CodeSize') "
                 "FROM functions"
+                if self._db.dialect == "sqlite"
+                else "SELECT account, region, name, record::jsonb #>> '{config,CodeSize}' "
+                "FROM functions"
             )
             for row_account, row_region, name, size in rows:
                 key = FunctionKey(row_account, row_region, name)
@@ -223,7 +262,7 @@ class SqliteStore:
         rows = self._db.execute(
             "SELECT record FROM functions WHERE account=? AND region=? AND name>? "
             "ORDER BY name LIMIT ?",
-            (account, region, after, limit),
+            (account, region, after, limit if limit >= 0 else 1 << 62),
         ).fetchall()
         return [json.loads(row[0]) for row in rows]
 
@@ -250,8 +289,41 @@ class SqliteStore:
     def has_code(self, digest: str) -> bool:
         return self.code_zip(digest).is_file() and self.code_dir(digest).is_dir()
 
+    def fetch_code(self, digest: str, extract: Callable[[bytes, Path], object]) -> bool:
+        """Cluster mode: bring code this node lacks from the database (`extract(blob,
+        staging)` unpacks it); False if the database does not have it either."""
+        if self.has_code(digest):
+            return True
+        if not self.shared:
+            return False
+        with self._fetching:
+            if self.has_code(digest):
+                return True
+            row = self._db.execute(
+                "SELECT blob FROM code_blobs WHERE digest=?", (digest,)
+            ).fetchone()
+            if row is None:
+                return False
+            staging = self.staging_dir()
+            try:
+                extract(bytes(row[0]), staging)
+                self._adopt(digest, bytes(row[0]), staging)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return True
+
     def put_code(self, digest: str, blob: bytes, extracted: Path) -> None:
-        """Adopt an extracted tree and its zip under their content address."""
+        """Adopt an extracted tree and its zip under their content address (in cluster
+        mode the zip goes to the database first, where every other node finds it)."""
+        if self.shared:
+            self._db.execute(
+                "INSERT INTO code_blobs (digest, blob) VALUES (?, ?) "
+                "ON CONFLICT (digest) DO NOTHING",
+                (digest, blob),
+            )
+        self._adopt(digest, blob, extracted)
+
+    def _adopt(self, digest: str, blob: bytes, extracted: Path) -> None:
         target_dir = self.code_dir(digest)
         if target_dir.exists():
             shutil.rmtree(extracted, ignore_errors=True)
@@ -301,3 +373,6 @@ def _codes(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _code_size(record: dict[str, Any]) -> int:
     return int(record.get("config", {}).get("CodeSize") or 0)
+
+
+SqliteStore = FunctionStore  # its name when SQLite was its only database

@@ -6,13 +6,27 @@ function). Every row is also held in memory: a request to a URL reads no row.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from lamina.keys import FunctionKey
-from lamina.store.tables import connect
+from lamina.store import schema
+from lamina.store.database import Database
+from lamina.store.tables import open_database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS function_urls (
+    url_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    function TEXT NOT NULL,
+    qualifier TEXT NOT NULL,
+    record TEXT NOT NULL,
+    UNIQUE (account, region, function, qualifier)
+);
+"""
+MIGRATIONS = [SCHEMA]
 
 
 @dataclass
@@ -34,14 +48,9 @@ class UrlConfig:
 
 
 class UrlStore:
-    def __init__(self, data_dir: Path) -> None:
-        self._db: sqlite3.Connection = connect(data_dir / "urls.db")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS function_urls (url_id TEXT PRIMARY KEY, "
-            "account TEXT NOT NULL, region TEXT NOT NULL, function TEXT NOT NULL, "
-            "qualifier TEXT NOT NULL, record TEXT NOT NULL, "
-            "UNIQUE (account, region, function, qualifier))"
-        )
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
+        self._db = open_database(data_dir, "urls.db", db)
+        schema.ensure(self._db, "urls", MIGRATIONS)
         self._by_id: dict[str, UrlConfig] = {}
         self._by_target: dict[tuple[FunctionKey, str], UrlConfig] = {}
         rows = self._db.execute(

@@ -8,16 +8,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lamina.store.tables import connect
+from lamina.store import schema
+from lamina.store.database import Database
+from lamina.store.tables import open_database
+
+MIGRATIONS = [
+    "CREATE TABLE IF NOT EXISTS apis (api_id TEXT PRIMARY KEY, account TEXT NOT NULL, "
+    "region TEXT NOT NULL, record TEXT NOT NULL)"
+]
 
 
 class ApiStore:
-    def __init__(self, data_dir: Path) -> None:
-        self._db = connect(data_dir / "apigateway.db")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS apis (api_id TEXT PRIMARY KEY, account TEXT NOT NULL, "
-            "region TEXT NOT NULL, record TEXT NOT NULL)"
-        )
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
+        self._db = open_database(data_dir, "apigateway.db", db)
+        schema.ensure(self._db, "apigateway", MIGRATIONS)
         self.apis: dict[str, dict[str, Any]] = {}
         for api_id, record in self._db.execute("SELECT api_id, record FROM apis").fetchall():
             self.apis[api_id] = json.loads(record)

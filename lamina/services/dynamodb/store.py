@@ -1,4 +1,5 @@
-"""Durable tables: table records, items and stream records in SQLite (`dynamodb.db`).
+"""Durable tables: table records, items and stream records (`dynamodb.db`, or the cluster's
+PostgreSQL).
 
 Items are keyed by (table id, partition key bytes, sort key bytes); key bytes sort as
 DynamoDB sorts keys (values.key_bytes), so a Query is one index range scan. A write of
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from lamina.services.dynamodb.values import Item, Value
-from lamina.store.tables import NamedResources, connect
+from lamina.store import schema
+from lamina.store.database import Database
+from lamina.store.tables import NamedResources, named_resources_ddl, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -39,6 +42,7 @@ CREATE TABLE IF NOT EXISTS stream_records (
 );
 CREATE INDEX IF NOT EXISTS stream_sequences ON stream_records (stream_id, sequence);
 """
+MIGRATIONS = [named_resources_ddl("tables") + SCHEMA]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,20 +116,19 @@ def decode_record(text: str) -> dict[str, Any]:
 
 
 class TableStore:
-    def __init__(self, data_dir: Path) -> None:
-        self._db = connect(data_dir / "dynamodb.db")
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
+        self._db = open_database(data_dir, "dynamodb.db", db)
+        schema.ensure(self._db, "dynamodb", MIGRATIONS)
         self.tables = NamedResources(self._db, "tables")
-        self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
     def delete_table(self, table_id: int) -> None:
         """The table and its items; its stream records stay readable (24 hours)."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self.tables.delete(table_id)
-            self._db.execute("DELETE FROM items WHERE table_id=?", (table_id,))
+        with self._db.transaction() as tx:
+            self.tables.delete(table_id, tx)
+            tx.execute("DELETE FROM items WHERE table_id=?", (table_id,))
 
     # Items -----------------------------------------------------------------------------
     def get(self, table_id: int, hash_key: bytes, range_key: bytes) -> Item | None:
@@ -141,22 +144,21 @@ class TableStore:
         records: list[tuple[int, StreamRecord]],
     ) -> None:
         """Put (item) or delete (None) items, and append stream records, atomically."""
-        with self._db:
-            self._db.execute("BEGIN")
+        with self._db.transaction() as tx:
             for table_id, hash_key, range_key, item in changes:
                 if item is None:
-                    self._db.execute(
+                    tx.execute(
                         "DELETE FROM items WHERE table_id=? AND hash=? AND range=?",
                         (table_id, hash_key, range_key),
                     )
                 else:
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO items (table_id, hash, range, item) "
-                        "VALUES (?, ?, ?, ?)",
+                    tx.execute(
+                        "INSERT INTO items (table_id, hash, range, item) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (table_id, hash, range) DO UPDATE SET item=excluded.item",
                         (table_id, hash_key, range_key, encode_item(item)),
                     )
             for stream_id, r in records:
-                self._db.execute(
+                tx.execute(
                     "INSERT INTO stream_records (stream_id, shard, n, sequence, key, record, "
                     "arrival) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (

@@ -1,4 +1,5 @@
-"""Durable streams: stream records and their data records in SQLite (`streams.db`).
+"""Durable streams: stream records and their data records (`streams.db`, or the cluster's
+PostgreSQL).
 
 Records are keyed by (stream id, shard index, n), n counting up from 0 in each shard, so
 a read from a position is one index range scan. The streams (streams.py)
@@ -11,7 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lamina.store.tables import NamedResources, connect
+from lamina.store import schema
+from lamina.store.database import Database
+from lamina.store.tables import NamedResources, named_resources_ddl, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -24,6 +27,7 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (stream_id, shard, n)
 );
 """
+MIGRATIONS = [named_resources_ddl("streams") + SCHEMA]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,20 +40,19 @@ class StoredRecord:
 
 
 class StreamStore:
-    def __init__(self, data_dir: Path) -> None:
-        self._db = connect(data_dir / "streams.db")
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
+        self._db = open_database(data_dir, "streams.db", db)
+        schema.ensure(self._db, "kinesis", MIGRATIONS)
         self.streams = NamedResources(self._db, "streams")
-        self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
     # Streams ------------------------------------------------------------------------------
     def delete_stream(self, stream_id: int) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self.streams.delete(stream_id)
-            self._db.execute("DELETE FROM records WHERE stream_id=?", (stream_id,))
+        with self._db.transaction() as tx:
+            self.streams.delete(stream_id, tx)
+            tx.execute("DELETE FROM records WHERE stream_id=?", (stream_id,))
 
     # Records ---------------------------------------------------------------------------
     def next_positions(self, stream_id: int) -> dict[int, int]:
@@ -61,9 +64,8 @@ class StreamStore:
 
     def append(self, stream_id: int, records: Iterable[StoredRecord]) -> None:
         rows = [(stream_id, r.shard, r.n, r.partition_key, r.data, r.arrival) for r in records]
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
+        with self._db.transaction() as tx:
+            tx.executemany(
                 "INSERT INTO records (stream_id, shard, n, partition_key, data, arrival) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,

@@ -1,7 +1,8 @@
-"""Durable queues: queue records, messages and FIFO deduplication ids in SQLite.
+"""Durable queues: queue records, messages and FIFO deduplication ids.
 
-Its own database file (`queues.db` under the data dir), one connection used from the
-event loop only, WAL journal: an accepted message survives a `kill -9` of the server.
+Its own database file (`queues.db` under the data dir; the cluster's PostgreSQL in cluster
+mode), used from the event loop only, WAL journal: an accepted message survives a
+`kill -9` of the server.
 The queues (queues.py) keep the working state in memory and write every change through;
 this module only stores and loads rows.
 """
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lamina.store.tables import NamedResources, connect
+from lamina.store import schema
+from lamina.store.database import Database
+from lamina.store.tables import NamedResources, named_resources_ddl, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -36,6 +39,7 @@ CREATE TABLE IF NOT EXISTS dedup (
     PRIMARY KEY (queue_id, key)
 );
 """
+MIGRATIONS = [named_resources_ddl("queues") + SCHEMA]
 
 
 @dataclass
@@ -49,21 +53,20 @@ class StoredMessage:
 
 
 class QueueStore:
-    def __init__(self, data_dir: Path) -> None:
-        self._db = connect(data_dir / "queues.db")
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
+        self._db = open_database(data_dir, "queues.db", db)
+        schema.ensure(self._db, "sqs", MIGRATIONS)
         self.queues = NamedResources(self._db, "queues")
-        self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
     # Queues -------------------------------------------------------------------------------
     def delete_queue(self, queue_id: int) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self.queues.delete(queue_id)
-            self._db.execute("DELETE FROM messages WHERE queue_id=?", (queue_id,))
-            self._db.execute("DELETE FROM dedup WHERE queue_id=?", (queue_id,))
+        with self._db.transaction() as tx:
+            self.queues.delete(queue_id, tx)
+            tx.execute("DELETE FROM messages WHERE queue_id=?", (queue_id,))
+            tx.execute("DELETE FROM dedup WHERE queue_id=?", (queue_id,))
 
     # Messages --------------------------------------------------------------------------
     def messages(self, queue_id: int) -> Iterator[StoredMessage]:
@@ -87,9 +90,8 @@ class QueueStore:
             )
             for m in messages
         ]
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
+        with self._db.transaction() as tx:
+            tx.executemany(
                 "INSERT INTO messages (queue_id, seq, message, visible, receives, first_receive, "
                 "receipt) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
@@ -100,9 +102,8 @@ class QueueStore:
     ) -> None:
         """(seq, visible, receives, first_receive, receipt) for messages that changed."""
         rows = [(v, r, f, h, queue_id, s) for s, v, r, f, h in states]
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
+        with self._db.transaction() as tx:
+            tx.executemany(
                 "UPDATE messages SET visible=?, receives=?, first_receive=?, receipt=? "
                 "WHERE queue_id=? AND seq=?",
                 rows,
@@ -110,16 +111,14 @@ class QueueStore:
 
     def delete_messages(self, queue_id: int, seqs: Iterable[int]) -> None:
         rows = [(queue_id, seq) for seq in seqs]
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM messages WHERE queue_id=? AND seq=?", rows)
+        with self._db.transaction() as tx:
+            tx.executemany("DELETE FROM messages WHERE queue_id=? AND seq=?", rows)
 
     def move_message(self, from_queue: int, seq: int, to_queue: int, moved: StoredMessage) -> None:
         """Redrive: one transaction, so a crash leaves the message in exactly one queue."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM messages WHERE queue_id=? AND seq=?", (from_queue, seq))
-            self._db.execute(
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM messages WHERE queue_id=? AND seq=?", (from_queue, seq))
+            tx.execute(
                 "INSERT INTO messages (queue_id, seq, message, visible, receives, first_receive, "
                 "receipt) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -150,8 +149,10 @@ class QueueStore:
         self, queue_id: int, key: str, message_id: str, sequence: str | None, expires: float
     ) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO dedup (queue_id, key, message_id, sequence, expires) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO dedup (queue_id, key, message_id, sequence, expires) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (queue_id, key) DO UPDATE SET "
+            "message_id=excluded.message_id, sequence=excluded.sequence, "
+            "expires=excluded.expires",
             (queue_id, key, message_id, sequence, expires),
         )
 

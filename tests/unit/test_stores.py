@@ -1,0 +1,367 @@
+"""Every store, on both of its databases: SQLite (the embedded default) and PostgreSQL (the
+cluster's, a server of the suite's own). The same cases hold for each."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lamina.keys import FunctionKey
+from lamina.services.dynamodb.store import StreamRecord, TableStore
+from lamina.services.kinesis.store import StoredRecord, StreamStore
+from lamina.services.sqs.store import QueueStore, StoredMessage
+from lamina.store import schema
+from lamina.store.accounts import AccountError, AccountStore
+from lamina.store.database import Database, PostgresDatabase, SqliteDatabase
+from lamina.store.durable import DurableStore
+from lamina.store.events import EventStore, StoredEvent
+from lamina.store.layers import LayerStore
+from lamina.store.mappings import MappingStore
+from lamina.store.sqlite import FunctionStore
+from lamina.store.urls import UrlConfig, UrlStore
+from tests.cluster.postgres_server import PostgresServer, fresh_database
+
+Open = Callable[[], "Database | None"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database | None]:
+    """None: each store opens its SQLite file; else the PostgreSQL database they share."""
+    if request.param == "sqlite":
+        yield None
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    db = PostgresDatabase(fresh_database(server))
+    yield db
+    db.shutdown()
+
+
+def record(digest: str, size: int = 10, versions: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "config": {"CodeSize": size},
+        "code": {"digest": digest, "unzipped": size * 2},
+        "versions": versions or {},
+    }
+
+
+def test_functions(tmp_path: Path, shared: Database | None) -> None:
+    store = FunctionStore(tmp_path, shared)
+    key = FunctionKey("111111111111", "us-east-1", "f")
+    assert store.insert_function(key, record("aa", 10))
+    assert not store.insert_function(key, record("bb"))
+    assert store.function_view(key) == record("aa", 10)
+    assert store.usage("111111111111", "us-east-1") == (1, 10)
+    store.update_function(key, record("bb", 30, {"1": {"code": {"digest": "aa"}}}))
+    assert store.function_view(key)["code"]["digest"] == "bb"
+    assert store.references("aa") == 1 and store.references("bb") == 1
+    assert store.unzipped_size("bb") == 60
+    store.invalidate()
+    assert store.usage("111111111111", "us-east-1") == (1, 30)
+    assert store.references("aa") == 1
+    other = FunctionKey("111111111111", "us-east-1", "e")
+    store.insert_function(other, record("cc"))
+    assert [r["code"]["digest"] for r in store.list_functions("111111111111", "us-east-1")] == [
+        "cc",
+        "bb",
+    ]
+    assert len(store.list_functions("111111111111", "us-east-1", after="e")) == 1
+    assert {k.name for k, _ in store.all_functions()} == {"e", "f"}
+    gone: list[str] = []
+    store.on_unreferenced.append(gone.append)
+    assert store.delete_function(key)
+    assert not store.delete_function(key)
+    assert store.function_view(key) is None
+    assert sorted(gone) == ["aa", "bb"]
+    assert store.count_functions("111111111111", "us-east-1") == 1
+
+
+def _zip(text: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", text)
+    return buffer.getvalue()
+
+
+def _extract(blob: bytes, into: Path) -> int:
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        archive.extractall(into)
+    return len(blob)
+
+
+def test_code_reaches_a_node_that_lacks_it(tmp_path: Path, shared: Database | None) -> None:
+    one = FunctionStore(tmp_path / "one", shared)
+    blob = _zip("print('hi')")
+    staging = one.staging_dir()
+    _extract(blob, staging)
+    one.put_code("d1", blob, staging)
+    assert one.has_code("d1")
+    two = FunctionStore(tmp_path / "two", shared)
+    fetched = two.fetch_code("d1", _extract)
+    # Another node's code is in the shared database only; a SQLite node has its own.
+    assert fetched == (shared is not None)
+    if shared is not None:
+        assert (two.code_dir("d1") / "app.py").read_text() == "print('hi')"
+        assert two.code_zip("d1").read_bytes() == blob
+    assert not two.fetch_code("unknown", _extract)
+
+
+def test_a_write_on_one_node_leaves_the_others_caches(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    url = fresh_database(postgres)
+    a_db, b_db = PostgresDatabase(url), PostgresDatabase(url)
+    try:
+        a, b = FunctionStore(tmp_path / "a", a_db), FunctionStore(tmp_path / "b", b_db)
+        told = threading.Event()
+
+        def deliver(fn: Callable[[], None]) -> None:
+            fn()
+            told.set()
+
+        b.listen(deliver)
+        time.sleep(0.3)  # b's listening connection is up
+        key = FunctionKey("1", "r", "f")
+        a.insert_function(key, record("x"))
+        assert b.function_view(key)["code"]["digest"] == "x"
+        told.clear()
+        a.update_function(key, record("y"))
+        assert told.wait(5)
+        assert b.function_view(key)["code"]["digest"] == "y"
+    finally:
+        a_db.shutdown()
+        b_db.shutdown()
+
+
+def test_queues(tmp_path: Path, shared: Database | None) -> None:
+    store = QueueStore(tmp_path, shared)
+    q1 = store.queues.insert("1", "r", "q1", {"a": 1})
+    q2 = store.queues.insert("1", "r", "q2", {})
+    assert q2 > q1
+    store.queues.update(q1, {"a": 2})
+    assert [(i, n, r) for i, _, _, n, r in store.queues.all()] == [
+        (q1, "q1", {"a": 2}),
+        (q2, "q2", {}),
+    ]
+    messages = [StoredMessage(s, {"body": f"m{s}"}, 0.0, 0, None, None) for s in range(1, 4)]
+    store.insert_messages(q1, messages)
+    store.update_states(q1, [(2, 99.5, 1, 5.25, "r2")])
+    store.delete_messages(q1, [1])
+    store.move_message(q1, 3, q2, StoredMessage(3, {"body": "m3"}, 1.0, 2, None, None))
+    assert [(m.seq, m.visible, m.receives, m.receipt) for m in store.messages(q1)] == [
+        (2, 99.5, 1, "r2")
+    ]
+    assert [m.message for m in store.messages(q2)] == [{"body": "m3"}]
+    store.put_dedup(q1, "k", "m1", None, 10.0)
+    store.put_dedup(q1, "k", "m2", "7", 20.0)
+    store.put_dedup(q1, "old", "m0", None, 1.0)
+    assert list(store.dedup_entries(q1, 5.0)) == [("k", "m2", "7", 20.0)]
+    store.delete_queue(q1)
+    assert list(store.messages(q1)) == [] and list(store.dedup_entries(q1, 0)) == []
+    assert [n for _, _, _, n, _ in store.queues.all()] == ["q2"]
+    store.purge(q2)
+    assert list(store.messages(q2)) == []
+
+
+def test_streams(tmp_path: Path, shared: Database | None) -> None:
+    store = StreamStore(tmp_path, shared)
+    sid = store.streams.insert("1", "r", "s", {})
+    store.append(sid, [StoredRecord(0, n, "pk", bytes([n, 0, 255]), 100.0 + n) for n in range(5)])
+    store.append(sid, [StoredRecord(1, 0, "pk", b"x", 50.0)])
+    assert store.next_positions(sid) == {0: 5, 1: 1}
+    read = store.read(sid, 0, 2, 10, 1 << 20)
+    assert [(r.n, r.data) for r in read] == [(n, bytes([n, 0, 255])) for n in (2, 3, 4)]
+    assert store.first_at(sid, 0, 102.5) == 3
+    assert store.arrival(sid, 0, 1) == 101.0
+    assert store.trim(sid, 103.0) == 3
+    assert store.oldest(sid, 0) == 3
+    assert store.oldest(sid, 1) == 0  # a shard's newest record stays
+    store.delete_stream(sid)
+    assert store.next_positions(sid) == {}
+
+
+def test_tables(tmp_path: Path, shared: Database | None) -> None:
+    store = TableStore(tmp_path, shared)
+    tid = store.tables.insert("1", "r", "t", {})
+    item = {"pk": {"S": "a"}, "sk": {"N": "1"}, "blob": {"B": b"\x00\x01"}}
+    change = {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "a"}}}}
+    store.write(
+        [(tid, b"a", b"\x01", item), (tid, b"a", b"\x02", item), (tid, b"b", b"", item)],
+        [(tid, StreamRecord(0, 0, 100, "a", change, 1.0))],
+    )
+    assert store.get(tid, b"a", b"\x01") == item
+    store.write([(tid, b"a", b"\x01", {**item, "v": {"S": "2"}})], [])
+    assert store.get(tid, b"a", b"\x01")["v"] == {"S": "2"}
+    assert [k for k, _ in store.query(tid, b"a", None, None, False, None)] == [b"\x02", b"\x01"]
+    assert [k for k, _ in store.query(tid, b"a", b"\x02", None, True, None)] == [b"\x02"]
+    assert [(h, r) for h, r, _ in store.scan(tid, (b"a", b"\x01"))] == [
+        (b"a", b"\x02"),
+        (b"b", b""),
+    ]
+    assert store.count(tid)[0] == 3
+    assert store.stream_positions(tid) == ({0: 1}, 100)
+    assert store.read(tid, 0, 0, 10)[0].record == change
+    assert store.position_of(tid, 0, 100) == 0
+    store.write([(tid, b"b", b"", None)], [])
+    assert store.get(tid, b"b", b"") is None
+    store.delete_table(tid)
+    assert store.count(tid) == (0, 0)
+
+
+def test_mappings(tmp_path: Path, shared: Database | None) -> None:
+    store = MappingStore(tmp_path, shared)
+    store.insert("u1", {"n": 1})
+    store.insert("u2", {"n": 2})
+    store.update("u1", {"n": 3})
+    assert list(store.mappings()) == [{"n": 3}, {"n": 2}]
+    store.set_checkpoint("u1", 0, 5)
+    store.set_checkpoint("u1", 0, 7)
+    store.set_checkpoint("u1", 1, 2)
+    assert store.checkpoints("u1") == {0: 7, 1: 2}
+    store.delete("u1")
+    assert store.checkpoints("u1") == {} and list(store.mappings()) == [{"n": 2}]
+
+
+def test_layers(tmp_path: Path, shared: Database | None) -> None:
+    store = LayerStore(tmp_path, shared)
+    assert store.add("1", "r", "l", {"digest": "abc"}) == 1
+    assert store.add("1", "r", "l", {"digest": "def"}) == 2
+    store.delete("1", "r", "l", 2)
+    assert store.add("1", "r", "l", {"digest": "ghi"}) == 3  # numbers are never reused
+    assert [v["Version"] for v in store.versions("1", "r", "l")] == [3, 1]
+    assert store.uses("abc") and not store.uses("def")
+    store.put("1", "r", "l", {"Version": 1, "digest": "zzz"})
+    assert store.get("1", "r", "l", 1) == {"Version": 1, "digest": "zzz"}
+    assert store.names("1", "r") == ["l"]
+
+
+def test_durable(tmp_path: Path, shared: Database | None) -> None:
+    store = DurableStore(tmp_path, shared)
+    base = {"account": "1", "region": "r", "function": "f", "status": "RUNNING"}
+    store.save({**base, "arn": "a1", "name": "n1", "start": 1.0}, [("cb1", "op1")])
+    store.save({**base, "arn": "a2", "name": "n1", "start": 2.0})
+    store.save({**base, "arn": "a1", "name": "n1", "start": 1.0, "status": "SUCCEEDED"}, (), 10.0)
+    assert store.load("a1")["status"] == "SUCCEEDED"
+    assert store.by_name("1", "r", "f", "n1")["arn"] == "a2"
+    assert store.callback("cb1") == ("a1", "op1")
+    assert [r["arn"] for r in store.running()] == ["a2"]
+    assert [s["arn"] for s in store.list("1", "r", "f")] == ["a1", "a2"]
+    assert store.next_expiry() == 10.0
+    assert store.expire(11.0) == 1
+    assert store.load("a1") is None and store.callback("cb1") is None
+    store.delete_function("1", "r", "f")
+    assert store.load("a2") is None
+
+
+def test_urls(tmp_path: Path, shared: Database | None) -> None:
+    store = UrlStore(tmp_path, shared)
+    key = FunctionKey("1", "r", "f")
+    config = UrlConfig("id1", key, "", "NONE", "BUFFERED", None, "c", "m")
+    store.put(config)
+    store.put(UrlConfig("id1", key, "", "AWS_IAM", "BUFFERED", {"a": 1}, "c", "m2"))
+    again = UrlStore(tmp_path, shared)
+    found = again.get("id1")
+    assert found is not None and found.auth_type == "AWS_IAM" and found.cors == {"a": 1}
+    assert again.find(key, "") == found
+    again.delete(found)
+    assert UrlStore(tmp_path, shared).get("id1") is None
+
+
+def test_accounts(tmp_path: Path, shared: Database | None) -> None:
+    store = AccountStore(tmp_path, shared)
+    account = store.create("team", concurrency=50)
+    with pytest.raises(AccountError):
+        store.create("team")
+    assert store.find("team").concurrency == 50
+    key_id, secret = store.create_key("team")
+    assert store.secret(key_id) == (account.id, secret)
+    assert store.keys(account.id) == [key_id]
+    store.set_account_limits(account.id, None, 7, region="eu-west-1")
+    assert store.all_limits()[(account.id, "eu-west-1")] == (None, 7)
+    request = store.add_request(account.id, "r", "lambda", "L-1", 2000.0, "PENDING")
+    assert store.requests(status="PENDING") == [request]
+    assert store.requests(account="other") == []
+    assert store.set_request_status(request.id, "APPROVED").status == "APPROVED"
+    reader = AccountStore(tmp_path, shared)  # another process: `lamina accounts`
+    reader.changed()
+    store.delete_key(key_id)
+    assert reader.changed() and not reader.changed()
+    assert reader.secret(key_id) is None
+    store.delete("team")
+    assert store.all() == []
+
+
+def test_a_node_with_another_secrets_key_is_refused(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    db = PostgresDatabase(fresh_database(postgres))
+    try:
+        AccountStore(tmp_path / "a", db)
+        with pytest.raises(AccountError, match="accounts.key"):
+            AccountStore(tmp_path / "b", db)
+        (tmp_path / "c").mkdir()
+        (tmp_path / "c" / "accounts.key").write_bytes(
+            (tmp_path / "a" / "accounts.key").read_bytes()
+        )
+        AccountStore(tmp_path / "c", db)
+    finally:
+        db.shutdown()
+
+
+def test_events(tmp_path: Path, shared: Database | None) -> None:
+    async def scenario() -> None:
+        store = EventStore(tmp_path, shared)
+        ids = await asyncio.gather(
+            *(
+                store.add(
+                    StoredEvent(0, "1", "r", "f", "$LATEST", f"q{i}", b"p%d" % i, 1.0, 0, 2.0)
+                )
+                for i in range(20)
+            )
+        )
+        assert len(set(ids)) == 20
+        await store.reschedule(ids[0], 3, 9.5)
+        await store.remove(ids[1])
+        store.close()
+        again = EventStore(tmp_path, shared)
+        pending = [e for batch in again.pending(batch=7) for e in batch]
+        assert [e.id for e in pending] == sorted(set(ids) - {ids[1]})
+        assert (pending[0].attempts, pending[0].due) == (3, 9.5)
+        assert again.payload_of(pending[2]) == b"p3"
+        again.close()
+
+    asyncio.run(scenario())
+
+
+def test_schema_versions(tmp_path: Path, postgres: PostgresServer) -> None:
+    sqlite = SqliteDatabase(tmp_path / "x.db")
+    assert schema.ensure(sqlite, "c", ["CREATE TABLE a (x INTEGER)"]) == 1
+    # SQLite (a node's own files) upgrades by itself.
+    assert schema.ensure(sqlite, "c", ["CREATE TABLE a (x INTEGER)", "ALTER TABLE a ADD y"]) == 2
+    db = PostgresDatabase(fresh_database(postgres))
+    try:
+        assert schema.ensure(db, "c", ["CREATE TABLE a (x INTEGER, t REAL, b BLOB)"]) == 1
+        later = ["CREATE TABLE a (x INTEGER, t REAL, b BLOB)", "ALTER TABLE a ADD y TEXT"]
+        with pytest.raises(schema.SchemaError, match="lamina db upgrade"):
+            schema.ensure(db, "c", later)
+        assert schema.ensure(db, "c", later, upgrade_now=True) == 2
+        with pytest.raises(schema.SchemaError, match="newer"):
+            schema.ensure(db, "c", later[:1])
+        db.execute("INSERT INTO a (x, t, b, y) VALUES (?, ?, ?, ?)", (2**40, 0.1, b"\x00", "50%"))
+        assert db.execute(
+            "SELECT x, t, b, y FROM a WHERE y LIKE '%\\%' ESCAPE '\\'"
+        ).fetchone() == (
+            2**40,
+            0.1,
+            b"\x00",
+            "50%",
+        )
+    finally:
+        db.shutdown()
