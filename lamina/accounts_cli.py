@@ -18,6 +18,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "accounts", help="accounts, their access keys and limits (in the data directory)"
     )
     accounts.add_argument("--data-dir", type=Path, default=Path(env_default("DATA_DIR", ".lamina")))
+    accounts.add_argument(
+        "--database",
+        default=env_default("DATABASE_URL", ""),
+        metavar="postgresql://...",
+        help="a cluster's database (the data directory then holds only accounts.key)",
+    )
     actions = accounts.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="a new account with an access key")
     create.add_argument("name")
@@ -73,9 +79,15 @@ def known_regions() -> frozenset[str]:
 
 def run(args: argparse.Namespace) -> int:
     from lamina.store.accounts import AccountError, AccountStore
+    from lamina.store.database import StoreUnavailable, open_shared
 
     try:
-        store = AccountStore(args.data_dir.resolve())
+        shared = open_shared(args.database)
+    except (StoreUnavailable, ValueError) as exc:
+        print(f"lamina accounts: {exc}", file=sys.stderr)
+        return 1
+    try:
+        store = AccountStore(args.data_dir.resolve(), shared)
     except AccountError as exc:
         print(f"lamina accounts: {exc}", file=sys.stderr)
         return 1
@@ -86,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
+        if shared is not None:
+            shared.shutdown()
 
 
 def _run(store: Any, args: argparse.Namespace) -> int:

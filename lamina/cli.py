@@ -1,4 +1,4 @@
-"""`lamina serve | invoke | logs | top | doctor | plan | trace | accounts`."""
+"""`lamina serve | invoke | logs | top | doctor | plan | trace | accounts | db`."""
 
 from __future__ import annotations
 
@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lamina.cluster.cli import add_parser as cluster_parser
 
     cluster_parser(commands)
+    from lamina.db_cli import add_parser as db_parser
+
+    db_parser(commands)
     return parser
 
 
@@ -458,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
+    if args.command == "db":
+        from lamina.db_cli import run as db
+
+        return db(args)
     if args.command == "accounts":
         from lamina.accounts_cli import run as accounts
 

@@ -68,3 +68,13 @@ def not_implemented(service: str, operation: str) -> AwsError:
         f"The {operation} operation of {service} is not implemented by Lamina yet.",
         501,
     )
+
+
+def store_unavailable() -> AwsError:
+    """The shared database cannot be reached: the request was not stored (retry later)."""
+    return AwsError(
+        "ServiceUnavailableException",
+        "Lamina's database cannot be reached: the request was not stored. Retry later.",
+        503,
+        headers={"Retry-After": "1"},
+    )

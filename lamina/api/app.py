@@ -25,8 +25,9 @@ from lamina.api.spec import Service
 from lamina.api.wire import HttpRequest, HttpResponse, StreamingResponse, current_request_id
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION
 from lamina.context import EventStreamResult, RequestContext
-from lamina.errors import AwsError, not_implemented, validation_error
+from lamina.errors import AwsError, not_implemented, store_unavailable, validation_error
 from lamina.observe.traces import incoming_header
+from lamina.store.database import StoreUnavailable
 from lamina.web.request import PAYLOAD_LIMIT, WebRequest, WebResponse
 
 log = logging.getLogger("lamina.api")
@@ -307,6 +308,10 @@ class Gateway:
             return endpoint.protocol.serialize_error(endpoint.service, error)
         except Disconnected:
             raise
+        except StoreUnavailable as error:
+            # Nothing was acknowledged that is not durable: the caller retries later.
+            log.warning("%s refused: %s", endpoint.operation.name, error)
+            return endpoint.protocol.serialize_error(endpoint.service, store_unavailable())
         except Exception:
             log.exception("%s failed", endpoint.operation.name)
             internal = AwsError("ServiceException", "An internal error occurred in Lamina.", 500)

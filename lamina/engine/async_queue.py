@@ -38,7 +38,8 @@ from lamina.engine.retry import backoff_delay, error_retry_delay, slot_frees
 from lamina.engine.service import Engine, Throttled
 from lamina.keys import FunctionKey
 from lamina.sandbox.launch import FunctionImage
-from lamina.store.events import EventStore, StoredEvent
+from lamina.store.database import StoreUnavailable
+from lamina.store.events import BEAT_S, EventStore, StoredEvent
 
 log = logging.getLogger("lamina.async")
 
@@ -122,6 +123,7 @@ class AsyncQueue:
         self._running: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
         self._loader: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     # Lifecycle ------------------------------------------------------------------------
     def start(self, resolve: Resolve, finish: Finish) -> None:
@@ -130,6 +132,8 @@ class AsyncQueue:
         loop = asyncio.get_running_loop()
         self._scheduler = loop.create_task(self._schedule_forever())
         self._loader = loop.create_task(self._load())
+        if self.store.shared:
+            self._watcher = loop.create_task(self._watch_forever())
 
     async def _load(self) -> None:
         """The events a previous run left, read in batches off the loop while the server
@@ -145,12 +149,31 @@ class AsyncQueue:
             with contextlib.suppress(ValueError):  # still being read (cancelled): it ends
                 batches.close()
 
+    async def _watch_forever(self) -> None:
+        """Cluster mode: beat (this node's events stay its own), and adopt the events of
+        nodes that stopped beating, every BEAT_S."""
+        while True:
+            await asyncio.sleep(BEAT_S)
+            try:
+                await asyncio.to_thread(self.store.beat)
+                adopted = await asyncio.to_thread(self.store.adopt)
+            except StoreUnavailable as error:
+                log.warning("async events: %s", error)
+                continue
+            for stored in adopted:
+                self._push(AsyncEvent(stored, FunctionKey(stored.account, stored.region,
+                                                          stored.function)))  # fmt: skip
+            if adopted:
+                log.info("adopted %d async events of a node that stopped", len(adopted))
+                self._wake.set()
+
     async def close(self) -> None:
         """Stop at once: events not finished stay in the store and run after a restart."""
-        if self._loader is not None:
-            self._loader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loader
+        for task in (self._loader, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._scheduler is not None:
             self._scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

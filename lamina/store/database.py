@@ -34,7 +34,8 @@ Params = Sequence[Any]
 
 
 class StoreUnavailable(RuntimeError):
-    """The shared database cannot be reached (or failed mid-statement): nothing was stored."""
+    """The shared database cannot be reached (or failed mid-statement): nothing was stored.
+    The API answers it as a 503 ServiceUnavailableException, which AWS SDKs retry."""
 
 
 class Rows(Protocol):
@@ -229,14 +230,17 @@ class PostgresDatabase:
         self._psycopg = psycopg
         self.url = url
         self.integrity_error: type[Exception] = psycopg.errors.IntegrityError
-        self._operational = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+        self._operational = (
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            psycopg_pool.PoolTimeout,
+        )
         self.pool = psycopg_pool.ConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"autocommit": True},
-            timeout=5.0,
-            check=psycopg_pool.ConnectionPool.check_connection,
+            kwargs={"autocommit": True, "connect_timeout": 3},
+            timeout=2.0,  # a request waits this long for a connection, then is refused
             open=False,
             name="lamina",
         )
@@ -248,6 +252,7 @@ class PostgresDatabase:
         self._listeners: dict[str, list[Callable[[str], None]]] = {}
         self._listen_thread: threading.Thread | None = None
         self._closing = threading.Event()
+        self._purging = threading.Lock()
 
     @contextlib.contextmanager
     def _borrow(self) -> Iterator[Any]:
@@ -255,7 +260,23 @@ class PostgresDatabase:
             with self.pool.connection() as conn:
                 yield conn
         except self._operational as error:
+            self._purge()
             raise _unavailable(error) from error
+
+    def _purge(self) -> None:
+        """A connection failed: the pool's idle ones may be dead too (PostgreSQL restarted);
+        they are checked, and replaced, off the caller's thread."""
+        if self._purging.acquire(blocking=False):
+
+            def check() -> None:
+                try:
+                    self.pool.check()
+                except Exception:  # the next request finds out again
+                    pass
+                finally:
+                    self._purging.release()
+
+            threading.Thread(target=check, name="lamina-pool-check", daemon=True).start()
 
     def execute(self, sql: str, params: Params = ()) -> Rows:
         with self._borrow() as conn:
@@ -330,7 +351,7 @@ class PostgresDatabase:
         self._closing.set()
         if self._listen_thread is not None:
             self._listen_thread.join(2)
-        self.pool.close()
+        self.pool.close(timeout=1.0)
 
 
 def open_shared(url: str) -> PostgresDatabase | None:

@@ -6,13 +6,23 @@ that takes every request waiting in its queue, applies them in one transaction a
 once (synchronous=FULL: the commit is fsynced), then resolves each caller's future. Many
 concurrent callers thus share one fsync, which is where the throughput comes from.
 Reads happen at start only (the queue worker keeps its schedule in memory).
+
+In cluster mode every event has an owner, the node that accepted (or adopted) it, and
+each node's heartbeat is a row of `event_owners` it renews every BEAT_S. Events whose
+owner has not beaten for EXPIRY_S (a node killed, or cut off) are adopted by whichever
+node claims them first (FOR UPDATE SKIP LOCKED: no two nodes adopt the same event): an
+accepted event runs at least once, whatever node dies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
+import socket
 import threading
+import time
+import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +46,20 @@ CREATE TABLE IF NOT EXISTS events (
     tenant TEXT                -- tenant isolation mode: the tenant it runs for
 );
 """
-MIGRATIONS = [SCHEMA]
+OWNERS = """
+ALTER TABLE events ADD COLUMN owner TEXT;
+CREATE INDEX IF NOT EXISTS events_by_owner ON events (owner);
+CREATE TABLE IF NOT EXISTS event_owners (
+    node TEXT PRIMARY KEY,
+    beat REAL NOT NULL      -- wall-clock seconds of the node's last heartbeat
+);
+"""
+MIGRATIONS = [SCHEMA, OWNERS]
+BEAT_S = 2.0
+EXPIRY_S = 6.0
+COLUMNS = (
+    "id, account, region, function, qualifier, request_id, NULL, accepted, attempts, due, tenant"
+)
 
 
 @dataclass(slots=True)
@@ -70,6 +93,10 @@ class EventStore:
         if db is None:
             setup.close()
         self._reader: Database | None = db  # payloads, read from the loop
+        # This process, as the owner of the events it accepts (cluster mode).
+        self.node = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        if db is not None:
+            self.beat()
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer = threading.Thread(
             target=self._write_forever, name="lamina-events", daemon=True
@@ -79,19 +106,50 @@ class EventStore:
     # Reading ----------------------------------------------------------------------------
     def pending(self, batch: int = 5000) -> Generator[list[StoredEvent], None, None]:
         """Every stored event, at start, in batches (each may be read on another thread):
-        their payloads stay on disk until they run."""
-        db = self._shared or SqliteDatabase(self.path, check_same_thread=False)
+        their payloads stay on disk until they run. Cluster mode: the events no live node
+        owns, adopted."""
+        if self._shared is not None:
+            while adopted := self.adopt(batch):
+                yield adopted
+            return
+        db = SqliteDatabase(self.path, check_same_thread=False)
         try:
-            for rows in db.stream(
-                "SELECT id, account, region, function, qualifier, request_id, NULL, "
-                "accepted, attempts, due, tenant FROM events ORDER BY id",
-                (),
-                batch,
-            ):
+            for rows in db.stream(f"SELECT {COLUMNS} FROM events ORDER BY id", (), batch):
                 yield [StoredEvent(*row) for row in rows]
         finally:
             if db is not self._shared:
                 db.close()
+
+    @property
+    def shared(self) -> bool:
+        return self._shared is not None
+
+    def beat(self) -> None:
+        """Cluster mode: this node is alive (its events are not adopted by others)."""
+        assert self._shared is not None
+        self._shared.execute(
+            "INSERT INTO event_owners (node, beat) VALUES (?, ?) "
+            "ON CONFLICT (node) DO UPDATE SET beat=excluded.beat",
+            (self.node, time.time()),
+        )
+
+    def adopt(self, limit: int = 1000) -> list[StoredEvent]:
+        """Cluster mode: take up to `limit` events whose owner stopped beating (or that
+        have none); another node's claim on an event is skipped, never waited for."""
+        assert self._shared is not None
+        expired = time.time() - EXPIRY_S
+        with self._shared.transaction() as tx:
+            rows = tx.execute(
+                f"SELECT {COLUMNS} FROM events WHERE owner IS NULL OR owner IN "
+                "(SELECT node FROM event_owners WHERE beat < ?) OR owner NOT IN "
+                "(SELECT node FROM event_owners) ORDER BY id LIMIT ?" + self._shared.skip_locked,
+                (expired, limit),
+            ).fetchall()
+            if rows:
+                tx.executemany(
+                    "UPDATE events SET owner=? WHERE id=?", [(self.node, r[0]) for r in rows]
+                )
+        return [StoredEvent(*row) for row in rows]
 
     def payload_of(self, event: StoredEvent) -> bytes:
         """The event's payload, read from disk the first time it is needed."""
@@ -118,6 +176,7 @@ class EventStore:
             event.attempts,
             event.due,
             event.tenant,
+            self.node if self._shared is not None else None,
         )
         result: int = await self._submit("add", row)
         return result
@@ -176,8 +235,8 @@ def _write(tx: Executor, kind: str, args: tuple[Any, ...]) -> int | None:
     if kind == "add":
         row = tx.execute(
             "INSERT INTO events (account, region, function, qualifier, request_id, "
-            "payload, accepted, attempts, due, tenant) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "payload, accepted, attempts, due, tenant, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             args,
         ).fetchall()
         return int(row[0][0])

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lamina.store.accounts import AccountStore, new_access_key_id, new_secret
+from lamina.store.database import StoreUnavailable
 
 RECHECK_S = 0.25  # how stale the cache of the accounts database may be
 MISSING = object()
@@ -90,7 +91,11 @@ class Identities:
         if now - self._checked < RECHECK_S and not now_anyway:
             return
         self._checked = now
-        if self.accounts.changed():
+        try:
+            changed = self.accounts.changed()
+        except StoreUnavailable:
+            return  # the cluster's database is away: what is known stays known meanwhile
+        if changed:
             self._cache.clear()
             for listener in self.on_change:
                 listener()

@@ -1,0 +1,230 @@
+"""Two `lamina serve --database` nodes, each with its own data directory, on one
+PostgreSQL of the suite's own: what one node accepts, the other serves; what a killed node
+accepted runs elsewhere; with PostgreSQL gone, nothing is acknowledged that is not stored.
+
+Functions report their runs over UDP to a recorder on the test's loopback (the nodes run
+without isolation so that environments reach it), so what ran is known across a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.cluster.postgres_server import PostgresServer, fresh_database
+from tests.e2e.test_async import WORKER, Recorder
+from tests.helpers import Server, make_zip, python_function
+
+SCALE = 0.05
+ARGS = ["--time-scale", str(SCALE), "--isolation", "none"]
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[Recorder]:
+    found = Recorder()
+    yield found
+    found.close()
+
+
+def node(root: Path, name: str, url: str, first: Server | None = None) -> Server:
+    """A node with a data directory of its own; every node after the first gets the
+    first one's secrets key (accounts.key), as an operator copies it."""
+    data = root / name
+    if first is not None:
+        data.mkdir(parents=True, exist_ok=True)
+        shutil.copy(first.data_dir / "accounts.key", data / "accounts.key")
+    return Server(data, args=[*ARGS, "--database", url]).start()
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Server, str]]:
+    url = fresh_database(postgres)
+    root = tmp_path_factory.mktemp("cluster")
+    a = node(root, "a", url)
+    b = node(root, "b", url, first=a)
+    yield a, b, url
+    for server in (a, b):
+        server.stop()
+
+
+def test_a_function_made_on_one_node_runs_at_once_on_the_other(
+    cluster: tuple[Server, Server, str],
+) -> None:
+    a, b, _ = cluster
+    la, lb = a.client(), b.client()
+    python_function(la, "shared", "def handler(e, c):\n    return {'v': 1, 'e': e}\n")
+    answer = lb.invoke(FunctionName="shared", Payload=b'{"n": 1}')
+    assert json.loads(answer["Payload"].read()) == {"v": 1, "e": {"n": 1}}
+    # B's data directory had no copy of the code: it came from the database.
+    digest = lb.get_function(FunctionName="shared")["Configuration"]["CodeSha256"]
+    assert digest == la.get_function(FunctionName="shared")["Configuration"]["CodeSha256"]
+    assert list((b.data_dir / "code").glob("*.zip"))
+    # New code through A: B drops its cached record (told by a notification).
+    la.update_function_code(
+        FunctionName="shared",
+        ZipFile=make_zip({"app.py": "def handler(e, c):\n    return {'v': 2}\n"}),
+    )
+    deadline = time.monotonic() + 5
+    seen = None
+    while time.monotonic() < deadline:
+        seen = json.loads(lb.invoke(FunctionName="shared")["Payload"].read())
+        if seen == {"v": 2}:
+            break
+        time.sleep(0.05)
+    assert seen == {"v": 2}
+    names = {f["FunctionName"] for f in lb.list_functions()["Functions"]}
+    assert "shared" in names
+    lb.delete_function(FunctionName="shared")
+    with pytest.raises(ClientError) as gone:
+        la.get_function(FunctionName="shared")
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_accounts_are_the_clusters(cluster: tuple[Server, Server, str]) -> None:
+    a, b, url = cluster
+    made = a.accounts("--database", url, "create", "team-shared", "--concurrency", "7")
+    account = made["Account"]["Id"]
+    listed = b.accounts("--database", url, "list")["Accounts"]
+    assert [x["ConcurrentExecutions"] for x in listed if x["Id"] == account] == [7]
+    # Both nodes apply the limit written by the CLI while they run (auth is off on
+    # loopback: a 12-digit access key id names the account).
+    for server in (a, b):
+        client = server.client(
+            credentials={"aws_access_key_id": account, "aws_secret_access_key": "x"}
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            limit = client.get_account_settings()["AccountLimit"]["ConcurrentExecutions"]
+            if limit == 7:
+                break
+            time.sleep(0.1)
+        assert limit == 7
+
+
+def test_async_events_a_killed_node_accepted_run_on_the_other(
+    postgres: PostgresServer, tmp_path: Path, recorder: Recorder
+) -> None:
+    url = fresh_database(postgres)
+    a = node(tmp_path, "a", url)
+    b = node(tmp_path, "b", url, first=a)
+    try:
+        la = a.client()
+        python_function(
+            la,
+            "slow",
+            WORKER,
+            Environment={"Variables": {"RECORDER_PORT": str(recorder.port)}},
+            Timeout=30,
+        )
+        la.put_function_concurrency(FunctionName="slow", ReservedConcurrentExecutions=1)
+        sent = [
+            la.invoke(
+                FunctionName="slow",
+                InvocationType="Event",
+                Payload=json.dumps({"i": i, "sleep": 0.3}).encode(),
+            )["ResponseMetadata"]["RequestId"]
+            for i in range(6)
+        ]
+        time.sleep(0.2)  # A starts the first one: one at a time, the rest wait in its queue
+        a.kill()
+        with psycopg.connect(url) as conn:
+            stored = conn.execute("SELECT count(*) FROM events").fetchone()
+        assert stored is not None and stored[0] >= 5  # accepted, so stored
+        # B adopts them once A's heartbeat is 6 s old, and runs every one.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            reports = recorder.of("slow")
+            ran = {r["request"] for r in reports}
+            if ran >= set(sent):
+                break
+            time.sleep(0.05)
+        assert ran == set(sent)
+        duplicates = len(reports) - len(ran)
+        print(f"async events run twice after the kill: {duplicates}")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with psycopg.connect(url) as conn:
+                left = conn.execute("SELECT count(*) FROM events").fetchone()
+            if left is not None and left[0] == 0:
+                break
+            time.sleep(0.1)
+        assert left is not None and left[0] == 0
+    finally:
+        a.kill()
+        b.stop()
+
+
+def error_code(call: Any, **params: Any) -> tuple[str, int]:
+    try:
+        call(**params)
+    except ClientError as error:
+        return error.response["Error"]["Code"], error.response["ResponseMetadata"]["HTTPStatusCode"]
+    raise AssertionError("the request was acknowledged")
+
+
+def test_with_postgresql_gone_nothing_is_acknowledged_and_all_resumes(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = fresh_database(postgres)
+    a = node(tmp_path, "a", url)
+    try:
+        lam, sqs = a.client(), a.client("sqs")
+        python_function(lam, "steady", "def handler(e, c):\n    return 'ok'\n")
+        assert lam.invoke(FunctionName="steady")["StatusCode"] == 200
+        queue = sqs.create_queue(QueueName="kept")["QueueUrl"]
+        sqs.send_message(QueueUrl=queue, MessageBody="before")
+        postgres.stop()
+        try:
+            # Writes that cannot be made durable are refused, with an error SDKs retry.
+            refused = [
+                error_code(sqs.send_message, QueueUrl=queue, MessageBody="during"),
+                error_code(lam.invoke, FunctionName="steady", InvocationType="Event"),
+                error_code(
+                    lam.create_function,
+                    FunctionName="new",
+                    Runtime="python3.11",
+                    Role="arn:aws:iam::000000000000:role/r",
+                    Handler="app.handler",
+                    Code={"ZipFile": make_zip({"app.py": "def handler(e, c): pass"})},
+                ),
+            ]
+            assert refused == [("ServiceUnavailableException", 503)] * 3
+            # What needs no write still runs: a known function's record is cached.
+            assert lam.invoke(FunctionName="steady")["StatusCode"] == 200
+        finally:
+            postgres.start()
+        # Back by itself: writes succeed again within seconds (a refused one is retried,
+        # as SDKs retry a 503).
+        sent = until_stored(lambda: sqs.send_message(QueueUrl=queue, MessageBody="after"))
+        assert sent["MessageId"]
+        bodies = {
+            m["Body"]
+            for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+        }
+        assert bodies == {"before", "after"}
+        accepted = until_stored(lambda: lam.invoke(FunctionName="steady", InvocationType="Event"))
+        assert accepted["StatusCode"] == 202
+    finally:
+        a.stop()
+
+
+def until_stored(call: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "ServiceUnavailableException"
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
