@@ -35,6 +35,7 @@ def components() -> list[tuple[str, str, Sequence[str]]]:
     from lamina.services.apigatewayv2 import store as apis
     from lamina.services.dynamodb import store as dynamodb
     from lamina.services.kinesis import store as kinesis
+    from lamina.services.sns import store as sns
     from lamina.services.sqs import store as sqs
     from lamina.store import accounts, durable, events, layers, mappings, sqlite, urls
 
@@ -50,6 +51,7 @@ def components() -> list[tuple[str, str, Sequence[str]]]:
         ("kinesis", "streams.db", kinesis.MIGRATIONS),
         ("dynamodb", "dynamodb.db", dynamodb.MIGRATIONS),
         ("apigateway", "apigateway.db", apis.MIGRATIONS),
+        ("sns", "sns.db", sns.MIGRATIONS),
     ]
 
 

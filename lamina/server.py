@@ -268,7 +268,7 @@ class Lamina:
 
         # SNS and EventBridge deliver to functions (service_invoker), queues and topics
         # through the small interfaces of lamina/deliveries.py.
-        self.topic_store = TopicStore(data_dir)
+        self.topic_store = TopicStore(data_dir, db)
         self.topics = Topics(self.topic_store, clock)
         self.sns_deliveries = Deliveries(
             self.topics, self.topic_store, clock, self.service_invoker, self.queues

@@ -371,3 +371,22 @@ def test_schema_versions(tmp_path: Path, postgres: PostgresServer) -> None:
         )
     finally:
         db.shutdown()
+
+
+def test_topics(tmp_path: Path, shared: Database | None) -> None:
+    from lamina.services.sns.store import TopicStore
+
+    store = TopicStore(tmp_path, shared)
+    topic = store.topics.insert("1", "r", "t", {})
+    store.put_subscription("s1", "arn:t", {"a": 1})
+    store.put_subscription("s2", "arn:t", {})
+    store.put_subscription("s1", "arn:t", {"a": 2})
+    assert list(store.subscriptions()) == [("s1", "arn:t", {"a": 2}), ("s2", "arn:t", {})]
+    ids = store.add_pending([("s1", {"m": 1}, 5.0), ("s2", {"m": 2}, 6.0)])
+    store.reschedule(ids[0], 2, 9.0)
+    store.done(ids[1])
+    assert [(p.id, p.attempts, p.due, p.message) for p in store.pending()] == [
+        (ids[0], 2, 9.0, {"m": 1})
+    ]
+    store.delete_topic(topic, "arn:t")
+    assert list(store.subscriptions()) == [] and list(store.topics.all()) == []

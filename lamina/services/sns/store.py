@@ -1,5 +1,6 @@
-"""Durable topics: topic records, subscriptions and deliveries still to make, in SQLite
-(`sns.db` under the data dir; one connection used from the event loop only, WAL).
+"""Durable topics: topic records, subscriptions and deliveries still to make (`sns.db`
+under the data dir, used from the event loop only, WAL; the cluster's PostgreSQL in
+cluster mode).
 
 A delivery that could not be handed over at once (an HTTP endpoint, a retry after a
 failure) is a row of `outbox` until it succeeds or runs out of attempts, so an accepted
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lamina.store.tables import NamedResources, connect
+from lamina.store import schema
+from lamina.store.database import Database
+from lamina.store.tables import NamedResources, named_resources_ddl, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -30,6 +33,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     due REAL NOT NULL
 );
 """
+MIGRATIONS = [
+    named_resources_ddl("topics") + SCHEMA,
+    "ALTER TABLE subscriptions ADD COLUMN seq INTEGER",  # the order they were made in
+]
 
 
 @dataclass(slots=True)
@@ -44,29 +51,32 @@ class Pending:
 
 
 class TopicStore:
-    def __init__(self, data_dir: Path) -> None:
-        self._db = connect(data_dir / "sns.db")
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
+        self._db = open_database(data_dir, "sns.db", db)
+        schema.ensure(self._db, "sns", MIGRATIONS)
         self.topics = NamedResources(self._db, "topics")
-        self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
     def delete_topic(self, topic_id: int, topic_arn: str) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self.topics.delete(topic_id)
-            self._db.execute("DELETE FROM subscriptions WHERE topic_arn=?", (topic_arn,))
+        with self._db.transaction() as tx:
+            self.topics.delete(topic_id, tx)
+            tx.execute("DELETE FROM subscriptions WHERE topic_arn=?", (topic_arn,))
 
     # Subscriptions -----------------------------------------------------------------------
     def subscriptions(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        rows = self._db.execute("SELECT arn, topic_arn, record FROM subscriptions ORDER BY rowid")
+        rows = self._db.execute(
+            "SELECT arn, topic_arn, record FROM subscriptions ORDER BY seq, arn"
+        )
         for arn, topic_arn, record in rows.fetchall():
             yield arn, topic_arn, json.loads(record)
 
     def put_subscription(self, arn: str, topic_arn: str, record: dict[str, Any]) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO subscriptions (arn, topic_arn, record) VALUES (?, ?, ?)",
+            "INSERT INTO subscriptions (arn, topic_arn, record, seq) VALUES (?, ?, ?, "
+            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM subscriptions)) ON CONFLICT (arn) "
+            "DO UPDATE SET topic_arn=excluded.topic_arn, record=excluded.record",
             (arn, topic_arn, json.dumps(record)),
         )
 
@@ -77,16 +87,14 @@ class TopicStore:
     def add_pending(self, rows: list[tuple[str, dict[str, Any], float]]) -> list[int]:
         """(subscription arn, message, due) each; their ids, in one transaction."""
         ids: list[int] = []
-        with self._db:
-            self._db.execute("BEGIN")
+        with self._db.transaction() as tx:
             for arn, message, due in rows:
-                cursor = self._db.execute(
+                found = tx.execute(
                     "INSERT INTO outbox (subscription_arn, message, attempts, due) "
-                    "VALUES (?, ?, 0, ?)",
+                    "VALUES (?, ?, 0, ?) RETURNING id",
                     (arn, json.dumps(message), due),
-                )
-                assert cursor.lastrowid is not None
-                ids.append(cursor.lastrowid)
+                ).fetchall()
+                ids.append(int(found[0][0]))
         return ids
 
     def pending(self) -> list[Pending]:
