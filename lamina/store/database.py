@@ -83,13 +83,23 @@ class SqliteDatabase:
     integrity_error: type[Exception] = sqlite3.IntegrityError
 
     def __init__(
-        self, path: Path, *, durable: bool = False, check_same_thread: bool = True
+        self,
+        path: Path,
+        *,
+        durable: bool = False,
+        check_same_thread: bool = True,
+        connection: sqlite3.Connection | None = None,
     ) -> None:
         self.path = path
-        self.raw = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
-        self.raw.execute("PRAGMA journal_mode=WAL")
-        self.raw.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self.raw.execute("PRAGMA busy_timeout=5000")
+        if connection is not None:  # one opened already (tables.connect's)
+            self.raw = connection
+        else:
+            self.raw = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=check_same_thread
+            )
+            self.raw.execute("PRAGMA journal_mode=WAL")
+            self.raw.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.raw.execute("PRAGMA busy_timeout=5000")
         self.execute = self.raw.execute  # type: ignore[assignment]
         self.executemany = self.raw.executemany  # type: ignore[assignment]
 

@@ -10,6 +10,7 @@ own store module, keyed by the resource's integer id.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from typing import Any
 from lamina.store.database import Database, Executor, SqliteDatabase, ddl
 
 
-def connect(path: Path) -> SqliteDatabase:
-    """A SQLite database for the event loop: autocommit, WAL, synchronous=NORMAL. Survives
-    a `kill -9` of the server with every committed row."""
-    return SqliteDatabase(path)
+def connect(path: Path) -> sqlite3.Connection:
+    """A bare SQLite connection for the event loop: autocommit, WAL, synchronous=NORMAL.
+    Survives a `kill -9` of the server with every committed row. A store that should live
+    in the cluster's PostgreSQL too takes a Database instead (`open_database`)."""
+    return SqliteDatabase(path).raw
 
 
 def open_database(data_dir: Path, name: str, db: Database | None) -> Database:
@@ -42,7 +44,9 @@ class NamedResources:
     Its definition (named_resources_ddl) belongs in its store's schema; made here too if
     missing."""
 
-    def __init__(self, db: Database, name: str) -> None:
+    def __init__(self, db: Database | sqlite3.Connection, name: str) -> None:
+        if isinstance(db, sqlite3.Connection):  # a store on tables.connect's connection
+            db = SqliteDatabase(Path(), connection=db)
         self._db = db
         self._name = name
         db.execute(ddl(named_resources_ddl(name).rstrip(";"), db.dialect))
