@@ -36,6 +36,9 @@
 10. Durable functions (bench/durable.py): checkpoint round trip p50 against the cheapest API
     call from the same client, and 10-step executions completed per second against plain
     invokes of the same steps.
+11. EventBridge (bench/eventbridge.py): events/s from PutEvents (1 and 10 entries a call)
+    through a rule to a no-op function, end to end, against direct async invokes of the
+    same function from the same 8 clients in the same run.
 
 Every benchmark runs with the default isolation (every wall, where the host allows it);
 8 measures what the walls cost against `--isolation none`.
@@ -989,6 +992,18 @@ def bench_durable() -> None:
         server.stop()
 
 
+def bench_eventbridge() -> None:
+    print("11. EventBridge: PutEvents → rule → function, events/s", flush=True)
+    sys.path.insert(0, str(BENCH))
+    import eventbridge  # bench/eventbridge.py
+
+    server = Lamina("--isolation", "none")
+    try:
+        eventbridge.bench(server, row, RAW)
+    finally:
+        server.stop()
+
+
 def bench_sizes() -> None:
     """Figures at size (bench/sizes.py): 10,000 functions, 1,000 warm environments,
     100,000 queued events and 1,000,000 SQS messages."""
@@ -1009,6 +1024,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "walls": bench_walls,
     "auth": bench_auth,
     "durable": bench_durable,
+    "eventbridge": bench_eventbridge,
     "sizes": bench_sizes,
 }
 

@@ -97,8 +97,8 @@ class Dispatcher:
     async def route(self, rule: Rule, event: dict[str, Any]) -> None:
         """Send `event` to every target of `rule`."""
         accepted = self.clock.wall()
-        for target in list(rule.targets.values()):
-            await self._send(rule, target, event, accepted, attempt=1)
+        targets = list(rule.targets.values())
+        await asyncio.gather(*(self._send(rule, t, event, accepted, attempt=1) for t in targets))
 
     async def _send(
         self,

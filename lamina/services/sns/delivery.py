@@ -132,8 +132,10 @@ class Deliveries:
     # Publishing --------------------------------------------------------------------------
     async def publish(self, topic: Topic, message: dict[str, Any]) -> None:
         """Deliver `message` to every confirmed subscription whose filter policy it
-        passes: functions and queues now, HTTP/S endpoints through the outbox."""
+        passes: functions and queues now (together: their writes share commits), HTTP/S
+        endpoints through the outbox."""
         later: list[tuple[str, dict[str, Any], float]] = []
+        now: list[Subscription] = []
         for subscription in list(topic.subscriptions.values()):
             if not subscription.confirmed:
                 continue
@@ -142,13 +144,20 @@ class Deliveries:
                 continue
             if subscription.protocol in ("http", "https"):
                 later.append((subscription.arn, message, self.clock.wall()))
-                continue
-            outcome = await self._hand_over(topic, subscription, message)
-            if outcome is not Delivery.ACCEPTED:
-                log.warning("SNS delivery to %s failed (%s)", subscription.endpoint, outcome.value)
-                self._dead_letter(topic, subscription, message)
+            else:
+                now.append(subscription)
         if later:
             self.queue_later(later)
+        if now:
+            await asyncio.gather(*(self._deliver_now(topic, s, message) for s in now))
+
+    async def _deliver_now(
+        self, topic: Topic, subscription: Subscription, message: dict[str, Any]
+    ) -> None:
+        outcome = await self._hand_over(topic, subscription, message)
+        if outcome is not Delivery.ACCEPTED:
+            log.warning("SNS delivery to %s failed (%s)", subscription.endpoint, outcome.value)
+            self._dead_letter(topic, subscription, message)
 
     def queue_later(self, rows: list[tuple[str, dict[str, Any], float]]) -> None:
         """Deliveries for the worker (HTTP/S), on disk first."""
