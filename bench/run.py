@@ -39,6 +39,9 @@
 11. EventBridge (bench/eventbridge.py): events/s from PutEvents (1 and 10 entries a call)
     through a rule to a no-op function, end to end, against direct async invokes of the
     same function from the same 8 clients in the same run.
+12. The cluster's store (bench/shared_store.py): a PostgreSQL read (sync, and async
+    awaited) against SQLite; warm Invoke p50 on a `--database` node against a SQLite node
+    (within 1.1x: the record is cached); SendMessage and async Invoke p50 on each.
 
 Every benchmark runs with the default isolation (every wall, where the host allows it);
 8 measures what the walls cost against `--isolation none`.
@@ -1002,6 +1005,13 @@ def bench_eventbridge() -> None:
         eventbridge.bench(server, row, RAW)
     finally:
         server.stop()
+def bench_store() -> None:
+    print("12. The cluster's store: PostgreSQL against SQLite", flush=True)
+    sys.path.insert(0, str(BENCH))
+    import http_front  # the wrk runner
+    import shared_store  # bench/shared_store.py
+
+    shared_store.bench(Lamina, http_front.wrk, row, ROUNDS, WARM_SECONDS, RAW)
 
 
 def bench_sizes() -> None:
@@ -1025,6 +1035,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "auth": bench_auth,
     "durable": bench_durable,
     "eventbridge": bench_eventbridge,
+    "store": bench_store,
     "sizes": bench_sizes,
 }
 

@@ -48,7 +48,8 @@ def _as_owner() -> list[str]:
 class PostgresServer:
     """One cluster: start(), url(database), create_database(), stop(); restartable."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable  # fsync on (benchmarks); tests never crash the server itself
         self.root = Path(tempfile.mkdtemp(prefix="lamina-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -68,8 +69,8 @@ class PostgresServer:
         self.process = subprocess.Popen(
             [*_as_owner(), server_bin("postgres"), "-D", str(self.data),
              "-p", str(self.port), "-k", str(self.root), "-c", "listen_addresses=127.0.0.1",
-             # Tests never crash the server itself; what they kill is Lamina.
-             "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"],
+             "-c", "max_connections=200",
+             *([] if self.durable else ["-c", "fsync=off", "-c", "full_page_writes=off"])],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         log.close()
