@@ -8,6 +8,9 @@ from typing import Any
 
 from lamina.keys import FunctionKey
 
+# A result's key for an HTTP status the model gives no member for (S3's 206 and 304).
+STATUS = "__status__"
+
 
 @dataclass(frozen=True)
 class RequestContext:

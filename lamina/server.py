@@ -212,13 +212,10 @@ class Lamina:
         # control/: Lambda's own resources.
         # With auth on, Code.Location links are signed and expire, as AWS's presigned ones.
         signed = self.code_links if self.auth_mode == "on" else None
-        self.layers = Layers(LayerStore(data_dir, db), self.store, signed)
+        code_in_s3 = CodeObjects(self.s3_buckets, self.s3_objects)  # S3Bucket / S3Key
+        self.layers = Layers(LayerStore(data_dir, db), self.store, signed, code_in_s3)
         self.functions = Functions(
-            self.store,
-            self.engine,
-            self.layers,
-            signed,
-            code_source=CodeObjects(self.s3_buckets, self.s3_objects),
+            self.store, self.engine, self.layers, signed, code_source=code_in_s3
         )
         self.durable = DurableExecutions(
             DurableStore(data_dir, db), self.functions, self.engine, clock

@@ -7,7 +7,7 @@ query keys are present and, among those, to the one with the most of its require
 and header members present (an `uploadId` and `partNumber`: UploadPart; an
 `x-amz-copy-source`: CopyObject). A bucket may also be named by the Host
 (virtual-hosted style: `<bucket>.s3.<region>.localhost`, `<bucket>.s3.amazonaws.com`, or
-`<bucket>.<endpoint host>` for a request signed for S3).
+`<bucket>.localhost` for a request signed for S3); any other Host is path style.
 
 XML is read and written by botocore's own rest-xml parser and serializer; the root
 element of an answer is S3's (`ListBucketResult`, ...), which the model does not carry.
@@ -17,7 +17,6 @@ Errors are S3's `<Error><Code/><Message/>...<RequestId/></Error>`.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from functools import cache
 from typing import Any
 from urllib.parse import unquote
@@ -32,6 +31,7 @@ from lamina.api import aws_chunked
 from lamina.api.shapes import TEXT_SCALARS, text_scalar
 from lamina.api.spec import Service
 from lamina.api.wire import HttpRequest, HttpResponse, current_request_id
+from lamina.context import STATUS
 from lamina.errors import AwsError
 
 CONTENT_TYPE = "application/xml"
@@ -50,7 +50,6 @@ ROOTS = {
     "ListObjectVersions": "ListVersionsResult",
 }
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
-STATUS = "__status__"  # a result's key for a status the model does not give (206)
 
 
 class _Serializer(RestXMLSerializer):
@@ -98,19 +97,9 @@ def virtual_bucket(host: str, signed_for_s3: bool) -> str | None:
         at = name.rfind(marker)
         if at > 0:
             return name[:at]
-    if signed_for_s3 and "." in name and not _is_ip(name) and not name.startswith("s3."):
-        first, _, rest = name.partition(".")
-        if rest and first:
-            return first
+    if signed_for_s3 and name.endswith(".localhost") and name.count(".") == 1:
+        return name[: -len(".localhost")]
     return None
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def signed_for(request: HttpRequest, service: str) -> bool:

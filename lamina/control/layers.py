@@ -107,11 +107,16 @@ class Layers:
     """Owns layer versions (LayerStore) and their contents (in the code store)."""
 
     def __init__(
-        self, layers: LayerStore, code: SqliteStore, links: CodeLinks | None = None
+        self,
+        layers: LayerStore,
+        code: SqliteStore,
+        links: CodeLinks | None = None,
+        code_source: packages.CodeSource | None = None,
     ) -> None:
         self.layers = layers
         self.code = code
         self.links = links  # signs Content.Location links (auth on)
+        self.code_source = code_source  # content named by S3Bucket / S3Key
         self._write_lock = asyncio.Lock()
 
     def uses_code(self, digest: str) -> bool:
@@ -205,14 +210,9 @@ class Layers:
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
         content = params["Content"]
-        if content.get("S3Bucket") or content.get("S3Key"):
-            raise invalid_parameter(
-                "Lamina accepts layer content as ZipFile only: S3 is not supported."
-            )
-        blob = content.get("ZipFile")
-        if blob is None:
+        if not (content.get("ZipFile") or content.get("S3Bucket") or content.get("S3Key")):
             raise invalid_parameter("Please provide a source for the layer content.")
-        blob = bytes(blob)
+        blob = await packages.zip_from(ctx, content, self.code_source)
         packages.check_zipped_size(blob)
         digest_hex, code_sha = packages.digest(blob)
         async with self._write_lock:

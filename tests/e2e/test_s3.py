@@ -245,12 +245,26 @@ def test_multipart_upload(s3: Any) -> None:
 
 
 def test_virtual_hosted_style(server: Server) -> None:
-    s3 = server.client("s3", s3={"addressing_style": "virtual"})
-    s3.create_bucket(Bucket="virtual")  # Host: virtual.127.0.0.1:<port> signed for S3
-    s3.put_object(Bucket="virtual", Key="k", Body=b"hosted")
-    assert s3.get_object(Bucket="virtual", Key="k")["Body"].read() == b"hosted"
-    # <bucket>.s3.<region>.localhost, unsigned, as a browser or curl sends it
-    request = urllib.request.Request(
+    s3 = server.client("s3")
+    s3.create_bucket(Bucket="virtual")
+    hosted = server.client("s3")
+    rewritten: list[str] = []
+
+    def to_host(request: Any, **_: Any) -> None:
+        # what a client sends to <bucket>.s3.<region>.localhost: the bucket in the Host only
+        prefix = f"{server.endpoint}/virtual"
+        if request.url.startswith(prefix):
+            request.url = server.endpoint + (request.url[len(prefix) :] or "/")
+            request.headers["Host"] = f"virtual.s3.us-east-1.localhost:{server.port}"
+            rewritten.append(request.url)
+
+    hosted.meta.events.register("before-sign.s3", to_host)
+    hosted.put_object(Bucket="virtual", Key="k", Body=b"hosted")  # signed over that Host
+    assert hosted.get_object(Bucket="virtual", Key="k")["Body"].read() == b"hosted"
+    listed = hosted.list_objects_v2(Bucket="virtual")  # GET / on the bucket's host
+    assert [o["Key"] for o in listed["Contents"]] == ["k"]
+    assert len(rewritten) == 3 and rewritten[0].endswith("/k")
+    request = urllib.request.Request(  # unsigned, as curl sends it
         f"{server.endpoint}/k", headers={"Host": "virtual.s3.us-east-1.localhost"}
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
@@ -326,6 +340,24 @@ def test_function_from_code_in_a_bucket(server: Server, s3: Any) -> None:
     )
     assert missing["Code"] == "InvalidParameterValueException"
     assert "Error occurred while GetObject. S3 Error Code: NoSuchKey" in missing["Message"]
+    layer_zip = make_zip({"python/shared.py": "VALUE = 'from a layer in a bucket'\n"})
+    s3.put_object(Bucket="code-bucket", Key="layers/shared.zip", Body=layer_zip)
+    layer = lam.publish_layer_version(
+        LayerName="shared", Content={"S3Bucket": "code-bucket", "S3Key": "layers/shared.zip"}
+    )
+    assert layer["Content"]["CodeSize"] == len(layer_zip)
+    uses = "import shared\ndef handler(event, context):\n    return shared.VALUE\n"
+    lam.create_function(
+        FunctionName="with-layer",
+        Runtime=PYTHON_RUNTIME,
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": uses})},
+        Layers=[layer["LayerVersionArn"]],
+    )
+    lam.get_waiter("function_active_v2").wait(FunctionName="with-layer")
+    answer = lam.invoke(FunctionName="with-layer")
+    assert json.loads(answer["Payload"].read()) == "from a layer in a bucket"
 
 
 def test_unsigned_and_signed_with_auth_on(tmp_path: Path) -> None:

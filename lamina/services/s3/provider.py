@@ -13,9 +13,8 @@ import zlib
 from typing import Any
 from urllib.parse import quote, unquote
 
-from lamina.api.rest_xml import STATUS
 from lamina.clock import Clock
-from lamina.context import RequestContext
+from lamina.context import STATUS, RequestContext
 from lamina.deliveries import Delivery, FunctionInvoker, QueueSender, TopicPublisher
 from lamina.services.s3 import errors, notifications
 from lamina.services.s3.buckets import Bucket, Buckets, owner
