@@ -16,7 +16,9 @@ import traceback
 from typing import Any
 
 API = "/2018-06-01/runtime"
-READ_SIZE = 256 * 1024
+# Below malloc's mmap threshold (128 KB): a read's buffer comes from the heap, not from an
+# mmap, a page fault and an munmap per event. Larger events take more than one read.
+READ_SIZE = 64 * 1024
 
 
 class InitError(Exception):
