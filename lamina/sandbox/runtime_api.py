@@ -147,11 +147,35 @@ def is_next(method: str, path: str) -> bool:
 
 
 def encode(reply: ApiReply) -> bytes:
+    if reply is ACCEPTED:
+        return _ACCEPTED  # every answer of a runtime that posts a result
     head = f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'OK')}\r\n"
     for name, value in reply.headers.items():
         head += f"{name}: {value}\r\n"
     head += f"Content-Length: {len(reply.body)}\r\n\r\n"
     return head.encode("latin-1") + reply.body
+
+
+def event_message(invocation: Invocation) -> bytes:
+    """The answer to `GET /invocation/next` that hands `invocation` over: what
+    encode(ApiReply(200, payload, invocation.headers())) makes, in one format."""
+    head = (
+        f"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: {invocation.request_id}\r\n"
+        f"Lambda-Runtime-Deadline-Ms: {invocation.deadline_ms}\r\n"
+        f"Lambda-Runtime-Invoked-Function-Arn: {invocation.invoked_arn}\r\n"
+        f"Lambda-Runtime-Trace-Id: {invocation.trace_id}\r\nContent-Type: application/json\r\n"
+    )
+    if invocation.client_context is not None:
+        head += f"Lambda-Runtime-Client-Context: {invocation.client_context}\r\n"
+    if invocation.cognito_identity is not None:
+        head += f"Lambda-Runtime-Cognito-Identity: {invocation.cognito_identity}\r\n"
+    if invocation.tenant_id is not None:
+        head += f"Lambda-Runtime-Aws-Tenant-Id: {invocation.tenant_id}\r\n"
+    head += f"Content-Length: {len(invocation.payload)}\r\n\r\n"
+    return head.encode("latin-1") + invocation.payload
+
+
+_ACCEPTED = encode(ApiReply(ACCEPTED.status, ACCEPTED.body, ACCEPTED.headers))
 
 
 Request = tuple[str, str, bytes, dict[str, str], bool]
@@ -271,7 +295,7 @@ class _Connection(asyncio.Protocol):
 
     def _deliver(self, invocation: Invocation) -> None:
         self.waiting = False
-        self.out.append(encode(ApiReply(200, invocation.payload, invocation.headers())))
+        self.out.append(event_message(invocation))
         while self.backlog and not self.waiting:
             self._handle(self.backlog.popleft())
         if not self.reading:
