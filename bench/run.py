@@ -33,7 +33,7 @@
 
 9. Authentication (bench/auth.py): one SigV4 verification (p50, µs) against botocore
    signing the same request; warm invoke req/s and the server's CPU time per invoke with
-   `--auth on` against `--auth off`.
+   `--auth on` against `--auth off`, the median of rounds that measure both back to back.
 10. Durable functions (bench/durable.py): checkpoint round trip p50 against the cheapest API
     call from the same client, and 10-step executions completed per second against plain
     invokes of the same steps.
