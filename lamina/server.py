@@ -430,6 +430,7 @@ class Lamina:
             loop.call_soon_threadsafe(fn)
 
         self.store.listen(deliver)
+        self.queues.listen(deliver)
 
     async def close(self) -> None:
         await self.pollers.close()  # pollers first: they invoke through the engine

@@ -12,6 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,57 @@ def test_a_function_made_on_one_node_runs_at_once_on_the_other(
     with pytest.raises(ClientError) as gone:
         la.get_function(FunctionName="shared")
     assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_a_queue_is_one_queue_whichever_node_is_asked(
+    cluster: tuple[Server, Server, str],
+) -> None:
+    a, b, _ = cluster
+    qa, qb = a.client("sqs"), b.client("sqs")
+    url = qa.create_queue(QueueName="shared", Attributes={"VisibilityTimeout": "600"})["QueueUrl"]
+    assert qb.get_queue_url(QueueName="shared")["QueueUrl"] == url.replace(str(a.port), str(b.port))
+    qa.send_message(QueueUrl=url, MessageBody="from a")
+    got = qb.receive_message(QueueUrl=url, WaitTimeSeconds=5)["Messages"]
+    assert [m["Body"] for m in got] == ["from a"]
+    # Received on B, the message is in flight for A too; B's receipt deletes it.
+    assert qa.receive_message(QueueUrl=url).get("Messages", []) == []
+    qb.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+    # A long poll on A is woken by a send on B.
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(qa.receive_message, QueueUrl=url, WaitTimeSeconds=10)
+        time.sleep(0.5)
+        started = time.monotonic()
+        qb.send_message(QueueUrl=url, MessageBody="from b")
+        woken = waiting.result(timeout=15)
+    assert [m["Body"] for m in woken["Messages"]] == ["from b"]
+    assert time.monotonic() - started < 3
+    qa.delete_message(QueueUrl=url, ReceiptHandle=woken["Messages"][0]["ReceiptHandle"])
+    # Both nodes receiving at once: every message once, none twice.
+    for batch in range(3):
+        qa.send_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "MessageBody": f"m{batch}-{i}"} for i in range(10)],
+        )
+    seen: list[str] = []
+
+    def drain(client: Any) -> list[str]:
+        bodies: list[str] = []
+        for _ in range(10):
+            found = client.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
+            bodies += [m["Body"] for m in found]
+        return bodies
+
+    with ThreadPoolExecutor(2) as pool:
+        for bodies in pool.map(drain, (qa, qb)):
+            seen += bodies
+    assert sorted(seen) == sorted(f"m{b}-{i}" for b in range(3) for i in range(10))
+    attributes = qb.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "30"
+    qb.delete_queue(QueueUrl=url)
+    with pytest.raises(ClientError):
+        qa.send_message(QueueUrl=url, MessageBody="gone")
 
 
 def test_accounts_are_the_clusters(cluster: tuple[Server, Server, str]) -> None:

@@ -70,7 +70,7 @@ class SqsProvider:
         account, name = parts[-2], parts[-1]
         if not account.isdigit():  # a bare name or path, as some clients send
             account = ctx.account
-        queue = self.queues.queues.get((account, ctx.region, name))
+        queue = self.queues.find((account, ctx.region, name))
         if account != ctx.account and (queue is None or not permitted(queue, ctx, operation)):
             raise access_denied(f"{ctx.endpoint}/{account}/{name}")
         if queue is None:
@@ -141,7 +141,7 @@ class SqsProvider:
         if not fifo:
             attributes.pop("FifoQueue", None)
         key = (ctx.account, ctx.region, name)
-        existing = self.queues.queues.get(key)
+        existing = self.queues.find(key)
         if existing is not None:
             for attribute, value in checked.items():
                 if existing.attributes.get(attribute, "") != value:

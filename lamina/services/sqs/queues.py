@@ -11,6 +11,10 @@ caller's own wait and is not scaled.
 Long polling waits on futures woken by sends and visibility changes, with a timeout at
 the next moment a hidden message becomes visible: no polling loop.
 
+In cluster mode (the store in the cluster's PostgreSQL) the in-memory state is each
+node's view, kept up to date by cluster.py: receives are compare-and-set in the database,
+and every change is announced to the other nodes.
+
 Event source mappings read queues through `poll`, `hold`, `release` and `settle`
 (poll.py adapts them to the pollers' view); destinations and dead-letter targets send
 with `send_internal`.
@@ -23,13 +27,14 @@ import hashlib
 import heapq
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lamina.clock import Clock
 from lamina.deliveries import Delivery
 from lamina.services.sqs import access
 from lamina.services.sqs.attributes import MAX_VISIBILITY
+from lamina.services.sqs.cluster import QueueSync
 from lamina.services.sqs.messages import (
     Claim,
     Message,
@@ -56,34 +61,91 @@ class Queues:
         self.queues: dict[tuple[str, str, str], Queue] = {}
         self.by_arn: dict[str, Queue] = {}
         self.deleted_at: dict[tuple[str, str, str], float] = {}  # platform time
+        self.by_id: dict[int, Queue] = {}
+        self.sync = QueueSync(store) if store.shared else None
+        if self.sync is not None:
+            self.sync.on_queues = self.reload_queues
+            self.sync.by_id = self.by_id.get
         self._load()
 
     # Loading and lookup ----------------------------------------------------------------
     def _load(self) -> None:
+        for row in list(self.store.queues.all()):
+            self._register(self._loaded(*row))
+
+    def _loaded(
+        self, queue_id: int, account: str, region: str, name: str, record: dict[str, Any]
+    ) -> Queue:
         now = self.clock.wall()
-        for queue_id, account, region, name, record in list(self.store.queues.all()):
-            queue = Queue(
-                queue_id,
-                account,
-                region,
-                name,
-                dict(record["attributes"]),
-                dict(record.get("tags") or {}),
-                record["created"],
-                record["modified"],
-                self.clock,
-            )
-            for row in self.store.messages(queue_id):
-                message = Message.load(row)
-                queue.last_seq = max(queue.last_seq, message.seq)
-                queue.index(message)
-            for key, message_id, sequence, expires in self.store.dedup_entries(queue_id, now):
-                queue.dedup[key] = (message_id, sequence, expires)
-            self._register(queue)
+        # One queue, its messages and deduplication ids, from the store.
+        queue = Queue(
+            queue_id,
+            account,
+            region,
+            name,
+            dict(record["attributes"]),
+            dict(record.get("tags") or {}),
+            record["created"],
+            record["modified"],
+            self.clock,
+        )
+        for row in self.store.messages(queue_id):
+            message = Message.load(row)
+            queue.last_seq = max(queue.last_seq, message.seq)
+            queue.index(message)
+        for key, message_id, sequence, expires in self.store.dedup_entries(queue_id, now):
+            queue.dedup[key] = (message_id, sequence, expires)
+        return queue
 
     def _register(self, queue: Queue) -> None:
         self.queues[(queue.account, queue.region, queue.name)] = queue
         self.by_arn[queue.arn] = queue
+        self.by_id[queue.id] = queue
+
+    def reload_queues(self) -> None:
+        """Cluster mode: queues made, changed or deleted by other nodes."""
+        rows = {row[0]: row for row in self.store.queues.all()}
+        for queue in [q for q in self.by_id.values() if q.id not in rows]:
+            queue.deleted = True
+            self._unregister(queue)
+            queue.wake()
+        for queue_id, row in rows.items():
+            known = self.by_id.get(queue_id)
+            if known is None:
+                self._register(self._loaded(*row))
+                continue
+            record = row[4]
+            known.attributes = dict(record["attributes"])
+            known.tags = dict(record.get("tags") or {})
+            known.modified = record["modified"]
+
+    def _unregister(self, queue: Queue) -> None:
+        key = (queue.account, queue.region, queue.name)
+        if self.queues.get(key) is queue:
+            del self.queues[key]
+        self.by_arn.pop(queue.arn, None)
+        self.by_id.pop(queue.id, None)
+
+    def find(self, key: tuple[str, str, str]) -> Queue | None:
+        """The queue (account, region, name); in cluster mode, as the database has it now
+        (a queue made on another node a moment ago is found)."""
+        queue = self.queues.get(key)
+        if self.sync is None:
+            return queue
+        if queue is None:
+            self.reload_queues()
+            queue = self.queues.get(key)
+        if queue is not None:
+            self.sync.fresh(queue, self.clock.wall())
+        return queue
+
+    def listen(self, deliver: Callable[[Callable[[], None]], None]) -> None:
+        if self.sync is not None:
+            self.sync.listen(deliver)
+
+    def _changed(self, queue: Queue) -> None:
+        if self.sync is not None:
+            self.sync.changed(queue)
 
     def queue_by_arn(self, arn: str) -> Queue | None:
         queue = self.by_arn.get(arn)
@@ -103,6 +165,8 @@ class Queues:
     def receive(self, queue: Queue, options: ReceiveOptions) -> list[Claim]:
         """Take up to `max_messages` visible messages and hide them for `visibility`."""
         now = self.clock.wall()
+        if self.sync is not None:
+            self.sync.fresh(queue, now)
         taken: list[Message] = []
         dropped: list[Message] = []
         redrive = queue.redrive()
@@ -165,11 +229,18 @@ class Queues:
             claims.append(Claim(message, message.receipt))
         if dropped:
             self.store.delete_messages(queue.id, [m.seq for m in dropped])
-        if taken:
+        if taken and self.sync is not None:
+            won = self.sync.claim(queue, [(m, m.receives - 1) for m in taken])
+            if len(won) < len(taken):  # another node received some at the same moment
+                claims = [c for c in claims if c.message.seq in won]
+                self.sync.fresh(queue, now)
+        elif taken:
             self.store.update_states(
                 queue.id,
                 [(m.seq, m.visible, m.receives, m.first_receive, m.receipt) for m in taken],
             )
+        if taken or dropped:
+            self._changed(queue)
         return claims
 
     def _move(self, queue: Queue, message: Message, dead: Queue, now: float) -> None:
@@ -192,6 +263,7 @@ class Queues:
         self.store.move_message(queue.id, message.seq, dead.id, moved.stored())
         dead.index(moved)
         dead.wake()
+        self._changed(dead)
 
     async def receive_waiting(
         self, queue: Queue, options: ReceiveOptions, wait: float
@@ -270,6 +342,7 @@ class Queues:
                 ],
             )
             queue.wake()
+            self._changed(queue)
         return kept
 
     def settle(self, queue: Queue, claims: Iterable[Claim]) -> int:
@@ -282,6 +355,7 @@ class Queues:
                 gone.append(message.seq)
         if gone:
             self.store.delete_messages(queue.id, gone)
+            self._changed(queue)
         return len(gone)
 
     def send_internal(self, arn: str, body: str) -> str | None:
@@ -382,6 +456,7 @@ class Queues:
                 self.store.drop_dedup(queue.id, now)
         queue.index(message)
         queue.wake()
+        self._changed(queue)
         return message, True
 
     # Changes the operations ask for ----------------------------------------------------
@@ -393,21 +468,26 @@ class Queues:
         queue_id = self.store.queues.insert(account, region, name, record)
         queue = Queue(queue_id, account, region, name, attributes, tags, now, now, self.clock)
         self._register(queue)
+        if self.sync is not None:
+            self.sync.changed_queues()
         return queue
 
     def delete(self, queue: Queue) -> None:
         self.store.delete_queue(queue.id)
         queue.deleted = True
         key = (queue.account, queue.region, queue.name)
-        del self.queues[key]
-        self.by_arn.pop(queue.arn, None)
+        self._unregister(queue)
         self.deleted_at[key] = self.clock.platform_now()
         queue.wake()
+        if self.sync is not None:
+            self.sync.changed_queues()
 
     def save(self, queue: Queue) -> None:
         """The queue's attributes or tags changed."""
         self.store.queues.update(queue.id, queue.record())
         queue.wake()
+        if self.sync is not None:
+            self.sync.changed_queues()
 
     def purge(self, queue: Queue) -> None:
         queue.last_purge = self.clock.platform_now()
@@ -417,6 +497,7 @@ class Queues:
         queue.messages.clear()
         queue.heap.clear()
         queue.groups.clear()
+        self._changed(queue)
 
     def receipt_handle(self, queue: Queue, claim: Claim) -> str:
         return receipt_handle(queue.id, queue.arn, claim)
@@ -430,6 +511,7 @@ class Queues:
             return
         queue.forget(message)
         self.store.delete_messages(queue.id, [seq])
+        self._changed(queue)
 
     def change_visibility(self, queue: Queue, handle: str, timeout: int) -> None:
         if not 0 <= timeout <= MAX_VISIBILITY:
@@ -458,3 +540,4 @@ class Queues:
             [(seq, message.visible, message.receives, message.first_receive, message.receipt)],
         )
         queue.wake()
+        self._changed(queue)

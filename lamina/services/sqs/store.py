@@ -10,7 +10,7 @@ this module only stores and loads rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,39 @@ class QueueStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # Cluster mode ------------------------------------------------------------------------
+    @property
+    def shared(self) -> bool:
+        return self._db.dialect != "sqlite"
+
+    def notify(self, channel: str, payload: str) -> None:
+        self._db.notify(channel, payload)
+
+    def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        listen = getattr(self._db, "listen", None)
+        if listen is not None:
+            listen(channel, callback)
+
+    def claim(
+        self,
+        queue_id: int,
+        rows: Iterable[tuple[int, int, float, int, float | None, str | None]],
+    ) -> set[int]:
+        """(seq, receives before, visible, receives, first_receive, receipt): each receive
+        written only if the message's receive count is still the one before; the seqs
+        written."""
+        won = set()
+        with self._db.transaction() as tx:
+            for seq, before, visible, receives, first, receipt in rows:
+                done = tx.execute(
+                    "UPDATE messages SET visible=?, receives=?, first_receive=?, receipt=? "
+                    "WHERE queue_id=? AND seq=? AND receives=?",
+                    (visible, receives, first, receipt, queue_id, seq, before),
+                )
+                if done.rowcount:
+                    won.add(seq)
+        return won
 
     # Queues -------------------------------------------------------------------------------
     def delete_queue(self, queue_id: int) -> None:
