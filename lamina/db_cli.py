@@ -34,6 +34,7 @@ def components() -> list[tuple[str, str, Sequence[str]]]:
     """(component, its SQLite file, its migrations) of every store."""
     from lamina.services.apigatewayv2 import store as apis
     from lamina.services.dynamodb import store as dynamodb
+    from lamina.services.events import store as eventbridge
     from lamina.services.kinesis import store as kinesis
     from lamina.services.sns import store as sns
     from lamina.services.sqs import store as sqs
@@ -52,6 +53,7 @@ def components() -> list[tuple[str, str, Sequence[str]]]:
         ("dynamodb", "dynamodb.db", dynamodb.MIGRATIONS),
         ("apigateway", "apigateway.db", apis.MIGRATIONS),
         ("sns", "sns.db", sns.MIGRATIONS),
+        ("eventbridge", "eventbridge.db", eventbridge.MIGRATIONS),
     ]
 
 

@@ -275,7 +275,7 @@ class Lamina:
         self.s3_notifier = Notifier(
             self.object_store, self.service_invoker, self.queues, self.publisher
         )
-        self.rule_store = RuleStore(data_dir)
+        self.rule_store = RuleStore(data_dir, db)
         self.rules = Rules(self.rule_store)
         self.event_dispatch = Dispatcher(
             self.rules, clock, self.service_invoker, self.queues, self.publisher

@@ -217,3 +217,36 @@ def test_missed_firings_fire_once_at_start(tmp_path: Path) -> None:
     before, after = asyncio.run(run())
     assert before == ["2026-12-01T10:01:00Z", "2026-12-01T10:02:00Z", "2026-12-01T10:03:00Z"]
     assert after == ["2026-12-01T10:13:20Z", "2026-12-01T10:14:00Z"]
+
+
+def test_a_firing_due_while_starting_is_the_catch_up_itself(tmp_path: Path) -> None:
+    """Down across several minutes and back just before the next one is due: the start
+    fires once for everything missed, and the minute that passes while the scheduler gets
+    going is not a second firing."""
+
+    async def run() -> list[str]:
+        start = at("2026-12-01T10:00:00")
+        clock = VirtualClock(start)
+        rules, dispatcher = make(tmp_path, clock, Recorded())
+        put(rules, dispatcher, "every-minute", "rate(1 minute)", start)
+        clock.now += 60
+        dispatcher.step(clock.now)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        rules.store.close()
+        clock.now = start + 300 - 0.01  # back just before 10:05
+        target = Recorded()
+        rules, dispatcher = make(tmp_path, clock, target)
+        await dispatcher.start()
+        clock.now += 0.02  # 10:05 passes before the scheduler first runs
+        for _ in range(3):
+            await asyncio.sleep(0)
+        clock.now = start + 360  # 10:06
+        dispatcher.step(clock.now)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await dispatcher.close()
+        rules.store.close()
+        return target.times
+
+    assert asyncio.run(run()) == ["2026-12-01T10:04:59Z", "2026-12-01T10:06:00Z"]

@@ -390,3 +390,20 @@ def test_topics(tmp_path: Path, shared: Database | None) -> None:
     ]
     store.delete_topic(topic, "arn:t")
     assert list(store.subscriptions()) == [] and list(store.topics.all()) == []
+
+
+def test_event_rules(tmp_path: Path, shared: Database | None) -> None:
+    from lamina.services.events.rules import Rules
+    from lamina.services.events.store import RuleStore
+
+    rules = Rules(RuleStore(tmp_path, shared))
+    bus = rules.create_bus("1", "r", "orders", {"Description": "d"})
+    rules.put_rule("1", "r", "orders", "big", {"EventPattern": '{"source": ["s"]}'})
+    rules.put_rule("1", "r", "default", "tick", {"ScheduleExpression": "rate(1 minute)"})
+    again = Rules(rules.store)  # what a restart loads
+    assert again.rule("1", "r", "orders", "big") is not None
+    assert [r.name for r in again.scheduled()] == ["tick"]
+    rules.delete_bus(bus)
+    again = Rules(rules.store)
+    assert again.bus("1", "r", "orders") is None and again.rule("1", "r", "orders", "big") is None
+    rules.store.close()

@@ -80,8 +80,8 @@ class Dispatcher:
     async def start(self) -> None:
         now = self.clock.wall()
         for rule in self.rules.scheduled():
-            self._catch_up(rule, now)
-            self.reschedule(rule)
+            if not self._catch_up(rule, now):
+                self.reschedule(rule)
         self._scheduler = asyncio.get_running_loop().create_task(self._run_schedules())
 
     async def close(self) -> None:
@@ -196,17 +196,20 @@ class Dispatcher:
         anchor = float(rule.record.get("Anchor", moment))
         return anchor + (moment - anchor) * self.clock.scale
 
-    def _catch_up(self, rule: Rule, now: float) -> None:
-        """A schedule that missed firings while Lamina was down fires once, now."""
+    def _catch_up(self, rule: Rule, now: float) -> bool:
+        """A schedule that missed firings while Lamina was down fires once, now: one
+        entry, due at once; its firing plans the next (so a regular firing that comes due
+        while the server is still starting is not a second one)."""
         if rule.schedule is None or not rule.enabled:
-            return
+            return False
         last = rule.record.get("LastFired", rule.record.get("Anchor"))
         if last is None:
-            return
+            return False
         missed = rule.schedule.next_after(float(last))
-        current = self._timeline(rule, now)
-        if missed is not None and missed <= current:
-            self._fire(rule, current)
+        if missed is None or missed > self._timeline(rule, now):
+            return False
+        heapq.heappush(self._due, (now, next(self._seq), rule, rule.generation))
+        return True
 
     def reschedule(self, rule: Rule) -> None:
         """(Re)plan the rule's next firing; call after any change to the rule."""
@@ -230,7 +233,10 @@ class Dispatcher:
                 continue  # the rule changed or went away since this was planned
             if self.rules.rule(rule.account, rule.region, rule.bus, rule.name) is not rule:
                 continue
-            self._fire(rule, self._timeline(rule, due))
+            moment = self._timeline(rule, due)
+            if moment <= float(rule.record.get("LastFired") or 0.0):
+                continue  # fired for this moment (or a later one) already
+            self._fire(rule, moment)
             self.reschedule(rule)
 
     async def _run_schedules(self) -> None:

@@ -1,26 +1,32 @@
-"""Durable event buses and rules (`eventbridge.db` under the data dir; one connection
-used from the event loop only, WAL). A rule's record carries its targets and, for a
-schedule, when it last fired, so a restart knows what it missed."""
+"""Durable event buses and rules (`eventbridge.db` under the data dir, used from the event
+loop only, WAL; the cluster's PostgreSQL in cluster mode). A rule's record carries its
+targets and, for a schedule, when it last fired, so a restart knows what it missed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from lamina.store.tables import NamedResources, connect
+from lamina.store import schema
+from lamina.store.database import Database
+from lamina.store.tables import NamedResources, named_resources_ddl, open_database
+
+MIGRATIONS = [
+    named_resources_ddl("buses") + named_resources_ddl("rules"),  # rules named "<bus>/<rule>"
+]
 
 
 class RuleStore:
-    def __init__(self, data_dir: Path) -> None:
-        self._db = connect(data_dir / "eventbridge.db")
+    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
+        self._db = open_database(data_dir, "eventbridge.db", db)
+        schema.ensure(self._db, "eventbridge", MIGRATIONS)
         self.buses = NamedResources(self._db, "buses")
-        self.rules = NamedResources(self._db, "rules")  # named "<bus>/<rule>"
+        self.rules = NamedResources(self._db, "rules")
 
     def close(self) -> None:
         self._db.close()
 
     def delete_bus(self, bus_id: int, rule_ids: list[int]) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
+        with self._db.transaction() as tx:
             for rule_id in rule_ids:
-                self.rules.delete(rule_id)
-            self.buses.delete(bus_id)
+                self.rules.delete(rule_id, tx)
+            self.buses.delete(bus_id, tx)
