@@ -205,7 +205,7 @@ class Lamina:
         self.queues = Queues(QueueStore(data_dir, db), clock)
         self.streams = Streams(StreamStore(data_dir, db), clock)
         self.tables = Tables(TableStore(data_dir, db), clock)
-        self.object_store = ObjectStore(data_dir)  # S3: objects on disk
+        self.object_store = ObjectStore(data_dir, db)  # S3: objects on disk
         self.s3_buckets = Buckets(self.object_store)
         self.s3_objects = Objects(self.object_store, clock)
 
@@ -273,7 +273,7 @@ class Lamina:
         self.publisher = Publisher(self.topics, self.sns_deliveries, clock)
         # S3's notifications, delivered the same way.
         self.s3_notifier = Notifier(
-            self.object_store, self.service_invoker, self.queues, self.publisher
+            self.object_store, clock, self.service_invoker, self.queues, self.publisher
         )
         self.rule_store = RuleStore(data_dir, db)
         self.rules = Rules(self.rule_store)

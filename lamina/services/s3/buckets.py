@@ -54,17 +54,22 @@ class Bucket:
 
 
 class Buckets:
+    """Read through to the store on every request: another node's new bucket or
+    notification configuration counts at once."""
+
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
-        self.buckets: dict[str, Bucket] = {}
-        for name, account, region, record in store.buckets():
-            self.buckets[name] = Bucket(
-                name, account, region, record["created"], record.get("notification") or {}
-            )
+
+    def find(self, name: str) -> Bucket | None:
+        found = self.store.bucket(name)
+        if found is None:
+            return None
+        account, region, record = found
+        return Bucket(name, account, region, record["created"], record.get("notification") or {})
 
     def get(self, ctx: RequestContext, name: str) -> Bucket:
         """The caller's bucket `name`: NoSuchBucket, or AccessDenied if another's."""
-        bucket = self.buckets.get(name)
+        bucket = self.find(name)
         if bucket is None:
             raise errors.no_such_bucket(name)
         if bucket.account != ctx.account:
@@ -73,29 +78,28 @@ class Buckets:
 
     def create(self, ctx: RequestContext, name: str, region: str, now: float) -> Bucket:
         check_name(name)
-        found = self.buckets.get(name)
-        if found is not None:
-            if found.account != ctx.account:
-                raise errors.already_exists(name)
-            if region == "us-east-1" and found.region == "us-east-1":
-                return found  # us-east-1 answers 200 to its owner, as S3 does
-            raise errors.already_owned(name)
         bucket = Bucket(name, ctx.account, region, now)
-        self.store.put_bucket(name, ctx.account, region, bucket.record())
-        self.buckets[name] = bucket
-        return bucket
+        if self.store.insert_bucket(name, ctx.account, region, bucket.record()):
+            return bucket
+        found = self.find(name)
+        if found is None:  # deleted meanwhile: try once more
+            return self.create(ctx, name, region, now)
+        if found.account != ctx.account:
+            raise errors.already_exists(name)
+        if region == "us-east-1" and found.region == "us-east-1":
+            return found  # us-east-1 answers 200 to its owner, as S3 does
+        raise errors.already_owned(name)
 
     def delete(self, bucket: Bucket) -> None:
-        if not self.store.bucket_is_empty(bucket.name):
+        if not self.store.delete_bucket(bucket.name):
             raise errors.not_empty(bucket.name)
-        self.store.delete_bucket(bucket.name)
-        self.buckets.pop(bucket.name, None)
 
     def owned_by(self, account: str) -> list[Bucket]:
-        return sorted(
-            (b for b in self.buckets.values() if b.account == account), key=lambda b: b.name
-        )
+        return [
+            Bucket(name, account, region, record["created"], record.get("notification") or {})
+            for name, region, record in self.store.buckets_of(account)
+        ]
 
     def set_notification(self, bucket: Bucket, configuration: dict[str, Any]) -> None:
         bucket.notification = configuration
-        self.store.put_bucket(bucket.name, bucket.account, bucket.region, bucket.record())
+        self.store.update_bucket(bucket.name, bucket.record())

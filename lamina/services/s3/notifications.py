@@ -25,6 +25,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote_plus
 
+from lamina.clock import Clock
 from lamina.deliveries import Delivery, FunctionInvoker, QueueSender, TopicPublisher
 from lamina.errors import AwsError
 from lamina.services.s3.errors import invalid_argument
@@ -33,6 +34,7 @@ from lamina.services.s3.store import ObjectStore
 log = logging.getLogger("lamina.s3")
 
 SERVICE = "s3.amazonaws.com"
+RECHECK_S = 5.0
 EVENT_TYPES = frozenset(
     {
         "s3:ObjectCreated:*",
@@ -301,11 +303,13 @@ class Notifier:
     def __init__(
         self,
         store: ObjectStore,
+        clock: Clock,
         functions: FunctionInvoker | None,
         queues: QueueSender | None,
         topics: TopicPublisher | None,
     ) -> None:
         self.store = store
+        self.clock = clock
         self.functions = functions
         self.queues = queues
         self.topics = topics
@@ -325,16 +329,19 @@ class Notifier:
             self._task = None
 
     async def _run(self) -> None:
+        # Another node's claims expire without a word: with a shared database, look again
+        # every few seconds; on a node's own, a write here is the only news.
+        idle = RECHECK_S if self.store.shared else None
         while True:
             self._wake.clear()
-            batch = self.store.pending()
+            batch = self.store.claim(self.clock.wall())
             for row_id, row in batch:
                 try:
                     result = await self._deliver(row)
                 except Exception:
                     log.exception("delivering an S3 notification failed")
                     await asyncio.sleep(1.0)
-                    break  # tried again on the next turn
+                    break  # claimed still: delivered again once the claim runs out
                 if result is not Delivery.ACCEPTED:
                     log.warning(
                         "S3 notification for bucket %s to %s dropped: %s",
@@ -344,8 +351,8 @@ class Notifier:
                 self.delivered += 1
             else:
                 if not batch:
-                    await self._wake.wait()
-                continue
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), idle)
 
     async def _deliver(self, row: dict[str, Any]) -> Delivery:
         source, account = f"arn:aws:s3:::{row['bucket']}", row["account"]
