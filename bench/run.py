@@ -43,6 +43,9 @@
 12. The cluster's store (bench/shared_store.py): a PostgreSQL read (sync, and async
     awaited) against SQLite; warm Invoke p50 on a `--database` node against a SQLite node
     (within 1.1x: the record is cached); SendMessage and async Invoke p50 on each.
+13. Cluster counting (bench/cluster.py): one admission through Redis (p50 <= 0.3 ms)
+    against the in-process counter's and a PING, and a warm invoke at one client on a node
+    counting in Redis against a node counting alone (p50 within 1.5x).
 
 Every benchmark runs with the default isolation (every wall, where the host allows it);
 8 measures what the walls cost against `--isolation none`.
@@ -1026,6 +1029,13 @@ def bench_sizes() -> None:
     sizes.run(sys.modules[__name__])
 
 
+def bench_cluster() -> None:
+    sys.path.insert(0, str(BENCH))
+    import cluster  # bench/cluster.py
+
+    cluster.bench(Lamina, row, RAW)
+
+
 BENCHES: dict[str, Callable[[], None]] = {
     "warm": bench_warm,
     "cold": bench_cold,
@@ -1041,6 +1051,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "eventbridge": bench_eventbridge,
     "store": bench_store,
     "sizes": bench_sizes,
+    "cluster": bench_cluster,
 }
 
 

@@ -50,6 +50,8 @@ THROTTLES = {
     b"FR": Throttle.RATE,
 }
 _build = tuple.__new__
+# Seconds a release waits for the function's next admission on this node to carry it.
+RELEASE_DELAY = 0.002
 
 
 def connect(url: str, timeout: float = 1.0) -> aioredis.Redis:
@@ -99,6 +101,10 @@ class RedisCounting:
         self._leases: dict[int, Lease] = {}  # this node's, to put back if Redis loses them
         self._keys: dict[FunctionKey, list[str]] = {}
         self._ready: dict[FunctionKey, int] = {}  # last ready count told, to tell again
+        # release_soon's: waiting for an admission to carry them, or on their way alone.
+        self._to_release: dict[FunctionKey, list[bytes]] = {}
+        self._flushes: dict[FunctionKey, asyncio.TimerHandle] = {}
+        self._releasing: dict[FunctionKey, set[asyncio.Task[None]]] = {}
         self.registered = False  # heartbeated at least once since this process started
         self._writes: asyncio.Queue[tuple[str, Any]] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -130,6 +136,9 @@ class RedisCounting:
         new_environment: bool = False,
         spillover: bool = False,
     ) -> Decision:
+        pending = self._releasing.get(function)
+        if pending:  # this node's releases of the function land first, in order
+            await asyncio.gather(*pending)
         keys = self._keys_of(function)
         args = [
             self.node,
@@ -139,9 +148,11 @@ class RedisCounting:
             b"1" if new_environment else b"0",
             b"1" if spillover else b"0",
             keys[5],
+            self._take_releases(function),  # released on the way, in the same script
         ]
         for _ in range(3):
             reply = await self._call(self._acquire, keys[:5], args)
+            args[7] = b""  # done, whatever the answer: never twice
             code = reply[0]
             if code == scripts.GRANTED:
                 lease_id = next(self._ids)
@@ -153,17 +164,75 @@ class RedisCounting:
             await self._settle(code, function)
         raise CountingUnavailable("the shared counts did not settle")
 
+    def release_soon(self, lease: Lease) -> None:
+        """Release without a round trip of its own: the next admission of the function on
+        this node carries it (one script releases, then decides), or, when none comes
+        within `RELEASE_DELAY`, a release script of its own. Either way it lands before
+        this node's next admission of the function, so a client that invokes again once
+        answered never finds its own slot still taken; other nodes see the slot free at
+        most that delay later (a limit is never exceeded for it)."""
+        if self._leases.pop(lease.id, None) is None:
+            raise ValueError(f"lease {lease.id} released twice")
+        function = lease.function
+        codes = self._to_release.get(function)
+        if codes is None:
+            self._to_release[function] = [POOL_CODE[lease.pool]]
+            self._flushes[function] = asyncio.get_running_loop().call_later(
+                RELEASE_DELAY, self._flush, function
+            )
+        else:
+            codes.append(POOL_CODE[lease.pool])
+
+    def _take_releases(self, function: FunctionKey) -> bytes:
+        codes = self._to_release.pop(function, None)
+        if codes is None:
+            return b""
+        timer = self._flushes.pop(function, None)
+        if timer is not None:
+            timer.cancel()
+        return b"".join(codes)
+
+    def _flush(self, function: FunctionKey) -> None:
+        """No admission came to carry them: the function's releases go on their own."""
+        self._flushes.pop(function, None)
+        codes = self._take_releases(function)
+        if not codes:
+            return
+        task = asyncio.get_running_loop().create_task(self._release_codes(function, codes))
+        pending = self._releasing.get(function)
+        if pending is None:
+            pending = self._releasing[function] = set()
+        pending.add(task)
+        task.add_done_callback(lambda done: self._released(function, done))
+
+    async def _release_codes(self, function: FunctionKey, codes: bytes) -> None:
+        try:
+            await self._call(self._release, self._keys_of(function)[:3], [function.name, codes])
+        except CountingUnavailable:
+            log.warning("releasing leases of %s: the shared counts are unreachable",
+                        function.name)  # fmt: skip
+
+    async def flush(self) -> None:
+        """Every release still waiting for an admission to carry it, now."""
+        for function in list(self._to_release):
+            self._flush(function)
+        pending = [task for tasks in self._releasing.values() for task in tasks]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _released(self, function: FunctionKey, task: asyncio.Task[None]) -> None:
+        pending = self._releasing.get(function)
+        if pending is not None:
+            pending.discard(task)
+            if not pending:
+                del self._releasing[function]
+
     async def release(self, lease: Lease) -> None:
         if self._leases.pop(lease.id, None) is None:
             raise ValueError(f"lease {lease.id} released twice")
-        keys = self._keys_of(lease.function)
-        try:
-            await self._call(self._release, keys[:3], [lease.function.name, POOL_CODE[lease.pool]])
-        except CountingUnavailable:
-            # Redis went away: the lease is no longer this node's, and when Redis comes
-            # back it gets only the leases still held. Nothing to undo.
-            log.warning("releasing a lease of %s: the shared counts are unreachable",
-                        lease.function.name)  # fmt: skip
+        # Redis unreachable: the lease is no longer this node's, and when Redis comes back
+        # it gets only the leases still held. Nothing to undo.
+        await self._release_codes(lease.function, POOL_CODE[lease.pool])
 
     def leases(self) -> int:
         return len(self._leases)
@@ -297,6 +366,10 @@ class RedisCounting:
             await self._call(self._leave, [], [self.node])
 
     async def _put_back(self) -> None:
+        for timer in self._flushes.values():  # those leases are gone from Redis already
+            timer.cancel()
+        self._flushes.clear()
+        self._to_release.clear()
         held: dict[tuple[str, str, bytes], int] = {}
         for lease in self._leases.values():
             function = lease.function
@@ -366,6 +439,7 @@ class RedisCounting:
                 log.warning("could not tell the shared counts of a %s change", what)
 
     async def close(self) -> None:
+        await self.flush()
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

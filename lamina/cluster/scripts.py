@@ -66,6 +66,26 @@ local function reap(node)
   redis.call('DEL', 'lamina:node:' .. node .. ':scopes', 'lamina:node:' .. node)
   redis.call('ZREM', 'lamina:nodes', node)
 end
+-- Release `n` of this node's leases of one function from `pool` (R|U|P); a lease taken
+-- back already (its node was away past the expiry) is not released twice.
+local function release(akey, fkey, nkey, name, pool, n)
+  local field = name .. ' ' .. pool
+  local held = tonumber(redis.call('HGET', nkey, field) or '0')
+  if held < n then n = held end
+  if n <= 0 then return 0 end
+  if held == n then redis.call('HDEL', nkey, field) else redis.call('HINCRBY', nkey, field, -n) end
+  redis.call('HINCRBY', akey, 'inf', -n)
+  if pool == 'P' then
+    redis.call('HINCRBY', fkey, 'pb', -n)
+  else
+    redis.call('HINCRBY', fkey, 'od', -n)
+    if pool == 'U' then redis.call('HINCRBY', akey, 'ui', -n) end
+  end
+  return n
+end
+local function release_all(akey, fkey, nkey, name, codes)
+  for i = 1, #codes do release(akey, fkey, nkey, name, string.sub(codes, i, i), 1) end
+end
 local function reap_expired(now_ms)
   local dead = redis.call('ZRANGEBYSCORE', 'lamina:nodes', '-inf', now_ms)
   for _, node in ipairs(dead) do reap(node) end
@@ -74,21 +94,29 @@ end
 """
 
 # KEYS: account, fn, node-in-scope, node scopes, fns
-# ARGV: node, name, now, provisioned (0/1), new environment (0/1), spillover (0/1), scope
+# ARGV: node, name, now, provisioned (0/1), new environment (0/1), spillover (0/1), scope,
+# then the pools of this node's leases of the function to release first (R|U|P each): a
+# release rides on the next admission rather than costing a round trip of its own.
 ACQUIRE = (
     PRELUDE
     + r"""
 local akey, fkey, nkey = KEYS[1], KEYS[2], KEYS[3]
 local node, name, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local provisioned, new_env, spillover = ARGV[4] == '1', ARGV[5] == '1', ARGV[6] == '1'
+if ARGV[8] and ARGV[8] ~= '' then release_all(akey, fkey, nkey, name, ARGV[8]) end
 local grace = redis.call('HGET', 'lamina:meta', 'grace_until')
 if grace and redis_ms() < tonumber(grace) then return {5} end
 if not redis.call('ZSCORE', 'lamina:nodes', node) then return {4} end
-local function grant(pool)
+local function grant(pool, a)
   if redis.call('HINCRBY', nkey, name .. ' ' .. pool, 1) == 1 then
     redis.call('SADD', KEYS[4], ARGV[7])
+    redis.call('SADD', KEYS[5], name)
   end
-  redis.call('HINCRBY', akey, 'inf', 1)
+  if pool == 'U' then
+    redis.call('HSET', akey, 'inf', num(a[9], 0) + 1, 'ui', num(a[8], 0) + 1)
+  else
+    redis.call('HINCRBY', akey, 'inf', 1)
+  end
   return {1, pool}
 end
 local function throttle(reason, retry)
@@ -97,10 +125,10 @@ local function throttle(reason, retry)
   return {2, reason, fmt(retry)}
 end
 local function decide()
-  local a = redis.call('HMGET', akey, 'limit', 'floor', 'burst', 'window', 'rate', 'rt', 'pu', 'ui')
+  local a = redis.call('HMGET', akey, 'limit', 'floor', 'burst', 'window', 'rate', 'rt', 'pu',
+    'ui', 'inf')
   if not a[1] then return {3} end
   local f = redis.call('HMGET', fkey, 'r', 'p', 'pr', 'od', 'pb', 'st', 'su', 'qc', 'qt', 'qu')
-  if redis.call('EXISTS', fkey) == 0 then redis.call('SADD', KEYS[5], name) end
   local reserved, prov, ready = num(f[1], nil), num(f[2], 0), num(f[3], 0)
   local od, pb = num(f[4], 0), num(f[5], 0)
   local spill = spillover
@@ -108,7 +136,7 @@ local function decide()
     if pb < ready then
       redis.call('HINCRBY', fkey, 'pb', 1)
       redis.call('HINCRBY', fkey, 'pi', 1)
-      return grant('P')
+      return grant('P', a)
     end
     spill = true
   end
@@ -164,8 +192,7 @@ local function decide()
   end
   redis.call('HINCRBY', fkey, 'od', 1)
   if spill then redis.call('HINCRBY', fkey, 'si', 1) end
-  if pool == 'U' then redis.call('HINCRBY', akey, 'ui', 1) end
-  return grant(pool)
+  return grant(pool, a)
 end
 local answer = decide()
 if answer[1] == 0 then
@@ -177,22 +204,14 @@ return answer
 """
 )
 
-# KEYS: account, fn, node-in-scope.  ARGV: name, pool (R|U|P)
-RELEASE = r"""
-local akey, fkey, nkey = KEYS[1], KEYS[2], KEYS[3]
-local field = ARGV[1] .. ' ' .. ARGV[2]
-local held = tonumber(redis.call('HGET', nkey, field) or '0')
-if held <= 0 then return 0 end  -- taken back already (the node's leases had expired)
-if held == 1 then redis.call('HDEL', nkey, field) else redis.call('HINCRBY', nkey, field, -1) end
-redis.call('HINCRBY', akey, 'inf', -1)
-if ARGV[2] == 'P' then
-  redis.call('HINCRBY', fkey, 'pb', -1)
-else
-  redis.call('HINCRBY', fkey, 'od', -1)
-  if ARGV[2] == 'U' then redis.call('HINCRBY', akey, 'ui', -1) end
-end
+# KEYS: account, fn, node-in-scope.  ARGV: name, pools of the leases released (R|U|P each)
+RELEASE = (
+    PRELUDE
+    + r"""
+release_all(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 return 1
 """
+)
 
 # Settings.  KEYS: account, fn, fns.  ARGV: name, value ('' = none), force (1: no checks;
 # what the store already holds, put back after Redis lost it).

@@ -43,6 +43,10 @@ class SharedCounting(Protocol):
 
     async def release(self, lease: Lease) -> None: ...
 
+    def release_soon(self, lease: Lease) -> None:
+        """Release in the background; this node's next admission of the same function
+        waits for it."""
+
     async def set_reserved(self, function: FunctionKey, reserved: int | None) -> None: ...
 
     async def set_provisioned(self, function: FunctionKey, total: int) -> None: ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import sys
@@ -165,7 +164,7 @@ class Engine:
             if shared is None:
                 counter.release(decision.lease)  # on every path, cancellation included
             else:
-                await asyncio.shield(shared.release(decision.lease))
+                shared.release_soon(decision.lease)
             for listener in self.on_release:
                 listener(decision.lease)
         if self.observer is not None:

@@ -117,13 +117,19 @@ class Remote:
         return decision
 
     def release(self, lease: Lease) -> None:
+        """As the engine releases: carried by the function's next admission (or sent on
+        its own when read before that)."""
         self.seen = None
-        self.run(self.counting.release(lease))
+        self.run(self._release_soon(lease))
+
+    async def _release_soon(self, lease: Lease) -> None:
+        self.counting.release_soon(lease)
 
     def _look(self) -> tuple[dict[str, int], dict[FunctionKey, FunctionCounts]]:
         """The account's and every function's figures, read in one round trip and kept
         until the next change."""
         if self.seen is None:
+            self.run(self.counting.flush())
             self.seen = self.run(self.counting.snapshot(FUNCTIONS))
         return self.seen
 
@@ -395,3 +401,15 @@ def test_request_rate_is_ten_per_unit_of_concurrency(make: Any) -> None:
         else:
             assert decision.throttle is Throttle.RESERVED_RATE
     assert admitted == 20
+
+
+def test_a_released_slot_is_free_for_the_next_admission_at_once(make: Any) -> None:
+    """On the cluster path the release rides on the next admission's script."""
+    counter = make(NO_RATES)
+    counter.set_reserved(KEY, 1)
+    for _ in range(5):
+        decision = counter.acquire(KEY, 0.0)
+        assert decision.lease is not None, decision
+        counter.release(decision.lease)
+    assert counter.counts(KEY).on_demand == 0
+    assert counter.account()["in_flight"] == 0

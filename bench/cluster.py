@@ -1,0 +1,143 @@
+"""A cluster's counting in `make bench` (bench/run.py calls `bench`), on a redis-server of
+its own (a free loopback port, no persistence), against baselines in the same run:
+
+- One admission through Redis (the acquire script, one round trip) and its release: p50
+  in ms against the in-process counter's acquire in the same run. Target: the Redis
+  admission p50 <= 0.3 ms.
+- A warm sync invoke of a no-op function at one client on a node counting in Redis
+  against the same on a node counting alone, alternately: p50 within 1.5x.
+
+Alone: .venv/bin/python bench/cluster.py
+"""
+
+from __future__ import annotations
+
+import http.client
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lamina.clock import Clock  # noqa: E402
+from lamina.cluster.counting import RedisCounting, connect  # noqa: E402
+from lamina.engine.concurrency import Counter, Limits  # noqa: E402
+from lamina.keys import FunctionKey  # noqa: E402
+from tests.cluster.redis_server import RedisServer  # noqa: E402
+
+NOOP = "def handler(event, context):\n    return None\n"
+KEY = FunctionKey("000000000000", "us-east-1", "bench")
+LIMITS = Limits(account=1000, floor=100, rate_per_unit=0)
+
+
+def in_process(rounds: int) -> tuple[list[float], list[float]]:
+    counter = Counter(LIMITS)
+    clock = time.perf_counter
+    acquires, releases = [], []
+    for _ in range(rounds):
+        started = clock()
+        decision = counter.acquire(KEY, started)
+        middle = clock()
+        assert decision.lease is not None
+        counter.release(decision.lease)
+        acquires.append(middle - started)
+        releases.append(clock() - middle)
+    return acquires, releases
+
+
+async def through_redis(url: str, rounds: int) -> tuple[list[float], list[float], list[float]]:
+    counting = RedisCounting(connect(url), "bench-node", Clock(), lambda a, r: LIMITS)
+    await counting.heartbeat(6.0)
+    clock = time.perf_counter
+    acquires, releases, pings = [], [], []
+    for index in range(rounds + 200):  # the first 200 warm the connection and the scripts
+        started = clock()
+        await counting.client.ping()
+        if index >= 200:
+            pings.append(clock() - started)
+        started = clock()
+        decision = await counting.acquire(KEY, counting.now())
+        middle = clock()
+        assert decision.lease is not None
+        await counting.release(decision.lease)
+        if index >= 200:
+            acquires.append(middle - started)
+            releases.append(clock() - middle)
+    await counting.close()
+    return acquires, releases, pings
+
+
+def invoke_p50(port: int, name: str, rounds: int) -> float:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    path = f"/2015-03-31/functions/{name}/invocations"
+    took = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        connection.request("POST", path, body=b"{}", headers={"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        answer.read()
+        took.append(time.perf_counter() - started)
+        if answer.status != 200:
+            raise RuntimeError(f"invoke answered {answer.status}")
+    connection.close()
+    return statistics.median(took)
+
+
+def bench(lamina: Callable[..., Any], row: Callable[..., None], raw: dict[str, Any],
+          rounds: int = 5000) -> None:  # fmt: skip
+    print("13. Cluster counting: an admission through Redis; a warm invoke counting in Redis", flush=True)
+    redis = RedisServer(Path(tempfile.mkdtemp(prefix="lamina-bench-redis-"))).start()
+    try:
+        local_acquire, local_release = in_process(rounds)
+        shared_acquire, shared_release, pings = uvloop.run(through_redis(redis.url, rounds))
+        ping_p50 = statistics.median(pings) * 1e3
+        local_p50 = statistics.median(local_acquire) * 1e3
+        shared_p50 = statistics.median(shared_acquire) * 1e3
+        raw["cluster_admission"] = {
+            "in_process_acquire_ms": local_p50,
+            "in_process_release_ms": statistics.median(local_release) * 1e3,
+            "redis_acquire_ms": shared_p50,
+            "redis_release_ms": statistics.median(shared_release) * 1e3,
+            "redis_ping_ms": ping_p50,
+        }
+        row("cluster", "admission through Redis p50", shared_p50, "ms",
+            "in-process admission p50", local_p50, "<= 0.3 ms", shared_p50 <= 0.3)  # fmt: skip
+        row("cluster", "admission through Redis p50", shared_p50, "ms",
+            "a PING round trip p50", ping_p50)  # fmt: skip
+        row("cluster", "release through Redis p50", statistics.median(shared_release) * 1e3,
+            "ms", "in-process release p50", statistics.median(local_release) * 1e3)  # fmt: skip
+
+        alone = lamina("--isolation", "none")
+        clustered = lamina("--isolation", "none", "--redis", redis.url, "--node-name", "bench")
+        try:
+            for server in (alone, clustered):
+                server.create("noop", NOOP)
+                invoke_p50(server.port, "noop", 50)  # warm
+            singles, shared = [], []
+            for _ in range(4):  # alternately, so that drift hits both alike
+                singles.append(invoke_p50(alone.port, "noop", 250))
+                shared.append(invoke_p50(clustered.port, "noop", 250))
+            single_p50 = statistics.median(singles) * 1e3
+            shared_p50 = statistics.median(shared) * 1e3
+            raw["cluster_warm_invoke"] = {"single_ms": single_p50, "cluster_ms": shared_p50}
+            met = shared_p50 <= 1.5 * single_p50
+            row("cluster", "warm invoke counting in Redis p50 (1 client)", shared_p50, "ms",
+                "single node p50", single_p50, "<= 1.5x", met)  # fmt: skip
+        finally:
+            alone.stop()
+            clustered.stop()
+    finally:
+        redis.stop()
+
+
+if __name__ == "__main__":
+    import run  # bench/run.py, beside this file
+
+    bench(run.Lamina, run.row, run.RAW)
