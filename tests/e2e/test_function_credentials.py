@@ -128,8 +128,9 @@ def test_a_boto3_bundled_with_the_function_wins(server: Server) -> None:
     assert json.load(lam.invoke(FunctionName="bundled")["Payload"]) == "bundled"
 
 
-def creds_client(server: Server, found: dict[str, Any]) -> Any:
+def creds_client(server: Server, found: dict[str, Any], service: str = "lambda") -> Any:
     return server.client(
+        service,
         credentials={
             "aws_access_key_id": found["key"],
             "aws_secret_access_key": found["secret"],
@@ -160,6 +161,10 @@ def test_short_lived_credentials_are_renewed_and_old_ones_refused(
             "Code": "ExpiredTokenException",
             "Message": "The security token included in the request is expired",
         }
+        with pytest.raises(ClientError) as caught:  # the query family's code
+            creds_client(server, first, "sqs").list_queues()
+        assert (caught.value.response["Error"]["Code"], caught.value.response[
+            "ResponseMetadata"]["HTTPStatusCode"]) == ("ExpiredToken", 403)  # fmt: skip
         renewed = lam.invoke(FunctionName="who")
         assert "FunctionError" not in renewed
         second = json.load(renewed["Payload"])
