@@ -1,6 +1,6 @@
 """A Kinesis stream's resource policy (PutResourcePolicy / GetResourcePolicy /
 DeleteResourcePolicy) with `--auth on`: the only way another account reads or writes a
-stream, and only the data operations it names; only the owner manages it."""
+stream, and only the data operations it names; only the owner manages it. Event source mappings never cross accounts."""
 
 from __future__ import annotations
 
@@ -117,3 +117,56 @@ def test_another_account_reads_and_writes_what_the_policy_allows(server: Server)
     assert [r["Data"] for r in mine.get_records(ShardIterator=own_iterator)["Records"]] == [
         b"from the reader"
     ]
+
+
+def test_mappings_never_cross_accounts(server: Server) -> None:
+    """B maps neither A's queue or stream to its own function (not even where a stream's
+    policy lets B read), nor its own queue to A's function, and sees none of A's mappings."""
+    from tests.helpers import python_function
+
+    owner, owner_keys = server.new_account("mapping-owner")
+    other, other_keys = server.new_account("mapping-other")
+    mine = server.client(credentials=owner_keys)
+    theirs = server.client(credentials=other_keys)
+    queue_url = server.client("sqs", credentials=owner_keys).create_queue(QueueName="a-queue")[
+        "QueueUrl"
+    ]
+    queue_arn = f"arn:aws:sqs:us-east-1:{owner}:a-queue"
+    kinesis = server.client("kinesis", credentials=owner_keys)
+    kinesis.create_stream(StreamName="a-stream", ShardCount=1)
+    stream_arn = f"arn:aws:kinesis:us-east-1:{owner}:stream/a-stream"
+    kinesis.put_resource_policy(ResourceARN=stream_arn, Policy=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": other}, "Action": "kinesis:*",
+                       "Resource": stream_arn}],
+    }))  # fmt: skip
+    a_function = python_function(mine, "a-fn", "def handler(e, c): return 1")["FunctionArn"]
+    python_function(theirs, "b-fn", "def handler(e, c): return 1")
+    mapping = mine.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName="a-fn")
+    for source in (queue_arn, stream_arn):
+        extra = {} if source == queue_arn else {"StartingPosition": "TRIM_HORIZON"}
+        code, message = error_of(
+            theirs.create_event_source_mapping, EventSourceArn=source, FunctionName="b-fn",
+            **extra,
+        )  # fmt: skip
+        assert (code, message) == (
+            "InvalidParameterValueException",
+            f"The event source {source} is in another account or region than the function.",
+        )
+    b_queue = server.client("sqs", credentials=other_keys).create_queue(QueueName="b-queue")
+    assert b_queue["QueueUrl"] != queue_url
+    code, message = error_of(
+        theirs.create_event_source_mapping,
+        EventSourceArn=f"arn:aws:sqs:us-east-1:{other}:b-queue",
+        FunctionName=a_function,
+    )
+    assert code == "AccessDeniedException"
+    assert "lambda:CreateEventSourceMapping" in message
+    assert theirs.list_event_source_mappings()["EventSourceMappings"] == []
+    assert error_of(theirs.get_event_source_mapping, UUID=mapping["UUID"])[0] == (
+        "ResourceNotFoundException"
+    )
+    assert error_of(theirs.delete_event_source_mapping, UUID=mapping["UUID"])[0] == (
+        "ResourceNotFoundException"
+    )
+    assert mine.get_event_source_mapping(UUID=mapping["UUID"])["EventSourceArn"] == queue_arn
