@@ -1,6 +1,7 @@
 """A Kinesis stream's resource policy (PutResourcePolicy / GetResourcePolicy /
 DeleteResourcePolicy) with `--auth on`: the only way another account reads or writes a
-stream, and only the data operations it names; only the owner manages it. Event source mappings never cross accounts."""
+stream, and only the data operations it names; only the owner manages it. Event source
+mappings never cross accounts."""
 
 from __future__ import annotations
 
