@@ -227,9 +227,6 @@ class Lamina:
         self.concurrency = Concurrency(self.functions)  # reservations before provisioning
         self.provisioned = Provisioned(self.functions)
         self.versions = Versions(self.functions, self.provisioned)
-        self.event_configs = EventInvokeConfigs(
-            self.functions, self.async_queue, sqs=self.queues, recorder=self.metrics
-        )
 
         # Event source mappings: the records are control's, the pollers the engine's; the
         # pollers see sources and functions only through engine/pollers/sources.py.
@@ -279,6 +276,16 @@ class Lamina:
         self.rules = Rules(self.rule_store)
         self.event_dispatch = Dispatcher(
             self.rules, clock, self.service_invoker, self.queues, self.publisher
+        )
+        # Async invocations' outcomes: to destinations (queues, functions, topics, buses)
+        # and dead-letter queues or topics.
+        self.event_configs = EventInvokeConfigs(
+            self.functions,
+            self.async_queue,
+            sqs=self.queues,
+            recorder=self.metrics,
+            sns=self.publisher,
+            buses=self.event_dispatch,
         )
 
         # api/: one endpoint for every service.

@@ -3,8 +3,8 @@
 Put / Get / Update / Delete / ListFunctionEventInvokeConfig(s) store a config per
 qualifier in the function's record. The engine's AsyncQueue asks `resolve` what to run
 for an event and hands `finish` each outcome: the record goes to the OnSuccess /
-OnFailure destination (a Lamina SQS queue or function) and, on failure, the event to the
-function's dead-letter queue.
+OnFailure destination (a Lamina SQS queue, function, SNS topic or EventBridge bus) and,
+on failure, the event to the function's dead-letter queue (a queue or a topic).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ log = logging.getLogger("lamina.async")
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_AGE = 21600
 SQS_ARN = re.compile(r"arn:aws[a-zA-Z-]*:sqs:([a-z0-9-]+):(\d{12}):(.+)")
+SNS_ARN = re.compile(r"arn:aws[a-zA-Z-]*:sns:([a-z0-9-]+):(\d{12}):(.+)")
+BUS_ARN = re.compile(r"arn:aws[a-zA-Z-]*:events:([a-z0-9-]+):(\d{12}):event-bus/(.+)")
 LAMBDA_ARN = re.compile(
     r"arn:aws[a-zA-Z-]*:lambda:([a-z0-9-]+):(\d{12}):function:([^:]+)(?::(.+))?"
 )
@@ -43,6 +45,24 @@ class QueueSender(Protocol):
     def queue_by_arn(self, arn: str) -> object | None: ...
 
     def may_send(self, arn: str, account: str, principal: str) -> bool: ...
+
+
+class TopicSender(Protocol):
+    """SNS, as destinations and dead-letter topics need it (services/sns Publisher)."""
+
+    def may_publish(self, arn: str, account: str, principal: str) -> bool: ...
+
+    async def publish_internal(self, arn: str, message: str) -> bool: ...
+
+
+class BusSender(Protocol):
+    """EventBridge, as destinations need it (services/events Dispatcher)."""
+
+    def bus_exists(self, arn: str) -> bool: ...
+
+    async def put_internal(
+        self, arn: str, source: str, detail_type: str, detail: Any, resources: list[str]
+    ) -> bool: ...
 
 
 class DeliveryRecorder(Protocol):
@@ -74,11 +94,15 @@ class EventInvokeConfigs:
         queue: AsyncQueue,
         sqs: QueueSender,
         recorder: DeliveryRecorder | None = None,
+        sns: TopicSender | None = None,
+        buses: BusSender | None = None,
     ) -> None:
         self.functions = functions
         self.queue = queue
         self.sqs = sqs  # destinations and dead-letter queues
         self.recorder = recorder
+        self.sns = sns  # destinations and dead-letter topics
+        self.buses = buses  # destinations
 
     async def start(self) -> None:
         self.queue.start(self.resolve, self.finish)
@@ -106,9 +130,27 @@ class EventInvokeConfigs:
         if found:
             self.functions.record(resolve(ctx, arn))
             return
+        topic = SNS_ARN.fullmatch(arn)
+        if topic and self.sns is not None:
+            if not self.sns.may_publish(arn, ctx.account, role):
+                if topic.group(2) != ctx.account:
+                    raise invalid_parameter(
+                        "The function's execution role does not have permissions to call "
+                        f"Publish on {arn}"
+                    )
+                raise invalid_parameter(
+                    f"The destination {arn} is not a topic Lamina serves: create it first."
+                )
+            return
+        if BUS_ARN.fullmatch(arn) and self.buses is not None:
+            if not self.buses.bus_exists(arn):
+                raise invalid_parameter(
+                    f"The destination {arn} is not an event bus Lamina serves: create it first."
+                )
+            return
         raise invalid_parameter(
-            f"The destination {arn} is not supported by Lamina: use an SQS queue or a Lambda "
-            "function that Lamina serves."
+            f"The destination {arn} is not supported by Lamina: use an SQS queue, a Lambda "
+            "function, an SNS topic or an EventBridge event bus that Lamina serves."
         )
 
     def _shown(self, key: FunctionKey, qualifier: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -241,8 +283,12 @@ class EventInvokeConfigs:
         qualifier = event.stored.qualifier or None
         role = record["config"].get("Role", "")
         if target:
-            body = json.dumps(self._record(event, condition, result))
-            if not await self._deliver(target, body, event.key, role) and self.recorder:
+            shown = self._record(event, condition, result)
+            if BUS_ARN.fullmatch(target):
+                delivered = await self._to_bus(target, shown, side == "OnSuccess")
+            else:
+                delivered = await self._deliver(target, json.dumps(shown), event.key, role)
+            if not delivered and self.recorder:
                 self.recorder.destination_delivery_failure(event.key, qualifier)
         if condition != Condition.SUCCESS:
             dead_letter = (record["config"].get("DeadLetterConfig") or {}).get("TargetArn")
@@ -279,6 +325,19 @@ class EventInvokeConfigs:
             shown["responsePayload"] = _json_or_text(result.payload)
         return shown
 
+    async def _to_bus(self, arn: str, record: dict[str, Any], success: bool) -> bool:
+        """AWS's event for a destination bus: source `lambda`, the record as its detail."""
+        if self.buses is None:
+            return False
+        kind = "Success" if success else "Failure"
+        return await self.buses.put_internal(
+            arn,
+            "lambda",
+            f"Lambda Function Invocation Result - {kind}",
+            record,
+            [record["requestContext"]["functionArn"]],
+        )
+
     async def _deliver(self, arn: str, body: str, sender: FunctionKey, role: str) -> bool:
         """Send `body` to a queue or a function; False if it could not be delivered (a
         queue of another account takes it only if its policy lets the function's role
@@ -300,5 +359,10 @@ class EventInvokeConfigs:
                 return False
             await self.queue.submit(key, qualifier or "", str(uuid.uuid4()), body.encode())
             return True
+        if SNS_ARN.fullmatch(arn) and self.sns is not None:
+            if not self.sns.may_publish(arn, sender.account, role):
+                log.warning("could not deliver to %s: no such topic, or no permission", arn)
+                return False
+            return await self.sns.publish_internal(arn, body)
         log.warning("could not deliver to %s: not a destination Lamina serves", arn)
         return False

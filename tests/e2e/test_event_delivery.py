@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_async import Recorder
+from tests.e2e.test_async import WORKER, Recorder
 from tests.e2e.test_eventbridge import service_queue, take
 from tests.e2e.test_observability import cloudwatch_figure
 from tests.helpers import Server, python_function
@@ -195,3 +195,43 @@ def test_nothing_is_lost_to_a_kill_and_missed_schedules_fire_once(
         assert all(abs(b - g) < 0.3 for b, g in zip(after[1:], expected, strict=True))
     finally:
         second.stop()
+
+
+def test_destinations_on_a_topic_and_a_bus(server: Server, recorder: Recorder) -> None:
+    """An async invocation's outcome goes to an SNS topic (OnFailure) or an EventBridge bus
+    (OnSuccess), as AWS sends them; a dead-letter topic gets the failed event."""
+    lam, sns, sqs, events = (server.client(s) for s in ("lambda", "sns", "sqs", "events"))
+    python_function(lam, "outcomes", WORKER,
+                    Environment={"Variables": {"RECORDER_PORT": str(recorder.port)}})  # fmt: skip
+    failures = sns.create_topic(Name="failures")["TopicArn"]
+    dead = sns.create_topic(Name="dead-events")["TopicArn"]
+    failed_url, failed_queue = service_queue(sqs, "failures-q", "sns.amazonaws.com", failures)
+    dead_url, dead_queue = service_queue(sqs, "dead-q", "sns.amazonaws.com", dead)
+    sns.subscribe(TopicArn=failures, Protocol="sqs", Endpoint=failed_queue,
+                  Attributes={"RawMessageDelivery": "true"})  # fmt: skip
+    sns.subscribe(TopicArn=dead, Protocol="sqs", Endpoint=dead_queue,
+                  Attributes={"RawMessageDelivery": "true"})  # fmt: skip
+    bus = events.create_event_bus(Name="results")["EventBusArn"]
+    rule = events.put_rule(Name="successes", EventBusName="results",
+                           EventPattern=json.dumps({"source": ["lambda"]}))["RuleArn"]  # fmt: skip
+    ok_url, ok_queue = service_queue(sqs, "successes-q", "events.amazonaws.com", rule)
+    events.put_targets(Rule="successes", EventBusName="results",
+                       Targets=[{"Id": "q", "Arn": ok_queue}])  # fmt: skip
+    lam.update_function_configuration(FunctionName="outcomes", DeadLetterConfig={"TargetArn": dead})
+    lam.put_function_event_invoke_config(
+        FunctionName="outcomes", MaximumRetryAttempts=0,
+        DestinationConfig={"OnSuccess": {"Destination": bus},
+                           "OnFailure": {"Destination": failures}},
+    )  # fmt: skip
+    lam.invoke(FunctionName="outcomes", InvocationType="Event", Payload=b'{"n": 1}')
+    lam.invoke(FunctionName="outcomes", InvocationType="Event", Payload=b'{"fail": true}')
+
+    success = json.loads(take(sqs, ok_url, 1)[0]["Body"])
+    assert success["source"] == "lambda"
+    assert success["detail-type"] == "Lambda Function Invocation Result - Success"
+    assert success["detail"]["requestPayload"] == {"n": 1}
+    assert success["detail"]["requestContext"]["condition"] == "Success"
+    failure = json.loads(take(sqs, failed_url, 1)[0]["Body"])
+    assert failure["requestContext"]["condition"] == "RetriesExhausted"
+    assert failure["requestPayload"] == {"fail": True}
+    assert json.loads(take(sqs, dead_url, 1)[0]["Body"]) == {"fail": True}

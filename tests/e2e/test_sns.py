@@ -8,6 +8,7 @@ Platform delays run 100x fast (time scale 0.01): HTTP retries 20 s apart take 0.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import urllib.request
@@ -20,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.e2e.test_async import WORKER, Recorder
+from tests.e2e.test_aws_cli import AWS, cli_env
 from tests.helpers import Server, python_function
 
 ARGS = ["--time-scale", "0.01", "--isolation", "none"]
@@ -347,3 +349,24 @@ def test_http_subscription_handshake_and_retries(sns: Any) -> None:
     finally:
         http.shutdown()
         http.server_close()
+
+
+def test_aws_cli_publish(server: Server, sns: Any, sqs: Any, tmp_path: Path) -> None:
+    topic = sns.create_topic(Name="cli")["TopicArn"]
+    url, arn = queue_for(sqs, "cli-q", topic)
+    sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=arn,
+        Attributes={"FilterPolicy": json.dumps({"kind": ["wanted"]})},
+    )  # fmt: skip
+    done = subprocess.run(
+        [str(AWS), "--endpoint-url", server.endpoint, "sns", "publish", "--topic-arn", topic,
+         "--message", "from the cli", "--message-attributes",
+         '{"kind": {"DataType": "String", "StringValue": "wanted"}}', "--output", "json"],
+        env=cli_env(tmp_path, "us-east-1"), capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    message_id = json.loads(done.stdout)["MessageId"]
+    got = drain(sqs, url, 1)
+    envelope = json.loads(got[0]["Body"])
+    assert envelope["MessageId"] == message_id and envelope["Message"] == "from the cli"

@@ -94,6 +94,50 @@ class Dispatcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # Events ------------------------------------------------------------------------------
+    async def put(self, account: str, region: str, bus: str, events: list[dict[str, Any]]) -> None:
+        """Route each event to the enabled rules of `bus` whose pattern it matches, all
+        together: their writes share commits (EventBridge promises no order)."""
+        rules = [r for r in self.rules.rules_of(account, region, bus).values()
+                 if r.enabled and r.pattern is not None]  # fmt: skip
+        await asyncio.gather(
+            *(self.route(rule, event) for event in events for rule in rules
+              if rule.pattern is not None and rule.pattern.matches(event))
+        )  # fmt: skip
+
+    @staticmethod
+    def _bus_of(arn: str) -> tuple[str, str, str] | None:
+        """(account, region, name) of an event bus ARN."""
+        parts = arn.split(":", 5)
+        if len(parts) != 6 or parts[2] != "events" or not parts[5].startswith("event-bus/"):
+            return None
+        return parts[4], parts[3], parts[5].split("/", 1)[1]
+
+    def bus_exists(self, arn: str) -> bool:
+        found = self._bus_of(arn)
+        return found is not None and self.rules.bus(*found) is not None
+
+    async def put_internal(
+        self, arn: str, source: str, detail_type: str, detail: Any, resources: list[str]
+    ) -> bool:
+        """An event from AWS's side (a Lambda destination) onto the bus `arn`."""
+        found = self._bus_of(arn)
+        if found is None or self.rules.bus(*found) is None:
+            return False
+        account, region, bus = found
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": detail_type,
+            "source": source,
+            "account": account,
+            "time": iso(self.clock.wall()),
+            "region": region,
+            "resources": resources,
+            "detail": detail,
+        }
+        await self.put(account, region, bus, [event])
+        return True
+
     async def route(self, rule: Rule, event: dict[str, Any]) -> None:
         """Send `event` to every target of `rule`."""
         accepted = self.clock.wall()

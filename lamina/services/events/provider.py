@@ -5,12 +5,10 @@ and schedules through dispatch.py.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Coroutine
 from typing import Any
 
 from lamina.clock import Clock
@@ -343,7 +341,7 @@ class EventsProvider:
         if size > ENTRIES_LIMIT:
             raise validation("Total size of the entries in the request is over the limit.")
         results: list[dict[str, Any]] = []
-        routes: list[Coroutine[Any, Any, None]] = []
+        by_bus: dict[str, list[dict[str, Any]]] = {}
         failed = 0
         for entry in entries:
             made = self._event(ctx, entry)
@@ -358,12 +356,10 @@ class EventsProvider:
                 failed += 1
                 results.append({"ErrorCode": made.code, "ErrorMessage": made.message})
                 continue
-            for rule in list(self.rules.rules_of(ctx.account, ctx.region, bus_name).values()):
-                if rule.enabled and rule.pattern is not None and rule.pattern.matches(made):
-                    routes.append(self.dispatcher.route(rule, made))
+            by_bus.setdefault(bus_name, []).append(made)
             results.append({"EventId": made["id"]})
-        # Together: their writes share commits (EventBridge promises no order between events).
-        await asyncio.gather(*routes)
+        for bus_name, events in by_bus.items():
+            await self.dispatcher.put(ctx.account, ctx.region, bus_name, events)
         return {"FailedEntryCount": failed, "Entries": results}
 
     async def TestEventPattern(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -141,3 +141,28 @@ class Publisher:
         if not iam.allows(document, caller, "sns:Publish", topic.arn, context):
             return Delivery.DENIED
         return Delivery.ACCEPTED
+
+    # Lambda's destinations and dead-letter topics (control/event_configs.TopicSender) ------
+    def may_publish(self, arn: str, account: str, principal: str) -> bool:
+        """Whether a function of `account` running as `principal` (its execution role) may
+        publish to the topic: its own account's, or one whose policy allows the role."""
+        topic = self.topics.by_arn.get(arn)
+        if topic is None:
+            return False
+        if topic.account == account:
+            return True
+        text = topic.attributes.get("Policy", "")
+        document = policy_document(text) if text else None
+        caller = iam.Caller(account, principal or f"arn:aws:iam::{account}:root")
+        return iam.allows(document, caller, "sns:Publish", topic.arn)
+
+    async def publish_internal(self, arn: str, message: str) -> bool:
+        topic = self.topics.by_arn.get(arn)
+        if topic is None or len(message.encode()) > MESSAGE_LIMIT:
+            return False
+        entry: dict[str, Any] = {"Message": message}
+        if topic.fifo:
+            entry["MessageGroupId"] = "lambda"
+            entry["MessageDeduplicationId"] = str(uuid.uuid4())
+        await self.publish(topic, self.prepare(topic, entry, ""))
+        return True
