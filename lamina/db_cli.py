@@ -38,7 +38,7 @@ def components() -> list[tuple[str, str, Sequence[str]]]:
     from lamina.services.kinesis import store as kinesis
     from lamina.services.sns import store as sns
     from lamina.services.sqs import store as sqs
-    from lamina.store import accounts, durable, events, layers, mappings, sqlite, urls
+    from lamina.store import accounts, durable, events, layers, mappings, sqlite, telemetry, urls
 
     return [
         ("functions", "lamina.db", sqlite.MIGRATIONS),
@@ -53,6 +53,7 @@ def components() -> list[tuple[str, str, Sequence[str]]]:
         ("dynamodb", "dynamodb.db", dynamodb.MIGRATIONS),
         ("apigateway", "apigateway.db", apis.MIGRATIONS),
         ("sns", "sns.db", sns.MIGRATIONS),
+        ("telemetry", "telemetry.db", telemetry.MIGRATIONS),
         ("eventbridge", "eventbridge.db", eventbridge.MIGRATIONS),
     ]
 

@@ -27,11 +27,14 @@ from lamina.console.plans import PlanPages
 from lamina.engine.concurrency import Counters
 from lamina.engine.telemetry import Telemetry
 from lamina.observe.invocation_log import InvocationLog
+from lamina.observe.log_keeper import LogKeeper
 from lamina.observe.logs import LogStore
 from lamina.observe.metrics import Metrics, Sampler
 from lamina.observe.prometheus import CONTENT_TYPE, PrometheusView
 from lamina.observe.traces import TraceStore, XRayDaemon
 from lamina.sandbox import launch
+from lamina.store.database import Database
+from lamina.store.telemetry import LogArchive
 
 
 class Observability:
@@ -41,10 +44,13 @@ class Observability:
         logs: LogStore,
         counters: Counters,
         catalogue: Catalogue,
+        db: Database | None = None,
     ) -> None:
         self.metrics = Metrics()
         self.traces = TraceStore()
         data_dir = Path(settings.data_dir).resolve()
+        # Function logs kept in the store too (the cluster's database, in cluster mode).
+        self.log_keeper = LogKeeper(logs, LogArchive(data_dir, db))
         self.invocations = InvocationLog(data_dir / "invocations")  # `lamina trace export`
         # The engine's observer:
         self.telemetry = Telemetry(self.metrics, self.traces, self.invocations)
@@ -73,8 +79,10 @@ class Observability:
         launch.set_xray_daemon_address(self.daemon.address)
         await self.sampler.start()
         await self.invocations.start()
+        await self.log_keeper.start()
 
     async def close(self) -> None:
+        await self.log_keeper.close()
         await self.plans.close()
         await self.invocations.close()
         await self.sampler.close()

@@ -166,7 +166,7 @@ class Lamina:
         )
         # A cluster: counts shared with the other nodes in Redis, kept by this node's heartbeat.
         self.cluster = self._cluster_node(settings, clock, counters)
-        self.observability = Observability(settings, self.logs, counters, self.store)
+        self.observability = Observability(settings, self.logs, counters, self.store, db)
         self.metrics = self.observability.metrics
 
         # Accounts: their keys and limits (lamina accounts writes the same database), the

@@ -4,6 +4,10 @@ execution environment, kept in memory with live followers.
 Bounded by bytes, so a function that prints without end costs a fixed amount of memory:
 the oldest lines go first. A group may also have a retention in days (CloudWatch Logs'
 PutRetentionPolicy): older lines are dropped as new ones come and before any read.
+
+Every line written is also handed to `LogStore.tap` (the log keeper, log_keeper.py, which
+writes them to the store); lines the keeper brings back (after a restart, or from other
+nodes of a cluster) are written untapped.
 """
 
 from __future__ import annotations
@@ -45,9 +49,16 @@ class StreamInfo:
     size: int = 0
 
 
+Tap = Callable[[FunctionKey, LogLine], None]
+
+
 class FunctionLog:
-    def __init__(self, limit_bytes: int) -> None:
+    def __init__(
+        self, limit_bytes: int, key: FunctionKey | None = None, tap: Tap | None = None
+    ) -> None:
         self.limit_bytes = limit_bytes
+        self.key = key
+        self.tap = tap
         self.lines: deque[LogLine] = deque()
         self.size = 0
         self.seq = 0
@@ -56,8 +67,10 @@ class FunctionLog:
         self.streams: dict[str, StreamInfo] = {}
         self.followers: set[asyncio.Queue[LogLine]] = set()
 
-    def write(self, text: str, stream: str = "") -> None:
-        now = time.time()
+    def write(
+        self, text: str, stream: str = "", at: float | None = None, tapped: bool = True
+    ) -> None:
+        now = time.time() if at is None else at
         self.seq += 1
         line = LogLine(self.seq, now, text, stream)
         if not self.created:
@@ -78,6 +91,8 @@ class FunctionLog:
         for queue in self.followers:
             if queue.qsize() < 10_000:  # a slow follower loses lines, never our memory
                 queue.put_nowait(line)
+        if tapped and self.tap is not None and self.key is not None:
+            self.tap(self.key, line)
 
     def sink(self, stream: str) -> Callable[[str], None]:
         """A writer of lines into `stream` (an environment's output goes through one)."""
@@ -121,12 +136,23 @@ class LogStore:
     def __init__(self, limit_bytes: int = DEFAULT_BYTES_PER_FUNCTION) -> None:
         self.limit_bytes = limit_bytes
         self._logs: dict[FunctionKey, FunctionLog] = {}
+        self.tap: Tap | None = None  # told every line written here (the log keeper)
+        self.on_forget: list[Callable[[FunctionKey], None]] = []
 
     def log(self, key: FunctionKey) -> FunctionLog:
         found = self._logs.get(key)
         if found is None:
-            found = self._logs[key] = FunctionLog(self.limit_bytes)
+            found = self._logs[key] = FunctionLog(self.limit_bytes, key, self._tapped)
         return found
+
+    def _tapped(self, key: FunctionKey, line: LogLine) -> None:
+        if self.tap is not None:
+            self.tap(key, line)
+
+    def retentions(self) -> list[tuple[FunctionKey, int]]:
+        """(function, retention in days) of the groups that have one."""
+        return [(k, log.retention_days) for k, log in self._logs.items()
+                if log.retention_days is not None]  # fmt: skip
 
     def find(self, key: FunctionKey) -> FunctionLog | None:
         """The function's log if it has a group (it has written a line)."""
@@ -146,8 +172,15 @@ class LogStore:
             key=lambda item: item[0].name,
         )
 
-    def write(self, key: FunctionKey, text: str, stream: str = "") -> None:
-        self.log(key).write(text, stream)
+    def write(
+        self,
+        key: FunctionKey,
+        text: str,
+        stream: str = "",
+        at: float | None = None,
+        tapped: bool = True,
+    ) -> None:
+        self.log(key).write(text, stream, at, tapped)
 
     def read(self, key: FunctionKey, after: int = 0) -> list[LogLine]:
         log = self.log(key)
@@ -176,3 +209,5 @@ class LogStore:
         found = self._logs.get(key)
         if found is not None:
             found.clear()
+        for listener in self.on_forget:
+            listener(key)

@@ -142,6 +142,23 @@ def test_a_queue_is_one_queue_whichever_node_is_asked(
         qa.send_message(QueueUrl=url, MessageBody="gone")
 
 
+def test_logs_of_one_node_are_read_on_the_other(cluster: tuple[Server, Server, str]) -> None:
+    a, b, _ = cluster
+    python_function(a.client(), "talker", "def handler(e, c):\n    print('from a', e['n'])\n")
+    a.client().invoke(FunctionName="talker", Payload=b'{"n": 7}')
+    logs = b.client("logs")
+    deadline = time.monotonic() + 5
+    found: list[str] = []
+    while time.monotonic() < deadline and "from a 7" not in found:
+        try:
+            events = logs.filter_log_events(logGroupName="/aws/lambda/talker")["events"]
+            found = [e["message"] for e in events]
+        except ClientError:
+            pass  # no group on B yet
+        time.sleep(0.1)
+    assert "from a 7" in found
+
+
 def test_accounts_are_the_clusters(cluster: tuple[Server, Server, str]) -> None:
     a, b, url = cluster
     made = a.accounts("--database", url, "create", "team-shared", "--concurrency", "7")

@@ -124,9 +124,7 @@ def test_an_aws_iam_url_takes_only_botocore_signed_requests(
     account, keys = alice
     lam = server.client(credentials=keys)
     python_function(lam, "private", ECHO)
-    url = lam.create_function_url_config(FunctionName="private", AuthType="AWS_IAM")[
-        "FunctionUrl"
-    ]
+    url = lam.create_function_url_config(FunctionName="private", AuthType="AWS_IAM")["FunctionUrl"]
     answer = signed("POST", url + "signed?x=1", keys, b"hello")
     assert answer.status_code == 200, answer.text
     event = answer.json()
@@ -156,9 +154,7 @@ def test_another_account_needs_the_function_s_policy(
 ) -> None:
     lam = server.client(credentials=alice[1])
     python_function(lam, "shared", ECHO)
-    url = lam.create_function_url_config(FunctionName="shared", AuthType="AWS_IAM")[
-        "FunctionUrl"
-    ]
+    url = lam.create_function_url_config(FunctionName="shared", AuthType="AWS_IAM")["FunctionUrl"]
     bob_id, bob_keys = bob
     assert refused(signed("GET", url, bob_keys))
     for sid, action, extra in (
@@ -187,9 +183,7 @@ def test_with_auth_off_an_aws_iam_url_wants_a_signature(
         keys = {"aws_access_key_id": "test", "aws_secret_access_key": "anything"}
         answer = signed("GET", iam_url, keys)
         assert answer.status_code == 200  # the owner's account (test = 000000000000)
-        assert answer.json()["requestContext"]["authorizer"]["iam"]["accountId"] == (
-            "000000000000"
-        )
+        assert answer.json()["requestContext"]["authorizer"]["iam"]["accountId"] == ("000000000000")
         other = {"aws_access_key_id": "123456789012", "aws_secret_access_key": "anything"}
         assert refused(signed("GET", iam_url, other))  # another account, no statement
         with localhost_resolves():

@@ -91,9 +91,10 @@ def test_another_account_reads_and_writes_what_the_policy_allows(server: Server)
         "DescribeStreamSummary"
     )
     assert error_of(theirs.delete_stream, StreamARN=arn) == denied("DeleteStream")
-    assert error_of(theirs.put_record, StreamName="shared-feed", Data=b"x", PartitionKey="p")[
-        0
-    ] == "ResourceNotFoundException"
+    assert (
+        error_of(theirs.put_record, StreamName="shared-feed", Data=b"x", PartitionKey="p")[0]
+        == "ResourceNotFoundException"
+    )
     # An explicit Deny wins; then the policy is gone and so is the way in.
     policy["Statement"].append(
         {"Effect": "Deny", "Principal": "*", "Action": "kinesis:PutRecord", "Resource": arn}

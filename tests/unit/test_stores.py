@@ -407,3 +407,31 @@ def test_event_rules(tmp_path: Path, shared: Database | None) -> None:
     again = Rules(rules.store)
     assert again.bus("1", "r", "orders") is None and again.rule("1", "r", "orders", "big") is None
     rules.store.close()
+
+
+def test_log_lines(
+    tmp_path: Path, shared: Database | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lamina.store import telemetry
+    from lamina.store.telemetry import LogArchive
+
+    one, two = LogArchive(tmp_path, shared), LogArchive(tmp_path, shared)
+    f, g = FunctionKey("1", "r", "f"), FunctionKey("1", "r", "g")
+    one.append([(f, "s1", 100.0, "old"), (f, "s1", 5000.0, "a"), (g, "s2", 5001.0, "b")])
+    two.append([(g, "s3", 5002.0, "c")])
+    assert [line for _, line in one.recent(1000.0)] == [
+        (f, "s1", 5000.0, "a"),
+        (g, "s2", 5001.0, "b"),
+        (g, "s3", 5002.0, "c"),
+    ]
+    # Another node's lines, after a number: never one's own.
+    assert [line[3] for _, line in one.since(0)] == ["c"]
+    assert [line[3] for _, line in two.since(0)] == ["old", "a", "b"]
+    monkeypatch.setattr(telemetry, "MAX_LINES", 1)
+    monkeypatch.setattr(telemetry, "DEFAULT_RETENTION_S", 1000.0)
+    # 100.0 is past the default retention; g keeps its newest line only; f's group
+    # retention (10 s) drops "a" at 5010.5.
+    assert one.trim(5010.5, [(f, 10.0)]) == 3
+    assert [line[3] for _, line in one.recent(0)] == ["c"]
+    one.forget(g)
+    assert one.recent(0) == []
