@@ -92,7 +92,7 @@ def invoke_p50(port: int, name: str, rounds: int) -> float:
 
 def bench(lamina: Callable[..., Any], row: Callable[..., None], raw: dict[str, Any],
           rounds: int = 5000) -> None:  # fmt: skip
-    print("13. Cluster counting: an admission through Redis; a warm invoke counting in Redis", flush=True)
+    print("13. Cluster counting: an admission through Redis; a warm invoke", flush=True)
     redis = RedisServer(Path(tempfile.mkdtemp(prefix="lamina-bench-redis-"))).start()
     try:
         local_acquire, local_release = in_process(rounds)

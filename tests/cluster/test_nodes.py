@@ -1,6 +1,7 @@
-"""Three real `lamina serve` nodes counting on one redis-server of the test's own: the
-limits hold for all of them together, measured from inside the functions, and the slots
-of a node killed with SIGKILL come back within the lease expiry."""
+"""Three real `lamina serve` nodes on one redis-server and one PostgreSQL of the suite's
+own: a function created through one node runs at once through the others; the limits
+hold for all of them together and are reached, measured from inside the functions; the
+slots of a node killed with SIGKILL come back within the lease expiry."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.cluster.postgres_server import PostgresServer, fresh_database
 from tests.cluster.redis_server import RedisServer
 from tests.helpers import Server, python_function
 
@@ -37,18 +39,24 @@ def handler(event, context):
 
 @pytest.fixture(scope="module")
 def nodes(
-    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    redis_server: RedisServer, postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Server]]:
     base: Path = tmp_path_factory.mktemp("cluster")
+    database = fresh_database(postgres)
     started: list[Server] = []
     try:
         for name in ("a", "b", "c"):
-            (base / name).mkdir()
+            (base / name / "data").mkdir(parents=True)
+            if started:  # the cluster's secrets key, as an operator copies it
+                key = started[0].data_dir / "accounts.key"
+                (base / name / "data" / "accounts.key").write_bytes(key.read_bytes())
+                (base / name / "data" / "accounts.key").chmod(0o600)
             started.append(
                 Server(
                     base / name / "data",
                     args=[
                         "--redis", redis_server.url,
+                        "--database", database,
                         "--node-name", name,
                         "--account-concurrency", str(ACCOUNT),
                         "--unreserved-floor", str(FLOOR),
@@ -61,13 +69,13 @@ def nodes(
             server.stop()
 
 
-def create_everywhere(nodes: list[Server], name: str, reserved: int | None = None) -> None:
-    """The function on every node (each keeps its own store), with its reservation."""
-    for node in nodes:
-        lam = node.client()
-        python_function(lam, name, SLEEPER, Timeout=30)
-        if reserved is not None:
-            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+def create(node: Server, name: str, reserved: int | None = None) -> None:
+    """The function, made through one node (the store is the cluster's), and its
+    reservation, set through another."""
+    python_function(node.client(), name, SLEEPER, Timeout=30)
+    if reserved is not None:
+        other = node.client()
+        other.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
 
 
 def invoke_all(targets: list[tuple[Server, str]], sleep: float) -> list[dict[str, Any]]:
@@ -123,8 +131,17 @@ def reasons(outcomes: list[dict[str, Any]]) -> set[str]:
     return found
 
 
+def test_a_function_made_through_one_node_runs_at_once_through_the_others(
+    nodes: list[Server],
+) -> None:
+    a, b, c = nodes
+    create(a, "made-on-a")
+    outcomes = invoke_all([(b, "made-on-a"), (c, "made-on-a")], sleep=0)
+    assert all("ok" in outcome for outcome in outcomes), outcomes
+
+
 def test_a_reservation_holds_across_three_nodes_and_is_reached(nodes: list[Server]) -> None:
-    create_everywhere(nodes, "reserved-four", reserved=4)
+    create(nodes[0], "reserved-four", reserved=4)
     # 5x overload, round-robin over the nodes.
     outcomes = invoke_all([(nodes[i % 3], "reserved-four") for i in range(20)], sleep=1.5)
     assert peak(outcomes) == 4, outcomes
@@ -133,7 +150,7 @@ def test_a_reservation_holds_across_three_nodes_and_is_reached(nodes: list[Serve
 
 
 def test_the_account_limit_holds_across_three_nodes_and_is_reached(nodes: list[Server]) -> None:
-    create_everywhere(nodes, "unreserved")
+    create(nodes[1], "unreserved")
     pool = ACCOUNT - 4  # reserved-four keeps its reservation
     outcomes = invoke_all([(nodes[i % 3], "unreserved") for i in range(5 * pool)], sleep=1.5)
     assert peak(outcomes) == pool, outcomes
@@ -175,7 +192,7 @@ def leases_of(node: Server, name: str, function: str) -> dict[str, int]:
 
 def test_a_killed_nodes_slots_come_back_within_the_expiry(nodes: list[Server]) -> None:
     """Runs last: it kills node b."""
-    create_everywhere(nodes, "reserved-three", reserved=3)
+    create(nodes[2], "reserved-three", reserved=3)
     a, b, c = nodes
     held: list[list[dict[str, Any]]] = []
     holders = threading.Thread(
