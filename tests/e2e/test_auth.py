@@ -392,6 +392,12 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_regions_are_real_in_off_mode_and_made_up_ones_cost_nothing(tmp_path: Path) -> None:
     """With auth off the region still comes from the signature's scope: a region AWS does
     not have, or one left out of --regions, is refused before anything is made for it."""
@@ -437,6 +443,11 @@ def test_regions_are_real_in_off_mode_and_made_up_ones_cost_nothing(tmp_path: Pa
         burst(5000)
         grown = rss_kb(server.process.pid) - before
         assert grown < 8 * 1024, f"the server grew {grown} KB for made-up regions"
+        # ... and nothing keeps working for them afterwards: idle, the server sleeps.
+        spent = cpu_seconds(server.process.pid)
+        time.sleep(2)
+        idle = (cpu_seconds(server.process.pid) - spent) / 2
+        assert idle < 0.05, f"idle after made-up regions, the server used {idle:.0%} of a core"
         stats = json.load(urllib.request.urlopen(server.endpoint + "/_lamina/stats", timeout=10))
         assert all(entry["Region"] in ("us-east-1", "eu-west-1") for entry in stats["concurrency"])
     finally:
