@@ -249,10 +249,13 @@ class Dispatcher:
         last = rule.record.get("LastFired", rule.record.get("Anchor"))
         if last is None:
             return False
-        missed = rule.schedule.next_after(float(last))
-        if missed is None or missed > self._timeline(rule, now):
+        missed = rule.schedule.last_until(self._timeline(rule, now), float(last))
+        if missed is None:
             return False
-        heapq.heappush(self._due, (now, next(self._seq), rule, rule.generation))
+        # Due at once, for the last moment missed: the same moment on every node.
+        heapq.heappush(
+            self._due, (self._real(rule, missed), next(self._seq), rule, rule.generation)
+        )
         return True
 
     def reschedule(self, rule: Rule) -> None:
@@ -296,9 +299,12 @@ class Dispatcher:
                     await self._wake.wait()
 
     def _fire(self, rule: Rule, moment: float) -> None:
-        """Send the rule's Scheduled Event; LastFired is stored once its targets have it
-        (a crash before that fires it again at the next start: at least once)."""
+        """Send the rule's Scheduled Event, unless another node sharing the database has
+        claimed this moment; LastFired is stored once its targets have it (a crash before
+        that fires it again at the next start: at least once)."""
         rule.record["LastFired"] = moment
+        if not self.rules.store.claim(rule.id, moment):
+            return
         self.fired += 1
         event = {
             "version": "0",

@@ -45,6 +45,13 @@ class Rate:
     seconds: int
     anchor: float  # epoch seconds the rate counts from
 
+    def last_until(self, t: float, since: float) -> float | None:
+        """The last firing in (since, t], or None."""
+        if t < self.anchor + self.seconds:
+            return None
+        found = self.anchor + int((t - self.anchor) // self.seconds) * self.seconds
+        return found if found > since else None
+
     def next_after(self, t: float) -> float | None:
         if t < self.anchor:
             return self.anchor + self.seconds
@@ -89,6 +96,16 @@ class Cron:
             day += dt.timedelta(days=1)
             first = False
         return None
+
+    def last_until(self, t: float, since: float) -> float | None:
+        """The last firing in (since, t], or None (looking at most 100,000 firings on)."""
+        found = None
+        moment = self.next_after(since)
+        for _ in range(100_000):
+            if moment is None or moment > t:
+                break
+            found, moment = moment, self.next_after(moment)
+        return found
 
     def _day_matches(self, day: dt.date) -> bool:
         if self.day_of_month != "?":

@@ -1,6 +1,7 @@
 """Durable event buses and rules (`eventbridge.db` under the data dir, used from the event
 loop only, WAL; the cluster's PostgreSQL in cluster mode). A rule's record carries its
-targets and, for a schedule, when it last fired, so a restart knows what it missed."""
+targets and, for a schedule, when it last fired, so a restart knows what it missed; the
+`firings` table lets one node of a cluster send each firing."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from lamina.store.tables import NamedResources, named_resources_ddl, open_databa
 
 MIGRATIONS = [
     named_resources_ddl("buses") + named_resources_ddl("rules"),  # rules named "<bus>/<rule>"
+    # A scheduled firing is claimed before it is sent: of the nodes sharing a database,
+    # one sends it.
+    "CREATE TABLE IF NOT EXISTS firings (rule_id INTEGER NOT NULL, moment REAL NOT NULL, "
+    "PRIMARY KEY (rule_id, moment))",
 ]
 
 
@@ -24,6 +29,17 @@ class RuleStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def claim(self, rule_id: int, moment: float) -> bool:
+        """Whether this node sends the rule's firing at `moment` (no other node has)."""
+        found = self._db.execute(
+            "INSERT INTO firings (rule_id, moment) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (rule_id, moment),
+        )
+        if found.rowcount == 1:
+            self._db.execute("DELETE FROM firings WHERE rule_id=? AND moment<?", (rule_id, moment))
+            return True
+        return False
 
     def delete_bus(self, bus_id: int, rule_ids: list[int]) -> None:
         with self._db.transaction() as tx:
