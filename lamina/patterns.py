@@ -13,10 +13,16 @@ array matches when any of its elements does. Rules:
     {"equals-ignore-case": "Ab"}
     {"wildcard": "a*z"}            `*` stands for any run of characters
     {"anything-but": x}            present and not x; x a value, a list of values, or a
-                                   prefix / suffix / equals-ignore-case rule
+                                   prefix / suffix / equals-ignore-case / wildcard rule
+    {"cidr": "10.0.0.0/24"}        an IPv4 or IPv6 address within the network
     {"numeric": [">", 0, "<=", 5]} a number in the range (operators <, <=, =, >, >=)
     {"exists": true|false}         the key is present (with a value that is not an
                                    object) or absent
+
+Some operators belong to some services only: `cidr` to EventBridge and SNS filter
+policies, `anything-but` with `wildcard` to EventBridge's event buses; Lambda's
+FilterCriteria refuse them. A caller names what it takes beyond the common set
+(`EVENTBRIDGE`, `SNS`).
 
 `compile_pattern` checks a pattern once and raises PatternError with the reason;
 `Pattern.matches` is then a walk over the pattern, with no parsing per event.
@@ -24,6 +30,7 @@ array matches when any of its elements does. Rules:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -32,6 +39,10 @@ from typing import Any
 MISSING: Any = object()
 NUMERIC_OPERATORS = ("<", "<=", "=", ">", ">=")
 STRING_RULES = ("prefix", "suffix", "equals-ignore-case", "wildcard")
+CIDR = "cidr"
+ANYTHING_BUT_WILDCARD = "anything-but-wildcard"
+EVENTBRIDGE = frozenset({CIDR, ANYTHING_BUT_WILDCARD})  # what an event bus's rules take
+SNS = frozenset({CIDR})  # what a subscription's filter policy takes
 
 
 class PatternError(ValueError):
@@ -46,13 +57,14 @@ class Pattern:
         return _match_object(self.source, event)
 
 
-def compile_pattern(text: str) -> Pattern:
-    """Parse and check a pattern (a JSON object, as text)."""
+def compile_pattern(text: str, extra: frozenset[str] = frozenset()) -> Pattern:
+    """Parse and check a pattern (a JSON object, as text); `extra`: the operators beyond
+    the common set the caller's service takes (EVENTBRIDGE, SNS)."""
     try:
         source = json.loads(text)
     except ValueError as exc:
         raise PatternError(f"the pattern is not valid JSON: {exc}") from None
-    _check_object(source, "")
+    _check_object(source, "", extra)
     return Pattern(source)
 
 
@@ -62,7 +74,7 @@ def matches_any(patterns: list[Pattern], event: Any) -> bool:
 
 
 # Checking ---------------------------------------------------------------------------------
-def _check_object(pattern: Any, path: str) -> None:
+def _check_object(pattern: Any, path: str, extra: frozenset[str]) -> None:
     if not isinstance(pattern, dict) or not pattern:
         raise PatternError(f"{path or 'the pattern'} must be a non-empty JSON object")
     for key, value in pattern.items():
@@ -71,19 +83,19 @@ def _check_object(pattern: Any, path: str) -> None:
             if not isinstance(value, list) or len(value) < 2:
                 raise PatternError(f"{where} must be an array of at least two patterns")
             for index, branch in enumerate(value):
-                _check_object(branch, f"{where}[{index}]")
+                _check_object(branch, f"{where}[{index}]", extra)
         elif isinstance(value, dict):
-            _check_object(value, where)
+            _check_object(value, where, extra)
         elif isinstance(value, list):
             if not value:
                 raise PatternError(f"{where} must not be an empty array")
             for rule in value:
-                _check_rule(rule, where)
+                _check_rule(rule, where, extra)
         else:
             raise PatternError(f"{where} must be an object or an array")
 
 
-def _check_rule(rule: Any, where: str) -> None:
+def _check_rule(rule: Any, where: str, extra: frozenset[str]) -> None:
     if rule is None or isinstance(rule, str | bool | int | float):
         return
     if not isinstance(rule, dict) or len(rule) != 1:
@@ -100,18 +112,25 @@ def _check_rule(rule: Any, where: str) -> None:
     elif name in ("equals-ignore-case", "wildcard"):
         if not isinstance(operand, str):
             raise PatternError(f"{where}: {name} takes a string")
+    elif name == "cidr" and CIDR in extra:
+        if not isinstance(operand, str):
+            raise PatternError(f"{where}: cidr takes a network as text")
+        try:
+            ipaddress.ip_network(operand, strict=False)
+        except ValueError:
+            raise PatternError(f"{where}: {operand!r} is not a CIDR network") from None
     elif name == "exists":
         if not isinstance(operand, bool):
             raise PatternError(f"{where}: exists takes true or false")
     elif name == "anything-but":
-        _check_anything_but(operand, where)
+        _check_anything_but(operand, where, extra)
     elif name == "numeric":
         _check_numeric(operand, where)
     else:
         raise PatternError(f"{where}: unknown operator {name}")
 
 
-def _check_anything_but(operand: Any, where: str) -> None:
+def _check_anything_but(operand: Any, where: str, extra: frozenset[str]) -> None:
     values = operand if isinstance(operand, list) else [operand]
     if isinstance(operand, list) and not operand:
         raise PatternError(f"{where}: anything-but takes a value or a non-empty array")
@@ -120,9 +139,10 @@ def _check_anything_but(operand: Any, where: str) -> None:
             if isinstance(operand, list) or len(value) != 1:
                 raise PatternError(f"{where}: anything-but takes values or one string rule")
             ((name, inner),) = value.items()
-            if name not in ("prefix", "suffix", "equals-ignore-case") or not isinstance(
-                inner, str | list
-            ):
+            names: tuple[str, ...] = ("prefix", "suffix", "equals-ignore-case")
+            if ANYTHING_BUT_WILDCARD in extra:
+                names += ("wildcard",)
+            if name not in names or not isinstance(inner, str | list):
                 raise PatternError(f"{where}: anything-but takes values or one string rule")
         elif value is not None and not isinstance(value, str | int | float):
             raise PatternError(f"{where}: anything-but takes strings or numbers")
@@ -194,6 +214,8 @@ def _match_one(rule: Any, value: Any) -> bool:
         return _is_number(value) and _in_range(operand, float(value))
     if name == "anything-but":
         return _anything_but(operand, value)
+    if name == "cidr":
+        return isinstance(value, str) and _in_network(operand, value)
     return isinstance(value, str) and _string_rule(name, operand, value)
 
 
@@ -218,6 +240,19 @@ def _anything_but(operand: Any, value: Any) -> bool:
         return not any(_string_rule(name, v, value) for v in inner_values)
     excluded = operand if isinstance(operand, list) else [operand]
     return not any(_match_one(v, value) for v in excluded)
+
+
+_NETWORKS: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
+
+
+def _in_network(network: str, value: str) -> bool:
+    found = _NETWORKS.get(network)
+    if found is None:
+        found = _NETWORKS[network] = ipaddress.ip_network(network, strict=False)
+    try:
+        return ipaddress.ip_address(value) in found
+    except ValueError:
+        return False
 
 
 def _in_range(operand: list[Any], number: float) -> bool:

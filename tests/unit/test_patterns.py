@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lamina.patterns import PatternError, compile_pattern, matches_any
+from lamina.patterns import EVENTBRIDGE, SNS, PatternError, compile_pattern, matches_any
 
 EVENTS: list[dict[str, Any]] = [
     {"id": 0, "kind": "order", "price": 100, "city": "Seattle", "tags": ["a", "b"]},
@@ -108,3 +108,33 @@ def test_filters_are_ored_and_none_keeps_everything() -> None:
 def test_bad_patterns_are_refused(text: str) -> None:
     with pytest.raises(PatternError):
         compile_pattern(text)
+
+
+def test_cidr_and_anything_but_wildcard() -> None:
+    events = [
+        {"id": 0, "ip": "10.0.0.7", "file": "a.txt"},
+        {"id": 1, "ip": "10.0.1.7", "file": "b.png"},
+        {"id": 2, "ip": "2001:db8::1", "file": "c.TXT"},
+        {"id": 3, "ip": "not an address", "file": 7},
+    ]
+
+    def ids(pattern: dict[str, Any]) -> list[int]:
+        compiled = compile_pattern(json.dumps(pattern), EVENTBRIDGE)
+        return [e["id"] for e in events if compiled.matches(e)]
+
+    assert ids({"ip": [{"cidr": "10.0.0.0/24"}]}) == [0]
+    assert ids({"ip": [{"cidr": "10.0.0.0/16"}]}) == [0, 1]
+    assert ids({"ip": [{"cidr": "2001:db8::/32"}]}) == [2]
+    assert ids({"file": [{"anything-but": {"wildcard": "*.txt"}}]}) == [1, 2]
+    assert ids({"file": [{"anything-but": {"wildcard": ["*.txt", "*.png"]}}]}) == [2]
+    for bad in ({"ip": [{"cidr": "10.0.0.0/33"}]}, {"ip": [{"cidr": 10}]}):
+        with pytest.raises(PatternError):
+            compile_pattern(json.dumps(bad), EVENTBRIDGE)
+    # Lambda's filters take neither; SNS's filter policies take cidr only.
+    for only_eventbridge in ({"ip": [{"cidr": "10.0.0.0/24"}]},
+                             {"f": [{"anything-but": {"wildcard": "*.txt"}}]}):  # fmt: skip
+        with pytest.raises(PatternError):
+            compile_pattern(json.dumps(only_eventbridge))
+    compile_pattern(json.dumps({"ip": [{"cidr": "10.0.0.0/24"}]}), SNS)
+    with pytest.raises(PatternError):
+        compile_pattern(json.dumps({"f": [{"anything-but": {"wildcard": "*.txt"}}]}), SNS)

@@ -14,7 +14,7 @@ from typing import Any
 from lamina.clock import Clock
 from lamina.context import RequestContext
 from lamina.errors import AwsError
-from lamina.patterns import PatternError, compile_pattern
+from lamina.patterns import EVENTBRIDGE, PatternError, compile_pattern
 from lamina.services.events import schedule
 from lamina.services.events.dispatch import Dispatcher, iso, kind_of
 from lamina.services.events.rules import DEFAULT_BUS, Bus, Rule, Rules
@@ -141,7 +141,7 @@ class EventsProvider:
                 raise validation("Parameter ScheduleExpression is not valid.") from None
         if pattern:
             try:
-                compile_pattern(pattern)
+                compile_pattern(pattern, EVENTBRIDGE)
             except PatternError as exc:
                 raise AwsError(
                     "InvalidEventPatternException", f"Event pattern is not valid. Reason: {exc}"
@@ -364,7 +364,7 @@ class EventsProvider:
 
     async def TestEventPattern(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         try:
-            pattern = compile_pattern(params["EventPattern"])
+            pattern = compile_pattern(params["EventPattern"], EVENTBRIDGE)
         except PatternError as exc:
             raise AwsError(
                 "InvalidEventPatternException", f"Event pattern is not valid. Reason: {exc}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lamina.patterns import Pattern, compile_pattern
+from lamina.patterns import EVENTBRIDGE, Pattern, compile_pattern
 from lamina.services.events import schedule
 from lamina.services.events.store import RuleStore
 
@@ -63,7 +63,7 @@ class Rule:
 
     def compile(self) -> None:
         text = self.record.get("EventPattern")
-        self.pattern = compile_pattern(text) if text else None
+        self.pattern = compile_pattern(text, EVENTBRIDGE) if text else None
         expression = self.record.get("ScheduleExpression")
         anchor = float(self.record.get("Anchor", 0.0))
         self.schedule = schedule.parse(expression, anchor) if expression else None

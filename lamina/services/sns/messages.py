@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from lamina.errors import AwsError
-from lamina.patterns import Pattern, PatternError, compile_pattern
+from lamina.patterns import SNS, Pattern, PatternError, compile_pattern
 
 MESSAGE_LIMIT = 262_144  # bytes: the message and its attributes
 MAX_ATTRIBUTES = 10
@@ -146,7 +146,7 @@ def compile_filter(text: str, scope: str) -> Pattern:
     """A subscription's FilterPolicy, checked as AWS checks it: the pattern syntax of
     lamina/patterns.py; on message attributes, one level of keys only."""
     try:
-        pattern = compile_pattern(text)
+        pattern = compile_pattern(text, SNS)
     except PatternError as exc:
         raise invalid(f"Filter policy: {exc}") from None
     if scope == "MessageAttributes":
