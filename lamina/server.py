@@ -429,6 +429,10 @@ class Lamina:
         }
         return variables, credential.expires
 
+    async def load_backlog(self) -> None:
+        """Asynchronous events a previous run left are read once everything else started."""
+        self.async_queue.load_backlog()
+
     async def _listen(self) -> None:
         """Cluster mode: a record another node wrote leaves this node's caches."""
         loop = asyncio.get_running_loop()
@@ -582,7 +586,8 @@ def run(settings: Settings) -> None:
     except isolation.IsolationUnavailable as exc:
         log.error("%s (lamina doctor explains)", exc)
         raise SystemExit(2) from exc
-    lamina.gateway.on_startup.append(_settle_heap)  # last: everything is loaded by then
+    lamina.gateway.on_startup.append(_settle_heap)  # everything is loaded by then
+    lamina.gateway.on_startup.append(lamina.load_backlog)  # last: what a previous run left
     ceiling = http.connection_ceiling(descriptors)
     limits = http.Limits(
         max_connections=min(settings.max_connections or ceiling, ceiling),

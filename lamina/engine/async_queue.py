@@ -131,9 +131,14 @@ class AsyncQueue:
         self.engine.on_release.append(self._slot_freed)
         loop = asyncio.get_running_loop()
         self._scheduler = loop.create_task(self._schedule_forever())
-        self._loader = loop.create_task(self._load())
         if self.store.shared:
             self._watcher = loop.create_task(self._watch_forever())
+
+    def load_backlog(self) -> None:
+        """Read the events a previous run left (once the server is up: what it does at
+        start does not compete with 100,000 of them)."""
+        if self._loader is None:
+            self._loader = asyncio.get_running_loop().create_task(self._load())
 
     async def _load(self) -> None:
         """The events a previous run left, read in batches off the loop while the server
