@@ -184,13 +184,18 @@ class _Arrived:
 
 
 class _Request:
-    """The request as botocore's signer reads it (url, method, headers, body, context)."""
+    """The request as botocore's signer reads it (url, method, headers, body, context), and
+    its raw path and query as they arrived."""
 
-    __slots__ = ("body", "context", "headers", "method", "params", "url")
+    __slots__ = ("body", "context", "headers", "method", "params", "path", "query", "url")
 
-    def __init__(self, method: str, url: str, headers: _Arrived, body: bytes, stamp: str) -> None:
+    def __init__(
+        self, method: str, path: str, query: str, headers: _Arrived, body: bytes, stamp: str
+    ) -> None:
         self.method = method
-        self.url = url
+        self.path = path
+        self.query = query
+        self.url = "http://"  # botocore hashes the payload of a request that is not https
         self.headers = headers
         self.body = body
         self.params: dict[str, str] = {}
@@ -230,8 +235,25 @@ class _Signer(SigV4Auth):
         headers = request.headers.headers
         return _Headers({name: _as_sent(headers.get(name, "")) for name in self._signed})
 
-    def _normalize_url_path(self, path: str) -> str:
-        return _canonical_path(path)
+    def canonical_request(self, request: _Request) -> str:
+        """botocore's SigV4Auth.canonical_request, each part from its own methods, over the
+        raw path and query (no URL put together to be split again)."""
+        headers = self.headers_to_sign(request)
+        arrived = request.headers.headers
+        if "x-amz-content-sha256" in arrived:
+            checksum = arrived["x-amz-content-sha256"]
+        else:
+            checksum = self.payload(request)
+        return "\n".join(
+            (
+                request.method.upper(),
+                _canonical_path(request.path),
+                _canonical_query(request.query),
+                self.canonical_headers(headers) + "\n",
+                self.signed_headers(headers),
+                checksum,
+            )
+        )
 
     def signature(self, string_to_sign: str, request: _Request) -> str:
         # What botocore's _sign(key, msg, hex=True) computes with the derived key.
@@ -255,6 +277,19 @@ def _as_sent(value: str) -> str:
 @lru_cache(maxsize=4096)
 def _canonical_path(path: str) -> str:
     return str(SigV4Auth._normalize_url_path(None, path))
+
+
+class _Query:
+    __slots__ = ("query",)
+
+    def __init__(self, query: str) -> None:
+        self.query = query
+
+
+@lru_cache(maxsize=4096)
+def _canonical_query(query: str) -> str:
+    """botocore's canonical query string of a raw query string."""
+    return str(SigV4Auth._canonical_query_string_url(None, _Query(query))) if query else ""
 
 
 def _authorization_parts(header: str) -> dict[str, str]:
@@ -559,9 +594,7 @@ class Authenticator:
             )
         region, service = scope
         signer = _Signer(credential.secret, service, region, signed)
-        host = headers.get("host", "")
-        url = f"http://{host}{path}?{query}" if query else f"http://{host}{path}"
-        request = _Request(method, url, _Arrived(headers), body, stamp)
+        request = _Request(method, path, query, _Arrived(headers), body, stamp)
         canonical = signer.canonical_request(request)
         string_to_sign = signer.string_to_sign(request, canonical)
         expected = signer.signature(string_to_sign, request)
