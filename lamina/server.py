@@ -176,6 +176,8 @@ class Lamina:
         self.sessions = Sessions(settings.credential_lifetime, clock.wall)
         self.identities = Identities(self.accounts, self.sessions)
         self.identities.on_change.append(self.account_limits.sync)
+        if self.cluster is not None:  # after the sync: Redis gets the limits it applied
+            self.identities.on_change.append(self.cluster.counting.refresh_limits_soon)
         self.auth_mode = auth_mode(settings)
         self.authenticator = Authenticator(
             self.auth_mode,
@@ -489,6 +491,12 @@ class Lamina:
                 body.update(await status.read(self.cluster.counting.client))
             except Exception as exc:  # Redis unreachable: say so, this node's view stays up
                 body["Error"] = f"Redis is unreachable: {exc}"
+            if request.verified:  # auth on: the caller's own account's functions only
+                mine = f"{request.account}/"
+                for node in body["Nodes"]:  # type: ignore[attr-defined]
+                    for part in ("Environments", "Leases"):
+                        node[part] = {k: v for k, v in node[part].items() if k.startswith(mine)}
+                    node["LeaseCount"] = sum(sum(v.values()) for v in node["Leases"].values())
             body["Self"] = self.cluster.id
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 

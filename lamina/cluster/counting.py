@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, RedisError, TimeoutError
 
 from lamina.clock import Clock
@@ -55,13 +57,17 @@ RELEASE_DELAY = 0.002
 
 
 def connect(url: str, timeout: float = 1.0) -> aioredis.Redis:
-    """A client for `redis://HOST:PORT/DB` (hiredis parses its replies when installed)."""
+    """A client for `redis://HOST:PORT/DB` (hiredis parses its replies when installed).
+    A pooled connection Redis closed (it restarted) is retried once on a new one. (Were
+    a connection cut after a script ran but before its answer came, the retry would
+    count that admission twice: a slot held for nothing, never a limit exceeded.)"""
     return aioredis.Redis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=0,
-        retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[ConnectionError],
     )
 
 
@@ -264,6 +270,14 @@ class RedisCounting:
         scope = scope_of(account, region)
         await self._call(self._set_limits, [f"lamina:{{{scope}}}:account"], _limit_args(limits))
 
+    async def refresh_limits(self) -> None:
+        """Every scope Redis knows gets the limits this node now sees for it (an account's
+        limits changed in the accounts store)."""
+        scopes = await self._call_raw(self.client.smembers("lamina:scopes"))
+        for raw in scopes:
+            account, region = raw.decode().split("/", 1)
+            await self.set_limits(account, region, self.limits_of(account, region))
+
     async def _setting(self, script: Any, function: FunctionKey, keys: list[str],
                        args: list[str]) -> None:  # fmt: skip
         for _ in range(3):
@@ -413,8 +427,8 @@ class RedisCounting:
         self._ready[function] = ready
         self._soon("ready", (function, ready))
 
-    def set_limits_soon(self, account: str, region: str, limits: Limits) -> None:
-        self._soon("limits", (account, region, limits))
+    def refresh_limits_soon(self) -> None:
+        self._soon("limits", ())
 
     def _soon(self, what: str, args: Any) -> None:
         try:
@@ -434,7 +448,7 @@ class RedisCounting:
                 if what == "ready":
                     await self.set_provisioned_ready(*args)
                 else:
-                    await self.set_limits(*args)
+                    await self.refresh_limits()
             except CountingUnavailable:
                 log.warning("could not tell the shared counts of a %s change", what)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from lamina.engine.concurrency import Decision, Kind, Lease, Limits
+from lamina.engine.concurrency import Decision, Kind, Lease
 from lamina.errors import AwsError
 from lamina.keys import FunctionKey
 
@@ -58,8 +58,9 @@ class SharedCounting(Protocol):
     def set_provisioned_ready_soon(self, function: FunctionKey, ready: int) -> None:
         """Told from synchronous code (the provisioner): written in order, soon."""
 
-    def set_limits_soon(self, account: str, region: str, limits: Limits) -> None:
-        """An account's limits changed (the accounts store): written in order, soon."""
+    def refresh_limits_soon(self) -> None:
+        """Accounts' limits changed (the accounts store): every account's limits are
+        written again, in order, soon."""
 
     def now(self) -> float:
         """Platform seconds on a clock every node shares (token buckets refill on it)."""

@@ -179,6 +179,32 @@ def test_cluster_status_lists_the_nodes(nodes: list[Server], redis_server: Redis
     assert text.startswith("3 node(s)") and "\na  http://127.0.0.1:" in text
 
 
+def test_the_console_shows_the_nodes(nodes: list[Server]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.test_console import CHROMIUM
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(nodes[1].endpoint + "/console/")
+            page.wait_for_selector("#nodes-panel:not([hidden]) #nodes tbody tr", timeout=15_000)
+            rows = page.locator("#nodes tbody tr")
+            assert sorted(rows.nth(i).get_attribute("data-node") for i in range(3)) == [
+                "a", "b", "c",
+            ]  # fmt: skip
+            mine = page.locator("#nodes tbody tr.selected").locator("td").all_inner_texts()
+            assert mine[:3] == ["b", nodes[1].endpoint, "alive"]
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
 def leases_of(node: Server, name: str, function: str) -> dict[str, int]:
     """The leases node `name` holds for `function`, as any node reports the cluster."""
     with urllib.request.urlopen(f"{node.endpoint}/_lamina/cluster", timeout=10) as answer:

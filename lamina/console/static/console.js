@@ -465,7 +465,33 @@
   }
 
   async function details() {
-    try { await Promise.all([drawLogs(), drawTraces(), drawExecutions()]); } catch (error) { /* the next tick retries */ }
+    try { await Promise.all([drawLogs(), drawTraces(), drawExecutions(), drawNodes()]); } catch (error) { /* the next tick retries */ }
+  }
+
+  // Nodes of a cluster (lamina serve --redis): what each runs and holds, as Redis says.
+  async function drawNodes() {
+    const body = await getJson("/_lamina/cluster", {});
+    $("nodes-panel").hidden = !body.Cluster;
+    if (!body.Cluster) return;
+    $("nodes-problem").textContent = body.Error || "";
+    const tbody = $("nodes").querySelector("tbody");
+    tbody.replaceChildren();
+    for (const node of body.Nodes || []) {
+      const tr = document.createElement("tr");
+      tr.dataset.node = node.Name;
+      if (node.Id === body.Self) tr.classList.add("selected");
+      let busy = 0, idle = 0, provisioned = 0;
+      for (const figures of Object.values(node.Environments || {})) {
+        busy += figures.busy || 0; idle += figures.idle || 0; provisioned += figures.provisioned || 0;
+      }
+      const state = node.Alive ? "alive" : "expired";
+      for (const [text, cls] of [[node.Name, ""], [node.Advertise, "muted"], [state, node.Alive ? "" : "bad"],
+        [String(node.LeaseCount), "num"], [`${busy} / ${idle} / ${provisioned}`, "num"],
+        [new Date(node.Started * 1000).toLocaleTimeString(), "muted"]]) {
+        cell(tr, text, cls);
+      }
+      tbody.append(tr);
+    }
   }
 
   // Plans: this server's own recent traffic through `lamina plan` (POST /_lamina/plans).
