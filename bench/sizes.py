@@ -90,6 +90,18 @@ class Server:
     def rss_mb(self) -> float:
         return _status_kb(self.process.pid, "VmRSS") / 1024
 
+    def settled_rss_mb(self, quiet_s: float = 1.0, limit_s: float = 60.0) -> float:
+        """RSS once what the server reads after its start (queued events) is in: it has not
+        grown for `quiet_s` (at most `limit_s`)."""
+        deadline = time.monotonic() + limit_s
+        last, since = self.rss_mb(), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+            time.sleep(0.1)
+            now = self.rss_mb()
+            if now > last * 1.01:
+                last, since = now, time.monotonic()
+        return self.rss_mb()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -499,11 +511,11 @@ def bench_queues(bench: Any, root: Path) -> None:
     empty.stop()
     seed_events(root / "events", EVENTS)
     events = Server(root / "events")
-    events_rss = events.rss_mb()
+    events_rss = events.settled_rss_mb()
     events.stop()
     seed_messages(root / "messages", MESSAGES)
     messages = Server(root / "messages")
-    messages_rss = messages.rss_mb()
+    messages_rss = messages.settled_rss_mb()
     messages.stop()
     bench.RAW["queues"] = {
         "startup_s": {
