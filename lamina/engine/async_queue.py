@@ -144,10 +144,19 @@ class AsyncQueue:
         """The events a previous run left, read in batches off the loop while the server
         already serves (and accepts new ones): a start does not wait for 100,000 of them."""
         batches = self.store.pending()
+        keys: dict[tuple[str, str, str], FunctionKey] = {}  # one of each, its names shared
         try:
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
                 for stored in batch:
-                    key = FunctionKey(stored.account, stored.region, stored.function)
+                    named = (stored.account, stored.region, stored.function)
+                    key = keys.get(named)
+                    if key is None:
+                        key = keys[named] = FunctionKey(*named)
+                    stored.account, stored.region, stored.function = (
+                        key.account,
+                        key.region,
+                        key.name,
+                    )
                     self._push(AsyncEvent(stored, key))
                 self._wake.set()
         finally:
