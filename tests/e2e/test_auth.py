@@ -399,8 +399,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def test_regions_are_real_in_off_mode_and_made_up_ones_cost_nothing(tmp_path: Path) -> None:
-    """With auth off the region still comes from the signature's scope: a region AWS does
-    not have, or one left out of --regions, is refused before anything is made for it."""
+    """With auth off the key id names the account and the region still comes from the
+    signature's scope: a region AWS does not have, or one left out of --regions, is
+    refused before anything is made for it."""
     import http.client
     import random
     import string
@@ -409,6 +410,18 @@ def test_regions_are_real_in_off_mode_and_made_up_ones_cost_nothing(tmp_path: Pa
     server.start()
     try:
         assert server.client(region="eu-west-1").list_functions()["Functions"] == []
+        # Nothing is verified; a 12-digit key id names its account, any other key is
+        # 000000000000's.
+        named = server.client(credentials={"aws_access_key_id": "111111111111",
+                                           "aws_secret_access_key": "anything"})  # fmt: skip
+        made = python_function(named, "off-owned", "def handler(e, c): return 1")
+        assert made["FunctionArn"].split(":")[4] == "111111111111"
+        anyone = server.client(credentials={"aws_access_key_id": "AKIAANYTHING",
+                                            "aws_secret_access_key": "wrong"})  # fmt: skip
+        assert anyone.list_functions()["Functions"] == []
+        python_function(anyone, "default-owned", "def handler(e, c): return 1")
+        assert [f["FunctionArn"].split(":")[4] for f in server.client().list_functions()[
+            "Functions"]] == ["000000000000"]  # fmt: skip
         with pytest.raises(ClientError) as outside:
             server.client(region="us-west-2").list_functions()
         assert outside.value.response["Error"] == {
