@@ -444,6 +444,8 @@ class Lamina:
 
         self.store.listen(deliver)
         self.queues.listen(deliver)
+        self.topics.listen(deliver)
+        self.rules.listen(deliver)
 
     async def close(self) -> None:
         await self.pollers.close()  # pollers first: they invoke through the engine

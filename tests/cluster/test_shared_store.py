@@ -297,3 +297,39 @@ def until_stored(call: Callable[[], Any], timeout: float = 15.0) -> Any:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def test_topics_and_rules_made_on_one_node_deliver_from_the_other(
+    cluster: tuple[Server, Server, str],
+) -> None:
+    from tests.e2e.test_eventbridge import service_queue, take
+
+    a, b, _ = cluster
+    topic = a.client("sns").create_topic(Name="shared-topic")["TopicArn"]
+    rule = a.client("events").put_rule(Name="shared-rule", EventPattern='{"source": ["x"]}')
+    url, queue = service_queue(a.client("sqs"), "shared-sink", "sns.amazonaws.com", topic)
+    a.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue,
+                              Attributes={"RawMessageDelivery": "true"})  # fmt: skip
+    policy = json.loads(
+        a.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])[
+            "Attributes"]["Policy"]
+    )  # fmt: skip
+    policy["Statement"].append({**policy["Statement"][0], "Principal": {
+        "Service": "events.amazonaws.com"}, "Condition": {"ArnEquals": {
+        "aws:SourceArn": rule["RuleArn"]}}})  # fmt: skip
+    a.client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    a.client("events").put_targets(Rule="shared-rule", Targets=[{"Id": "q", "Arn": queue}])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # B hears of them (a notification) and reloads
+        try:
+            b.client("sns").publish(TopicArn=topic, Message="through b")
+            break
+        except ClientError:
+            time.sleep(0.05)
+    answer = b.client("events").put_events(
+        Entries=[{"Source": "x", "DetailType": "d", "Detail": '{"k": 1}'}]
+    )
+    assert answer["FailedEntryCount"] == 0
+    bodies = sorted(m["Body"] for m in take(a.client("sqs"), url, 2))
+    assert bodies[0] == "through b"
+    assert json.loads(bodies[1])["detail"] == {"k": 1}

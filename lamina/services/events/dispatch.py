@@ -75,6 +75,7 @@ class Dispatcher:
         self._scheduler: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.fired = 0  # schedule firings, for tests and stats
+        rules.on_reload.append(self._reloaded)
 
     # Lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -258,6 +259,12 @@ class Dispatcher:
         )
         return True
 
+    def _reloaded(self) -> None:
+        """Another node changed buses or rules: this node's were read again (new objects:
+        what was planned for the old ones is dropped as it comes due)."""
+        for rule in self.rules.scheduled():
+            self.reschedule(rule)
+
     def reschedule(self, rule: Rule) -> None:
         """(Re)plan the rule's next firing; call after any change to the rule."""
         if rule.schedule is None or not rule.enabled:
@@ -324,4 +331,4 @@ class Dispatcher:
     async def _fired(self, rule: Rule, event: dict[str, Any]) -> None:
         await self.route(rule, event)
         if self.rules.rule(rule.account, rule.region, rule.bus, rule.name) is rule:
-            self.rules.save_rule(rule)
+            self.rules.save_rule(rule, announce=False)

@@ -4,16 +4,24 @@ Each account and region has the `default` bus without creating it; custom buses 
 made with CreateEventBus. A rule belongs to one bus and has an event pattern (compiled
 once with lamina/patterns.py, the same matcher as event source mappings' filters) or a
 schedule (schedule.py; on the default bus only), and up to five targets.
+
+On a cluster's shared database every change is announced; the other nodes read every
+bus and rule again and plan their schedules anew (firings are claimed: store.py).
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.patterns import EVENTBRIDGE, Pattern, compile_pattern
 from lamina.services.events import schedule
 from lamina.services.events.store import RuleStore
+
+log = logging.getLogger("lamina.events")
 
 DEFAULT_BUS = "default"
 
@@ -76,7 +84,36 @@ class Rules:
         self.store = store
         self.buses: dict[tuple[str, str, str], Bus] = {}
         self.rules: dict[tuple[str, str, str], dict[str, Rule]] = {}  # by bus, then name
+        self.node = uuid.uuid4().hex[:12]
+        self.on_reload: list[Callable[[], None]] = []  # the dispatcher plans schedules anew
         self._load()
+
+    # Nodes sharing the database ------------------------------------------------------------
+    def listen(self, deliver: Callable[[Callable[[], None]], None]) -> None:
+        """Reload when another node announces a change (`deliver` runs it on the loop)."""
+
+        def told(payload: str) -> None:
+            if payload != self.node:  # "" : the listening connection was lost and made again
+                deliver(self.reload)
+
+        self.store.listen(told)
+
+    def reload(self) -> None:
+        """Read every bus and rule again; on failure (the database out of reach) keep
+        what was known, until the next announcement."""
+        known = self.buses, self.rules
+        self.buses, self.rules = {}, {}
+        try:
+            self._load()
+        except Exception:
+            self.buses, self.rules = known
+            log.warning("could not read rules again; keeping those known", exc_info=True)
+            return
+        for hook in self.on_reload:
+            hook()
+
+    def _changed(self) -> None:
+        self.store.notify(self.node)
 
     def _load(self) -> None:
         for bus_id, account, region, name, record in list(self.store.buses.all()):
@@ -96,12 +133,14 @@ class Rules:
     def create_bus(self, account: str, region: str, name: str, record: dict[str, Any]) -> Bus:
         bus_id = self.store.buses.insert(account, region, name, record)
         bus = self.buses[(account, region, name)] = Bus(bus_id, account, region, name, record)
+        self._changed()
         return bus
 
     def save_bus(self, bus: Bus) -> Bus:
         if bus.id is None:  # the default bus is stored once it has something to keep
             return self.create_bus(bus.account, bus.region, bus.name, bus.record)
         self.store.buses.update(bus.id, bus.record)
+        self._changed()
         return bus
 
     def delete_bus(self, bus: Bus) -> list[Rule]:
@@ -110,6 +149,7 @@ class Rules:
         if bus.id is not None:
             self.store.delete_bus(bus.id, [r.id for r in gone])
         self.buses.pop((bus.account, bus.region, bus.name), None)
+        self._changed()
         return gone
 
     def buses_of(self, account: str, region: str) -> list[Bus]:
@@ -140,15 +180,21 @@ class Rules:
             changed.compile()
             changed.id = self.store.rules.insert(account, region, f"{bus}/{name}", record)
         self.rules.setdefault((account, region, bus), {})[name] = changed
+        self._changed()
         return changed
 
-    def save_rule(self, rule: Rule) -> None:
+    def save_rule(self, rule: Rule, announce: bool = True) -> None:
+        """Store the rule's record; `announce`: tell the other nodes (not for LastFired,
+        which each node keeps for itself)."""
         self.store.rules.update(rule.id, rule.record)
+        if announce:
+            self._changed()
 
     def delete_rule(self, rule: Rule) -> None:
         self.store.rules.delete(rule.id)
         self.rules_of(rule.account, rule.region, rule.bus).pop(rule.name, None)
         rule.generation += 1
+        self._changed()
 
     def scheduled(self) -> list[Rule]:
         return [r for rules in self.rules.values() for r in rules.values() if r.schedule]

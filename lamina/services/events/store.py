@@ -5,12 +5,14 @@ targets and, for a schedule, when it last fired, so a restart knows what it miss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from lamina.store import schema
 from lamina.store.database import Database
 from lamina.store.tables import NamedResources, named_resources_ddl, open_database
 
+CHANNEL = "lamina_events"  # payload: the node that changed buses or rules
 MIGRATIONS = [
     named_resources_ddl("buses") + named_resources_ddl("rules"),  # rules named "<bus>/<rule>"
     # A scheduled firing is claimed before it is sent: of the nodes sharing a database,
@@ -29,6 +31,15 @@ class RuleStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # A cluster's nodes: a change announced, the others reload -----------------------------
+    def notify(self, payload: str) -> None:
+        self._db.notify(CHANNEL, payload)
+
+    def listen(self, callback: Callable[[str], None]) -> None:
+        listen = getattr(self._db, "listen", None)
+        if listen is not None:  # PostgreSQL; a node's own SQLite file has no other reader
+            listen(CHANNEL, callback)
 
     def claim(self, rule_id: int, moment: float) -> bool:
         """Whether this node sends the rule's firing at `moment` (no other node has)."""

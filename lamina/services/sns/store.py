@@ -10,7 +10,7 @@ message survives a `kill -9`: after a restart its deliveries go on.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     due REAL NOT NULL
 );
 """
+CHANNEL = "lamina_sns"  # payload: the node that changed topics or subscriptions
 MIGRATIONS = [
     named_resources_ddl("topics") + SCHEMA,
     "ALTER TABLE subscriptions ADD COLUMN seq INTEGER",  # the order they were made in
@@ -58,6 +59,15 @@ class TopicStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # A cluster's nodes: a change announced, the others reload -----------------------------
+    def notify(self, payload: str) -> None:
+        self._db.notify(CHANNEL, payload)
+
+    def listen(self, callback: Callable[[str], None]) -> None:
+        listen = getattr(self._db, "listen", None)
+        if listen is not None:  # PostgreSQL; a node's own SQLite file has no other reader
+            listen(CHANNEL, callback)
 
     def delete_topic(self, topic_id: int, topic_arn: str) -> None:
         with self._db.transaction() as tx:

@@ -4,13 +4,18 @@ Topics are keyed by (account, region, name) and found by ARN; subscriptions by A
 A subscription of an HTTP/S endpoint waits for its confirmation (a token the endpoint
 is sent); the others are confirmed when made, as AWS confirms them for the topic's
 owner. FIFO deduplication ids are remembered for 5 minutes (a platform delay).
+
+On a cluster's shared database every change is announced; the other nodes read every
+topic and subscription again (they change rarely; publishing reads only memory).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +23,8 @@ from lamina.clock import Clock
 from lamina.patterns import Pattern
 from lamina.services.sns.messages import compile_filter
 from lamina.services.sns.store import TopicStore
+
+log = logging.getLogger("lamina.sns")
 
 DEDUP_WINDOW = 300.0
 
@@ -136,7 +143,37 @@ class Topics:
         self.topics: dict[tuple[str, str, str], Topic] = {}
         self.by_arn: dict[str, Topic] = {}
         self.subscriptions: dict[str, Subscription] = {}
+        self.node = uuid.uuid4().hex[:12]
         self._load()
+
+    # Nodes sharing the database ------------------------------------------------------------
+    def listen(self, deliver: Callable[[Callable[[], None]], None]) -> None:
+        """Reload when another node announces a change (`deliver` runs it on the loop)."""
+
+        def told(payload: str) -> None:
+            if payload != self.node:  # "" : the listening connection was lost and made again
+                deliver(self.reload)
+
+        self.store.listen(told)
+
+    def reload(self) -> None:
+        """Read every topic and subscription again; on failure (the database out of
+        reach) keep what was known, until the next announcement."""
+        dedup = {arn: topic.dedup for arn, topic in self.by_arn.items()}
+        known = self.topics, self.by_arn, self.subscriptions
+        self.topics, self.by_arn, self.subscriptions = {}, {}, {}
+        try:
+            self._load()
+        except Exception:
+            self.topics, self.by_arn, self.subscriptions = known
+            log.warning("could not read topics again; keeping those known", exc_info=True)
+            return
+        for arn, remembered in dedup.items():
+            if arn in self.by_arn:
+                self.by_arn[arn].dedup = remembered
+
+    def _changed(self) -> None:
+        self.store.notify(self.node)
 
     def _load(self) -> None:
         for topic_id, account, region, name, record in list(self.store.topics.all()):
@@ -183,10 +220,13 @@ class Topics:
         self.store.topics.update(topic_id, topic.record())
         self.topics[(account, region, name)] = topic
         self.by_arn[arn] = topic
+        self._changed()
         return topic
 
-    def save(self, topic: Topic) -> None:
+    def save(self, topic: Topic, announce: bool = True) -> None:
         self.store.topics.update(topic.id, topic.record())
+        if announce:
+            self._changed()
 
     def delete(self, topic: Topic) -> None:
         self.store.delete_topic(topic.id, topic.arn)
@@ -194,10 +234,11 @@ class Topics:
         self.by_arn.pop(topic.arn, None)
         for arn in topic.subscriptions:
             self.subscriptions.pop(arn, None)
+        self._changed()
 
     def next_sequence(self, topic: Topic) -> str:
         topic.sequence += 1
-        self.save(topic)
+        self.save(topic, announce=False)
         return f"{topic.sequence:020d}"
 
     def seen(self, topic: Topic, dedup: str) -> tuple[str, str] | None:
@@ -241,10 +282,12 @@ class Topics:
         self.store.put_subscription(subscription.arn, topic.arn, subscription.record())
         topic.subscriptions[subscription.arn] = subscription
         self.subscriptions[subscription.arn] = subscription
+        self._changed()
         return subscription
 
     def save_subscription(self, subscription: Subscription) -> None:
         self.store.put_subscription(subscription.arn, subscription.topic_arn, subscription.record())
+        self._changed()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.store.delete_subscription(subscription.arn)
