@@ -46,6 +46,9 @@
 13. Cluster counting (bench/cluster.py): one admission through Redis (p50 <= 0.3 ms)
     against the in-process counter's and a PING, and a warm invoke at one client on a node
     counting in Redis against a node counting alone (p50 within 1.5x).
+14. S3 (bench/s3.py): PutObject 1 KB objects/s against SQS SendMessage, PutObject →
+    notification → function events/s against direct async invokes, GetObject objects/s
+    against SQS GetQueueUrl, from the same 8 clients in the same run.
 
 Every benchmark runs with the default isolation (every wall, where the host allows it);
 8 measures what the walls cost against `--isolation none`.
@@ -1012,6 +1015,18 @@ def bench_eventbridge() -> None:
         eventbridge.bench(server, row, RAW)
     finally:
         server.stop()
+def bench_s3() -> None:
+    print("14. S3: PutObject, GetObject, notifications to a function", flush=True)
+    sys.path.insert(0, str(BENCH))
+    import s3  # bench/s3.py
+
+    server = Lamina("--isolation", "none")
+    try:
+        s3.bench(server, row, RAW)
+    finally:
+        server.stop()
+
+
 def bench_store() -> None:
     print("12. The cluster's store: PostgreSQL against SQLite", flush=True)
     sys.path.insert(0, str(BENCH))
@@ -1050,6 +1065,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "durable": bench_durable,
     "eventbridge": bench_eventbridge,
     "store": bench_store,
+    "s3": bench_s3,
     "sizes": bench_sizes,
     "cluster": bench_cluster,
 }

@@ -29,7 +29,7 @@ from lamina.clock import Clock
 from lamina.deliveries import Delivery, FunctionInvoker, QueueSender, TopicPublisher
 from lamina.errors import AwsError
 from lamina.services.s3.errors import invalid_argument
-from lamina.services.s3.store import ObjectStore
+from lamina.services.s3.store import CLAIM_S, ObjectStore
 
 log = logging.getLogger("lamina.s3")
 
@@ -332,27 +332,34 @@ class Notifier:
         # Another node's claims expire without a word: with a shared database, look again
         # every few seconds; on a node's own, a write here is the only news.
         idle = RECHECK_S if self.store.shared else None
+        failed = False  # a failed delivery is tried again when its claim runs out
         while True:
             self._wake.clear()
             batch = self.store.claim(self.clock.wall())
-            for row_id, row in batch:
-                try:
-                    result = await self._deliver(row)
-                except Exception:
-                    log.exception("delivering an S3 notification failed")
-                    await asyncio.sleep(1.0)
-                    break  # claimed still: delivered again once the claim runs out
+            if not batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), CLAIM_S if failed else idle)
+                failed = False
+                continue
+            # A batch's deliveries together: their async events share the queue's commits
+            # (S3 promises no order between notifications).
+            results = await asyncio.gather(
+                *(self._deliver(row) for _, row in batch), return_exceptions=True
+            )
+            done = []
+            for (row_id, row), result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.error("delivering an S3 notification failed", exc_info=result)
+                    failed = True
+                    continue  # still claimed: delivered again once the claim runs out
                 if result is not Delivery.ACCEPTED:
                     log.warning(
                         "S3 notification for bucket %s to %s dropped: %s",
                         row["bucket"], row["arn"], result.value,
                     )  # fmt: skip
-                self.store.sent([row_id])
-                self.delivered += 1
-            else:
-                if not batch:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), idle)
+                done.append(row_id)
+            self.store.sent(done)
+            self.delivered += len(done)
 
     async def _deliver(self, row: dict[str, Any]) -> Delivery:
         source, account = f"arn:aws:s3:::{row['bucket']}", row["account"]
