@@ -34,6 +34,7 @@ from functools import lru_cache
 from botocore.auth import EMPTY_SHA256_HASH, UNSIGNED_PAYLOAD, SigV4Auth
 
 from lamina.api import aws_chunked
+from lamina.api.rest_xml import s3_auth_error
 from lamina.api.spec import Service
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION
 from lamina.errors import AwsError
@@ -98,29 +99,9 @@ def family(service: Service) -> str:
     return "json"
 
 
-# S3 (rest-xml) has codes of its own.
-S3_AUTH: dict[str, tuple[str, int, str]] = {
-    "missing": ("AccessDenied", 403, "Access Denied"),
-    "unknown": (
-        "InvalidAccessKeyId", 403,
-        "The AWS Access Key Id you provided does not exist in our records.",
-    ),
-    "mismatch": ("SignatureDoesNotMatch", 403, ""),
-    "expired": (
-        "RequestTimeTooSkewed", 403,
-        "The difference between the request time and the current time is too large.",
-    ),
-    "token_expired": ("ExpiredToken", 400, "The provided token has expired."),
-    "incomplete": ("AuthorizationHeaderMalformed", 400, ""),
-}  # fmt: skip
-
-
 def auth_error(service: Service, failure: AuthFailure) -> AwsError:
-    if service.protocol == "rest-xml":
-        code, status, message = S3_AUTH[failure.kind]
-        if failure.message == "Request has expired.":
-            code, message = "AccessDenied", failure.message
-        return AwsError(code, message or failure.message, status)
+    if service.protocol == "rest-xml":  # S3 has codes of its own
+        return s3_auth_error(failure.kind, failure.message)
     json_code, query_code, query_status = AUTH_CODES[failure.kind]
     kind = family(service)
     message = failure.message

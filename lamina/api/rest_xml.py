@@ -88,6 +88,30 @@ def _clean(shape: Shape, value: Any) -> Any:
     return value
 
 
+# Why a request was not let in, in S3's codes (lamina/api/auth.py names the kind).
+S3_AUTH: dict[str, tuple[str, int, str]] = {
+    "missing": ("AccessDenied", 403, "Access Denied"),
+    "unknown": (
+        "InvalidAccessKeyId", 403,
+        "The AWS Access Key Id you provided does not exist in our records.",
+    ),
+    "mismatch": ("SignatureDoesNotMatch", 403, ""),
+    "expired": (
+        "RequestTimeTooSkewed", 403,
+        "The difference between the request time and the current time is too large.",
+    ),
+    "token_expired": ("ExpiredToken", 400, "The provided token has expired."),
+    "incomplete": ("AuthorizationHeaderMalformed", 400, ""),
+}  # fmt: skip
+
+
+def s3_auth_error(kind: str, message: str) -> AwsError:
+    code, status, text = S3_AUTH[kind]
+    if message == "Request has expired.":  # a presigned URL past its X-Amz-Expires
+        code, text = "AccessDenied", message
+    return AwsError(code, text or message, status)
+
+
 # Addressing ------------------------------------------------------------------------------
 def virtual_bucket(host: str, signed_for_s3: bool) -> str | None:
     """The bucket a virtual-hosted-style Host names, or None (path style)."""
