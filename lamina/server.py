@@ -262,13 +262,11 @@ class Lamina:
         self.api_store = ApiStore(data_dir, db)
         self.api_requests = ApiRequests(self.api_store, self.http_invoker, clock)
 
-        # SNS and EventBridge deliver to functions (service_invoker), queues and topics
-        # through the small interfaces of lamina/deliveries.py.
+        # SNS and EventBridge deliver through the interfaces of lamina/deliveries.py.
+        targets = (self.service_invoker, self.queues)  # functions, queues
         self.topic_store = TopicStore(data_dir, db)
         self.topics = Topics(self.topic_store, clock)
-        self.sns_deliveries = Deliveries(
-            self.topics, self.topic_store, clock, self.service_invoker, self.queues
-        )
+        self.sns_deliveries = Deliveries(self.topics, self.topic_store, clock, *targets)
         self.publisher = Publisher(self.topics, self.sns_deliveries, clock)
         # S3's notifications, delivered the same way.
         self.s3_notifier = Notifier(
@@ -276,19 +274,13 @@ class Lamina:
         )
         self.rule_store = RuleStore(data_dir, db)
         self.rules = Rules(self.rule_store)
-        self.event_dispatch = Dispatcher(
-            self.rules, clock, self.service_invoker, self.queues, self.publisher
-        )
+        self.event_dispatch = Dispatcher(self.rules, clock, *targets, self.publisher)
         # Async invocations' outcomes: to destinations (queues, functions, topics, buses)
         # and dead-letter queues or topics.
         self.event_configs = EventInvokeConfigs(
-            self.functions,
-            self.async_queue,
-            sqs=self.queues,
-            recorder=self.metrics,
-            sns=self.publisher,
-            buses=self.event_dispatch,
-        )
+            self.functions, self.async_queue, sqs=self.queues, recorder=self.metrics,
+            sns=self.publisher, buses=self.event_dispatch,
+        )  # fmt: skip
 
         # api/: one endpoint for every service.
         self.gateway = Gateway(self.authenticator)
