@@ -75,12 +75,7 @@ from lamina.services.kinesis.provider import KinesisProvider
 from lamina.services.kinesis.store import StreamStore
 from lamina.services.kinesis.streams import Streams
 from lamina.services.logs.provider import LogGroups
-from lamina.services.s3.buckets import Buckets
-from lamina.services.s3.code import CodeObjects
-from lamina.services.s3.notifications import Notifier
-from lamina.services.s3.objects import Objects
-from lamina.services.s3.provider import S3Provider
-from lamina.services.s3.store import ObjectStore
+from lamina.services.s3.service import S3
 from lamina.services.servicequotas.provider import ServiceQuotas
 from lamina.services.sns.delivery import Deliveries
 from lamina.services.sns.provider import SnsProvider
@@ -207,17 +202,14 @@ class Lamina:
         self.queues = Queues(QueueStore(data_dir, db), clock)
         self.streams = Streams(StreamStore(data_dir, db), clock)
         self.tables = Tables(TableStore(data_dir, db), clock)
-        self.object_store = ObjectStore(data_dir, db)  # S3: objects on disk
-        self.s3_buckets = Buckets(self.object_store)
-        self.s3_objects = Objects(self.object_store, clock)
+        self.s3 = S3(data_dir, db, clock)  # objects on disk; code from a bucket for Lambda
 
         # control/: Lambda's own resources.
         # With auth on, Code.Location links are signed and expire, as AWS's presigned ones.
         signed = self.code_links if self.auth_mode == "on" else None
-        code_in_s3 = CodeObjects(self.s3_buckets, self.s3_objects)  # S3Bucket / S3Key
-        self.layers = Layers(LayerStore(data_dir, db), self.store, signed, code_in_s3)
+        self.layers = Layers(LayerStore(data_dir, db), self.store, signed, self.s3.code)
         self.functions = Functions(
-            self.store, self.engine, self.layers, signed, code_source=code_in_s3
+            self.store, self.engine, self.layers, signed, code_source=self.s3.code
         )
         self.durable = DurableExecutions(
             DurableStore(data_dir, db), self.functions, self.engine, clock
@@ -269,9 +261,7 @@ class Lamina:
         self.sns_deliveries = Deliveries(self.topics, self.topic_store, clock, *targets)
         self.publisher = Publisher(self.topics, self.sns_deliveries, clock)
         # S3's notifications, delivered the same way.
-        self.s3_notifier = Notifier(
-            self.object_store, clock, self.service_invoker, self.queues, self.publisher
-        )
+        self.s3_notifier = self.s3.notifier(self.service_invoker, self.queues, self.publisher)
         self.rule_store = RuleStore(data_dir, db)
         self.rules = Rules(self.rule_store)
         self.event_dispatch = Dispatcher(self.rules, clock, *targets, self.publisher)
@@ -321,18 +311,8 @@ class Lamina:
         self.gateway.mount(service("logs"), LogGroups(self.logs))
         self.gateway.mount(service("xray"), XRay(self.observability.traces))
         self.gateway.mount(service("apigatewayv2"), ApiGatewayV2(self.api_store))
-        self.gateway.mount(
-            service("s3"),
-            S3Provider(
-                self.s3_buckets,
-                self.s3_objects,
-                clock,
-                functions=self.service_invoker,
-                queues=self.queues,
-                topics=self.publisher,
-            ),
-            claims=claims_s3,
-        )
+        s3 = self.s3.provider(self.service_invoker, self.queues, self.publisher)
+        self.gateway.mount(service("s3"), s3, claims=claims_s3)
         self.gateway.front = FrontDoor(
             UrlRequests(self.urls, self.http_invoker, Verified(self.authenticator), clock),
             self.api_requests,
@@ -356,7 +336,7 @@ class Lamina:
         self.gateway.on_startup.append(self.launcher.start)
         self.gateway.on_startup.append(self.durable.start)  # resumes running executions
         self.gateway.on_startup.append(self.sns_deliveries.start)  # HTTP/S deliveries go on
-        self.gateway.on_startup.append(self.object_store.start)  # files a crash left go
+        self.gateway.on_startup.append(self.s3.store.start)  # files a crash left go
         self.gateway.on_startup.append(self.s3_notifier.start)
         self.gateway.on_startup.append(self.event_dispatch.start)  # schedules (missed: once)
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
@@ -464,7 +444,7 @@ class Lamina:
         self.layers.layers.close()
         self.urls.store.close()
         self.api_store.close()
-        self.object_store.close()
+        self.s3.store.close()
         self.accounts.close()
         if self.database is not None:
             self.database.shutdown()
