@@ -4,17 +4,24 @@ uploads, and functions created from code in a bucket."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import os
 import subprocess
+import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.e2e.test_aws_cli import AWS, cli_env
@@ -396,5 +403,75 @@ def test_unsigned_and_signed_with_auth_on(tmp_path: Path) -> None:
         )
         assert error_of(unknown.list_buckets)["Code"] == "InvalidAccessKeyId"
         del account
+        # aws-chunked uploads, as SDKs that stream send them: signed chunks, and unsigned
+        # chunks with a trailing checksum; a chunk that was changed is refused.
+        pieces = [b"a" * 70000, b"b" * 1000]
+        for form in ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"):
+            status, _ = chunked_put(server, credentials, f"chunked-{form}", pieces, form)
+            assert status == 200
+            got = s3.get_object(Bucket="signed", Key=f"chunked-{form}")
+            assert got["Body"].read() == b"".join(pieces)
+            assert "ContentEncoding" not in got  # aws-chunked is the upload's, not the object's
+        status, body = chunked_put(
+            server, credentials, "tampered", pieces, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", True
+        )
+        assert (status, b"<Code>SignatureDoesNotMatch</Code>" in body) == (403, True)
+        status, body = chunked_put(
+            server, credentials, "bad-crc", pieces, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", True
+        )
+        assert (status, b"<Code>BadDigest</Code>" in body) == (400, True)
     finally:
         server.stop()
+
+
+def chunked_put(
+    server: Server,
+    credentials: dict[str, str],
+    key: str,
+    pieces: list[bytes],
+    form: str,
+    spoil: bool = False,
+) -> tuple[int, bytes]:
+    """PUT an object in aws-chunked encoding, the request signed by botocore's SigV4 and,
+    for the signed form, each chunk signed after it (AWS's chunk signature chain)."""
+    data = b"".join(pieces)
+    headers = {
+        "x-amz-content-sha256": form,
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)),
+    }
+    if "TRAILER" in form:
+        headers["x-amz-trailer"] = "x-amz-checksum-crc32"
+    request = AWSRequest("PUT", f"{server.endpoint}/signed/{key}", headers=headers)
+    secret = credentials["aws_secret_access_key"]
+    SigV4Auth(Credentials(credentials["aws_access_key_id"], secret), "s3", "us-east-1").add_auth(
+        request
+    )
+    stamp = request.headers["X-Amz-Date"]
+    previous = request.headers["Authorization"].rsplit("Signature=", 1)[1]
+    key_bytes = f"AWS4{secret}".encode()
+    for part in (stamp[:8], "us-east-1", "s3", "aws4_request"):
+        key_bytes = hmac.new(key_bytes, part.encode(), hashlib.sha256).digest()
+    body = b""
+    for piece in [*pieces, b""]:
+        if form.startswith("STREAMING-AWS4"):
+            text = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", stamp,
+                               f"{stamp[:8]}/us-east-1/s3/aws4_request", previous,
+                               hashlib.sha256(b"").hexdigest(),
+                               hashlib.sha256(piece).hexdigest()])  # fmt: skip
+            previous = hmac.new(key_bytes, text.encode(), hashlib.sha256).hexdigest()
+            body += b"%x;chunk-signature=%s\r\n" % (len(piece), previous.encode())
+        else:
+            body += b"%x\r\n" % len(piece)
+        body += (piece.replace(b"a", b"c", 1) if spoil and piece else piece) + b"\r\n"
+    if "TRAILER" in form:
+        crc = zlib.crc32(b"x" if spoil else data).to_bytes(4, "big")
+        body = body[:-2] + b"x-amz-checksum-crc32:" + base64.b64encode(crc) + b"\r\n\r\n"
+    sent = urllib.request.Request(
+        str(request.url), data=body, method="PUT", headers=dict(request.headers.items())
+    )
+    try:
+        with urllib.request.urlopen(sent, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
