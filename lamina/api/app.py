@@ -46,6 +46,9 @@ BODY_LIMITS: dict[str, tuple[int, str]] = {
     "UploadPart": (70_167_211, "EntityTooLarge"),
 }
 OPERATION_LABELS = {"Invoke": "InvokeFunction"}
+# Operations AWS lets in unsigned: the token or the ARN in the link an endpoint was sent
+# is the credential (SNS's SubscribeURL and UnsubscribeURL). Their caller's account is "".
+ANONYMOUS = frozenset({("sns", "ConfirmSubscription"), ("sns", "Unsubscribe")})
 LARGE_BODY = 8 * 1024 * 1024  # bodies past this are parsed one at a time, off the loop
 INVOKE_PREFIX = "/2015-03-31/functions/"
 INVOKE_SUFFIX = "/invocations"
@@ -380,6 +383,10 @@ class Gateway:
                 endpoint.signing_name,
             )
         except AuthFailure as failure:
+            if failure.kind == "missing" and (
+                (endpoint.service.name, endpoint.operation.name) in ANONYMOUS
+            ):
+                return Caller("", "anonymous", DEFAULT_REGION)
             raise auth_error(endpoint.service, failure) from None
 
     @staticmethod

@@ -11,6 +11,7 @@ import json
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -370,3 +371,44 @@ def test_aws_cli_publish(server: Server, sns: Any, sqs: Any, tmp_path: Path) -> 
     got = drain(sqs, url, 1)
     envelope = json.loads(got[0]["Body"])
     assert envelope["MessageId"] == message_id and envelope["Message"] == "from the cli"
+
+
+def test_links_work_unsigned_with_auth_on(tmp_path: Path) -> None:
+    """With `--auth on` an endpoint confirms (SubscribeURL) and leaves (UnsubscribeURL)
+    with the plain links it was sent, as on AWS; any other unsigned call is refused."""
+    server = Server(tmp_path / "data", args=["--auth", "on", *ARGS]).start()
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    try:
+        _, keys = server.new_account("alice")
+        sns = server.client("sns", credentials=keys)
+        topic = sns.create_topic(Name="signed")["TopicArn"]
+        Endpoint.received.clear()
+        sns.subscribe(TopicArn=topic, Protocol="http",
+                      Endpoint=f"http://127.0.0.1:{http.server_address[1]}/")  # fmt: skip
+        confirm = wait_for_post()
+        with urllib.request.urlopen(confirm["SubscribeURL"], timeout=5) as answer:
+            assert answer.status == 200
+        sns.publish(TopicArn=topic, Message="hello")
+        note = wait_for_post()
+        assert note["Message"] == "hello"
+        with urllib.request.urlopen(note["UnsubscribeURL"], timeout=5) as answer:
+            assert answer.status == 200
+        assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
+        unsigned = f"{server.endpoint}/?Action=ListTopics&Version=2010-03-31"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unsigned, timeout=5)
+        assert refused.value.code == 403
+    finally:
+        http.shutdown()
+        http.server_close()
+        server.stop()
+
+
+def wait_for_post(timeout: float = 10) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not Endpoint.received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _, body = Endpoint.received.pop(0)
+    assert isinstance(body, dict)
+    return body

@@ -331,6 +331,8 @@ class SnsProvider:
             if subscription.token and subscription.token == params.get("Token"):
                 if not subscription.confirmed:
                     subscription.confirmed = True
+                    wanted = str(params.get("AuthenticateOnUnsubscribe") or "").lower()
+                    subscription.authenticate_unsubscribe = wanted == "true" and bool(ctx.account)
                     self.topics.save_subscription(subscription)
                 return {"SubscriptionArn": subscription.arn}
         raise invalid("Token")
@@ -338,7 +340,12 @@ class SnsProvider:
     async def Unsubscribe(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         subscription = self._subscription(ctx, params.get("SubscriptionArn"))
         topic = self.topics.by_arn.get(subscription.topic_arn)
-        if subscription.account != ctx.account and (topic is None or topic.account != ctx.account):
+        owners = {subscription.account, topic.account if topic is not None else ""}
+        if not ctx.account:  # the UnsubscribeURL, unsigned: allowed unless it was refused
+            refused = subscription.authenticate_unsubscribe
+        else:
+            refused = ctx.account not in owners
+        if refused:
             raise authorization_error(
                 f"User: arn:aws:iam::{ctx.account}:root is not authorized to perform: "
                 f"SNS:Unsubscribe on resource: {subscription.arn}"

@@ -67,6 +67,7 @@ class Subscription:
     confirmed: bool
     token: str | None = None
     api_endpoint: str = ""  # the address Lamina was reached at, for the URLs it sends
+    authenticate_unsubscribe: bool = False  # ConfirmSubscription's AuthenticateOnUnsubscribe
     pattern: Pattern | None = None
 
     def record(self) -> dict[str, Any]:
@@ -78,6 +79,7 @@ class Subscription:
             "confirmed": self.confirmed,
             "token": self.token,
             "api_endpoint": self.api_endpoint,
+            "authenticate_unsubscribe": self.authenticate_unsubscribe,
         }
 
     def compile(self) -> None:
@@ -203,6 +205,7 @@ class Topics:
                 bool(record["confirmed"]),
                 record.get("token"),
                 record.get("api_endpoint", ""),
+                bool(record.get("authenticate_unsubscribe")),
             )
             subscription.compile()
             found.subscriptions[arn] = subscription
