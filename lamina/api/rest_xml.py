@@ -48,6 +48,11 @@ ROOTS = {
     "GetBucketNotificationConfiguration": "NotificationConfiguration",
     "GetBucketLocation": "LocationConstraint",
     "ListObjectVersions": "ListVersionsResult",
+    "GetBucketAcl": "AccessControlPolicy",
+    "GetObjectAcl": "AccessControlPolicy",
+    "GetBucketVersioning": "VersioningConfiguration",
+    "GetBucketTagging": "Tagging",
+    "GetObjectTagging": "Tagging",
 }
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -292,7 +297,7 @@ class RestXml:
                 ).encode(),
             )
             response.headers["Content-Type"] = CONTENT_TYPE
-        if body:
+        if body or (operation.name in ROOTS and not response.body):  # S3 sends <Root/>
             root = ROOTS.get(operation.name, shape.name)
             response.body = _SERIALIZER.element(shape, _clean(shape, body), root)
             response.headers["Content-Type"] = CONTENT_TYPE

@@ -70,6 +70,14 @@ def test_buckets_and_their_errors(s3: Any) -> None:
     assert missing["BucketName"] == "not-a-bucket"
     assert error_of(s3.head_bucket, Bucket="not-a-bucket")["Code"] == "404"
     s3.put_object(Bucket="first-bucket", Key="k", Body=b"x")
+    # What deployment tools read first: settings this bucket does not have, said as S3 does.
+    assert "Status" not in s3.get_bucket_versioning(Bucket="first-bucket")
+    assert error_of(s3.get_bucket_policy, Bucket="first-bucket")["Code"] == "NoSuchBucketPolicy"
+    assert error_of(s3.get_bucket_tagging, Bucket="first-bucket")["Code"] == "NoSuchTagSet"
+    acl = s3.get_bucket_acl(Bucket="first-bucket")
+    assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]
+    assert acl["Grants"][0]["Grantee"]["ID"] == acl["Owner"]["ID"]
+    assert s3.get_object_tagging(Bucket="first-bucket", Key="k")["TagSet"] == []
     full = error_of(s3.delete_bucket, Bucket="first-bucket")
     assert (full["Code"], full["Status"]) == ("BucketNotEmpty", 409)
     s3.delete_object(Bucket="first-bucket", Key="k")

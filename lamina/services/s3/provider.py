@@ -20,6 +20,7 @@ from lamina.services.s3 import errors, notifications
 from lamina.services.s3.buckets import Bucket, Buckets, owner
 from lamina.services.s3.multipart import MultipartOperations
 from lamina.services.s3.objects import LAST, Objects
+from lamina.services.s3.settings import BucketSettings
 
 DEFAULT_TYPE = "binary/octet-stream"
 HEADER_FIELDS = ("ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl")
@@ -126,7 +127,7 @@ def _cursor(token: str) -> str:
         ) from None
 
 
-class S3Provider(MultipartOperations):
+class S3Provider(MultipartOperations, BucketSettings):
     def __init__(
         self,
         buckets: Buckets,
