@@ -5,7 +5,9 @@ an async invoke (the function's event queue then owns retries, throttles and its
 a SendMessage, both on disk before Publish answers. What they refuse is a client-side
 error (no such function or queue, a policy that does not let SNS in, a message too
 large): AWS does not retry those; the message goes to the subscription's dead-letter
-queue (RedrivePolicy), if it has one.
+queue (RedrivePolicy), if it has one. A failure on the target's side (its store out of
+reach) is retried from the outbox as AWS retries managed endpoints: 3 times at once, 2
+after 1 s, 10 backing off from 1 s to 20 s, then every 20 s (100,015 attempts in all).
 
 HTTP/S endpoints are posted to by a worker from the outbox (store.py), so a message
 accepted for them survives a crash. A failure (no connection, a status outside 2xx) is
@@ -87,6 +89,23 @@ def retry_delay(policy: dict[str, Any], attempt: int) -> float | None:
     return min(high, max(low, value))
 
 
+MANAGED_ATTEMPTS = 100_015
+
+
+def managed_delay(attempt: int) -> float | None:
+    """Seconds before retry number `attempt` (1-based) to a function or a queue, AWS's
+    policy for managed endpoints; None when it is used up."""
+    if attempt > MANAGED_ATTEMPTS:
+        return None
+    if attempt <= 3:
+        return 0.0
+    if attempt <= 5:
+        return 1.0
+    if attempt <= 15:
+        return min(20.0, 1.0 * (20.0 ** ((attempt - 6) / 9)))
+    return 20.0
+
+
 def _http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
     with urllib3.PoolManager(retries=False, timeout=HTTP_TIMEOUT) as pool:
         response = pool.request("POST", url, body=body, headers=headers, redirect=False)
@@ -154,7 +173,14 @@ class Deliveries:
     async def _deliver_now(
         self, topic: Topic, subscription: Subscription, message: dict[str, Any]
     ) -> None:
-        outcome = await self._hand_over(topic, subscription, message)
+        try:
+            outcome = await self._hand_over(topic, subscription, message)
+        except Exception:
+            log.warning("SNS delivery to %s failed", subscription.endpoint, exc_info=True)
+            outcome = Delivery.FAILED
+        if outcome is Delivery.FAILED:  # the target's side: retried from the outbox
+            self.queue_later([(subscription.arn, message, self.clock.wall())])
+            return
         if outcome is not Delivery.ACCEPTED:
             log.warning("SNS delivery to %s failed (%s)", subscription.endpoint, outcome.value)
             self._dead_letter(topic, subscription, message)
@@ -249,23 +275,37 @@ class Deliveries:
         if target is None and subscription is None:
             self._done(pending)  # unsubscribed meanwhile
             return
-        if target is not None:
-            url, body, headers = target["endpoint"], message["body"], message["headers"]
-        else:
+        managed = (
+            target is None
+            and subscription is not None
+            and (subscription.protocol in ("lambda", "sqs"))
+        )
+        if managed:
             assert subscription is not None
-            url, body, headers = self._http_request(subscription, message)
-        try:
-            status = await asyncio.to_thread(_http_post, url, body.encode(), headers)
-            ok = 200 <= status < 300
-        except Exception as exc:  # no connection, a timeout: the endpoint is unavailable
-            log.info("SNS delivery to %s failed: %s", url, exc)
-            ok = False
+            ok = await self._managed_attempt(subscription, message)
+            if ok is None:  # refused for good: not retried
+                self._done(pending)
+                return
+        else:
+            if target is not None:
+                url, body, headers = target["endpoint"], message["body"], message["headers"]
+            else:
+                assert subscription is not None
+                url, body, headers = self._http_request(subscription, message)
+            try:
+                status = await asyncio.to_thread(_http_post, url, body.encode(), headers)
+                ok = 200 <= status < 300
+            except Exception as exc:  # no connection, a timeout: the endpoint is unavailable
+                log.info("SNS delivery to %s failed: %s", url, exc)
+                ok = False
         if ok:
             self._done(pending)
             return
         pending.attempts += 1
-        policy = self._policy(subscription)
-        delay = retry_delay(policy, pending.attempts)
+        if managed:
+            delay = managed_delay(pending.attempts)
+        else:
+            delay = retry_delay(self._policy(subscription), pending.attempts)
         if delay is None:
             self._done(pending)
             topic = self.topics.by_arn.get(subscription.topic_arn) if subscription else None
@@ -276,6 +316,26 @@ class Deliveries:
         pending.due = self.clock.wall() + self.clock.platform_delay(delay + jitter)
         self.store.reschedule(pending.id, pending.attempts, pending.due)
         heapq.heappush(self._due, (pending.due, pending.id))
+
+    async def _managed_attempt(
+        self, subscription: Subscription, message: dict[str, Any]
+    ) -> bool | None:
+        """Hand a function or a queue its message again: True when taken, False to retry,
+        None when refused for good (then dead-lettered)."""
+        topic = self.topics.by_arn.get(subscription.topic_arn)
+        if topic is None:
+            return None
+        try:
+            outcome = await self._hand_over(topic, subscription, message)
+        except Exception:
+            log.warning("SNS delivery to %s failed", subscription.endpoint, exc_info=True)
+            return False
+        if outcome is Delivery.ACCEPTED:
+            return True
+        if outcome is Delivery.FAILED:
+            return False
+        self._dead_letter(topic, subscription, message)
+        return None
 
     def _done(self, pending: Pending) -> None:
         self._pending.pop(pending.id, None)
