@@ -274,3 +274,43 @@ def test_nodes_sharing_a_database_send_each_firing_once(tmp_path: Path) -> None:
 
     first, second = asyncio.run(run())
     assert sorted(first + second) == [f"2026-12-01T10:0{m}:00Z" for m in range(1, 5)]
+
+
+class FailsTwice(Recorded):
+    """A target whose side fails twice (its store out of reach), then takes the event."""
+
+    async def invoke_async(self, function_arn: str, payload: bytes, **_: Any) -> Delivery:
+        await super().invoke_async(function_arn, payload)
+        return Delivery.FAILED if len(self.times) <= 2 else Delivery.ACCEPTED
+
+
+def test_a_failed_delivery_is_retried_across_a_restart(tmp_path: Path) -> None:
+    async def run() -> tuple[list[str], list[str], int]:
+        start = at("2026-12-01T10:00:00")
+        clock = VirtualClock(start)
+        first = FailsTwice()
+        rules, dispatcher = make(tmp_path, clock, first)
+        put(rules, dispatcher, "every-minute", "rate(1 minute)", start)
+        clock.now += 60
+        dispatcher.step(clock.now)  # fires; the target fails: a retry is stored
+        for _ in range(3):
+            await asyncio.sleep(0)
+        rules.store.close()
+        second = FailsTwice()
+        second.times = list(first.times)  # the same target, one failure used up
+        rules, dispatcher = make(tmp_path, clock, second)  # a restart
+        await dispatcher.start()
+        for _ in range(2):  # each retry: 2 s at most (1 s doubling, with jitter)
+            clock.now += 5
+            dispatcher.step(clock.now)
+            for _ in range(3):
+                await asyncio.sleep(0)
+        left = len(rules.store.retries())
+        await dispatcher.close()
+        rules.store.close()
+        return first.times, second.times, left
+
+    first, second, left = asyncio.run(run())
+    assert first == ["2026-12-01T10:01:00Z"]
+    assert second == ["2026-12-01T10:01:00Z"] * 3  # retried twice after the restart
+    assert left == 0

@@ -7,7 +7,8 @@ a Publish — each on disk at the target before PutEvents answers. What a target
 for good (no such resource, no permission for events.amazonaws.com, too large) is not
 retried, as on AWS: the event goes to the target's dead-letter queue, if it has one. Any
 other failure is retried with exponential backoff while the target's RetryPolicy allows
-(185 attempts, 24 hours by default).
+(185 attempts, 24 hours by default), from the store's `retries` table: a restart loses
+none, and of a cluster's nodes one makes each retry (a lease, compared and set).
 
 Schedules run on the clock: a rule's timeline starts at its anchor (when its schedule was
 set) and runs 1/scale times as fast as real time, so `--time-scale` speeds them. Each
@@ -31,6 +32,7 @@ from typing import Any
 from lamina.clock import Clock
 from lamina.deliveries import Delivery, FunctionInvoker, QueueSender, TopicPublisher
 from lamina.services.events.rules import Rule, Rules
+from lamina.services.events.store import Retry
 from lamina.services.events.transform import payload
 
 log = logging.getLogger("lamina.events")
@@ -38,6 +40,7 @@ log = logging.getLogger("lamina.events")
 SERVICE = "events.amazonaws.com"
 DEFAULT_ATTEMPTS = 185
 DEFAULT_MAX_AGE = 86400.0
+RETRY_LEASE = 60.0  # platform seconds a node holds a retry it is making
 
 
 def iso(seconds: float) -> str:
@@ -70,6 +73,7 @@ class Dispatcher:
         self.queues = queues
         self.topics = topics
         self._due: list[tuple[float, int, Rule, int]] = []  # (real time, seq, rule, generation)
+        self._retries: list[tuple[float, int, Retry]] = []  # (real time, seq, retry)
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
@@ -83,6 +87,8 @@ class Dispatcher:
         for rule in self.rules.scheduled():
             if not self._catch_up(rule, now):
                 self.reschedule(rule)
+        for retry in self.rules.store.retries():
+            heapq.heappush(self._retries, (retry.due, next(self._seq), retry))
         self._scheduler = asyncio.get_running_loop().create_task(self._run_schedules())
 
     async def close(self) -> None:
@@ -152,6 +158,7 @@ class Dispatcher:
         event: dict[str, Any],
         accepted: float,
         attempt: int,
+        retry: Retry | None = None,
     ) -> None:
         try:
             text = payload(target, event, rule.arn, rule.name)
@@ -160,6 +167,8 @@ class Dispatcher:
             log.exception("delivering an event to %s failed", target.get("Arn"))
             outcome = Delivery.FAILED
         if outcome is Delivery.ACCEPTED:
+            if retry is not None:
+                self.rules.store.retry_done(retry.id)
             return
         policy = target.get("RetryPolicy") or {}
         attempts = int(policy.get("MaximumRetryAttempts", DEFAULT_ATTEMPTS))
@@ -167,8 +176,18 @@ class Dispatcher:
         age = (self.clock.wall() - accepted) / self.clock.scale
         if outcome is Delivery.FAILED and attempt <= attempts and age < max_age:
             delay = min(300.0, 2.0 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
-            self._later(delay, self._send(rule, target, event, accepted, attempt + 1))
+            due = self.clock.wall() + self.clock.platform_delay(delay)
+            if retry is None:
+                retry = Retry(0, rule.id, str(target["Id"]), event, accepted, attempt + 1, due)
+                retry.id = self.rules.store.add_retry(retry)
+            else:
+                retry.attempt, retry.due = attempt + 1, due
+                self.rules.store.retry_later(retry)
+            heapq.heappush(self._retries, (due, next(self._seq), retry))
+            self._wake.set()
             return
+        if retry is not None:
+            self.rules.store.retry_done(retry.id)
         log.warning(
             "rule %s could not deliver to %s (%s)", rule.arn, target.get("Arn"), outcome.value
         )
@@ -222,12 +241,34 @@ class Dispatcher:
         if sent is not Delivery.ACCEPTED:
             log.warning("dead-letter queue %s refused an event (%s)", arn, sent.value)
 
-    def _later(self, delay: float, coroutine: Any) -> None:
-        async def run() -> None:
-            await self.clock.sleep(delay)
-            await coroutine
+    def _retry_due(self, now: float) -> None:
+        """Make the retries due by `now` that this node claims."""
+        while self._retries and self._retries[0][0] <= now:
+            due, _, retry = heapq.heappop(self._retries)
+            if due != retry.due:
+                continue  # planned again since (a later attempt, or a lease that ended)
+            lease = now + self.clock.platform_delay(RETRY_LEASE)
+            if not self.rules.store.take_retry(retry, lease):
+                continue  # another node makes it (or made it)
+            found = self._rule_by_id(retry.rule_id)
+            target = found.targets.get(retry.target_id) if found is not None else None
+            if found is None or target is None:  # the rule or the target went away
+                self.rules.store.retry_done(retry.id)
+                continue
+            heapq.heappush(self._retries, (lease, next(self._seq), retry))  # if it dies
+            self._spawn(
+                self._send(found, target, retry.event, retry.accepted, retry.attempt, retry)
+            )
 
-        task = asyncio.get_running_loop().create_task(run())
+    def _rule_by_id(self, rule_id: int) -> Rule | None:
+        for rules in self.rules.rules.values():
+            for rule in rules.values():
+                if rule.id == rule_id:
+                    return rule
+        return None
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -280,7 +321,9 @@ class Dispatcher:
         self._wake.set()
 
     def step(self, now: float) -> None:
-        """Fire every rule due by `now` (real wall time) and plan its next firing."""
+        """Fire every rule due by `now` (real wall time) and plan its next firing; make
+        the retries due."""
+        self._retry_due(now)
         while self._due and self._due[0][0] <= now:
             due, _, rule, generation = heapq.heappop(self._due)
             if generation != rule.generation or not rule.enabled:
@@ -298,7 +341,8 @@ class Dispatcher:
             self._wake.clear()
             now = self.clock.wall()
             self.step(now)
-            timeout = max(0.0, self._due[0][0] - now) if self._due else None
+            next_due = min([q[0][0] for q in (self._due, self._retries) if q], default=None)
+            timeout = max(0.0, next_due - now) if next_due is not None else None
             # asyncio.timeout, not wait_for: a cancellation that comes as the wake-up
             # does is never lost (Python 3.11's wait_for can swallow it).
             with contextlib.suppress(TimeoutError):
@@ -324,9 +368,7 @@ class Dispatcher:
             "resources": [rule.arn],
             "detail": {},
         }
-        task = asyncio.get_running_loop().create_task(self._fired(rule, event))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._fired(rule, event))
 
     async def _fired(self, rule: Rule, event: dict[str, Any]) -> None:
         await self.route(rule, event)
