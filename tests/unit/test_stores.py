@@ -388,6 +388,8 @@ def test_topics(tmp_path: Path, shared: Database | None) -> None:
     assert [(p.id, p.attempts, p.due, p.message) for p in store.pending()] == [
         (ids[0], 2, 9.0, {"m": 1})
     ]
+    mine, theirs = store.pending()[0], store.pending()[0]  # two nodes' views of one row
+    assert store.take(mine, 50.0) and not store.take(theirs, 60.0)  # one claims it
     store.delete_topic(topic, "arn:t")
     assert list(store.subscriptions()) == [] and list(store.topics.all()) == []
 
@@ -406,6 +408,15 @@ def test_event_rules(tmp_path: Path, shared: Database | None) -> None:
     rules.delete_bus(bus)
     again = Rules(rules.store)
     assert again.bus("1", "r", "orders") is None and again.rule("1", "r", "orders", "big") is None
+    from lamina.services.events.store import Retry
+
+    retry = Retry(0, 7, "t", {"id": "e"}, 1.0, 2, 5.0)
+    retry.id = rules.store.add_retry(retry)
+    mine, theirs = rules.store.retries()[0], rules.store.retries()[0]
+    assert mine.event == {"id": "e"} and mine.attempt == 2
+    assert rules.store.take_retry(mine, 9.0) and not rules.store.take_retry(theirs, 9.5)
+    rules.store.retry_done(retry.id)
+    assert rules.store.retries() == []
     rules.store.close()
 
 

@@ -40,7 +40,7 @@ log = logging.getLogger("lamina.events")
 SERVICE = "events.amazonaws.com"
 DEFAULT_ATTEMPTS = 185
 DEFAULT_MAX_AGE = 86400.0
-RETRY_LEASE = 60.0  # platform seconds a node holds a retry it is making
+RETRY_LEASE = 30.0  # real seconds a node holds a retry it is making (whatever the scale)
 
 
 def iso(seconds: float) -> str:
@@ -247,7 +247,7 @@ class Dispatcher:
             due, _, retry = heapq.heappop(self._retries)
             if due != retry.due:
                 continue  # planned again since (a later attempt, or a lease that ended)
-            lease = now + self.clock.platform_delay(RETRY_LEASE)
+            lease = now + RETRY_LEASE
             if not self.rules.store.take_retry(retry, lease):
                 continue  # another node makes it (or made it)
             found = self._rule_by_id(retry.rule_id)

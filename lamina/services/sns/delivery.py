@@ -44,6 +44,9 @@ log = logging.getLogger("lamina.sns")
 SERVICE = "sns.amazonaws.com"
 HTTP_TIMEOUT = 15.0  # seconds AWS waits for an HTTP endpoint
 MAX_IN_FLIGHT = 64
+# Real seconds a node holds a delivery it is making (not scaled: an HTTP attempt may take
+# HTTP_TIMEOUT whatever the time scale); past it, another node (or this one) tries again.
+LEASE = HTTP_TIMEOUT + 15.0
 DEFAULT_HTTP_POLICY = {
     "numRetries": 3,
     "numNoDelayRetries": 0,
@@ -248,10 +251,15 @@ class Deliveries:
             self._wake.clear()
             now = self.clock.wall()
             while self._due and self._due[0][0] <= now and len(self._running) < MAX_IN_FLIGHT:
-                _, pending_id = heapq.heappop(self._due)
+                due, pending_id = heapq.heappop(self._due)
                 pending = self._pending.get(pending_id)
-                if pending is None:
+                if pending is None or due != pending.due:
+                    continue  # done, or planned again since
+                lease = now + LEASE
+                if not self.store.take(pending, lease):  # another node makes it
+                    self._pending.pop(pending_id, None)
                     continue
+                heapq.heappush(self._due, (lease, pending_id))  # again if this attempt dies
                 task = asyncio.get_running_loop().create_task(self._attempt(pending))
                 self._running.add(task)
                 task.add_done_callback(self._finished)

@@ -118,5 +118,17 @@ class TopicStore:
             "UPDATE outbox SET attempts=?, due=? WHERE id=?", (attempts, due, pending_id)
         )
 
+    def take(self, pending: Pending, lease_until: float) -> bool:
+        """Claim a due delivery (its due time moved to `lease_until`, compared and set): of
+        the nodes sharing the database, one makes it; if that one dies, it comes due again
+        when the lease ends."""
+        found = self._db.execute(
+            "UPDATE outbox SET due=? WHERE id=? AND due=?", (lease_until, pending.id, pending.due)
+        )
+        if found.rowcount == 1:
+            pending.due = lease_until
+            return True
+        return False
+
     def done(self, pending_id: int) -> None:
         self._db.execute("DELETE FROM outbox WHERE id=?", (pending_id,))
