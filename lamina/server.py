@@ -260,11 +260,11 @@ class Lamina:
         self.topics = Topics(self.topic_store, clock)
         self.sns_deliveries = Deliveries(self.topics, self.topic_store, clock, *targets)
         self.publisher = Publisher(self.topics, self.sns_deliveries, clock)
-        # S3's notifications, delivered the same way.
-        self.s3_notifier = self.s3.notifier(self.service_invoker, self.queues, self.publisher)
         self.rule_store = RuleStore(data_dir, db)
         self.rules = Rules(self.rule_store)
         self.event_dispatch = Dispatcher(self.rules, clock, *targets, self.publisher)
+        # S3's notifications, delivered the same way (and to EventBridge's default bus).
+        self.s3_notifier = self.s3.notifier(*targets, self.publisher, self.event_dispatch)
         # Async invocations' outcomes: to destinations (queues, functions, topics, buses)
         # and dead-letter queues or topics.
         self.event_configs = EventInvokeConfigs(

@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 from lamina.clock import Clock
@@ -35,6 +35,9 @@ log = logging.getLogger("lamina.s3")
 
 SERVICE = "s3.amazonaws.com"
 RECHECK_S = 5.0
+# Notifications delivered at once. A crash while they are handed over can deliver those of
+# the batch in hand twice (S3 delivers at least once); never loses one.
+BATCH = 32
 EVENT_TYPES = frozenset(
     {
         "s3:ObjectCreated:*",
@@ -63,12 +66,27 @@ EVENT_TYPES = frozenset(
         "s3:TestEvent",
     }
 )
+# The `reason` of an EventBridge event, by the change's event name.
+REASONS = {
+    "ObjectCreated:Put": "PutObject",
+    "ObjectCreated:Copy": "CopyObject",
+    "ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+    "ObjectRemoved:Delete": "DeleteObject",
+}
 # (configuration list, member naming the target ARN, outbox kind)
 KINDS = (
     ("LambdaFunctionConfigurations", "LambdaFunctionArn", "lambda"),
     ("QueueConfigurations", "QueueArn", "sqs"),
     ("TopicConfigurations", "TopicArn", "sns"),
 )
+
+
+class EventBus(Protocol):
+    """EventBridge's side (services/events/dispatch.py's Dispatcher)."""
+
+    async def put(
+        self, account: str, region: str, bus: str, events: list[dict[str, Any]]
+    ) -> None: ...
 
 
 def iso(moment: float) -> str:
@@ -230,6 +248,40 @@ class Change:
         self.size = size
         self.etag = etag
 
+    def bus_event(self, account: str) -> dict[str, Any]:
+        """The event EventBridge gets for the change (a bucket with
+        EventBridgeConfiguration sends every change to its account's default bus)."""
+        created = self.event_name.startswith("ObjectCreated")
+        obj: dict[str, Any] = {"key": self.key}
+        if self.size is not None:
+            obj["size"] = self.size
+        if self.etag is not None:
+            obj["etag"] = self.etag
+        obj["sequencer"] = self.sequencer
+        detail: dict[str, Any] = {
+            "version": "0",
+            "bucket": {"name": self.bucket},
+            "object": obj,
+            "request-id": self.request_id,
+            "requester": account,
+            "source-ip-address": self.source_ip,
+            "reason": REASONS.get(self.event_name, self.event_name),
+        }
+        if not created:
+            detail["deletion-type"] = "Permanently Deleted"
+        stamp = dt.datetime.fromtimestamp(self.when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created" if created else "Object Deleted",
+            "source": "aws.s3",
+            "account": account,
+            "time": stamp,
+            "region": self.region,
+            "resources": [f"arn:aws:s3:::{self.bucket}"],
+            "detail": detail,
+        }
+
     def record(self, configuration_id: str) -> dict[str, Any]:
         obj: dict[str, Any] = {"key": quote_plus(self.key, safe="/")}
         if self.size is not None:
@@ -278,6 +330,17 @@ def outgoing(configuration: dict[str, Any], change: Change, account: str) -> lis
                         "account": account,
                     }
                 )
+    if "EventBridgeConfiguration" in configuration:
+        rows.append(
+            {
+                "kind": "events",
+                "arn": f"arn:aws:events:{change.region}:{account}:event-bus/default",
+                "payload": json.dumps(change.bus_event(account), separators=(",", ":")),
+                "bucket": change.bucket,
+                "account": account,
+                "region": change.region,
+            }
+        )
     return rows
 
 
@@ -307,9 +370,11 @@ class Notifier:
         functions: FunctionInvoker | None,
         queues: QueueSender | None,
         topics: TopicPublisher | None,
+        buses: EventBus | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.buses = buses
         self.functions = functions
         self.queues = queues
         self.topics = topics
@@ -335,7 +400,7 @@ class Notifier:
         failed = False  # a failed delivery is tried again when its claim runs out
         while True:
             self._wake.clear()
-            batch = self.store.claim(self.clock.wall())
+            batch = self.store.claim(self.clock.wall(), BATCH)
             if not batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), CLAIM_S if failed else idle)
@@ -344,22 +409,25 @@ class Notifier:
             # A batch's deliveries together: their async events share the queue's commits
             # (S3 promises no order between notifications).
             results = await asyncio.gather(
-                *(self._deliver(row) for _, row in batch), return_exceptions=True
+                *(self._deliver_one(row_id, row) for row_id, row in batch),
+                return_exceptions=True,
             )
-            done = []
-            for (row_id, row), result in zip(batch, results, strict=True):
+            for result in results:
                 if isinstance(result, BaseException):
                     log.error("delivering an S3 notification failed", exc_info=result)
-                    failed = True
-                    continue  # still claimed: delivered again once the claim runs out
-                if result is not Delivery.ACCEPTED:
-                    log.warning(
-                        "S3 notification for bucket %s to %s dropped: %s",
-                        row["bucket"], row["arn"], result.value,
-                    )  # fmt: skip
-                done.append(row_id)
-            self.store.sent(done)
-            self.delivered += len(done)
+                    failed = True  # still claimed: delivered again once the claim runs out
+
+    async def _deliver_one(self, row_id: int, row: dict[str, Any]) -> None:
+        """Deliver one notification and at once forget it: a crash in between delivers it
+        twice (at least once, as S3), never not at all."""
+        result = await self._deliver(row)
+        if result is not Delivery.ACCEPTED:
+            log.warning(
+                "S3 notification for bucket %s to %s dropped: %s",
+                row["bucket"], row["arn"], result.value,
+            )  # fmt: skip
+        self.store.sent([row_id])
+        self.delivered += 1
 
     async def _deliver(self, row: dict[str, Any]) -> Delivery:
         source, account = f"arn:aws:s3:::{row['bucket']}", row["account"]
@@ -372,6 +440,9 @@ class Notifier:
             return self.queues.send_as_service(
                 arn, payload, service=SERVICE, source_arn=source, source_account=account
             )
+        if kind == "events" and self.buses is not None:
+            await self.buses.put(account, row["region"], "default", [json.loads(payload)])
+            return Delivery.ACCEPTED
         if kind == "sns" and self.topics is not None:
             return await self.topics.publish_as_service(
                 arn,

@@ -10,7 +10,7 @@ from lamina.clock import Clock
 from lamina.deliveries import FunctionInvoker, QueueSender, TopicPublisher
 from lamina.services.s3.buckets import Buckets
 from lamina.services.s3.code import CodeObjects
-from lamina.services.s3.notifications import Notifier
+from lamina.services.s3.notifications import EventBus, Notifier
 from lamina.services.s3.objects import Objects
 from lamina.services.s3.provider import S3Provider
 from lamina.services.s3.store import ObjectStore
@@ -31,6 +31,10 @@ class S3:
         return S3Provider(self.buckets, self.objects, self.clock, functions, queues, topics)
 
     def notifier(
-        self, functions: FunctionInvoker, queues: QueueSender, topics: TopicPublisher
+        self,
+        functions: FunctionInvoker,
+        queues: QueueSender,
+        topics: TopicPublisher,
+        buses: EventBus,
     ) -> Notifier:
-        return Notifier(self.store, self.clock, functions, queues, topics)
+        return Notifier(self.store, self.clock, functions, queues, topics, buses)
