@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,24 +46,32 @@ def nodes(
     database = fresh_database(postgres)
     started: list[Server] = []
     try:
-        for name in ("a", "b", "c"):
+
+        def start(name: str) -> Server:
+            return Server(
+                base / name / "data",
+                args=[
+                    "--redis", redis_server.url,
+                    "--database", database,
+                    "--node-name", name,
+                    "--account-concurrency", str(ACCOUNT),
+                    "--unreserved-floor", str(FLOOR),
+                ],
+            ).start()  # fmt: skip
+
+        (base / "a" / "data").mkdir(parents=True)
+        started.append(start("a"))
+        for name in ("b", "c"):  # the cluster's secrets key, as an operator copies it
             (base / name / "data").mkdir(parents=True)
-            if started:  # the cluster's secrets key, as an operator copies it
-                key = started[0].data_dir / "accounts.key"
-                (base / name / "data" / "accounts.key").write_bytes(key.read_bytes())
-                (base / name / "data" / "accounts.key").chmod(0o600)
-            started.append(
-                Server(
-                    base / name / "data",
-                    args=[
-                        "--redis", redis_server.url,
-                        "--database", database,
-                        "--node-name", name,
-                        "--account-concurrency", str(ACCOUNT),
-                        "--unreserved-floor", str(FLOOR),
-                    ],
-                ).start()
-            )  # fmt: skip
+            key = base / name / "data" / "accounts.key"
+            key.write_bytes((started[0].data_dir / "accounts.key").read_bytes())
+            key.chmod(0o600)
+        with ThreadPoolExecutor(2) as pool:  # b and c start together
+            starting = [pool.submit(start, name) for name in ("b", "c")]
+        failed = [error for f in starting if (error := f.exception()) is not None]
+        started += [f.result() for f in starting if f.exception() is None]
+        if failed:
+            raise failed[0]
         yield started
     finally:
         for server in started:
