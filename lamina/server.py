@@ -26,7 +26,7 @@ from lamina.api.spec import service
 from lamina.api.url_guard import Verified
 from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.clock import Clock
-from lamina.cluster.node import ClusterNode
+from lamina.cluster import wiring as cluster_wiring
 from lamina.config import DEFAULT_ACCOUNT, DEFAULT_REGION, Settings, auth_mode, is_loopback
 from lamina.control.accounts import AccountLimits
 from lamina.control.code_links import CodeLinks
@@ -160,7 +160,9 @@ class Lamina:
             )
         )
         # A cluster: counts shared with the other nodes in Redis, kept by this node's heartbeat.
-        self.cluster = self._cluster_node(settings, clock, counters)
+        self.cluster = cluster_wiring.build(
+            settings, clock, counters, self.store.all_functions, lambda: self.engine
+        )
         self.observability = Observability(settings, self.logs, counters, self.store, db)
         self.metrics = self.observability.metrics
 
@@ -342,56 +344,6 @@ class Lamina:
         self.gateway.on_startup.append(self.mappings.start)  # pollers last: all else is up
         self.gateway.on_shutdown.insert(0, self.close)
 
-    def _cluster_node(
-        self, settings: Settings, clock: Clock, counters: Counters
-    ) -> ClusterNode | None:
-        if not settings.redis_url:
-            return None
-        from lamina.cluster.counting import RedisCounting, connect
-        from lamina.cluster.node import node_id
-
-        name = settings.node_name or f"{settings.host}:{settings.port}"
-        counting = RedisCounting(
-            connect(settings.redis_url),
-            node_id(name),
-            clock,
-            counters.limits_of,
-            settings_of=self._scope_settings,
-            expiry=settings.lease_expiry,
-        )
-        advertise = settings.advertise or f"http://{settings.host}:{settings.port}"
-        return ClusterNode(
-            counting,
-            name,
-            advertise,
-            settings.heartbeat,
-            settings.lease_expiry,
-            describe=self._environments,
-        )
-
-    def _scope_settings(self, account: str, region: str) -> list[tuple[str, int | None, int]]:
-        """The concurrency settings the store holds for one account and region: what Redis
-        gets when it does not know them yet (or lost them)."""
-        found = []
-        for key, record in self.store.all_functions():
-            if key.account == account and key.region == region:
-                provisioned = record.get("provisioned") or {}
-                total = sum(config["Requested"] for config in provisioned.values())
-                found.append((key.name, record.get("reserved"), total))
-        return found
-
-    def _environments(self) -> dict[str, dict[str, int]]:
-        """This node's environments per function (for `lamina cluster status`)."""
-        found: dict[str, dict[str, int]] = {}
-        for (key, _), pool in self.engine.pools.pools.items():
-            entry = found.setdefault(f"{key.account}/{key.region}/{key.name}", {})
-            entry["idle"] = entry.get("idle", 0) + len(pool.idle)
-            entry["busy"] = entry.get("busy", 0) + len(pool.busy)
-        for (key, _), provisioned in self.engine.provisioner.sets.items():
-            entry = found.setdefault(f"{key.account}/{key.region}/{key.name}", {})
-            entry["provisioned"] = entry.get("provisioned", 0) + provisioned.ready
-        return found
-
     def _identity(self, key: FunctionKey, image: FunctionImage) -> tuple[dict[str, str], float]:
         """Temporary credentials of the function's execution role for a new environment."""
         credential = self.sessions.issue(key.account, image.role, key.name)
@@ -457,21 +409,8 @@ class Lamina:
 
     async def _cluster(self, request: HttpRequest) -> HttpResponse:
         """GET /_lamina/cluster: the cluster's nodes, their environments and leases."""
-        body: dict[str, object] = {"Cluster": self.cluster is not None, "Nodes": []}
-        if self.cluster is not None:
-            from lamina.cluster import status
-
-            try:
-                body.update(await status.read(self.cluster.counting.client))
-            except Exception as exc:  # Redis unreachable: say so, this node's view stays up
-                body["Error"] = f"Redis is unreachable: {exc}"
-            if request.verified:  # auth on: the caller's own account's functions only
-                mine = f"{request.account}/"
-                for node in body["Nodes"]:  # type: ignore[attr-defined]
-                    for part in ("Environments", "Leases"):
-                        node[part] = {k: v for k, v in node[part].items() if k.startswith(mine)}
-                    node["LeaseCount"] = sum(sum(v.values()) for v in node["Leases"].values())
-            body["Self"] = self.cluster.id
+        account = request.account if request.verified else None  # auth on: its own only
+        body = await cluster_wiring.answer(self.cluster, account)
         return HttpResponse(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     async def _stats(self, request: HttpRequest) -> HttpResponse:
