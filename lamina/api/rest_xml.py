@@ -29,7 +29,7 @@ from botocore.serialize import TIMESTAMP_PRECISION_MILLISECOND, RestXMLSerialize
 
 from lamina.api import aws_chunked
 from lamina.api.shapes import TEXT_SCALARS, text_scalar
-from lamina.api.spec import Service
+from lamina.api.spec import RestRoute, Service
 from lamina.api.wire import HttpRequest, HttpResponse, current_request_id
 from lamina.context import STATUS
 from lamina.errors import AwsError
@@ -187,15 +187,41 @@ def _scalar(shape: Shape, raw: str, path: str) -> Any:
     return raw
 
 
+Index = tuple[list[RestRoute], dict[str, list[RestRoute]]]
+_INDEX: dict[tuple[str, str], Index] = {}
+
+
+def _index(service: Service, method: str) -> Index:
+    """The service's routes of `method`: those without literal query keys, and the others
+    by their first key (S3's subresources: `?uploads`, `?notification`, ...)."""
+    found = _INDEX.get((service.name, method))
+    if found is None:
+        plain: list[RestRoute] = []
+        keyed: dict[str, list[RestRoute]] = {}
+        for route in service.routes:
+            if route.method == method:
+                if route.static_query:
+                    keyed.setdefault(route.static_query[0][0], []).append(route)
+                else:
+                    plain.append(route)
+        found = _INDEX[(service.name, method)] = (plain, keyed)
+    return found
+
+
 class RestXml:
     def route(self, service: Service, request: HttpRequest) -> tuple[OperationModel, Any] | None:
         path = request.path
         bucket = virtual_bucket(request.headers.get("host", ""), signed_for(request, "s3"))
         if bucket is not None:
             path = f"/{bucket}" if path in ("", "/") else f"/{bucket}{path}"
-        best: tuple[tuple[int, int, bool], Any, Any] | None = None
-        for route in service.routes:
-            labels = route.match(request.method, path, request.query)
+        best: tuple[tuple[int, int, bool, int], Any, Any] | None = None
+        query = request.query
+        plain, keyed = _index(service, request.method)
+        candidates = plain
+        if query and keyed:  # only the routes whose first literal key the query has
+            candidates = [*plain, *(r for key in query for r in keyed.get(key, ()))]
+        for route in candidates:
+            labels = route.match(request.method, path, query)
             if labels is None:
                 continue
             present = _present(route.operation, request)
@@ -203,7 +229,8 @@ class RestXml:
                 continue
             # ties go to the current operation (PutBucketNotificationConfiguration, not
             # the deprecated PutBucketNotification at the same path)
-            rank = (route.specificity[0], present, not route.operation.deprecated)
+            rank = (route.specificity[0], present, not route.operation.deprecated,
+                    route.specificity[1])  # fmt: skip
             if best is None or rank > best[0]:
                 best = (rank, route.operation, labels)
         if best is None:
