@@ -36,6 +36,7 @@ def components() -> list[tuple[str, str, Sequence[str]]]:
     from lamina.services.dynamodb import store as dynamodb
     from lamina.services.events import store as eventbridge
     from lamina.services.kinesis import store as kinesis
+    from lamina.services.s3 import store as s3
     from lamina.services.sns import store as sns
     from lamina.services.sqs import store as sqs
     from lamina.store import accounts, durable, events, layers, mappings, sqlite, telemetry, urls
@@ -55,6 +56,7 @@ def components() -> list[tuple[str, str, Sequence[str]]]:
         ("sns", "sns.db", sns.MIGRATIONS),
         ("telemetry", "telemetry.db", telemetry.MIGRATIONS),
         ("eventbridge", "eventbridge.db", eventbridge.MIGRATIONS),
+        ("s3", "s3.db", s3.MIGRATIONS),
     ]
 
 
