@@ -332,20 +332,23 @@ class PostgresDatabase:
 
     def _listen_forever(self) -> None:
         psycopg = self._psycopg
-        first = True
+        current = True  # False once a connection was lost: notifications were missed
         while not self._closing.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
-                    for channel in list(self._listeners):
-                        conn.execute(f'LISTEN "{channel}"')
-                    if not first:
-                        self._tell_all("")
-                    first = False
+                    heard: set[str] = set()
                     while not self._closing.is_set():
-                        for note in conn.notifies(timeout=0.5):
+                        for channel in set(self._listeners) - heard:  # new ones too
+                            conn.execute(f'LISTEN "{channel}"')
+                            heard.add(channel)
+                        if not current:  # listening again: forget what may have changed
+                            self._tell_all("")
+                            current = True
+                        for note in conn.notifies(timeout=0.2, stop_after=1000):
                             for callback in self._listeners.get(note.channel, []):
                                 callback(note.payload)
             except psycopg.Error:
+                current = False
                 self._closing.wait(0.5)
 
     def _tell_all(self, payload: str) -> None:

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS code_blobs (
 );
 """
 MIGRATIONS = [SCHEMA]
-CHANNEL = "lamina_functions"  # told "account/region/name" of each function written
+CHANNEL = "lamina_functions"  # told "<node> account/region/name" of each function written
 
 
 CACHE_LIMIT = 8192  # parsed records kept; the oldest cached goes first
@@ -60,6 +61,7 @@ class FunctionStore:
         self.shared = self._db.dialect != "sqlite"  # other nodes write the same records
         schema.ensure(self._db, "functions", MIGRATIONS)
         self._fetching = threading.Lock()
+        self.node = uuid.uuid4().hex[:12]  # this store's own notifications are not news
         self._cache: dict[FunctionKey, dict[str, Any]] = {}
         # (account, region) → [function count, total code size]; loaded when first asked.
         self._usage: dict[tuple[str, str], list[int]] | None = None
@@ -116,7 +118,7 @@ class FunctionStore:
     def _written(self, key: FunctionKey) -> None:
         self._cache.pop(key, None)
         if self.shared:
-            self._db.notify(CHANNEL, f"{key.account}/{key.region}/{key.name}")
+            self._db.notify(CHANNEL, f"{self.node} {key.account}/{key.region}/{key.name}")
 
     def listen(self, deliver: Callable[[Callable[[], None]], None]) -> None:
         """In cluster mode, drop cached records other nodes wrote: `deliver(fn)` runs fn
@@ -126,7 +128,10 @@ class FunctionStore:
             return
 
         def told(payload: str) -> None:
-            parts = payload.split("/", 2)
+            node, _, written = payload.partition(" ")
+            if node == self.node:
+                return
+            parts = written.split("/", 2)
             key = FunctionKey(*parts) if len(parts) == 3 else None
             deliver(lambda: self.invalidate(key))
 
