@@ -29,6 +29,13 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         "by every node (default: SQLite files in the data directory)",
     )
     serve.add_argument(
+        "--s3-objects",
+        default=env_default("S3_OBJECTS", ""),
+        metavar="DIR",
+        help="where S3 keeps object bytes (default: s3/objects in the data directory); with "
+        "--database, a directory every node shares",
+    )
+    serve.add_argument(
         "--keep-alive",
         type=float,
         default=float(env_default("KEEP_ALIVE", "600")),
@@ -458,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
                 heartbeat=args.heartbeat,
                 lease_expiry=args.lease_expiry,
                 database=args.database,
+                s3_objects=args.s3_objects,
             )
         )
         return 0

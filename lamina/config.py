@@ -47,6 +47,7 @@ class Settings:
     heartbeat: float = 2.0  # seconds between heartbeats (real seconds, never scaled)
     lease_expiry: float = 6.0  # seconds a node's leases outlive its last heartbeat
     database: str = ""  # postgresql://...: the cluster's shared store; "" = SQLite files
+    s3_objects: str = ""  # where S3 keeps object bytes; "" = <data dir>/s3/objects
 
 
 def is_loopback(host: str) -> bool:

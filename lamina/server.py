@@ -204,7 +204,8 @@ class Lamina:
         self.queues = Queues(QueueStore(data_dir, db), clock)
         self.streams = Streams(StreamStore(data_dir, db), clock)
         self.tables = Tables(TableStore(data_dir, db), clock)
-        self.s3 = S3(data_dir, db, clock)  # objects on disk; code from a bucket for Lambda
+        objects = Path(settings.s3_objects).resolve() if settings.s3_objects else None
+        self.s3 = S3(data_dir, db, clock, objects)  # objects on disk; code from a bucket
 
         # control/: Lambda's own resources.
         # With auth on, Code.Location links are signed and expire, as AWS's presigned ones.

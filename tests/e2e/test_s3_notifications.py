@@ -299,7 +299,9 @@ def test_a_throttled_function_gets_every_event_or_its_dead_letter_queue_does(
 
 
 def test_no_event_is_lost_to_a_crash(tmp_path: Path, recorder: Recorder) -> None:
-    first = Server(tmp_path / "data", args=ARGS).start()
+    objects = tmp_path / "objects"  # object bytes outside the data dir (--s3-objects)
+    args = [*ARGS, "--s3-objects", str(objects)]
+    first = Server(tmp_path / "data", args=args).start()
     total = 40
     try:
         s3 = first.client("s3")
@@ -319,10 +321,10 @@ def test_no_event_is_lost_to_a_crash(tmp_path: Path, recorder: Recorder) -> None
         first.kill()  # SIGKILL: most events still queued (one at a time, 50 ms each)
     before = set(keys_of(recorder.of("s3-crash")))
     assert len(before) < total, "the crash came too late to test anything"
-    stray = tmp_path / "data" / "s3" / "objects" / "00"
+    stray = objects / "00"
     stray.mkdir(exist_ok=True)
     (stray / "00stray.part").write_bytes(b"an upload the crash cut short")
-    second = Server(tmp_path / "data", args=ARGS).start()
+    second = Server(tmp_path / "data", args=args).start()
     try:
         wanted = {f"k{i}" for i in range(total)}
         deadline = time.monotonic() + 40
@@ -335,7 +337,7 @@ def test_no_event_is_lost_to_a_crash(tmp_path: Path, recorder: Recorder) -> None
         assert len(ran) - total <= BATCH + 1
         s3 = second.client("s3")
         assert s3.list_objects_v2(Bucket="crash-bucket")["KeyCount"] == total
-        files = [p for p in (tmp_path / "data" / "s3" / "objects").rglob("*") if p.is_file()]
+        files = [p for p in objects.rglob("*") if p.is_file()]
         assert len(files) == total  # one file an object; none left over
     finally:
         second.stop()

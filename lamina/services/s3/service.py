@@ -18,9 +18,11 @@ from lamina.store.database import Database
 
 
 class S3:
-    def __init__(self, data_dir: Path, db: Database | None, clock: Clock) -> None:
+    def __init__(
+        self, data_dir: Path, db: Database | None, clock: Clock, objects: Path | None = None
+    ) -> None:
         self.clock = clock
-        self.store = ObjectStore(data_dir, db)
+        self.store = ObjectStore(data_dir, db, objects)  # objects: a cluster's shared dir
         self.buckets = Buckets(self.store)
         self.objects = Objects(self.store, clock)
         self.code = CodeObjects(self.buckets, self.objects)  # Code.S3Bucket / S3Key

@@ -59,8 +59,10 @@ Outgoing = list[dict[str, Any]]  # notifications to write with a change
 
 
 class ObjectStore:
-    def __init__(self, data_dir: Path, db: Database | None = None) -> None:
-        self.root = data_dir / "s3" / "objects"
+    def __init__(
+        self, data_dir: Path, db: Database | None = None, objects: Path | None = None
+    ) -> None:
+        self.root = objects or data_dir / "s3" / "objects"
         self.root.mkdir(parents=True, exist_ok=True)
         self._db = open_database(data_dir, "s3.db", db)
         schema.ensure(self._db, "s3", MIGRATIONS)
