@@ -89,3 +89,20 @@ class TopicPublisher(Protocol):
     def may_deliver(
         self, topic_arn: str, *, service: str, source_arn: str, source_account: str
     ) -> Delivery: ...
+
+
+class MetricSink(Protocol):
+    """Where figures go (observe.metrics.Metrics.put): the figures of AWS/SNS,
+    AWS/Events, ... as CloudWatch has them."""
+
+    def put(
+        self,
+        account: str,
+        region: str,
+        namespace: str,
+        name: str,
+        dims: tuple[tuple[str, str], ...],
+        value: float,
+        timestamp: float | None = None,
+        unit: str | None = None,
+    ) -> None: ...

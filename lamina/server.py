@@ -261,11 +261,15 @@ class Lamina:
         targets = (self.service_invoker, self.queues)  # functions, queues
         self.topic_store = TopicStore(data_dir, db)
         self.topics = Topics(self.topic_store, clock)
-        self.sns_deliveries = Deliveries(self.topics, self.topic_store, clock, *targets)
+        self.sns_deliveries = Deliveries(
+            self.topics, self.topic_store, clock, *targets, metrics=self.metrics
+        )
         self.publisher = Publisher(self.topics, self.sns_deliveries, clock)
         self.rule_store = RuleStore(data_dir, db)
         self.rules = Rules(self.rule_store)
-        self.event_dispatch = Dispatcher(self.rules, clock, *targets, self.publisher)
+        self.event_dispatch = Dispatcher(
+            self.rules, clock, *targets, self.publisher, metrics=self.metrics
+        )
         # S3's notifications, delivered the same way (and to EventBridge's default bus).
         self.s3_notifier = self.s3.notifier(*targets, self.publisher, self.event_dispatch)
         # Async invocations' outcomes: to destinations (queues, functions, topics, buses)

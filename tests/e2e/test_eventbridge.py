@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from tests.e2e.test_async import WORKER, Recorder
 from tests.e2e.test_aws_cli import AWS, cli_env
+from tests.e2e.test_observability import cloudwatch_figure
 from tests.helpers import Server, python_function
 
 SCALE = 0.01
@@ -153,6 +154,17 @@ def test_pattern_routes_events_through_an_input_transformer(
     ]
     bodies = sorted((json.loads(m["Body"]) for m in take(sqs, url, 2)), key=lambda d: d["id"])
     assert bodies == [{"id": "a1", "total": 150}, {"id": "a4", "total": 101.5}]
+
+    # CloudWatch's AWS/Events figures: the rule triggered twice, 2 x 2 target invocations.
+    def figure(name: str) -> float:
+        dims = {"EventBusName": "orders", "RuleName": "big-orders"}
+        return cloudwatch_figure(server, name, "Sum", "AWS/Events", **dims)
+
+    assert figure("TriggeredRules") == 2
+    assert figure("Invocations") == 4
+    assert (
+        cloudwatch_figure(server, "MatchedEvents", "Sum", "AWS/Events", EventBusName="orders") == 2
+    )
 
     described = events.describe_rule(Name="big-orders", EventBusName="orders")
     assert described["State"] == "ENABLED" and described["EventBusName"] == "orders"

@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from tests.e2e.test_async import WORKER, Recorder
 from tests.e2e.test_aws_cli import AWS, cli_env
+from tests.e2e.test_observability import cloudwatch_figure
 from tests.helpers import Server, python_function
 
 ARGS = ["--time-scale", "0.01", "--isolation", "none"]
@@ -200,6 +201,15 @@ def test_filtered_fan_out_to_a_function_and_queues(
     assert attributes["FilterPolicyScope"] == "MessageAttributes"
     assert attributes["PendingConfirmation"] == "false"
     assert sns.get_topic_attributes(TopicArn=topic)["Attributes"]["SubscriptionsConfirmed"] == "3"
+
+    # CloudWatch's AWS/SNS figures: 4 published, 8 delivered (2 + 4 + 2), 4 filtered out.
+    def figure(name: str) -> float:
+        return cloudwatch_figure(server, name, "Sum", "AWS/SNS", TopicName="orders")
+
+    assert figure("NumberOfMessagesPublished") == 4
+    assert figure("NumberOfNotificationsDelivered") == 8
+    assert figure("NumberOfNotificationsFilteredOut") == 4
+    assert figure("NumberOfNotificationsFilteredOut-MessageBody") == 2
 
 
 def test_without_permission_nothing_is_delivered(

@@ -30,7 +30,13 @@ import uuid
 from typing import Any
 
 from lamina.clock import Clock
-from lamina.deliveries import Delivery, FunctionInvoker, QueueSender, TopicPublisher
+from lamina.deliveries import (
+    Delivery,
+    FunctionInvoker,
+    MetricSink,
+    QueueSender,
+    TopicPublisher,
+)
 from lamina.services.events.rules import Rule, Rules
 from lamina.services.events.store import Retry
 from lamina.services.events.transform import payload
@@ -66,7 +72,9 @@ class Dispatcher:
         functions: FunctionInvoker,
         queues: QueueSender,
         topics: TopicPublisher,
+        metrics: MetricSink | None = None,
     ) -> None:
+        self.metrics = metrics
         self.rules = rules
         self.clock = clock
         self.functions = functions
@@ -106,10 +114,13 @@ class Dispatcher:
         together: their writes share commits (EventBridge promises no order)."""
         rules = [r for r in self.rules.rules_of(account, region, bus).values()
                  if r.enabled and r.pattern is not None]  # fmt: skip
-        await asyncio.gather(
-            *(self.route(rule, event) for event in events for rule in rules
-              if rule.pattern is not None and rule.pattern.matches(event))
-        )  # fmt: skip
+        routes = []
+        for event in events:
+            matched = [r for r in rules if r.pattern is not None and r.pattern.matches(event)]
+            if matched:
+                self._count(account, region, (("EventBusName", bus),), "MatchedEvents")
+            routes += [self.route(rule, event) for rule in matched]
+        await asyncio.gather(*routes)
 
     @staticmethod
     def _bus_of(arn: str) -> tuple[str, str, str] | None:
@@ -149,6 +160,7 @@ class Dispatcher:
         """Send `event` to every target of `rule`."""
         accepted = self.clock.wall()
         targets = list(rule.targets.values())
+        self.count(rule, "TriggeredRules")
         await asyncio.gather(*(self._send(rule, t, event, accepted, attempt=1) for t in targets))
 
     async def _send(
@@ -167,6 +179,7 @@ class Dispatcher:
             log.exception("delivering an event to %s failed", target.get("Arn"))
             outcome = Delivery.FAILED
         if outcome is Delivery.ACCEPTED:
+            self.count(rule, "Invocations")
             if retry is not None:
                 self.rules.store.retry_done(retry.id)
             return
@@ -188,6 +201,7 @@ class Dispatcher:
             return
         if retry is not None:
             self.rules.store.retry_done(retry.id)
+        self.count(rule, "FailedInvocations")
         log.warning(
             "rule %s could not deliver to %s (%s)", rule.arn, target.get("Arn"), outcome.value
         )
@@ -240,6 +254,19 @@ class Dispatcher:
         )  # fmt: skip
         if sent is not Delivery.ACCEPTED:
             log.warning("dead-letter queue %s refused an event (%s)", arn, sent.value)
+        else:
+            self.count(rule, "DeadLetterInvocations")
+
+    def count(self, rule: Rule, name: str) -> None:
+        """A figure of the rule's, in CloudWatch's AWS/Events namespace."""
+        dims = (("EventBusName", rule.bus), ("RuleName", rule.name))
+        self._count(rule.account, rule.region, dims, name)
+
+    def _count(
+        self, account: str, region: str, dims: tuple[tuple[str, str], ...], name: str
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.put(account, region, "AWS/Events", name, dims, 1.0, unit="Count")
 
     def _retry_due(self, now: float) -> None:
         """Make the retries due by `now` that this node claims."""
@@ -256,6 +283,7 @@ class Dispatcher:
                 self.rules.store.retry_done(retry.id)
                 continue
             heapq.heappush(self._retries, (lease, next(self._seq), retry))  # if it dies
+            self.count(found, "RetryInvocationAttempts")
             self._spawn(
                 self._send(found, target, retry.event, retry.accepted, retry.attempt, retry)
             )

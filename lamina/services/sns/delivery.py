@@ -28,7 +28,7 @@ from typing import Any
 import urllib3
 
 from lamina.clock import Clock
-from lamina.deliveries import Delivery, FunctionInvoker, QueueSender
+from lamina.deliveries import Delivery, FunctionInvoker, MetricSink, QueueSender
 from lamina.services.sns.messages import (
     lambda_event,
     matches,
@@ -125,7 +125,9 @@ class Deliveries:
         clock: Clock,
         functions: FunctionInvoker,
         queues: QueueSender,
+        metrics: MetricSink | None = None,
     ) -> None:
+        self.metrics = metrics
         self.topics = topics
         self.store = store
         self.clock = clock
@@ -158,11 +160,15 @@ class Deliveries:
         endpoints through the outbox."""
         later: list[tuple[str, dict[str, Any], float]] = []
         now: list[Subscription] = []
+        self.count(topic.arn, "NumberOfMessagesPublished")
+        self.count(topic.arn, "PublishSize", len(str(message["message"]).encode()), "Bytes")
         for subscription in list(topic.subscriptions.values()):
             if not subscription.confirmed:
                 continue
             if not matches(subscription.pattern, subscription.scope, message,
                            subscription.protocol):  # fmt: skip
+                self.count(topic.arn, "NumberOfNotificationsFilteredOut")
+                self.count(topic.arn, f"NumberOfNotificationsFilteredOut-{subscription.scope}")
                 continue
             if subscription.protocol in ("http", "https"):
                 later.append((subscription.arn, message, self.clock.wall()))
@@ -186,7 +192,17 @@ class Deliveries:
             return
         if outcome is not Delivery.ACCEPTED:
             log.warning("SNS delivery to %s failed (%s)", subscription.endpoint, outcome.value)
+            self.count(topic.arn, "NumberOfNotificationsFailed")
             self._dead_letter(topic, subscription, message)
+        else:
+            self.count(topic.arn, "NumberOfNotificationsDelivered")
+
+    def count(self, topic_arn: str, name: str, value: float = 1, unit: str = "Count") -> None:
+        """A figure of the topic's, in CloudWatch's AWS/SNS namespace."""
+        if self.metrics is not None:
+            _, _, _, region, account, topic = topic_arn.split(":", 5)
+            dims = (("TopicName", topic),)
+            self.metrics.put(account, region, "AWS/SNS", name, dims, value, unit=unit)
 
     def queue_later(self, rows: list[tuple[str, dict[str, Any], float]]) -> None:
         """Deliveries for the worker (HTTP/S), on disk first."""
@@ -240,6 +256,9 @@ class Deliveries:
         outcome = self._to_queue(topic, subscription, target, message)
         if outcome is not Delivery.ACCEPTED:
             log.warning("SNS dead-letter queue %s refused a message (%s)", target, outcome.value)
+            self.count(topic.arn, "NumberOfNotificationsFailedToRedriveToDlq")
+        else:
+            self.count(topic.arn, "NumberOfNotificationsRedrivenToDlq")
 
     # The HTTP/S worker -------------------------------------------------------------------
     def _schedule(self, pending: Pending) -> None:
@@ -308,6 +327,8 @@ class Deliveries:
                 ok = False
         if ok:
             self._done(pending)
+            if subscription is not None and target is None:
+                self.count(subscription.topic_arn, "NumberOfNotificationsDelivered")
             return
         pending.attempts += 1
         if managed:
@@ -316,6 +337,8 @@ class Deliveries:
             delay = retry_delay(self._policy(subscription), pending.attempts)
         if delay is None:
             self._done(pending)
+            if subscription is not None and target is None:
+                self.count(subscription.topic_arn, "NumberOfNotificationsFailed")
             topic = self.topics.by_arn.get(subscription.topic_arn) if subscription else None
             if topic is not None and subscription is not None:
                 self._dead_letter(topic, subscription, message)
@@ -342,6 +365,7 @@ class Deliveries:
             return True
         if outcome is Delivery.FAILED:
             return False
+        self.count(topic.arn, "NumberOfNotificationsFailed")
         self._dead_letter(topic, subscription, message)
         return None
 
