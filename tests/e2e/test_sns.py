@@ -28,6 +28,7 @@ from tests.helpers import Server, python_function
 
 ARGS = ["--time-scale", "0.01", "--isolation", "none"]
 ACCOUNT = "000000000000"
+QUEUE = f"arn:aws:sqs:us-east-1:{ACCOUNT}:q"
 
 
 @pytest.fixture(scope="module")
@@ -255,9 +256,20 @@ def test_errors_as_aws_answers(sns: Any) -> None:
          "Invalid parameter: Amazon SNS does not support this protocol string: carrier-pigeon"),
         (lambda: sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint="not-an-arn"),
          "InvalidParameter", "Invalid parameter: SQS endpoint ARN"),
+        (lambda: sns.subscribe(TopicArn=topic, Protocol="sqs",
+                               Endpoint=f"arn:aws:sqs:us-east-1:{ACCOUNT}:q.fifo"),
+         "InvalidParameter", "Invalid parameter: Invalid parameter: Endpoint Reason: FIFO SQS "
+         "Queues can not be subscribed to standard SNS topics"),
         (lambda: sns.publish(TopicArn=topic, Message="x", MessageAttributes={
             "n": {"DataType": "Number", "StringValue": "many"}}),
          "ParameterValueInvalid", "Could not cast message attribute 'n' value to number."),
+        (lambda: sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=QUEUE,
+                               Attributes={"FilterPolicy": "{not json"}),
+         "InvalidParameter", "Invalid parameter: FilterPolicy: failed to parse JSON."),
+        (lambda: sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=QUEUE,
+                               Attributes={"FilterPolicy": '{"a": {"b": ["c"]}}'}),
+         "InvalidParameter", "Invalid parameter: Filter policy scope MessageAttributes does not "
+         "support nested filter policy"),
         (lambda: sns.publish(TopicArn=topic, Message="{}", MessageStructure="json"),
          "InvalidParameter",
          "Invalid parameter: Message Structure - No default entry in JSON message body"),

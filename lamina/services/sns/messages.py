@@ -146,9 +146,13 @@ def compile_filter(text: str, scope: str) -> Pattern:
     """A subscription's FilterPolicy, checked as AWS checks it: the pattern syntax of
     lamina/patterns.py; on message attributes, one level of keys only."""
     try:
+        json.loads(text)
+    except ValueError:
+        raise invalid("FilterPolicy: failed to parse JSON.") from None
+    try:
         pattern = compile_pattern(text, SNS)
     except PatternError as exc:
-        raise invalid(f"Filter policy: {exc}") from None
+        raise invalid(f"FilterPolicy: {exc}") from None
     if scope == "MessageAttributes":
         for key, value in pattern.source.items():
             if key != "$or" and isinstance(value, dict):
@@ -156,7 +160,7 @@ def compile_filter(text: str, scope: str) -> Pattern:
                     "Filter policy scope MessageAttributes does not support nested filter policy"
                 )
     if _leaf_keys(pattern.source) > MAX_POLICY_KEYS:
-        raise invalid("Filter policy: Filter policy can not have more than 5 keys")
+        raise invalid("FilterPolicy: Filter policy can not have more than 5 keys")
     return pattern
 
 

@@ -267,8 +267,11 @@ class SnsProvider:
             raise invalid("Lambda endpoint ARN")
         if protocol in ("http", "https") and not endpoint.lower().startswith(f"{protocol}://"):
             raise invalid("Endpoint must match the specified protocol")
-        if topic.fifo and protocol == "sqs" and not endpoint.endswith(".fifo"):
-            pass  # FIFO topics deliver to standard queues too (without ordering)
+        if not topic.fifo and protocol == "sqs" and endpoint.endswith(".fifo"):
+            raise invalid(
+                "Invalid parameter: Endpoint Reason: FIFO SQS Queues can not be subscribed to "
+                "standard SNS topics"
+            )  # (a FIFO topic delivers to standard queues too, without ordering)
         attributes = dict(params.get("Attributes") or {})
         self._check_subscription_attributes(protocol, attributes)
         for existing in topic.subscriptions.values():
