@@ -62,7 +62,7 @@ class Rule:
 
     @property
     def enabled(self) -> bool:
-        return self.record.get("State", "ENABLED") == "ENABLED"
+        return self.record.get("State", "ENABLED") != "DISABLED"  # or …_WITH_ALL_CLOUDTRAIL…
 
     @property
     def targets(self) -> dict[str, dict[str, Any]]:
