@@ -157,9 +157,21 @@ def test_filtered_events_reach_the_function_as_aws_writes_them(
     s3.copy_object(Bucket="notify-bucket", Key="incoming/copy.csv",
                    CopySource="notify-bucket/incoming/day 1.csv")  # fmt: skip
     s3.delete_object(Bucket="notify-bucket", Key="incoming/x.txt")
-    reports = recorder.wait("s3-events", 3)
+    upload = s3.create_multipart_upload(Bucket="notify-bucket", Key="incoming/multi.csv")
+    part = s3.upload_part(Bucket="notify-bucket", Key="incoming/multi.csv", PartNumber=1,
+                          UploadId=upload["UploadId"], Body=b"one part")  # fmt: skip
+    done = s3.complete_multipart_upload(
+        Bucket="notify-bucket", Key="incoming/multi.csv", UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )  # fmt: skip
+    reports = recorder.wait("s3-events", 4)
     assert sorted(keys_of(reports)) == ["incoming/copy.csv", "incoming/day+1.csv",
-                                        "incoming/x.txt"]  # fmt: skip
+                                        "incoming/multi.csv", "incoming/x.txt"]  # fmt: skip
+    multi = next(r["event"]["Records"][0] for r in reports
+                 if keys_of([r]) == ["incoming/multi.csv"])  # fmt: skip
+    assert multi["eventName"] == "ObjectCreated:CompleteMultipartUpload"
+    assert multi["s3"]["object"]["eTag"] == done["ETag"].strip('"')
+    assert multi["s3"]["object"]["size"] == len(b"one part")
     put = next(r["event"] for r in reports if keys_of([r]) == ["incoming/day+1.csv"])
     assert len(put["Records"]) == 1
     record = put["Records"][0]
@@ -186,7 +198,8 @@ def test_filtered_events_reach_the_function_as_aws_writes_them(
     assert s3_part["object"]["eTag"] == hashlib.md5(body).hexdigest()
     int(s3_part["object"]["sequencer"], 16)
     names = sorted(r["event"]["Records"][0]["eventName"] for r in reports)
-    assert names == ["ObjectCreated:Copy", "ObjectCreated:Put", "ObjectRemoved:Delete"]
+    assert names == ["ObjectCreated:CompleteMultipartUpload", "ObjectCreated:Copy",
+                     "ObjectCreated:Put", "ObjectRemoved:Delete"]  # fmt: skip
     removed = next(r["event"]["Records"][0] for r in reports if keys_of([r]) == ["incoming/x.txt"])
     assert removed["s3"]["configurationId"] == "removals"
     assert "size" not in removed["s3"]["object"] and "eTag" not in removed["s3"]["object"]
