@@ -358,6 +358,35 @@ class Counter:
         if pool is _UNRESERVED:
             self.unreserved_in_flight -= 1
 
+    # A cluster's node: the shared counts decide, this counter keeps the node's figures ----
+    def adopt(self, lease: Lease) -> None:
+        """Count a lease the cluster's shared counts granted: this node's own executions,
+        for its metrics. No decision of a cluster node reads them; `release` undoes it."""
+        function = lease.function
+        counts = self.functions.get(function) or self.counts(function)
+        if lease.pool is _PROVISIONED:
+            counts.provisioned_busy += 1
+            counts.provisioned_invocations += 1
+        else:
+            counts.on_demand += 1
+            if lease.pool is _UNRESERVED:
+                self.unreserved_in_flight += 1
+                if self.unreserved_in_flight > self.unreserved_peak:
+                    self.unreserved_peak = self.unreserved_in_flight
+        self._leases[lease.id] = lease
+        in_flight = self.in_flight = self.in_flight + 1
+        if in_flight > self.peak:
+            self.peak = in_flight
+        busy = counts.on_demand + counts.provisioned_busy
+        if busy > counts.peak:
+            counts.peak = busy
+        if counts.provisioned_busy > counts.provisioned_peak:
+            counts.provisioned_peak = counts.provisioned_busy
+
+    def note_throttle(self, function: FunctionKey, reason: Throttle) -> None:
+        """A refusal the cluster's shared counts made, for this node's metrics."""
+        self._throttle(self.functions.get(function) or self.counts(function), reason, 0.0)
+
     # Internals -------------------------------------------------------------------------
     def _lease(self, function: FunctionKey, counts: FunctionCounts, pool: Pool) -> Lease:
         lease_id = next(self._ids)

@@ -150,6 +150,11 @@ class Engine:
                 )
             except CountingUnavailable as exc:
                 raise CountsUnreachable(str(exc)) from exc
+            # This node's own figures, for its metrics (the shared counts decided).
+            if decision.lease is not None:
+                counter.adopt(decision.lease)
+            elif decision.throttle is not None:
+                counter.note_throttle(key, decision.throttle)
         source = warm if provisioned_idle and warm is not None else pool
         if decision.lease is None:
             assert decision.throttle is not None
@@ -161,9 +166,8 @@ class Engine:
         try:
             result = await self.invoker.invoke(source, request)
         finally:
-            if shared is None:
-                counter.release(decision.lease)  # on every path, cancellation included
-            else:
+            counter.release(decision.lease)  # on every path, cancellation included
+            if shared is not None:
                 shared.release_soon(decision.lease)
             for listener in self.on_release:
                 listener(decision.lease)

@@ -413,3 +413,22 @@ def test_a_released_slot_is_free_for_the_next_admission_at_once(make: Any) -> No
         counter.release(decision.lease)
     assert counter.counts(KEY).on_demand == 0
     assert counter.account()["in_flight"] == 0
+
+
+def test_a_cluster_node_keeps_its_own_figures_of_what_the_shared_counts_granted() -> None:
+    """On a cluster the node's in-process counter decides nothing: it counts the leases
+    the shared counts granted it, for the node's metrics, and their release."""
+    node = Counter(NO_RATES)
+    leases = [Lease(i, KEY, Pool.UNRESERVED) for i in (1, 2)] + [Lease(3, OTHER, Pool.PROVISIONED)]
+    for lease in leases:
+        node.adopt(lease)
+    node.note_throttle(KEY, Throttle.ACCOUNT)
+    figures = node.sample()
+    assert figures["ConcurrentExecutions"] == figures["PeakConcurrentExecutions"] == 3
+    assert figures["UnreservedInUse"] == 2
+    assert figures["Functions"]["f0"]["ConcurrentExecutions"] == 2
+    assert figures["Functions"]["f1"]["ProvisionedConcurrentExecutions"] == 1
+    assert figures["Throttles"] == {"ConcurrentInvocationLimitExceeded": 1}
+    for lease in leases:
+        node.release(lease)
+    assert node.in_flight == node.unreserved_in_flight == node.leases() == 0
