@@ -157,6 +157,12 @@ def test_objects_ranges_conditions_and_copies(s3: Any) -> None:
         s3.put_object, Bucket="objects", Key="x", Body=b"abc", ContentMD5="AAAAAAAAAAAAAAAAAAAAAA=="
     )
     assert bad_md5["Code"] == "BadDigest"
+    too_long = error_of(s3.put_object, Bucket="objects", Key="k" * 1025, Body=b"")
+    assert (too_long["Code"], too_long["Status"]) == ("KeyTooLongError", 400)
+    big_metadata = error_of(
+        s3.put_object, Bucket="objects", Key="m", Body=b"", Metadata={"m": "v" * 2048}
+    )
+    assert big_metadata["Code"] == "MetadataTooLarge"
     empty = s3.put_object(Bucket="objects", Key="empty", Body=b"")
     assert empty["ETag"] == '"d41d8cd98f00b204e9800998ecf8427e"'
     assert s3.get_object(Bucket="objects", Key="empty")["Body"].read() == b""

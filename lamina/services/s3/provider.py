@@ -31,6 +31,8 @@ CHECKSUMS = {
 }
 OTHER_CHECKSUMS = ("ChecksumCRC32C", "ChecksumCRC64NVME")
 MAX_KEYS = 1000
+MAX_KEY = 1024  # bytes of a key's UTF-8
+MAX_METADATA = 2048  # bytes of user metadata, names and values
 
 
 def moment(epoch: float) -> dt.datetime:
@@ -42,8 +44,27 @@ def quoted(etag: str) -> str:
     return f'"{etag}"'
 
 
+def check_key(key: str) -> None:
+    size = len(key.encode())
+    if size > MAX_KEY:
+        raise errors.s3_error(
+            "KeyTooLongError", "Your key is too long", 400, Size=size, MaxSizeAllowed=MAX_KEY
+        )
+
+
 def object_fields(params: dict[str, Any]) -> dict[str, Any]:
-    """What an object keeps of the request that wrote it."""
+    """What an object keeps of the request that wrote it (its key and metadata checked)."""
+    check_key(params["Key"])
+    metadata = params.get("Metadata") or {}
+    size = sum(len(k.encode()) + len(str(v).encode()) for k, v in metadata.items())
+    if size > MAX_METADATA:
+        raise errors.s3_error(
+            "MetadataTooLarge",
+            "Your metadata headers exceed the maximum allowed metadata size.",
+            400,
+            Size=size,
+            MaxSizeAllowed=MAX_METADATA,
+        )
     fields: dict[str, Any] = {
         "content_type": params.get("ContentType") or DEFAULT_TYPE,
         "metadata": dict(params.get("Metadata") or {}),
@@ -368,6 +389,7 @@ class S3Provider(MultipartOperations, BucketSettings):
     async def CopyObject(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = self.buckets.get(ctx, params["Bucket"])
         key = params["Key"]
+        check_key(key)
         source_bucket, source_key = self._source(params["CopySource"])
         source = self.objects.record(self.buckets.get(ctx, source_bucket), source_key)
         directive = params.get("MetadataDirective") or "COPY"
