@@ -249,6 +249,15 @@ class Gateway:
         if found is None:
             if prefetched is None:
                 await reader.read(0)
+            claimed = next((m for m in self.mounted if m.claims and m.claims(request)), None)
+            if claimed is not None and claimed.protocols:  # S3's: in its own words
+                refused = AwsError(
+                    "MethodNotAllowed",
+                    "The specified method is not allowed against this resource.",
+                    405,
+                    fields={"Method": request.method, "ResourceType": "OBJECT"},
+                )
+                return claimed.protocols[0].serialize_error(claimed.service, refused)
             error = AwsError(
                 "UnknownOperationException",
                 f"No operation matches {request.method} {request.path}",

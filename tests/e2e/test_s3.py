@@ -290,6 +290,13 @@ def test_virtual_hosted_style(server: Server) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert answer.read() == b"hosted"
+    patch = urllib.request.Request(
+        f"{server.endpoint}/k", method="PATCH", headers={"Host": "virtual.s3.localhost"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(patch, timeout=10)
+    assert refused.value.code == 405
+    assert b"<Code>MethodNotAllowed</Code>" in refused.value.read()
 
 
 def test_aws_cli_cp_and_ls(server: Server, tmp_path: Path) -> None:
