@@ -8,6 +8,8 @@ pair as its first argument and the pid of the Lamina server as its second.
 Protocol (one JSON document per packet):
   Lamina → here   {"id": n, "env": {...}, "cwd": "..."} with the output pipe's write end
                   attached (SCM_RIGHTS): fork an environment.
+  Lamina → here   {"prepare": k, "sandbox": {...}}     start an init ahead (no descriptor):
+                                                        see "Prepared inits" below
   here → Lamina   {"ready": pid}                       once, when imports are done
                   {"id": n, "pid": pid}                 the environment exists, leads its
                                                         own session, has its death signal
@@ -32,6 +34,17 @@ reports the runtime's exit status:
   init → Lamina   {"api": n} with a listening socket    a private network's Runtime API
                   {"status": n, "code": c}              the runtime ended: its status
 With rlimits only (the process backend), the child sets them and goes on as above.
+
+Prepared inits: `{"prepare": k, "sandbox": {cgroups, netns, net, api_port, root, files}}`
+forks an init (PID 1 of a new PID namespace) that does, ahead of any cold start, what
+depends on no function (isolate.early: joining its cgroups, which with cgroup v1 waits for
+an RCU grace period, entering its network namespace, unsharing, the Runtime API's socket,
+the base of the root), then waits:
+  here → Lamina   {"prepare": k, "pid": pid}            forked (at once)
+  init → Lamina   {"early": k} or {"early": k, "error"} its early setup is done (or failed)
+A later fork request whose sandbox has "prepared": k is handed to that init, which goes on
+from there (builds the root, forks the runtime) as any other; if it is gone, the request
+is forked as usual.
 """
 
 from __future__ import annotations
@@ -79,17 +92,93 @@ def reap(sock: socket.socket) -> None:
             return
         if pid == 0:
             return
+        for key, (waiting, _, _) in list(_prepared.items()):
+            if waiting == pid:
+                _drop(key)
         send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
+def _drop(key: int) -> None:
+    _, channel, ready = _prepared.pop(key)
+    channel.close()
+    os.close(ready)
+
+
+def prepare_environment(sock: socket.socket, request: dict[str, object]) -> None:
+    """Fork an init that does the early, function-independent part of an environment's
+    setup now and waits for the environment's request (see "Prepared inits")."""
+    key = request["prepare"]
+    sandbox = request["sandbox"]
+    assert isinstance(key, int) and isinstance(sandbox, dict)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ready_r, ready_w = os.pipe()
+    me = os.getpid()
+    try:
+        pid = _fork(request)
+    except OSError as exc:
+        for fd in (ready_r, ready_w):
+            os.close(fd)
+        ours.close()
+        theirs.close()
+        send(sock, {"prepare": key, "error": str(exc)})
+        return
+    if pid == 0:
+        code = 1
+        try:
+            ours.close()
+            os.close(ready_r)
+            for other in list(_prepared):  # the other waiting inits' ends are not ours
+                _drop(other)
+            code = waiting(key, sandbox, theirs, ready_w, me, sock)
+        except BaseException:
+            traceback.print_exc()
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+        finally:
+            os._exit(code)
+    theirs.close()
+    os.close(ready_w)
+    _prepared[key] = (pid, ours, ready_r)
+    send(sock, {"prepare": key, "pid": pid})
+
+
+def waiting(
+    key: int,
+    sandbox: dict[str, object],
+    channel: socket.socket,
+    ready: int,
+    fork_server: int,
+    control: socket.socket,
+) -> int:
+    """A prepared init: the early setup, then the environment it is given (or nothing: its
+    channel closed)."""
+    os.setsid()
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    try:
+        prepared = isolate.early(sandbox)
+    except Exception as exc:  # reported to Lamina, which does not use this init
+        send(control, {"early": key, "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    send(control, {"early": key})
+    data, fds, _, _ = socket.recv_fds(channel, MAX_PACKET, 1)
+    channel.close()
+    if not data or len(fds) != 1:
+        return 0
+    request = json.loads(data)
+    return environment(request, fds[0], ready, fork_server, control, prepared=prepared)
+
+
 _pid_namespace: isolate.PidNamespace | None = None
+# Prepared inits waiting for an environment: key → (pid, socket to it, its ready pipe).
+_prepared: dict[int, tuple[int, socket.socket, int]] = {}
 
 
 def _fork(request: dict[str, object]) -> int:
     """fork(); an isolated environment's child is PID 1 of a new PID namespace."""
     global _pid_namespace
     sandbox = request.get("sandbox")
-    if not (isinstance(sandbox, dict) and sandbox.get("root")):
+    if not (isinstance(sandbox, dict) and (sandbox.get("root") or "prepare" in request)):
         return os.fork()
     if _pid_namespace is None:
         _pid_namespace = isolate.PidNamespace()
@@ -97,7 +186,32 @@ def _fork(request: dict[str, object]) -> int:
         return os.fork()
 
 
+def hand_over(sock: socket.socket, request: dict[str, object], output: int) -> bool:
+    """Give the request to the prepared init it names; False if there is none (gone)."""
+    sandbox = request.get("sandbox")
+    key = sandbox.get("prepared") if isinstance(sandbox, dict) else None
+    if not isinstance(key, int) or key not in _prepared:
+        return False
+    pid, channel, ready = _prepared[key]
+    try:
+        socket.send_fds(channel, [json.dumps(request).encode()], [output])
+    except OSError:  # it ended before it was needed
+        _drop(key)
+        return False
+    _prepared.pop(key)
+    channel.close()
+    answer = os.read(ready, 1)
+    os.close(ready)
+    if answer:
+        send(sock, {"id": request["id"], "pid": pid})
+    else:
+        send(sock, {"id": request["id"], "error": "the environment's init ended during setup"})
+    return True
+
+
 def fork_environment(sock: socket.socket, request: dict[str, object], output: int) -> None:
+    if hand_over(sock, request, output):
+        return
     ready_r, ready_w = os.pipe()
     me = os.getpid()
     try:
@@ -131,13 +245,16 @@ def environment(
     ready: int,
     fork_server: int,
     control: socket.socket,
+    prepared: tuple[socket.socket | None, str] | None = None,
 ) -> int:
-    """The forked child: become a fresh environment, then run the runtime."""
-    os.setsid()
+    """The forked child: become a fresh environment, then run the runtime. `prepared`: a
+    prepared init's early setup is done, with this result."""
+    if prepared is None:
+        os.setsid()
     sandbox = request.get("sandbox")
     assert sandbox is None or isinstance(sandbox, dict)
     if sandbox and sandbox.get("root"):
-        isolated(request, sandbox, output, ready, control)  # returns in the runtime only
+        isolated(request, sandbox, output, ready, control, prepared)  # returns in the runtime
     else:
         parent_death_signal(fork_server)
         os.write(ready, b"1")
@@ -209,6 +326,7 @@ def isolated(
     output: int,
     ready: int,
     control: socket.socket,
+    prepared: tuple[socket.socket | None, str] | None = None,
 ) -> None:
     """PID 1 of the environment's namespace: set the sandbox up, then fork the runtime,
     which returns from here; this process stays as its init and never returns."""
@@ -230,7 +348,7 @@ def isolated(
 
         return report
 
-    isolate.enter(sandbox, announce, keep=(control.fileno(),))
+    isolate.enter(sandbox, announce, keep=(control.fileno(),), prepared=prepared)
 
 
 def _exit_code(code: object) -> int:
@@ -297,6 +415,11 @@ def main() -> None:
             if not data:
                 return  # Lamina is gone or done with us
             request = json.loads(data)
+            if "prepare" in request:
+                for fd in fds:
+                    os.close(fd)
+                prepare_environment(control, request)
+                continue
             if len(fds) != 1:
                 for fd in fds:
                     os.close(fd)

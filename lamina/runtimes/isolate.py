@@ -33,6 +33,7 @@ shown read-only at the same path), opt (the function's layers, read-only at /opt
 tmp_mount (a detached mount to move to /tmp, by path; else a tmpfs of tmp_mb), netns (a
 network namespace to enter, by path) or net (bool: an empty network namespace), api_port,
 uid, gid, rlimits ({"NOFILE": n, ...}), seccomp (a compiled filter, hex, installed last),
+prepared (the key of an init the fork server started ahead, which did `early` already),
 env and argv (spawned environments only). The process
 backend's spec has only rlimits and data (bytes of RLIMIT_DATA on top of what is mapped).
 """
@@ -189,15 +190,12 @@ class PidNamespace:
 
 
 # Init: the environment's PID 1 --------------------------------------------------------------
-def enter(spec: dict[str, Any], announce: Announce, keep: tuple[int, ...] = ()) -> None:
-    """In a new process that is PID 1 of a new PID namespace, running as root: set the
-    environment up, fork the runtime and return in it (as the unprivileged user, cwd
-    /var/task). The init process never returns from here.
-
-    `announce(api_socket)` is called once everything is in place (with the Runtime API's
-    listening socket of a private network, else None); `report(code)` of its result is
-    called with the runtime's exit status before init exits. Init keeps only the
-    descriptors in `keep` (what `report` writes to)."""
+def early(spec: dict[str, Any]) -> tuple[_socket.socket | None, str]:
+    """The part of an environment's setup that depends on no function: join its cgroups,
+    enter its network namespace, take new mount, IPC, UTS and cgroup namespaces, make the
+    Runtime API's listening socket of a private network (else None) and the base of the
+    root (mounted on `spec["root"]`, returned). A prepared init
+    (lamina/runtimes/fork_server.py) does this ahead of any cold start."""
     for path in spec.get("cgroups", ()):
         with open(str(path), "w") as procs:
             procs.write("0")
@@ -212,7 +210,27 @@ def enter(spec: dict[str, Any], announce: Announce, keep: tuple[int, ...] = ()) 
         flags |= CLONE_NEWNET  # an empty one: no way out
     unshare(flags)
     api = _private_network(int(spec.get("api_port", 9001))) if spec.get("net") else None
-    build_root(spec)
+    build_base(spec)
+    return api, str(spec["root"])
+
+
+def enter(
+    spec: dict[str, Any],
+    announce: Announce,
+    keep: tuple[int, ...] = (),
+    prepared: tuple[_socket.socket | None, str] | None = None,
+) -> None:
+    """In a new process that is PID 1 of a new PID namespace, running as root: set the
+    environment up, fork the runtime and return in it (as the unprivileged user, cwd
+    /var/task). The init process never returns from here.
+
+    `prepared`: `early()` was done already, with this result. `announce(api_socket)` is
+    called once everything is in place (with the Runtime API's listening socket of a
+    private network, else None); `report(code)` of its result is called with the
+    runtime's exit status before init exits. Init keeps only the descriptors in `keep`
+    (what `report` writes to)."""
+    api, root = early(spec) if prepared is None else prepared
+    finish_root(spec, root)
     report = announce(api)
     if api is not None:
         api.close()  # Lamina has it now
@@ -286,10 +304,17 @@ def _bind(source: str, target: str, flags: int = MS_NOSUID | MS_NODEV) -> None:
 
 def build_root(spec: dict[str, Any]) -> None:
     """Mounts of the environment's filesystem, then pivot_root into it."""
+    build_base(spec)
+    finish_root(spec, str(spec["root"]))
+
+
+def build_base(spec: dict[str, Any]) -> None:
+    """What every environment's root has, on a read-only-to-be tmpfs at spec["root"]: the
+    host's system directories, read-only; the network's files (/etc/hosts, ...); /proc;
+    a minimal /dev."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing propagates back to the host
     root = str(spec["root"])
     mount("lamina", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    shown = []
     for name in SYSTEM_DIRS:
         source = "/" + name
         if os.path.islink(source):
@@ -297,31 +322,8 @@ def build_root(spec: dict[str, Any]) -> None:
         elif os.path.isdir(source):
             os.mkdir(f"{root}/{name}")
             _bind(source, f"{root}/{name}")
-            shown.append(source)
     for name in ("var/task", "tmp", "proc", "dev", "opt"):
         os.makedirs(f"{root}/{name}", mode=0o755, exist_ok=True)
-    _bind(str(spec["task"]), f"{root}/var/task")
-    if spec.get("opt"):  # the function's layers, merged in order
-        _bind(str(spec["opt"]), f"{root}/opt")
-    if spec.get("tmp_mount"):  # a filesystem Lamina mounted for it, detached: move it here
-        tmp = os.open(str(spec["tmp_mount"]), os.O_PATH | os.O_CLOEXEC)
-        try:
-            move_mount(tmp, f"{root}/tmp")
-        finally:
-            os.close(tmp)
-    else:
-        tmp_mb = int(spec.get("tmp_mb", 512))
-        mount("tmp", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
-    # Host paths the runtime needs (interpreter, virtualenv, Lamina) come after /tmp is
-    # mounted: a checkout or virtualenv under the host's /tmp stays visible, bound into
-    # the private /tmp, rather than being hidden by it.
-    for source in sorted(str(path) for path in spec.get("binds", ())):
-        source = os.path.realpath(source)
-        if not os.path.isdir(source) or any(_within(source, seen) for seen in shown):
-            continue
-        os.makedirs(root + source, mode=0o755, exist_ok=True)
-        _bind(source, root + source)
-        shown.append(source)
     for source, target in spec.get("files", ()):  # e.g. /etc/hosts of Lamina's network
         if os.path.isfile(root + target) and not os.path.islink(root + target):
             _bind(str(source), root + target)
@@ -338,12 +340,44 @@ def build_root(spec: dict[str, Any]) -> None:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, f"{root}/dev/{name}")
+
+
+def finish_root(spec: dict[str, Any], root: str) -> None:
+    """The function's own part of the root built by build_base at `root`: its code, its
+    layers, its /tmp, the interpreter's directories; then pivot_root into it."""
+    _bind(str(spec["task"]), f"{root}/var/task")
+    if spec.get("opt"):  # the function's layers, merged in order
+        _bind(str(spec["opt"]), f"{root}/opt")
+    if spec.get("tmp_mount"):  # a filesystem Lamina mounted for it, detached: move it here
+        tmp = os.open(str(spec["tmp_mount"]), os.O_PATH | os.O_CLOEXEC)
+        try:
+            move_mount(tmp, f"{root}/tmp")
+        finally:
+            os.close(tmp)
+    else:
+        tmp_mb = int(spec.get("tmp_mb", 512))
+        mount("tmp", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
+    # Host paths the runtime needs (interpreter, virtualenv, Lamina) come after /tmp is
+    # mounted: a checkout or virtualenv under the host's /tmp stays visible, bound into
+    # the private /tmp, rather than being hidden by it.
+    shown = [f"/{name}" for name in SYSTEM_DIRS if _real_dir(f"{root}/{name}")]
+    for source in sorted(str(path) for path in spec.get("binds", ())):
+        source = os.path.realpath(source)
+        if not os.path.isdir(source) or any(_within(source, seen) for seen in shown):
+            continue
+        os.makedirs(root + source, mode=0o755, exist_ok=True)
+        _bind(source, root + source)
+        shown.append(source)
     os.chdir(root)
     pivot_root(".", ".")  # the old root ends up stacked on the new one
     umount(".", MNT_DETACH)
     os.chdir("/")
     mount(None, "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
     mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _real_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path)
 
 
 def _within(path: str, directory: str) -> bool:

@@ -112,9 +112,13 @@ class Cgroup:
         memory = self.dirs["memory"]
         limit = str(memory_mb * 1024 * 1024)
         if self.version == 1:
-            _write(memory / "memory.limit_in_bytes", limit)
+            names = ["memory.limit_in_bytes"]
             if (memory / "memory.memsw.limit_in_bytes").exists():  # no swapping past it
-                _write(memory / "memory.memsw.limit_in_bytes", limit)
+                names.append("memory.memsw.limit_in_bytes")  # never below the other
+                if int(limit) > int(_read(memory / names[0])):
+                    names.reverse()  # raising a limit already set
+            for name in names:
+                _write(memory / name, limit)
             _write(self.dirs["pids"] / "pids.max", str(pids))
         else:
             _write(memory / "memory.max", limit)

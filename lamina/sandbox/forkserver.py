@@ -43,16 +43,21 @@ import os
 import signal
 import socket
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lamina.sandbox import inits, isolation
 from lamina.sandbox.launch import (
+    CUSTOM_RUNTIMES,
     LD_LIBRARY_PATH,
+    FunctionImage,
     Launch,
     Launcher,
     ProcessHandle,
     SpawnedProcess,
     SpawnLauncher,
+    is_node,
     spawn_process,
 )
 
@@ -117,7 +122,10 @@ class ForkServer:
         self._children: dict[int, ForkedProcess] = {}
         self._by_request: dict[int, ForkedProcess] = {}  # isolated ones report by request
         self._api_sockets: dict[int, socket.socket] = {}  # private networks' Runtime APIs
-        self._outbox: deque[tuple[bytes, int]] = deque()  # requests not sent yet
+        self._outbox: deque[tuple[bytes, int]] = deque()  # requests not sent yet (fd or -1)
+        # Prepared inits being started: key → (its pid, its early setup done).
+        self._preparing: dict[int, tuple[asyncio.Future[int], asyncio.Future[None]]] = {}
+        self.on_exit: Callable[[int], None] | None = None  # told of pids it did not fork
         self._writing = False  # waiting for the socket to take more
         self._ids = 0
         self._closed = False
@@ -226,13 +234,38 @@ class ForkServer:
             answer.add_done_callback(_kill_unclaimed)  # nobody will stop it otherwise
             raise
 
+    async def prepare(self, key: int, sandbox: dict[str, Any]) -> int:
+        """Start an init ahead with `sandbox`'s early setup (its cgroups, its network
+        namespace) done; its pid, once that is done. A fork request whose sandbox has
+        `"prepared": key` then starts in it."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        forked: asyncio.Future[int] = loop.create_future()
+        done: asyncio.Future[None] = loop.create_future()
+        self._preparing[key] = (forked, done)
+        self._outbox.append((json.dumps({"prepare": key, "sandbox": sandbox}).encode(), -1))
+        if len(self._outbox) == 1:
+            self._write_outbox()
+        try:
+            pid = await forked
+            await done
+            return pid
+        finally:
+            self._preparing.pop(key, None)
+            for future in (forked, done):  # a failure is retrieved by one of them
+                if future.done() and not future.cancelled():
+                    future.exception()
+
     def _write_outbox(self) -> None:
         """Send queued requests until the socket is full; then again when it is writable."""
         sock = self._sock
         while sock is not None and self._outbox:
             packet, fd = self._outbox[0]
             try:
-                socket.send_fds(sock, [packet], [fd])
+                if fd >= 0:
+                    socket.send_fds(sock, [packet], [fd])
+                else:
+                    sock.send(packet)
             except BlockingIOError:
                 if not self._writing:
                     asyncio.get_running_loop().add_writer(sock.fileno(), self._write_outbox)
@@ -272,6 +305,10 @@ class ForkServer:
             if child is not None:
                 self._by_request.pop(child.request_id, None)
                 child._exit(message["code"])
+            elif self.on_exit is not None:
+                self.on_exit(message["exit"])
+        elif "prepare" in message or "early" in message:
+            self._prepared(message)
         elif "status" in message:
             reported = self._by_request.get(message["status"])
             if reported is not None:
@@ -298,6 +335,22 @@ class ForkServer:
                 if answer is not None and not answer.done():
                     answer.set_exception(OSError(message.get("error", "fork failed")))
 
+    def _prepared(self, message: dict[str, Any]) -> None:
+        waiting = self._preparing.get(int(message.get("prepare", message.get("early", 0))))
+        if waiting is None:
+            return
+        forked, done = waiting
+        if "error" in message:
+            failure = OSError(f"a prepared init failed: {message['error']}")
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(failure)
+        elif "prepare" in message:
+            if not forked.done():
+                forked.set_result(message["pid"])
+        elif not done.done():
+            done.set_result(None)
+
     def _lost(self) -> None:
         """The connection is gone: so is the fork server, and so are its environments."""
         sock, self._sock = self._sock, None
@@ -318,6 +371,10 @@ class ForkServer:
             if not answer.done():
                 answer.set_exception(gone)
         self._requests.clear()
+        for waiting in self._preparing.values():
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(gone)
         for child in self._children.values():
             child._exit(-signal.SIGKILL)  # its parent-death signal
         self._children.clear()
@@ -344,6 +401,7 @@ class ForkLauncher:
         self.server = server  # the first one's, started with the launcher
         self.servers: dict[str, ForkServer] = {server.python: server}
         self.fallback = fallback or SpawnLauncher()
+        self.inits: inits.Inits | None = None  # prepared inits, with namespaces
         self._warned = False
         self._closed = False
 
@@ -363,6 +421,24 @@ class ForkLauncher:
         except ForkServerUnavailable as exc:
             log.warning("%s; environments will be spawned", exc)
             self._warned = True
+        backend = isolation.current()
+        if backend.name == "namespaces" and backend.cgroups is not None and not self._closed:
+            root = backend.options.scratch / "init-root"  # a mount point, in their namespaces
+            root.mkdir(parents=True, exist_ok=True)
+            files = backend.network.files if backend.network is not None else []
+            early = {"net": True, "api_port": isolation.API_PORT, "root": str(root), "files": files}
+            pool = inits.Inits(
+                self.server, backend.cgroups, backend.network, early, isolation.PIDS_MAX
+            )
+            pool.suits = self._starts_here
+            self.inits = backend.inits = pool
+            pool.start()
+
+    def _starts_here(self, image: FunctionImage) -> bool:
+        """Whether an environment of `image` starts from the first fork server (forked, or
+        set up and exec'd), not from another interpreter's."""
+        other = image.interpreter and image.interpreter != self.server.python
+        return not other or image.runtime in CUSTOM_RUNTIMES or is_node(image.runtime)
 
     async def spawn(self, plan: Launch, output: int) -> ProcessHandle:
         # An isolated environment this server cannot run (another program, another
@@ -380,6 +456,10 @@ class ForkLauncher:
 
     async def close(self) -> None:
         self._closed = True
+        if self.inits is not None:
+            await self.inits.close()  # before its fork server goes
+            if isolation.current().inits is self.inits:
+                isolation.current().inits = None
         for server in list(self.servers.values()):
             await server.close()
         await self.fallback.close()

@@ -19,7 +19,6 @@ through either launcher (forked by the fork server, or spawned).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
@@ -28,14 +27,13 @@ import os
 import pwd
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lamina.sandbox import cgroups as cg
 from lamina.sandbox import disks as dk
-from lamina.sandbox import launch, seccomp
+from lamina.sandbox import inits, launch, seccomp
 from lamina.sandbox import network as net
 from lamina.sandbox.launch import PYTHON_BOOTSTRAP, FunctionImage
 
@@ -49,7 +47,6 @@ API_PORT = 9001  # the Runtime API's port inside a private network, as on Lambda
 PIDS_MAX = 1024  # processes and threads per environment (Lambda's limit)
 NOFILE = 1024  # descriptors per process (Lambda's limit)
 SERVER_PREFIX = "lamina-"
-RELEASE_PATIENCE_S = 5.0  # how long a busy cgroup is retried before it is left to the janitor
 # The process backend's RLIMIT_DATA: MemorySize on top of what a forked child has mapped,
 # or this much more for a spawned interpreter's own start.
 SPAWN_DATA_BASE = 32 * 1024 * 1024  # a spawned interpreter's own data, added to MemorySize
@@ -151,21 +148,8 @@ class Sandbox:
         if lease is not None:
             lease.release()
         cgroup, self.cgroup = self.cgroup, None
-        if cgroup is None:
-            return
-        deadline = time.monotonic() + RELEASE_PATIENCE_S
-        delay = 0.001
-        with contextlib.suppress(OSError):
-            cgroup.freeze(False)
-        while not cgroup.remove():
-            if time.monotonic() > deadline:
-                log.warning("cgroup %s still busy; left to the janitor", cgroup.procs_files[0])
-                return
-            for pid in cgroup.members():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, 9)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        if cgroup is not None:
+            await inits.remove_cgroup(cgroup)
 
 
 @dataclass
@@ -180,6 +164,7 @@ class Backend:
     filter: seccomp.Filter | None = None
     network: net.Network | None = None
     disks: dk.Disks | None = None
+    inits: inits.Inits | None = None  # prepared inits (with the fork server)
     options: Options = field(default_factory=Options)
     _janitor: subprocess.Popen[bytes] | None = None
     _janitor_pipe: int = -1
@@ -217,11 +202,13 @@ class Backend:
         _readable(image.code_dir)
         root = scratch / "root"
         root.mkdir(exist_ok=True)
-        lease = None
+        pool = self.inits
+        prepared = pool.take() if pool and not image.vpc_subnets and pool.suits(image) else None
+        lease = prepared.lease if prepared is not None else None
         if self.network is not None:
             subnet = sorted(image.vpc_subnets)[0] if image.vpc_subnets else None
             try:
-                lease = await self.network.take(subnet)
+                lease = lease or await self.network.take(subnet)
             except net.NetworkUnavailable as exc:
                 raise OSError(f"no network namespace: {exc}") from exc
             xray_port = int(xray.rsplit(":", 1)[1])
@@ -235,9 +222,15 @@ class Backend:
                     tmp = await self.disks.take(image.ephemeral_mb)
                 except dk.DisksUnavailable as exc:
                     raise OSError(f"no /tmp: {exc}") from exc
-            cgroup = self.cgroups.create(env_id, image.memory_mb, PIDS_MAX)
+            if prepared is not None:
+                cgroup = prepared.cgroup
+                cgroup.limit(image.memory_mb, PIDS_MAX)
+            else:
+                cgroup = self.cgroups.create(env_id, image.memory_mb, PIDS_MAX)
         except BaseException:
-            if lease is not None:
+            if prepared is not None and pool is not None:
+                pool.discard(prepared)
+            elif lease is not None:
                 lease.release()
             if tmp is not None:
                 tmp.close()
@@ -258,6 +251,8 @@ class Backend:
         }
         if lease is not None:
             spec["netns"] = lease.path
+        if prepared is not None:
+            spec["prepared"] = prepared.key  # its init did the cgroups and namespaces
         if tmp is not None:
             spec["tmp_mount"] = tmp.path
         if self.filter is not None:
