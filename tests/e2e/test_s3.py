@@ -257,6 +257,17 @@ def test_multipart_upload(s3: Any) -> None:
     )  # fmt: skip
     assert too_small["Code"] == "EntityTooSmall"
     s3.abort_multipart_upload(Bucket="multipart", Key="small", UploadId=small)
+    copy = s3.create_multipart_upload(Bucket="multipart", Key="copied")["UploadId"]
+    parts = []
+    for number, span in ((1, f"bytes=0-{5 * MB - 1}"), (2, f"bytes={5 * MB}-{5 * MB + 6}")):
+        made = s3.upload_part_copy(Bucket="multipart", Key="copied", UploadId=copy,
+                                   PartNumber=number, CopySource="multipart/big",
+                                   CopySourceRange=span)  # fmt: skip
+        parts.append({"PartNumber": number, "ETag": made["CopyPartResult"]["ETag"]})
+    s3.complete_multipart_upload(Bucket="multipart", Key="copied", UploadId=copy,
+                                 MultipartUpload={"Parts": parts})  # fmt: skip
+    copied = s3.get_object(Bucket="multipart", Key="copied")["Body"].read()
+    assert copied == (first + second)[: 5 * MB + 7]
     assert (
         error_of(
             s3.upload_part, Bucket="multipart", Key="small", UploadId=small, PartNumber=3, Body=b"x"
@@ -325,6 +336,10 @@ def test_aws_cli_cp_and_ls(server: Server, tmp_path: Path) -> None:
     s3 = server.client("s3")
     head = s3.head_object(Bucket="cli-bucket", Key="large.bin")
     assert head["ETag"].endswith('-3"')  # 8 + 8 + 4 MB
+    # A large object copied within S3: the CLI copies it part by part (UploadPartCopy).
+    copied = s3_cli(server, tmp_path, "cp", "s3://cli-bucket/large.bin", "s3://cli-bucket/copy.bin")
+    assert copied.returncode == 0, copied.stderr
+    assert s3.head_object(Bucket="cli-bucket", Key="copy.bin")["ETag"] == head["ETag"]
     for name in ("small.txt", "large.bin"):
         back = tmp_path / f"back-{name}"
         key = "dir/small.txt" if name == "small.txt" else name

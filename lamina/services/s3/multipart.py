@@ -4,13 +4,16 @@ ListMultipartUploads (the provider's, with the same buckets and objects)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from lamina.context import RequestContext
+from lamina.services.s3 import errors
 from lamina.services.s3.buckets import Buckets, owner
 from lamina.services.s3.objects import Objects
 
 MAX_PARTS = 1000
+COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 
 def _moment(epoch: float) -> dt.datetime:
@@ -48,6 +51,44 @@ class MultipartOperations:
 
     def _digests(self, params: dict[str, Any], data: bytes) -> dict[str, str]:
         raise NotImplementedError
+
+    def _source(self, text: str) -> tuple[str, str]:
+        raise NotImplementedError
+
+    async def UploadPartCopy(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        """A part made of (a range of) another object: how clients copy large objects."""
+        bucket = self.buckets.get(ctx, params["Bucket"])
+        source_bucket, source_key = self._source(params["CopySource"])
+        source = self.objects.record(self.buckets.get(ctx, source_bucket), source_key)
+        first, last = 0, source["size"] - 1
+        text = params.get("CopySourceRange")
+        if text:
+            found = COPY_RANGE.fullmatch(text.strip())
+            if found is None:
+                raise errors.invalid_argument(
+                    "The x-amz-copy-source-range value must be of the form bytes=first-last "
+                    "where first and last are the zero-based offsets of the first and last "
+                    "bytes to copy",
+                    "x-amz-copy-source-range",
+                    text,
+                )
+            first, last = int(found[1]), int(found[2])
+            if first > last or last >= source["size"]:
+                raise errors.invalid_argument(
+                    f"Range specified is not valid for source object of size: {source['size']}",
+                    "x-amz-copy-source-range",
+                    text,
+                )
+        data = await self.objects.read(source, first, last - first + 1) if last >= first else b""
+        record = await self.objects.upload_part(
+            bucket, params["Key"], params["UploadId"], int(params["PartNumber"]), data
+        )
+        return {
+            "CopyPartResult": {
+                "ETag": f'"{record["etag"]}"',
+                "LastModified": _moment(record["modified"]),
+            }
+        }
 
     async def CompleteMultipartUpload(
         self, ctx: RequestContext, params: dict[str, Any]

@@ -415,8 +415,7 @@ class S3Provider(MultipartOperations, BucketSettings):
             }
         }
 
-    @staticmethod
-    def _source(text: str) -> tuple[str, str]:
+    def _source(self, text: str) -> tuple[str, str]:
         path = unquote(text.split("?", 1)[0]).lstrip("/")
         bucket, _, key = path.partition("/")
         if not bucket or not key:
