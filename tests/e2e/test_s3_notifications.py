@@ -21,7 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lamina.services.s3.notifications import BATCH
-from tests.e2e.test_async import Recorder
+from tests.e2e.test_async import Recorder, prometheus_value
 from tests.helpers import Server, python_function
 
 ARGS = ["--time-scale", "0.01", "--account-concurrency", "20", "--unreserved-floor", "5",
@@ -309,6 +309,10 @@ def test_a_throttled_function_gets_every_event_or_its_dead_letter_queue_does(
     reports = recorder.wait("s3-busy", 12, timeout=40)
     assert sorted(keys_of(reports)) == sorted(f"one/{i}" for i in range(12))
     assert drain(sqs, dead_url, 1, timeout=0.5) == []
+    # Async invocations like any other: the function's metrics count every event.
+    received = "aws_lambda_async_events_received_total"
+    assert prometheus_value(server, received, "s3-busy") == 17
+    assert prometheus_value(server, "aws_lambda_async_events_dropped_total", "s3-busy") == 5
 
 
 def test_no_event_is_lost_to_a_crash(tmp_path: Path, recorder: Recorder) -> None:
