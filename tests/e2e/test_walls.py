@@ -693,6 +693,26 @@ def test_an_environment_is_frozen_between_invocations(walled: Walled, unfrozen: 
     assert wait_for(lambda: not any(marker in command_line(pid) for pid in all_pids()), 10)
 
 
+def test_a_frozen_environment_is_reclaimed_with_what_it_started(tmp_path: Path) -> None:
+    """Keep-alive reclaims an idle, frozen environment: its background thread's process,
+    its double-forked daemon and its cgroup go."""
+    server = start(tmp_path, "--isolation", "namespaces", "--keep-alive", "1")
+    try:
+        python_function(server.client(), "counter", COUNTER, Timeout=10)
+        marker = f"daemon-reclaimed-{server.port}"
+        invoke(server, "counter", {"start": marker})
+        daemons = [pid for pid in all_pids() if marker in command_line(pid)]
+        assert daemons
+        cgroup = _memory_cgroup(daemons[0])
+        assert cgroup.is_dir() and cgroup.parent == _memory_base(server)
+        state = _memory_cgroup(daemons[0], "freezer") / "freezer.state"
+        assert wait_for(lambda: state.read_text().strip() == "FROZEN", 2)  # idle: frozen
+        assert wait_for(lambda: not any(marker in command_line(pid) for pid in all_pids()), 15)
+        assert wait_for(lambda: not cgroup.exists(), 5), cgroup
+    finally:
+        server.stop()
+
+
 def wait_for(predicate: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -782,13 +802,18 @@ def handler(event, context):
 """
 
 
+def _memory_cgroup(pid: int, controller: str = "memory") -> Path:
+    """A process's cgroup in a hierarchy (cgroup v1, as on this machine)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
+    raise AssertionError(f"no {controller} cgroup")
+
+
 def _memory_base(server: Server) -> Path:
     """The server's base cgroup in the memory hierarchy."""
-    for line in Path(f"/proc/{server.process.pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return Path("/sys/fs/cgroup/memory") / path.lstrip("/") / f"lamina-{server.process.pid}"
-    raise AssertionError("no memory cgroup")
+    return _memory_cgroup(server.process.pid) / f"lamina-{server.process.pid}"
 
 
 def test_a_cold_start_takes_a_prepared_init_with_its_functions_limits(tmp_path: Path) -> None:
