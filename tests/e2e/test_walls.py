@@ -171,7 +171,11 @@ class Internet:
         tag = f"{os.getpid() % 100000}{random.randrange(100):02d}"
         self.name = f"lmtest-inet-{tag}"
         self.host_link = f"lmti{tag}"
-        third = random.randrange(256)
+        # A /30 of 198.18.0.0/16 no one on this host uses (other test runs make theirs).
+        used = {
+            address.split(".")[2] for address in host_addresses() if address.startswith("198.18.")
+        }
+        third = random.choice([str(n) for n in range(256) if str(n) not in used])
         self.host_address, self.address = f"198.18.{third}.1", f"198.18.{third}.2"
         run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=20)
         run(["ip", "netns", "add", self.name])
