@@ -1,12 +1,15 @@
 """Isolation backends: what contains an execution environment, chosen when the server starts.
 
-  namespaces  each environment in PID, mount, IPC, UTS and cgroup namespaces of its own
-              (and a network namespace for a function with VpcConfig.SubnetIds), with a
+  namespaces  each environment in PID, mount, IPC, UTS, cgroup and network namespaces of
+              its own (network.py: a network of Lamina's, VPC subnets as networks), with a
               cgroup limiting its memory (MemorySize; an out-of-memory kill ends it as
-              Runtime.OutOfMemory), its processes and its CPU weight; a private tmpfs /tmp of
-              EphemeralStorage size; its code read-only at /var/task; nothing else of the
-              host's files but its system directories, read-only; an unprivileged user.
-              Needs root (CAP_SYS_ADMIN) and cgroups with the memory and pids controllers.
+              Runtime.OutOfMemory), its processes, its CPU weight and quota, frozen
+              between invocations; /tmp on disk of EphemeralStorage size (disks.py); its
+              code read-only at /var/task; nothing else of the host's files but its system
+              directories, read-only; an unprivileged user under a seccomp filter
+              (seccomp.py). Needs root (CAP_SYS_ADMIN) and cgroups with the memory and pids
+              controllers. Namespaces, /tmp filesystems and inits (inits.py) are prepared
+              ahead, off the cold start's path.
   process     the fallback: a plain process with rlimits (data size ≈ MemorySize, file size
               = EphemeralStorage, 1,024 descriptors, no core dumps).
   none        a plain process, nothing limited.
