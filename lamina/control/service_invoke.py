@@ -99,14 +99,14 @@ class ServiceInvoker:
     ) -> Delivery:
         """`submit`, answering what became of the event (SNS and EventBridge decide on
         retries and dead-letter queues from it)."""
-        found = self.may_deliver(
-            function_arn, service=service, source_arn=source_arn, source_account=source_account
-        )
-        if found is not Delivery.ACCEPTED:
-            return found
+        try:
+            ref = self._ref(function_arn)
+        except AwsError:
+            return Delivery.MISSING
+        if not self.access.service_may_invoke(ref, service, source_arn, source_account):
+            return Delivery.DENIED
         if len(payload) > ASYNC_PAYLOAD_LIMIT:
             return Delivery.TOO_LARGE
-        ref = self._ref(function_arn)
         await self.invocations.enqueue(ref, str(uuid.uuid4()), payload)
         return Delivery.ACCEPTED
 
