@@ -319,7 +319,7 @@ def test_no_event_is_lost_to_a_crash(tmp_path: Path, recorder: Recorder) -> None
     objects = tmp_path / "objects"  # object bytes outside the data dir (--s3-objects)
     args = [*ARGS, "--s3-objects", str(objects)]
     first = Server(tmp_path / "data", args=args).start()
-    total = 40
+    total = 24
     try:
         s3 = first.client("s3")
         s3.create_bucket(Bucket="crash-bucket")
