@@ -456,7 +456,7 @@ def test_qualified_async_invoke_runs_the_version(
 def test_no_accepted_event_is_lost_to_a_crash(tmp_path: Path, recorder: Recorder) -> None:
     first = Server(tmp_path / "data", args=ARGS).start()
     name = "async-crash"
-    total = 300
+    total = 150
     try:
         client = first.client()
         python_function(
@@ -466,10 +466,11 @@ def test_no_accepted_event_is_lost_to_a_crash(tmp_path: Path, recorder: Recorder
             Environment={"Variables": {"RECORDER_PORT": str(recorder.port)}},
         )
         client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=2)
-        # 20 ms each, two at a time: about 3 s of work, so most are still queued at the kill
-        # (a plain process environment works through 5 ms events as fast as they arrive).
+        # 80 ms each, two at a time: about 6 s of work, so most are still queued at the
+        # kill however slowly the sends go (at 20 ms an event, a loaded machine's sends were
+        # slower than the work and every event had run).
         for index in range(total):
-            send(client, name, {"i": index, "sleep": 0.02})
+            send(client, name, {"i": index, "sleep": 0.08})
     finally:
         first.kill()  # SIGKILL, with most events still queued
     before = {r["event"]["i"] for r in recorder.of(name)}
