@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,31 @@ class NamedResources:
     def delete(self, resource_id: int, tx: Executor | None = None) -> None:
         """Within the caller's transaction `tx`, which removes the resource's rows too."""
         (tx or self._db).execute(f"DELETE FROM {self._name} WHERE id=?", (resource_id,))
+
+
+class Announcer:
+    """Cluster mode, for a store whose rows every node holds in memory: its writes are
+    announced on `channel` (NOTIFY), and another node's announcement calls `reload`
+    where the store is used (deliver: the event loop's call_soon_threadsafe). On SQLite
+    (one node) it does nothing."""
+
+    def __init__(self, db: Database, channel: str, reload: Callable[[], None]) -> None:
+        self._db = db
+        self._channel = channel
+        self._reload = reload
+        self.node = uuid.uuid4().hex[:12]
+
+    def written(self) -> None:
+        if self._db.dialect != "sqlite":
+            self._db.notify(self._channel, self.node)
+
+    def listen(self, deliver: Callable[[Callable[[], None]], None]) -> None:
+        listen = getattr(self._db, "listen", None)
+        if listen is None:
+            return
+
+        def told(payload: str) -> None:
+            if payload != self.node:  # "" too: the connection was lost, read everything
+                deliver(self._reload)
+
+        listen(self._channel, told)

@@ -1,6 +1,7 @@
 """Function URL configurations, one row each, keyed by the URL's id (the first label of its
 host) and unique per function and qualifier (an alias, or '' for the unqualified
-function). Every row is also held in memory: a request to a URL reads no row.
+function). Every row is also held in memory: a request to a URL reads no row. In a
+cluster, a node's writes are announced and the other nodes read the rows again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from lamina.keys import FunctionKey
 from lamina.store import schema
 from lamina.store.database import Database
-from lamina.store.tables import open_database
+from lamina.store.tables import Announcer, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS function_urls (
@@ -51,8 +52,15 @@ class UrlStore:
     def __init__(self, data_dir: Path, db: Database | None = None) -> None:
         self._db = open_database(data_dir, "urls.db", db)
         schema.ensure(self._db, "urls", MIGRATIONS)
+        self.announcer = Announcer(self._db, "lamina_urls", self.reload)
+        self.listen = self.announcer.listen
         self._by_id: dict[str, UrlConfig] = {}
         self._by_target: dict[tuple[FunctionKey, str], UrlConfig] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Every row, read again (at start; in a cluster, when another node wrote)."""
+        self._by_id, self._by_target = {}, {}
         rows = self._db.execute(
             "SELECT url_id, account, region, function, qualifier, record FROM function_urls"
         )
@@ -91,11 +99,13 @@ class UrlStore:
             ),
         )
         self._remember(config)
+        self.announcer.written()
 
     def delete(self, config: UrlConfig) -> None:
         self._db.execute("DELETE FROM function_urls WHERE url_id=?", (config.url_id,))
         self._by_id.pop(config.url_id, None)
         self._by_target.pop((config.key, config.qualifier), None)
+        self.announcer.written()
 
     def close(self) -> None:
         self._db.close()

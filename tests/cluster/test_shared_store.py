@@ -18,11 +18,13 @@ from typing import Any
 
 import psycopg
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from tests.cluster.postgres_server import PostgresServer, fresh_database
 from tests.e2e.test_async import WORKER, Recorder
 from tests.helpers import Server, make_zip, python_function
+from tests.web import public_url, url_id
 
 SCALE = 0.05
 ARGS = ["--time-scale", str(SCALE), "--isolation", "none"]
@@ -157,6 +159,32 @@ def test_logs_of_one_node_are_read_on_the_other(cluster: tuple[Server, Server, s
             pass  # no group on B yet
         time.sleep(0.1)
     assert "from a 7" in found
+
+
+def test_a_function_url_made_on_one_node_is_served_by_the_other(
+    cluster: tuple[Server, Server, str],
+) -> None:
+    a, b, _ = cluster
+    python_function(
+        a.client(), "page", "def handler(e, c):\n    return {'statusCode': 200, 'body': 'hi'}\n"
+    )
+    uid = url_id(public_url(a.client(), "page"))
+    deadline = time.monotonic() + 5
+    answer = None
+    while time.monotonic() < deadline:
+        answer = requests.get(f"{b.endpoint}/_lamina/url/{uid}/", timeout=30)
+        if answer.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert answer is not None and answer.status_code == 200 and answer.text == "hi"
+    a.client().delete_function_url_config(FunctionName="page")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        answer = requests.get(f"{b.endpoint}/_lamina/url/{uid}/", timeout=30)
+        if answer.status_code != 200:
+            break
+        time.sleep(0.1)
+    assert answer.status_code == 403
 
 
 def test_accounts_are_the_clusters(cluster: tuple[Server, Server, str]) -> None:
