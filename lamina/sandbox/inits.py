@@ -109,6 +109,7 @@ class Inits:
         task.add_done_callback(self._removing.discard)
 
     async def close(self) -> None:
+        log.info("prepared inits: %d cold starts took one, %d found none", self.taken, self.missed)
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
