@@ -1,9 +1,10 @@
 """`make bench`: Lamina's benchmarks, each against a baseline measured in the same run.
 
 1. Warm sync invoke of a no-op Python function (1,769 MB: one vCPU, as the baseline's
-   worker has) at 1, 8 and 32 concurrent clients (wrk, closed loop): requests/s, p50, p99;
-   baseline bench/relay.py, a minimal uvloop HTTP server relaying each body to a worker
-   process over a socket pair.
+   worker has) at 1, 8 and 32 concurrent clients (wrk, closed loop): requests/s, p50, p99,
+   and the CPU time of the server process per request (less sensitive to other load than
+   the rates); baseline bench/relay.py, a minimal uvloop HTTP server relaying each body to
+   a worker process over a socket pair.
 2. Cold start: an invoke that needs a new environment, end to end (p50, p99 over 60);
    baselines `python -c pass` and a bare fork of a pre-imported interpreter. The same
    with the fork server off, for comparison.
@@ -274,6 +275,13 @@ class Lamina:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of one process so far (not its children)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def invocations(name: str) -> str:
     return f"/2015-03-31/functions/{name}/invocations"
 
@@ -419,10 +427,15 @@ def bench_warm() -> None:
         path = invocations("noop")
         for clients in CONCURRENCY:
             rounds: dict[str, list[dict[str, Any]]] = {"relay": [], "lamina": []}
+            fronts = {"relay": relay.pid, "lamina": server.process.pid}
             for _ in range(ROUNDS):
                 for label, where, at in (("relay", port, "/"), ("lamina", server.port, path)):
                     load(where, at, clients, WARMUP_SECONDS)  # environments exist, caches hot
-                    rounds[label].append(load(where, at, clients, WARM_SECONDS))
+                    before = cpu_seconds(fronts[label])
+                    found = load(where, at, clients, WARM_SECONDS)
+                    spent = cpu_seconds(fronts[label]) - before
+                    found["server_cpu_us"] = spent / max(1, found["requests"]) * 1e6
+                    rounds[label].append(found)
             baseline[clients], lamina[clients] = best(rounds["relay"]), best(rounds["lamina"])
             show("relay", clients, baseline[clients])
             show("lamina", clients, lamina[clients])
@@ -446,6 +459,15 @@ def bench_warm() -> None:
                 "relay",
                 theirs[f"{q}_us"] / 1000,
             )
+    for clients in (1, 32):
+        row(
+            "warm",
+            f"CPU of the server process per request, {clients} clients",
+            lamina[clients]["server_cpu_us"],
+            "µs",
+            "relay's front process",
+            baseline[clients]["server_cpu_us"],
+        )
     overhead = (lamina[1]["p50_us"] - baseline[1]["p50_us"]) / 1000
     row(
         "warm",
