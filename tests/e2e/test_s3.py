@@ -199,6 +199,15 @@ def test_listing_prefixes_delimiters_and_pages(s3: Any) -> None:
     assert sorted(seen) == sorted(["a.txt", "b+c", "d", "b/", "c/", "é/"])
     after = s3.list_objects_v2(Bucket="listing", StartAfter="b/2")
     assert after["Contents"][0]["Key"] == "b/c/3"
+    versions = s3.list_object_versions(Bucket="listing", Prefix="b/")["Versions"]
+    assert [(v["Key"], v["VersionId"], v["IsLatest"]) for v in versions] == [
+        ("b/1", "null", True),
+        ("b/2", "null", True),
+        ("b/c/3", "null", True),
+    ]
+    other = error_of(s3.get_object, Bucket="listing", Key="d", VersionId="v2")
+    assert (other["Code"], other["Status"]) == ("NoSuchVersion", 404)
+    assert s3.get_object(Bucket="listing", Key="d", VersionId="null")["Body"].read() == b"d"
     old = s3.list_objects(Bucket="listing", Prefix="b/")
     assert [o["Key"] for o in old["Contents"]] == ["b/1", "b/2", "b/c/3"]
     paginator = s3.get_paginator("list_objects_v2")

@@ -52,6 +52,16 @@ def check_key(key: str) -> None:
         )
 
 
+def check_version(params: dict[str, Any]) -> None:
+    """Objects here have one version, `null` (an unversioned bucket's)."""
+    version = params.get("VersionId")
+    if version not in (None, "null"):
+        raise errors.s3_error(
+            "NoSuchVersion", "The specified version does not exist.", 404,
+            Key=params["Key"], VersionId=version,
+        )  # fmt: skip
+
+
 def object_fields(params: dict[str, Any]) -> dict[str, Any]:
     """What an object keeps of the request that wrote it (its key and metadata checked)."""
     check_key(params["Key"])
@@ -333,6 +343,7 @@ class S3Provider(MultipartOperations, BucketSettings):
     async def HeadObject(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = self.buckets.get(ctx, params["Bucket"])
         record = self.objects.record(bucket, params["Key"])
+        check_version(params)
         status = self._read_conditions(record, params)
         if status == 304:
             return {STATUS: 304, "ETag": quoted(record["etag"])}
@@ -348,6 +359,7 @@ class S3Provider(MultipartOperations, BucketSettings):
     async def GetObject(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = self.buckets.get(ctx, params["Bucket"])
         record = self.objects.record(bucket, params["Key"])
+        check_version(params)
         status = self._read_conditions(record, params)
         if status == 304:
             return {STATUS: 304, "ETag": quoted(record["etag"])}
@@ -487,6 +499,34 @@ class S3Provider(MultipartOperations, BucketSettings):
             "StartAfter": shown(params["StartAfter"]) if params.get("StartAfter") else None,
         }
         return result
+
+    async def ListObjectVersions(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An unversioned bucket's objects, each its only version, `null` (as S3 lists them)."""
+        bucket = self.buckets.get(ctx, params["Bucket"])
+        marker = params.get("KeyMarker") or ""
+        delimiter = params.get("Delimiter") or ""
+        after = marker + LAST if delimiter and marker.endswith(delimiter) else marker
+        listing, max_keys, prefix, _ = self._listing(bucket, params, after)
+        encode = params.get("EncodingType") == "url"
+        contents, prefixes = self._entries(listing, encode, True, bucket.account)
+        versions = [{**item, "VersionId": "null", "IsLatest": True} for item in contents]
+        last = listing.entries[-1][0] if listing.entries else ""
+        return {
+            "IsTruncated": listing.truncated,
+            "KeyMarker": marker,
+            "VersionIdMarker": params.get("VersionIdMarker") or "",
+            "NextKeyMarker": last if listing.truncated else None,
+            "NextVersionIdMarker": "null" if listing.truncated else None,
+            "Versions": versions or None,
+            "Name": bucket.name,
+            "Prefix": prefix,
+            "Delimiter": delimiter or None,
+            "MaxKeys": max_keys,
+            "CommonPrefixes": prefixes or None,
+            "EncodingType": "url" if encode else None,
+        }
 
     async def ListObjects(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = self.buckets.get(ctx, params["Bucket"])
