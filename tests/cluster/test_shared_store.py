@@ -208,125 +208,6 @@ def test_accounts_are_the_clusters(cluster: tuple[Server, Server, str]) -> None:
         assert limit == 7
 
 
-def test_async_events_a_killed_node_accepted_run_on_the_other(
-    postgres: PostgresServer, tmp_path: Path, recorder: Recorder
-) -> None:
-    url = fresh_database(postgres)
-    a = node(tmp_path, "a", url)
-    b = node(tmp_path, "b", url, first=a)
-    try:
-        la = a.client()
-        python_function(
-            la,
-            "slow",
-            WORKER,
-            Environment={"Variables": {"RECORDER_PORT": str(recorder.port)}},
-            Timeout=30,
-        )
-        la.put_function_concurrency(FunctionName="slow", ReservedConcurrentExecutions=1)
-        sent = [
-            la.invoke(
-                FunctionName="slow",
-                InvocationType="Event",
-                Payload=json.dumps({"i": i, "sleep": 0.3}).encode(),
-            )["ResponseMetadata"]["RequestId"]
-            for i in range(6)
-        ]
-        time.sleep(0.2)  # A starts the first one: one at a time, the rest wait in its queue
-        a.kill()
-        with psycopg.connect(url) as conn:
-            stored = conn.execute("SELECT count(*) FROM events").fetchone()
-        assert stored is not None and stored[0] >= 5  # accepted, so stored
-        # B adopts them once A's heartbeat is 6 s old, and runs every one.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            reports = recorder.of("slow")
-            ran = {r["request"] for r in reports}
-            if ran >= set(sent):
-                break
-            time.sleep(0.05)
-        assert ran == set(sent)
-        duplicates = len(reports) - len(ran)
-        print(f"async events run twice after the kill: {duplicates}")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with psycopg.connect(url) as conn:
-                left = conn.execute("SELECT count(*) FROM events").fetchone()
-            if left is not None and left[0] == 0:
-                break
-            time.sleep(0.1)
-        assert left is not None and left[0] == 0
-    finally:
-        a.kill()
-        b.stop()
-
-
-def error_code(call: Any, **params: Any) -> tuple[str, int]:
-    try:
-        call(**params)
-    except ClientError as error:
-        return error.response["Error"]["Code"], error.response["ResponseMetadata"]["HTTPStatusCode"]
-    raise AssertionError("the request was acknowledged")
-
-
-def test_with_postgresql_gone_nothing_is_acknowledged_and_all_resumes(
-    postgres: PostgresServer, tmp_path: Path
-) -> None:
-    url = fresh_database(postgres)
-    a = node(tmp_path, "a", url)
-    try:
-        lam, sqs = a.client(), a.client("sqs")
-        python_function(lam, "steady", "def handler(e, c):\n    return 'ok'\n")
-        assert lam.invoke(FunctionName="steady")["StatusCode"] == 200
-        queue = sqs.create_queue(QueueName="kept")["QueueUrl"]
-        sqs.send_message(QueueUrl=queue, MessageBody="before")
-        postgres.stop()
-        try:
-            # Writes that cannot be made durable are refused, with an error SDKs retry.
-            refused = [
-                error_code(sqs.send_message, QueueUrl=queue, MessageBody="during"),
-                error_code(lam.invoke, FunctionName="steady", InvocationType="Event"),
-                error_code(
-                    lam.create_function,
-                    FunctionName="new",
-                    Runtime="python3.11",
-                    Role="arn:aws:iam::000000000000:role/r",
-                    Handler="app.handler",
-                    Code={"ZipFile": make_zip({"app.py": "def handler(e, c): pass"})},
-                ),
-            ]
-            assert refused == [("ServiceUnavailableException", 503)] * 3
-            # What needs no write still runs: a known function's record is cached.
-            assert lam.invoke(FunctionName="steady")["StatusCode"] == 200
-        finally:
-            postgres.start()
-        # Back by itself: writes succeed again within seconds (a refused one is retried,
-        # as SDKs retry a 503).
-        sent = until_stored(lambda: sqs.send_message(QueueUrl=queue, MessageBody="after"))
-        assert sent["MessageId"]
-        bodies = {
-            m["Body"]
-            for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
-        }
-        assert bodies == {"before", "after"}
-        accepted = until_stored(lambda: lam.invoke(FunctionName="steady", InvocationType="Event"))
-        assert accepted["StatusCode"] == 202
-    finally:
-        a.stop()
-
-
-def until_stored(call: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except ClientError as error:
-            assert error.response["Error"]["Code"] == "ServiceUnavailableException"
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def test_topics_and_rules_made_on_one_node_deliver_from_the_other(
     cluster: tuple[Server, Server, str],
 ) -> None:
@@ -361,3 +242,112 @@ def test_topics_and_rules_made_on_one_node_deliver_from_the_other(
     bodies = sorted(m["Body"] for m in take(a.client("sqs"), url, 2))
     assert bodies[0] == "through b"
     assert json.loads(bodies[1])["detail"] == {"k": 1}
+
+
+# The last two: they kill node A, then stop PostgreSQL under node B.
+def test_async_events_a_killed_node_accepted_run_on_the_other(
+    cluster: tuple[Server, Server, str], recorder: Recorder
+) -> None:
+    a, _, url = cluster  # the module's last tests: A is killed here, B adopts its events
+    la = a.client()
+    python_function(
+        la,
+        "slow",
+        WORKER,
+        Environment={"Variables": {"RECORDER_PORT": str(recorder.port)}},
+        Timeout=30,
+    )
+    la.put_function_concurrency(FunctionName="slow", ReservedConcurrentExecutions=1)
+    sent = [
+        la.invoke(
+            FunctionName="slow",
+            InvocationType="Event",
+            Payload=json.dumps({"i": i, "sleep": 0.3}).encode(),
+        )["ResponseMetadata"]["RequestId"]
+        for i in range(6)
+    ]
+    time.sleep(0.2)  # A starts the first one: one at a time, the rest wait in its queue
+    a.kill()
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT count(*) FROM events").fetchone()
+    assert stored is not None and stored[0] >= 5  # accepted, so stored
+    # B adopts them once A's heartbeat is 6 s old, and runs every one.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        reports = recorder.of("slow")
+        ran = {r["request"] for r in reports}
+        if ran >= set(sent):
+            break
+        time.sleep(0.05)
+    assert ran == set(sent)
+    duplicates = len(reports) - len(ran)
+    print(f"async events run twice after the kill: {duplicates}")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with psycopg.connect(url) as conn:
+            left = conn.execute("SELECT count(*) FROM events").fetchone()
+        if left is not None and left[0] == 0:
+            break
+        time.sleep(0.1)
+    assert left is not None and left[0] == 0
+
+
+def error_code(call: Any, **params: Any) -> tuple[str, int]:
+    try:
+        call(**params)
+    except ClientError as error:
+        return error.response["Error"]["Code"], error.response["ResponseMetadata"]["HTTPStatusCode"]
+    raise AssertionError("the request was acknowledged")
+
+
+def test_with_postgresql_gone_nothing_is_acknowledged_and_all_resumes(
+    postgres: PostgresServer, cluster: tuple[Server, Server, str]
+) -> None:
+    _, a, _ = cluster  # B, the node still running
+    lam, sqs = a.client(), a.client("sqs")
+    python_function(lam, "steady", "def handler(e, c):\n    return 'ok'\n")
+    assert lam.invoke(FunctionName="steady")["StatusCode"] == 200
+    queue = sqs.create_queue(QueueName="kept")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="before")
+    postgres.stop()
+    try:
+        # Writes that cannot be made durable are refused, with an error SDKs retry.
+        refused = [
+            error_code(sqs.send_message, QueueUrl=queue, MessageBody="during"),
+            error_code(lam.invoke, FunctionName="steady", InvocationType="Event"),
+            error_code(
+                lam.create_function,
+                FunctionName="new",
+                Runtime="python3.11",
+                Role="arn:aws:iam::000000000000:role/r",
+                Handler="app.handler",
+                Code={"ZipFile": make_zip({"app.py": "def handler(e, c): pass"})},
+            ),
+        ]
+        assert refused == [("ServiceUnavailableException", 503)] * 3
+        # What needs no write still runs: a known function's record is cached.
+        assert lam.invoke(FunctionName="steady")["StatusCode"] == 200
+    finally:
+        postgres.start()
+    # Back by itself: writes succeed again within seconds (a refused one is retried,
+    # as SDKs retry a 503).
+    sent = until_stored(lambda: sqs.send_message(QueueUrl=queue, MessageBody="after"))
+    assert sent["MessageId"]
+    bodies = {
+        m["Body"] for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    }
+    assert bodies == {"before", "after"}
+    accepted = until_stored(lambda: lam.invoke(FunctionName="steady", InvocationType="Event"))
+    assert accepted["StatusCode"] == 202
+
+
+def until_stored(call: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "ServiceUnavailableException"
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
