@@ -328,6 +328,8 @@ class RestXml:
             root = ROOTS.get(operation.name, shape.name)
             response.body = _SERIALIZER.element(shape, _clean(shape, body), root)
             response.headers["Content-Type"] = CONTENT_TYPE
+        if response.body:  # the length of what is sent; a HEAD's names the object's
+            response.headers.pop("Content-Length", None)
         return response
 
     def serialize_error(self, service: Service, error: AwsError) -> HttpResponse:
