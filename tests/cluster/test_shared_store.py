@@ -196,6 +196,32 @@ def test_a_function_url_made_on_one_node_is_served_by_the_other(
     assert answer.status_code == 403
 
 
+def test_a_stream_takes_records_through_both_nodes(cluster: tuple[Server, Server, str]) -> None:
+    a, b, _ = cluster
+    ka, kb = a.client("kinesis"), b.client("kinesis")
+    ka.create_stream(StreamName="shared-stream", ShardCount=1)
+    # Puts through both nodes at once: every record gets a position of its own.
+    with ThreadPoolExecutor(2) as pool:
+        puts = list(
+            pool.map(
+                lambda job: job[0].put_record(
+                    StreamName="shared-stream", Data=job[1].encode(), PartitionKey="k"
+                ),
+                [(ka if i % 2 else kb, f"r{i}") for i in range(20)],
+            )
+        )
+    sequences = [p["SequenceNumber"] for p in puts]
+    assert len(set(sequences)) == 20
+    shard = kb.describe_stream(StreamName="shared-stream")["StreamDescription"]["Shards"][0]
+    iterator = kb.get_shard_iterator(
+        StreamName="shared-stream", ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = kb.get_records(ShardIterator=iterator, Limit=100)["Records"]
+    assert sorted(r["Data"].decode() for r in records) == sorted(f"r{i}" for i in range(20))
+    assert [r["SequenceNumber"] for r in records] == sorted(sequences, key=int)
+    ka.delete_stream(StreamName="shared-stream")
+
+
 def test_accounts_are_the_clusters(cluster: tuple[Server, Server, str]) -> None:
     a, b, url = cluster
     made = a.accounts("--database", url, "create", "team-shared", "--concurrency", "7")

@@ -67,7 +67,7 @@ class KinesisProvider:
             return stream
         if not name:
             raise invalid_argument("Either StreamName or StreamARN must be provided.")
-        stream = self.streams.streams.get((ctx.account, ctx.region, name))
+        stream = self.streams.find((ctx.account, ctx.region, name))
         if stream is None:
             raise kinesis_error(
                 "ResourceNotFoundException", f"Stream {name} under account {ctx.account} not found."
@@ -105,7 +105,7 @@ class KinesisProvider:
                 f"Number of additional shards that would have resulted from this request: "
                 f"{count}.",
             )
-        if (ctx.account, ctx.region, name) in self.streams.streams:
+        if self.streams.find((ctx.account, ctx.region, name)) is not None:
             raise kinesis_error(
                 "ResourceInUseException",
                 f"Stream {name} under account {ctx.account} already exists.",

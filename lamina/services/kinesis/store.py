@@ -8,7 +8,7 @@ keeps only each shard's next n and its waiters in memory; the records stay here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,43 @@ class StreamStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # Cluster mode ------------------------------------------------------------------------
+    @property
+    def shared(self) -> bool:
+        return self._db.dialect != "sqlite"
+
+    def notify(self, channel: str, payload: str) -> None:
+        self._db.notify(channel, payload)
+
+    def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        listen = getattr(self._db, "listen", None)
+        if listen is not None:
+            listen(channel, callback)
+
+    def append_numbered(
+        self, stream_id: int, rows: list[tuple[int, str, bytes, float]]
+    ) -> list[StoredRecord]:
+        """(shard, partition key, data, arrival) each, numbered in its shard by the
+        database: each shard is locked for the transaction (no two nodes take one n)."""
+        out: list[StoredRecord] = []
+        with self._db.transaction() as tx:
+            following: dict[int, int] = {}
+            for shard in sorted({row[0] for row in rows}):
+                tx.execute("SELECT pg_advisory_xact_lock(?, ?)", (stream_id, shard))
+                top = tx.execute(
+                    "SELECT MAX(n) FROM records WHERE stream_id=? AND shard=?", (stream_id, shard)
+                ).fetchone()
+                following[shard] = -1 if top is None or top[0] is None else int(top[0])
+            for shard, key, data, arrival in rows:
+                following[shard] += 1
+                out.append(StoredRecord(shard, following[shard], key, data, arrival))
+            tx.executemany(
+                "INSERT INTO records (stream_id, shard, n, partition_key, data, arrival) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(stream_id, r.shard, r.n, r.partition_key, r.data, r.arrival) for r in out],
+            )
+        return out
 
     # Streams ------------------------------------------------------------------------------
     def delete_stream(self, stream_id: int) -> None:

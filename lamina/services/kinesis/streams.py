@@ -19,11 +19,13 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.clock import Clock
 from lamina.errors import AwsError
+from lamina.services.kinesis.cluster import StreamSync
 from lamina.services.kinesis.store import StoredRecord, StreamStore
 
 HASH_SPACE = 2**128
@@ -170,16 +172,60 @@ class Streams:
         self.clock = clock
         self.streams: dict[tuple[str, str, str], Stream] = {}
         self.by_id: dict[int, Stream] = {}
-        for stream_id, account, region, name, record in list(store.streams.all()):
-            shards = [
-                Shard(i, start, end) for i, (start, end) in enumerate(hash_ranges(record["shards"]))
-            ]
-            for index, next_n in store.next_positions(stream_id).items():
-                if index < len(shards):
-                    shards[index].next_n = next_n
-            stream = Stream(stream_id, account, region, name, record, shards)
+        # Cluster mode: positions from the database, changes announced (cluster.py).
+        self.sync = StreamSync(store) if store.shared else None
+        if self.sync is not None:
+            self.sync.on_streams = self.reload
+            self.sync.on_appended = self._appended_elsewhere
+        for row in list(store.streams.all()):
+            stream = self._loaded(*row)
             self._register(stream)
             self.trim(stream)
+
+    def _loaded(
+        self, stream_id: int, account: str, region: str, name: str, record: dict[str, Any]
+    ) -> Stream:
+        ranges = hash_ranges(record["shards"])
+        shards = [Shard(i, start, end) for i, (start, end) in enumerate(ranges)]
+        for index, next_n in self.store.next_positions(stream_id).items():
+            if index < len(shards):
+                shards[index].next_n = next_n
+        return Stream(stream_id, account, region, name, record, shards)
+
+    def reload(self) -> None:
+        """Cluster mode: streams made, changed or deleted through other nodes."""
+        rows = {row[0]: row for row in self.store.streams.all()}
+        for stream in [s for s in self.by_id.values() if s.id not in rows]:
+            self._gone(stream)
+        for stream_id, row in rows.items():
+            known = self.by_id.get(stream_id)
+            if known is None:
+                self._register(self._loaded(*row))
+            else:
+                known.record = row[4]
+
+    def _appended_elsewhere(self, stream_id: int, positions: dict[int, int]) -> None:
+        stream = self.by_id.get(stream_id)
+        if stream is None:
+            self.reload()
+            return
+        for index, after in positions.items():
+            if index < len(stream.shards) and after > stream.shards[index].next_n:
+                stream.shards[index].next_n = after
+                stream.shards[index].wake()
+
+    def find(self, key: tuple[str, str, str]) -> Stream | None:
+        """The stream (account, region, name); in cluster mode one made through another
+        node a moment ago is found too."""
+        stream = self.streams.get(key)
+        if stream is None and self.sync is not None:
+            self.reload()
+            stream = self.streams.get(key)
+        return stream
+
+    def listen(self, deliver: Callable[[Callable[[], None]], None]) -> None:
+        if self.sync is not None:
+            self.sync.listen(deliver)
 
     def _register(self, stream: Stream) -> None:
         self.streams[(stream.account, stream.region, stream.name)] = stream
@@ -190,7 +236,7 @@ class Streams:
         found = re.fullmatch(r"arn:aws[a-zA-Z-]*:kinesis:([^:]+):(\d{12}):stream/(.+)", arn)
         if found is None:
             return None
-        return self.streams.get((found.group(2), found.group(1), found.group(3)))
+        return self.find((found.group(2), found.group(1), found.group(3)))
 
     # Reading, for GetRecords and for mappings ------------------------------------------
     def _horizon(self, stream: Stream) -> float:
@@ -271,10 +317,18 @@ class Streams:
     def append(self, stream: Stream, placed: list[tuple[Shard, str, bytes]]) -> list[StoredRecord]:
         now = self.clock.wall()
         records = []
-        for shard, key, data in placed:
-            records.append(StoredRecord(shard.index, shard.next_n, key, data, now))
-            shard.next_n += 1
-        self.store.append(stream.id, records)
+        if self.sync is not None:  # numbered by the database, announced to the others
+            rows = [(shard.index, key, data, now) for shard, key, data in placed]
+            records = self.store.append_numbered(stream.id, rows)
+            after = {r.shard: r.n + 1 for r in records}
+            for index, n in after.items():
+                stream.shards[index].next_n = max(stream.shards[index].next_n, n)
+            self.sync.appended(stream.id, after.items())
+        else:
+            for shard, key, data in placed:
+                records.append(StoredRecord(shard.index, shard.next_n, key, data, now))
+                shard.next_n += 1
+            self.store.append(stream.id, records)
         for shard in {shard.index: shard for shard, _, _ in placed}.values():
             shard.wake()
         stream.puts += len(records)
@@ -291,12 +345,21 @@ class Streams:
         shards = [Shard(i, start, end) for i, (start, end) in enumerate(hash_ranges(count))]
         stream = Stream(stream_id, account, region, name, record, shards)
         self._register(stream)
+        if self.sync is not None:
+            self.sync.changed_streams()
         return stream
 
     def delete(self, stream: Stream) -> None:
         self.store.delete_stream(stream.id)
+        self._gone(stream)
+        if self.sync is not None:
+            self.sync.changed_streams()
+
+    def _gone(self, stream: Stream) -> None:
         stream.deleted = True
-        del self.streams[(stream.account, stream.region, stream.name)]
+        key = (stream.account, stream.region, stream.name)
+        if self.streams.get(key) is stream:
+            del self.streams[key]
         self.by_id.pop(stream.id, None)
         for shard in stream.shards:
             shard.wake()
@@ -307,3 +370,5 @@ class Streams:
     def save(self, stream: Stream) -> None:
         """The stream's record (retention, tags) changed."""
         self.store.streams.update(stream.id, stream.record)
+        if self.sync is not None:
+            self.sync.changed_streams()
