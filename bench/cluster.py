@@ -5,7 +5,8 @@ its own (a free loopback port, no persistence), against baselines in the same ru
   in ms against the in-process counter's acquire in the same run. Target: the Redis
   admission p50 <= 0.3 ms.
 - A warm sync invoke of a no-op function at one client on a node counting in Redis
-  against the same on a node counting alone, alternately: p50 within 1.5x.
+  against the same on a node counting alone, in 8 alternating rounds: the median of the
+  rounds' own p50 ratios within 1.5x.
 
 Alone: .venv/bin/python bench/cluster.py
 """
@@ -121,15 +122,23 @@ def bench(lamina: Callable[..., Any], row: Callable[..., None], raw: dict[str, A
                 server.create("noop", NOOP)
                 invoke_p50(server.port, "noop", 50)  # warm
             singles, shared = [], []
-            for _ in range(4):  # alternately, so that drift hits both alike
-                singles.append(invoke_p50(alone.port, "noop", 250))
-                shared.append(invoke_p50(clustered.port, "noop", 250))
+            for _ in range(8):  # alternately, so that drift hits both alike
+                singles.append(invoke_p50(alone.port, "noop", 150))
+                shared.append(invoke_p50(clustered.port, "noop", 150))
             single_p50 = statistics.median(singles) * 1e3
             shared_p50 = statistics.median(shared) * 1e3
-            raw["cluster_warm_invoke"] = {"single_ms": single_p50, "cluster_ms": shared_p50}
-            met = shared_p50 <= 1.5 * single_p50
+            # The figure: the median of each round's own ratio (a loaded machine moves
+            # both sides of a round together, rounds apart).
+            ratio = statistics.median(c / s for c, s in zip(shared, singles, strict=True))
+            raw["cluster_warm_invoke"] = {
+                "single_ms": single_p50,
+                "cluster_ms": shared_p50,
+                "round_ratios": [c / s for c, s in zip(shared, singles, strict=True)],
+            }
             row("cluster", "warm invoke counting in Redis p50 (1 client)", shared_p50, "ms",
-                "single node p50", single_p50, "<= 1.5x", met)  # fmt: skip
+                "single node p50", single_p50)  # fmt: skip
+            row("cluster", "warm invoke, median of the rounds' ratios", ratio, "x",
+                "single node", 1.0, "<= 1.5x", ratio <= 1.5)  # fmt: skip
         finally:
             alone.stop()
             clustered.stop()
