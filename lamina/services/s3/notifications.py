@@ -402,8 +402,11 @@ class Notifier:
             self._wake.clear()
             batch = self.store.claim(self.clock.wall(), BATCH)
             if not batch:
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that
+                # arrives as the event is set, and close() would wait for ever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), CLAIM_S if failed else idle)
+                    async with asyncio.timeout(CLAIM_S if failed else idle):
+                        await self._wake.wait()
                 failed = False
                 continue
             # A batch's deliveries together: their async events share the queue's commits
