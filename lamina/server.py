@@ -374,6 +374,7 @@ class Lamina:
         self.store.listen(deliver)
         self.queues.listen(deliver)
         self.streams.listen(deliver)
+        self.tables.listen(deliver)
         self.urls.store.listen(deliver)
         self.api_store.listen(deliver)
         self.topics.listen(deliver)

@@ -222,6 +222,34 @@ def test_a_stream_takes_records_through_both_nodes(cluster: tuple[Server, Server
     ka.delete_stream(StreamName="shared-stream")
 
 
+def test_a_table_is_one_table_whichever_node_is_asked(
+    cluster: tuple[Server, Server, str],
+) -> None:
+    a, b, _ = cluster
+    da, db = a.client("dynamodb"), b.client("dynamodb")
+    da.create_table(
+        TableName="shared-table",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    da.put_item(TableName="shared-table", Item={"pk": {"S": "a"}, "v": {"N": "1"}})
+    got = db.get_item(TableName="shared-table", Key={"pk": {"S": "a"}})
+    assert got["Item"] == {"pk": {"S": "a"}, "v": {"N": "1"}}
+    db.put_item(TableName="shared-table", Item={"pk": {"S": "b"}, "v": {"N": "2"}})
+    assert da.scan(TableName="shared-table")["Count"] == 2
+    db.delete_table(TableName="shared-table")
+    deadline = time.monotonic() + 5
+    gone = None
+    while gone is None and time.monotonic() < deadline:
+        try:
+            da.describe_table(TableName="shared-table")
+            time.sleep(0.05)
+        except ClientError as error:
+            gone = error.response["Error"]["Code"]
+    assert gone == "ResourceNotFoundException"
+
+
 def test_accounts_are_the_clusters(cluster: tuple[Server, Server, str]) -> None:
     a, b, url = cluster
     made = a.accounts("--database", url, "create", "team-shared", "--concurrency", "7")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from lamina.services.dynamodb.values import Item, Value
 from lamina.store import schema
 from lamina.store.database import Database
-from lamina.store.tables import NamedResources, named_resources_ddl, open_database
+from lamina.store.tables import Announcer, NamedResources, named_resources_ddl, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -123,6 +123,14 @@ class TableStore:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def shared(self) -> bool:
+        return self._db.dialect != "sqlite"
+
+    def announcer(self, reload: Callable[[], None]) -> Announcer:
+        """Cluster mode: table changes told to the other nodes, whose `reload` runs."""
+        return Announcer(self._db, "lamina_dynamodb", reload)
 
     def delete_table(self, table_id: int) -> None:
         """The table and its items; its stream records stay readable (24 hours)."""

@@ -113,13 +113,33 @@ class Tables:
         self.tables: dict[tuple[str, str, str], Table] = {}
         self.streams: dict[str, Stream] = {}  # by ARN, including those of deleted tables
         self.writes = 0  # stream records since the last retention sweep
-        for table_id, account, region, name, record in list(store.tables.all()):
-            table = Table(table_id, account, region, name, record, [])
-            for saved in record.get("streams") or []:
-                stream = self._stream_from(table, saved)
-                table.streams.append(stream)
-            self._register(table)
+        # Cluster mode: items are read from the shared database; tables made, changed or
+        # deleted through another node are announced and read again.
+        self.announcer = store.announcer(self.reload)
+        self.listen = self.announcer.listen
+        for row in list(store.tables.all()):
+            self._register(self._loaded(*row))
         self.trim()
+
+    def _loaded(
+        self, table_id: int, account: str, region: str, name: str, record: dict[str, Any]
+    ) -> Table:
+        table = Table(table_id, account, region, name, record, [])
+        for saved in record.get("streams") or []:
+            table.streams.append(self._stream_from(table, saved))
+        return table
+
+    def reload(self) -> None:
+        rows = {row[0]: row for row in self.store.tables.all()}
+        for table in [t for t in self.tables.values() if t.id not in rows]:
+            table.deleted = True
+            del self.tables[(table.account, table.region, table.name)]
+        known = {t.id: t for t in self.tables.values()}
+        for table_id, row in rows.items():
+            if table_id not in known:
+                self._register(self._loaded(*row))
+            else:
+                known[table_id].record.update({k: v for k, v in row[4].items() if k != "streams"})
 
     def _register(self, table: Table) -> None:
         self.tables[(table.account, table.region, table.name)] = table
@@ -149,7 +169,11 @@ class Tables:
         return stream
 
     def table(self, account: str, region: str, name: str) -> Table | None:
-        return self.tables.get((account, region, name))
+        found = self.tables.get((account, region, name))
+        if found is None and self.store.shared:  # made through another node a moment ago?
+            self.reload()
+            found = self.tables.get((account, region, name))
+        return found
 
     def stream_by_arn(self, arn: str) -> Stream | None:
         return self.streams.get(arn)
@@ -163,11 +187,13 @@ class Tables:
         spec = record.get("StreamSpecification") or {}
         if spec.get("StreamEnabled"):
             self.enable_stream(table, spec["StreamViewType"])
+        self.announcer.written()
         return table
 
     def save(self, table: Table) -> None:
         table.save_streams()
         self.store.tables.update(table.id, table.record)
+        self.announcer.written()
 
     def delete(self, table: Table) -> None:
         if table.stream is not None:
@@ -175,6 +201,7 @@ class Tables:
         self.store.delete_table(table.id)
         table.deleted = True
         del self.tables[(table.account, table.region, table.name)]
+        self.announcer.written()
 
     def enable_stream(self, table: Table, view: str) -> Stream:
         now = self.clock.wall()
