@@ -31,7 +31,8 @@ root (an empty directory to build the root on), task (the code), tmp_mb, binds (
 shown read-only at the same path), opt (the function's layers, read-only at /opt), files
 ([host file, path inside] pairs bound read-only over files there, e.g. /etc/hosts),
 tmp_mount (a detached mount to move to /tmp, by path; else a tmpfs of tmp_mb), netns (a
-network namespace to enter, by path) or net (bool: an empty network namespace), api_port,
+network namespace to enter, by path; with eth0: [address, prefix length, gateway] to give
+its interface) or net (bool: an empty network namespace), api_port,
 uid, gid, rlimits ({"NOFILE": n, ...}), seccomp (a compiled filter, hex, installed last),
 prepared (the key of an init the fork server started ahead, which did `early` already),
 env and argv (spawned environments only). The process
@@ -86,7 +87,11 @@ SECCOMP_MODE_FILTER = 2
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
+SIOCSIFADDR = 0x8916
+SIOCSIFNETMASK = 0x891C
+SIOCADDRT = 0x890B
 IFF_UP = 0x1
+RTF_UP, RTF_GATEWAY = 0x1, 0x2
 
 # pivot_root has no libc wrapper: its system call number per architecture.
 SYS_PIVOT_ROOT = {
@@ -209,7 +214,9 @@ def early(spec: dict[str, Any]) -> tuple[_socket.socket | None, str]:
     elif spec.get("net"):
         flags |= CLONE_NEWNET  # an empty one: no way out
     unshare(flags)
-    api = _private_network(int(spec.get("api_port", 9001))) if spec.get("net") else None
+    api = None
+    if spec.get("net"):
+        api = _private_network(int(spec.get("api_port", 9001)), spec.get("eth0"))
     build_base(spec)
     return api, str(spec["root"])
 
@@ -279,15 +286,29 @@ def _probe_network() -> None:
     _private_network(9001).close()
 
 
-def _private_network(port: int) -> _socket.socket:
+def _private_network(port: int, eth0: list[Any] | None = None) -> _socket.socket:
     """The new network namespace has a loopback interface, down: bring it up and listen on
-    127.0.0.1:`port` there. The socket goes to Lamina, which serves the Runtime API on it:
-    the only thing the environment can reach."""
+    127.0.0.1:`port` there. The socket goes to Lamina, which serves the Runtime API on it.
+    `eth0`: [address, prefix length, gateway] of the interface Lamina put in the namespace,
+    addressed, brought up and made the default route here (ioctls: cheaper than netlink
+    from Lamina's side)."""
     control = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
-        request = struct.pack("16sH22x", b"lo", 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(control, SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(control, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
+        _up(control, b"lo")
+        if eth0:
+            address, prefixlen, gateway = str(eth0[0]), int(eth0[1]), str(eth0[2])
+            mask = _socket.inet_ntoa(
+                struct.pack(">I", (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF)
+            )
+            for request, value in ((SIOCSIFADDR, address), (SIOCSIFNETMASK, mask)):
+                fcntl.ioctl(control, request, struct.pack("16s16s8x", b"eth0", _inet(value)))
+            _up(control, b"eth0")
+            anywhere = _inet("0.0.0.0")
+            route = struct.pack(
+                "@L16s16s16sHhLPhPLLH0L", 0, anywhere, _inet(gateway), anywhere,
+                RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0,
+            )  # fmt: skip
+            fcntl.ioctl(control, SIOCADDRT, route)  # struct rtentry: the default route
     finally:
         control.close()
     api = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
@@ -295,6 +316,17 @@ def _private_network(port: int) -> _socket.socket:
     api.bind(("127.0.0.1", port))
     api.listen(64)
     return api
+
+
+def _up(control: _socket.socket, name: bytes) -> None:
+    request = struct.pack("16sH22x", name, 0)
+    flags = struct.unpack("16sH22x", fcntl.ioctl(control, SIOCGIFFLAGS, request))[1]
+    fcntl.ioctl(control, SIOCSIFFLAGS, struct.pack("16sH22x", name, flags | IFF_UP))
+
+
+def _inet(address: str) -> bytes:
+    """A struct sockaddr_in of `address` (port 0)."""
+    return struct.pack("=HH4s8x", _socket.AF_INET, 0, _socket.inet_aton(address))
 
 
 def _bind(source: str, target: str, flags: int = MS_NOSUID | MS_NODEV) -> None:

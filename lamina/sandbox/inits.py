@@ -150,8 +150,8 @@ class Inits:
                 if self.network is not None:
                     lease = await self.network.take(None)
                 sandbox = {**self.sandbox, "cgroups": cgroup.procs_files}
-                if lease is not None:
-                    sandbox["netns"] = lease.path  # open until the environment starts
+                if lease is not None:  # its fd stays open until the environment starts
+                    sandbox["netns"], sandbox["eth0"] = lease.path, lease.eth0
                 pid = await self.server.prepare(key, sandbox)
             except asyncio.CancelledError:
                 await _release(cgroup, lease)

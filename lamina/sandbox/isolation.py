@@ -253,7 +253,7 @@ class Backend:
             "cgroups": cgroup.procs_files,
         }
         if lease is not None:
-            spec["netns"] = lease.path
+            spec["netns"], spec["eth0"] = lease.path, lease.eth0
         if prepared is not None:
             spec["prepared"] = prepared.key  # its init did the cgroups and namespaces
         if tmp is not None:

@@ -22,8 +22,9 @@ table that drops what the default bridge's ports send each other); IPv4 only (IP
 environment's namespace).
 
 Namespaces are prepared ahead by a thread (a namespace, a veth pair whose host end is on
-the network's bridge, the inner end `eth0` addressed and routed, loopback up), so a cold
-start only enters one: its init opens `/proc/<lamina>/fd/<n>` and calls setns(). Names
+the network's bridge, the inner end `eth0`), so a cold start only enters one: its init
+opens `/proc/<lamina>/fd/<n>`, calls setns() and addresses `eth0` (address, netmask, up,
+default route through the gateway: a few ioctls). Names
 (bridges `lm<pid>d`, `lm<pid>s<k>`, veths `lm<pid>v<n>` / `lm<pid>w<n>`, the tables,
 /run/lamina-<pid>) carry the server's pid; what a killed server leaves, its janitor
 removes (veths go with their namespaces).
@@ -66,7 +67,8 @@ class NetworkUnavailable(Exception):
 
 @dataclass
 class Lease:
-    """A prepared namespace handed to one environment: its init enters `path`."""
+    """A prepared namespace handed to one environment: its init enters `path` and gives
+    its `eth0` the address (`eth0` of the spec)."""
 
     network: Segment
     fd: int
@@ -75,6 +77,11 @@ class Lease:
     @property
     def path(self) -> str:
         return f"/proc/{os.getpid()}/fd/{self.fd}"
+
+    @property
+    def eth0(self) -> list[Any]:
+        """[address, prefix length, gateway] for lamina/runtimes/isolate.py."""
+        return [self.address, self.network.prefix.prefixlen, self.network.gateway]
 
     def handed_over(self) -> None:
         """The environment is in it now (or gone): Lamina's reference can go."""
@@ -96,6 +103,7 @@ class Segment:
     prefix: ipaddress.IPv4Network
     gateway: str
     target: int
+    index: int = 0  # the bridge's interface index
     ready: deque[Lease] = field(default_factory=deque)
     _free: deque[str] = field(default_factory=deque)
     _next: int = 2  # host numbers handed out so far (1 is the gateway)
@@ -218,7 +226,7 @@ class Network:
         _sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")  # DNAT to the host's loopback
         self._ipr.addr("add", index=index, address=gateway, prefixlen=prefix.prefixlen)
         self._ipr.link("set", index=index, state="up")
-        return Segment(name, prefix, gateway, target)
+        return Segment(name, prefix, gateway, target, index=index)
 
     def _rules(self) -> None:
         block, gateway = self.block, self.gateway
@@ -388,9 +396,8 @@ table bridge {self.table} {{
         return None
 
     def _prepare(self, segment: Segment) -> Lease:
-        """A namespace with `eth0` on `segment`'s bridge, addressed and routed (thread)."""
-        from pyroute2 import IPRoute
-
+        """A namespace with `eth0` on `segment`'s bridge (thread); the environment's init
+        addresses and routes it (isolate.py: ioctls there cost less than netlink here)."""
         address = segment.allocate()
         self._counter += 1
         # Ports of the default network are lm<pid>v<n> (the bridge table drops what they
@@ -404,31 +411,22 @@ table bridge {self.table} {{
             os.set_inheritable(fd, False)
             for name in ("all", "default"):
                 _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
-            inner = IPRoute()
         finally:
             if _libc.setns(self._host_ns, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "setns back to the host's network")
         try:
-            master = self._ipr.link_lookup(ifname=segment.name)[0]
             self._ipr.link(
                 "add",
                 ifname=veth,
                 kind="veth",
                 peer={"ifname": "eth0", "net_ns_fd": fd},
-                master=master,
+                master=segment.index,
                 state="up",
             )
-            inner.link("set", index=1, state="up")
-            eth0 = inner.link_lookup(ifname="eth0")[0]
-            inner.addr("add", index=eth0, address=address, prefixlen=segment.prefix.prefixlen)
-            inner.link("set", index=eth0, state="up")
-            inner.route("add", dst="0.0.0.0/0", gateway=segment.gateway)
         except BaseException:
             os.close(fd)
             segment.free(address)
             raise
-        finally:
-            inner.close()
         return Lease(segment, fd, address)
 
 
