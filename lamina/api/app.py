@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from lamina.context import EventStreamResult, RequestContext
 from lamina.errors import AwsError, not_implemented, store_unavailable, validation_error
 from lamina.observe.traces import incoming_header
 from lamina.store.database import StoreUnavailable
+from lamina.web.payload import new_request_id
 from lamina.web.request import PAYLOAD_LIMIT, WebRequest, WebResponse
 
 log = logging.getLogger("lamina.api")
@@ -52,12 +52,6 @@ ANONYMOUS = frozenset({("sns", "ConfirmSubscription"), ("sns", "Unsubscribe")})
 LARGE_BODY = 8 * 1024 * 1024  # bodies past this are parsed one at a time, off the loop
 INVOKE_PREFIX = "/2015-03-31/functions/"
 INVOKE_SUFFIX = "/invocations"
-
-
-def new_request_id() -> str:
-    """A random version-4 UUID, as text (uuid.uuid4() costs more on the hot path)."""
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 @dataclass

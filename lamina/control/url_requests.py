@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from typing import Any, Protocol
 
 from lamina.clock import Clock
@@ -28,6 +27,7 @@ from lamina.web.payload import (
     EventContext,
     event_v2,
     forwarded,
+    new_request_id,
     new_trace_header,
     response_v2,
 )
@@ -94,7 +94,7 @@ class UrlRequests:
         return json_answer(413, TOO_LARGE)
 
     async def serve(self, url_id: str, request: WebRequest, raw_path: str) -> WebResponse:
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         config = self.urls.get(url_id)
         if config is None:
             return forbidden()
@@ -137,7 +137,8 @@ class UrlRequests:
             epoch=now,
             authorizer={"iam": authorizer} if authorizer is not None else None,
         )
-        payload = json.dumps(event_v2(seen, raw_path, context, url=True)).encode()
+        event = event_v2(seen, raw_path, context, url=True)
+        payload = json.dumps(event, separators=(",", ":")).encode()  # compact
         if len(payload) > PAYLOAD_LIMIT:
             return json_answer(413, TOO_LARGE)
         ref = FunctionRef(config.key, config.qualifier or None)

@@ -64,13 +64,23 @@ class EventContext:
     stage_variables: dict[str, str] | None = None
 
 
+_last_clf: tuple[int, str] = (-1, "")
+
+
 def clf_time(epoch: float) -> str:
-    """`12/Mar/2020:19:03:58 +0000`, as requestContext.time has it (never localised)."""
-    t = time.gmtime(epoch)
-    return (
+    """`12/Mar/2020:19:03:58 +0000`, as requestContext.time has it (never localised);
+    made once a second."""
+    global _last_clf
+    second = int(epoch)
+    if _last_clf[0] == second:
+        return _last_clf[1]
+    t = time.gmtime(second)
+    text = (
         f"{t.tm_mday:02d}/{MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
     )
+    _last_clf = (second, text)
+    return text
 
 
 def is_text(content_type: str) -> bool:
@@ -249,6 +259,12 @@ def forwarded(request: WebRequest, trace_header: str) -> WebRequest:
         request.http_version,
         request.port,
     )
+
+
+def new_request_id() -> str:
+    """A random version-4 UUID, as text (uuid.uuid4() costs more on the hot path)."""
+    h = f"{random.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def new_trace_header(epoch: float) -> str:

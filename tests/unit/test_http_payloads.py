@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,8 +17,10 @@ from lamina.web import cors
 from lamina.web.payload import (
     BadResponse,
     EventContext,
+    clf_time,
     event_v1,
     event_v2,
+    new_request_id,
     response_v1,
     response_v2,
 )
@@ -109,6 +112,16 @@ def test_the_documented_function_url_event_field_by_field() -> None:
     expected = json.loads(json.dumps(DOCUMENTED))
     del expected["requestContext"]["time"]
     assert event == expected
+
+
+def test_request_time_text_follows_each_second_and_ids_are_uuid4() -> None:
+    assert clf_time(1583348638.2) == "04/Mar/2020:19:03:58 +0000"
+    assert clf_time(1583348638.9) == "04/Mar/2020:19:03:58 +0000"  # made once a second
+    assert clf_time(1583348639.0) == "04/Mar/2020:19:03:59 +0000"
+    assert clf_time(1583348638.5) == "04/Mar/2020:19:03:58 +0000"  # and never stale
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(str(uuid.UUID(i)) == i and uuid.UUID(i).version == 4 for i in ids)
 
 
 def test_http_api_2_0_leaves_out_what_it_does_not_fill() -> None:

@@ -125,7 +125,7 @@ class ApiRequests:
             if version == "2.0"
             else event_v1(seen, path, context)
         )
-        payload = json.dumps(event).encode()
+        payload = json.dumps(event, separators=(",", ":")).encode()
         if len(payload) > PAYLOAD_LIMIT:
             return json_answer(413, TOO_LARGE, headers)
         uri = STAGE_VARIABLE.sub(
