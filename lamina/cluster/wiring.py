@@ -5,16 +5,16 @@ the invoke path."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamina.clock import Clock
-from lamina.cluster import status
-from lamina.cluster.counting import RedisCounting, connect
-from lamina.cluster.node import ClusterNode, node_id
 from lamina.config import Settings
 from lamina.engine.concurrency import Counters
 from lamina.engine.service import Engine
 from lamina.keys import FunctionKey
+
+if TYPE_CHECKING:
+    from lamina.cluster.node import ClusterNode
 
 Records = Callable[[], Iterable[tuple[FunctionKey, dict[str, Any]]]]
 
@@ -30,6 +30,10 @@ def build(
     function's record in the store; `engine`: the engine, once built."""
     if not settings.redis_url:
         return None
+    # Redis's client is imported only by a node that joins a cluster: a single node's
+    # start does not pay for it.
+    from lamina.cluster.counting import RedisCounting, connect
+    from lamina.cluster.node import ClusterNode, node_id
 
     def scope_settings(account: str, region: str) -> list[tuple[str, int | None, int]]:
         """The concurrency settings the store holds for one account and region: what
@@ -80,6 +84,8 @@ async def answer(node: ClusterNode | None, account: str | None) -> dict[str, Any
     body: dict[str, Any] = {"Cluster": node is not None, "Nodes": []}
     if node is None:
         return body
+    from lamina.cluster import status
+
     try:
         body.update(await status.read(node.counting.client))
     except Exception as exc:  # Redis unreachable: say so, this node's view stays up
