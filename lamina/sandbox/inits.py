@@ -140,8 +140,10 @@ class Inits:
             self._counter += 1
             key = self._counter
             lease = None
-            try:
-                cgroup = self.cgroups.create(f"init-{key}", START_MEMORY_MB, self.pids)
+            try:  # mkdir in every hierarchy: milliseconds the event loop need not wait
+                cgroup = await asyncio.to_thread(
+                    self.cgroups.create, f"init-{key}", START_MEMORY_MB, self.pids
+                )
             except OSError as exc:
                 log.warning("could not prepare an init: %s", exc)
                 self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._refill)
