@@ -8,6 +8,7 @@ scaled: they are the user's contract, so callers measure them with `monotonic()`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -46,3 +47,13 @@ class Clock:
     ) -> asyncio.TimerHandle:
         loop = asyncio.get_running_loop()
         return loop.call_later(self.platform_delay(seconds), callback, *args)
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until `event` is set or `timeout` real seconds pass (None: no limit); True if
+    it is set. A cancellation that comes as the event is set is raised, never lost (Python
+    3.11's asyncio.wait_for can lose it: a component's task would then miss its stop)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    return event.is_set()

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lamina.clock import Clock
+from lamina.clock import Clock, wait_event
 from lamina.engine.concurrency import Lease
 from lamina.engine.counting import CountingUnavailable
 from lamina.engine.invoker import InvokeRequest, InvokeResult
@@ -280,8 +280,7 @@ class AsyncQueue:
         if timeout == 0.0:
             await asyncio.sleep(0)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        await wait_event(self._wake, timeout)
 
     def _slot_freed(self, lease: Lease) -> None:
         """A lease was released: functions paused on a throttle for that slot may go on

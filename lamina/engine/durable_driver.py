@@ -23,7 +23,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 
-from lamina.clock import Clock
+from lamina.clock import Clock, wait_event
 from lamina.engine.concurrency import Lease
 from lamina.engine.invoker import InvokeRequest, InvokeResult
 from lamina.engine.service import Engine, Throttled
@@ -86,8 +86,7 @@ class Timers:
             while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
                 heapq.heappop(self._heap)  # superseded deadlines
             timeout = self._heap[0][0] - now if self._heap else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_event(self._wake, timeout)
 
 
 class Runners:
@@ -175,7 +174,8 @@ class Admission:
             self._queue.append(turn)
             try:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(turn), delay)
+                    async with asyncio.timeout(delay):
+                        await asyncio.shield(turn)
             finally:
                 if not turn.done():
                     turn.cancel()

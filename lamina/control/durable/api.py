@@ -79,7 +79,8 @@ class DurableApi:
         if kind == "Event":
             return {"StatusCode": 202, "DurableExecutionArn": ex.arn}
         try:
-            ex = await asyncio.wait_for(self.executions.wait(ex.arn), SYNC_LIMIT)
+            async with asyncio.timeout(SYNC_LIMIT):
+                ex = await self.executions.wait(ex.arn)
         except TimeoutError:
             message = (
                 f"The durable execution is still running after {SYNC_LIMIT:.0f} seconds, the "

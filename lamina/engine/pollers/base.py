@@ -239,14 +239,6 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-class suppress_timeout:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
-        return kind is TimeoutError
-
-
 def function_key(record: dict[str, Any]) -> FunctionKey:
     """The function of a mapping's record."""
     name = record["FunctionArn"].split(":")[6]

@@ -15,6 +15,7 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from lamina.clock import wait_event
 from lamina.engine.pollers.base import (
     FUNCTION_MISSING,
     IDLE_WAIT,
@@ -25,7 +26,6 @@ from lamina.engine.pollers.base import (
     Stopped,
     item_failures,
     log,
-    suppress_timeout,
 )
 from lamina.engine.pollers.sources import QueueView
 from lamina.errors import AwsError
@@ -61,8 +61,7 @@ class QueuePoller(Poller):
             while self.in_flight >= self.limit():
                 self._freed.clear()
                 step = self.owner.clock.platform_delay(60.0 / SQS_SCALE_PER_MINUTE)
-                with suppress_timeout():
-                    await self.idle(asyncio.wait_for(self._freed.wait(), step))
+                await self.idle(wait_event(self._freed, step))
             queue = self.owner.queues.queue(self.config["EventSourceArn"])
             if queue is None or not self.owner.target.exists(self.config):
                 self.set_result(SOURCE_MISSING if queue is None else FUNCTION_MISSING)

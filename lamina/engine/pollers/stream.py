@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lamina.clock import wait_event
 from lamina.engine.invoker import InvokeResult
 from lamina.engine.pollers.base import (
     FUNCTION_FAILED,
@@ -37,7 +38,6 @@ from lamina.engine.pollers.base import (
     iso_millis,
     item_failures,
     log,
-    suppress_timeout,
     wall_now,
 )
 from lamina.engine.pollers.sources import ShardView, StreamView
@@ -186,8 +186,7 @@ class ShardWorker:
                 remaining = lane.since + clock.platform_delay(window) - time.monotonic()
                 if remaining > 0:
                     lane.ready.clear()
-                    with suppress_timeout():
-                        await poller.idle(asyncio.wait_for(lane.ready.wait(), remaining))
+                    await poller.idle(wait_event(lane.ready, remaining))
                     continue
             batch: list[Any] = []
             size = 0
