@@ -375,6 +375,7 @@ class Lamina:
         self.queues.listen(deliver)
         self.streams.listen(deliver)
         self.tables.listen(deliver)
+        self.mappings.announcer.listen(deliver)
         self.urls.store.listen(deliver)
         self.api_store.listen(deliver)
         self.topics.listen(deliver)

@@ -123,6 +123,25 @@ class Mappings:
         self.pollers = pollers
         self.queues = queues
         self.records: dict[str, dict[str, Any]] = {r["UUID"]: r for r in store.mappings()}
+        # Cluster mode: creations, updates and deletions through another node, read again.
+        self.announcer = store.announcer(self.reload)
+
+    def reload(self) -> None:
+        stored = {r["UUID"]: r for r in self.store.mappings()}
+        for uuid_, record in list(self.records.items()):
+            if uuid_ not in stored:
+                record["State"] = "Deleting"
+                self.pollers.apply(record)
+                del self.records[uuid_]
+        for uuid_, found in stored.items():
+            known = self.records.get(uuid_)
+            if known is None:
+                self.records[uuid_] = found
+                self.pollers.apply(found)
+            elif found.get("LastModified") != known.get("LastModified"):
+                known.clear()
+                known.update(found)  # the pollers hold this dict
+                self.pollers.apply(known)
 
     async def start(self) -> None:
         """Resume every enabled mapping (from its checkpoints)."""
@@ -345,6 +364,7 @@ class Mappings:
         self.store.insert(mapping_id, config)
         self.records[mapping_id] = config
         self.pollers.apply(config)
+        self.announcer.written()
         return self._view(config, "Creating")
 
     async def GetEventSourceMapping(
@@ -421,6 +441,7 @@ class Mappings:
         record.update(config)  # pollers hold this dict: they see the change at once
         self.save(record)
         self.pollers.apply(record, restart=restart)
+        self.announcer.written()
         return self._view(record, "Updating")
 
     async def DeleteEventSourceMapping(
@@ -433,6 +454,7 @@ class Mappings:
         self.pollers.apply(record)
         del self.records[record["UUID"]]
         self.store.delete(record["UUID"])
+        self.announcer.written()
         return self._view(record)
 
 

@@ -306,6 +306,7 @@ class PostgresDatabase:
 
     def script(self, text: str) -> None:
         with self._borrow() as conn, conn.transaction():
+            text = re.sub(r"--[^\n]*", "", text)  # a comment may hold a `;`
             for statement in filter(None, (s.strip() for s in text.split(";"))):
                 conn.execute(ddl(statement, self.dialect))
 

@@ -9,13 +9,13 @@ It is written after each advance, so a restart resumes there and skips nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from lamina.store import schema
 from lamina.store.database import Database
-from lamina.store.tables import open_database
+from lamina.store.tables import Announcer, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mappings (
@@ -30,7 +30,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (uuid, shard)
 );
 """
-MIGRATIONS = [SCHEMA]
+LEASES = """
+CREATE TABLE IF NOT EXISTS mapping_leases (
+    uuid TEXT PRIMARY KEY,
+    node TEXT NOT NULL,     -- the node whose pollers read the mapping's source
+    expires REAL NOT NULL   -- wall-clock seconds; renewed while the node lives
+);
+"""
+MIGRATIONS = [SCHEMA, LEASES]
 
 
 class MappingStore:
@@ -40,6 +47,30 @@ class MappingStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # Cluster mode ------------------------------------------------------------------------
+    @property
+    def shared(self) -> bool:
+        return self._db.dialect != "sqlite"
+
+    def announcer(self, reload: Callable[[], None]) -> Announcer:
+        """Mappings made, changed or deleted through a node, told to the others."""
+        return Announcer(self._db, "lamina_mappings", reload)
+
+    def lease(self, uuid: str, node: str, now: float, expiry: float) -> bool:
+        """Take or renew the lease of a mapping's pollers: True if `node` holds it (it
+        did, or the holder's ran out)."""
+        held = self._db.execute(
+            "INSERT INTO mapping_leases (uuid, node, expires) VALUES (?, ?, ?) "
+            "ON CONFLICT (uuid) DO UPDATE SET node=excluded.node, expires=excluded.expires "
+            "WHERE mapping_leases.node=excluded.node OR mapping_leases.expires < ? "
+            "RETURNING node",
+            (uuid, node, now + expiry, now),
+        ).fetchall()
+        return bool(held)
+
+    def release(self, uuid: str, node: str) -> None:
+        self._db.execute("DELETE FROM mapping_leases WHERE uuid=? AND node=?", (uuid, node))
 
     def mappings(self) -> Iterator[dict[str, Any]]:
         for (record,) in self._db.execute("SELECT record FROM mappings ORDER BY created"):

@@ -11,6 +11,7 @@ an advisory lock, so nodes starting together create a component once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from lamina.store.database import Database, ddl
@@ -29,6 +30,8 @@ class SchemaError(RuntimeError):
 
 
 def _statements(text: str) -> list[str]:
+    """The statements of a migration (its `--` comments left out: they may hold a `;`)."""
+    text = re.sub(r"--[^\n]*", "", text)
     return [s.strip() for s in text.split(";") if s.strip()]
 
 

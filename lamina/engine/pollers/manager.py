@@ -4,11 +4,20 @@ the mappings' records, which the control layer owns (control/mappings.py).
 A mapping's record is shared with its poller: an update applies to the next batch. A
 poller that must restart (ParallelizationFactor changed) starts only after the one it
 replaces has finished, so a shard never has two readers.
+
+In a cluster (the mappings' store shared), a stream mapping's pollers run on one node at
+a time, the holder of its lease: each node renews its leases every LEASE_BEAT_S; a lease
+not renewed for LEASE_EXPIRY_S (the node died) is taken by another node, whose pollers
+resume from the checkpoints in the database (records after a checkpoint may be processed
+again, none is skipped). SQS mappings poll from every node: their receives are claims.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,6 +34,10 @@ from lamina.engine.pollers.sources import (
 )
 from lamina.engine.pollers.stream import StreamPoller
 from lamina.store.mappings import MappingStore
+
+LEASE_BEAT_S = 2.0
+LEASE_EXPIRY_S = 6.0
+log = logging.getLogger("lamina.pollers")
 
 
 def source_service(arn: str) -> str:
@@ -53,16 +66,48 @@ class Pollers:
         self.retiring: set[Poller] = set()
         self.stats: dict[str, MappingStats] = {}
         self.started = False
+        self.node = uuid.uuid4().hex[:12]
+        self.leased: set[str] = set()  # cluster mode: stream mappings this node polls
+        self._records: Iterable[dict[str, Any]] = ()
+        self._leasing: asyncio.Task[None] | None = None
 
     # Lifecycle ------------------------------------------------------------------------
     def start(self, records: Iterable[dict[str, Any]]) -> None:
         """Resume every enabled mapping (from its checkpoints)."""
         self.started = True
+        self._records = records
         for record in records:
             self.apply(record)
+        if self.store.shared:
+            self._leasing = asyncio.get_running_loop().create_task(self._lease_forever())
+
+    def _leased_only(self, record: dict[str, Any]) -> bool:
+        return self.store.shared and source_service(record["EventSourceArn"]) != "sqs"
+
+    async def _lease_forever(self) -> None:
+        while True:
+            for record in list(self._records):
+                uuid_ = record["UUID"]
+                if not self._leased_only(record) or record["State"] != "Enabled":
+                    continue
+                try:
+                    held = await asyncio.to_thread(
+                        self.store.lease, uuid_, self.node, self.clock.wall(), LEASE_EXPIRY_S
+                    )
+                except Exception as error:  # the store away: keep what is held, retry
+                    log.warning("mapping leases: %s", error)
+                    continue
+                if held != (uuid_ in self.leased):
+                    (self.leased.add if held else self.leased.discard)(uuid_)
+                    self.apply(record)
+            await asyncio.sleep(LEASE_BEAT_S)
 
     async def close(self) -> None:
         self.started = False
+        if self._leasing is not None:
+            self._leasing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leasing
         pollers = [*self.pollers.values(), *self.retiring]
         self.pollers.clear()
         self.retiring.clear()
@@ -71,12 +116,18 @@ class Pollers:
             poller.task.cancel()
         if pollers:
             await asyncio.wait({p.task for p in pollers})
+        for uuid_ in list(self.leased):  # stopped: another node takes over at once
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.release, uuid_, self.node)
+        self.leased.clear()
 
     def apply(self, record: dict[str, Any], restart: bool = False) -> None:
         """Make the pollers match the record: start, stop or restart."""
         uuid_ = record["UUID"]
         current = self.pollers.get(uuid_)
         wanted = record["State"] == "Enabled" and self.started
+        if wanted and self._leased_only(record):
+            wanted = uuid_ in self.leased  # in a cluster: only where its lease is held
         if current is not None and (not wanted or restart):
             current.stop()
             del self.pollers[uuid_]
