@@ -15,8 +15,10 @@ What an environment reaches:
     resolver;
   - the outside world (masqueraded), from the default network and from subnets given a
     NAT (`--nat-subnet`); nothing outside from other subnets;
-  - nothing else: not the host's loopback nor its addresses, not other environments (but
-    a subnet's peers), not Lamina's other ports.
+  - nothing else: not the host's loopback nor any of its addresses (another Lamina
+    server's gateway included), not other environments (but a subnet's peers), not
+    Lamina's other ports, nothing of 100.64.0.0/10 but its own networks (other servers'
+    networks, or where they were a moment ago: gone, they are not the host's any more).
 The rules are an nftables table of this server's (`inet lamina_<pid>`, plus a bridge
 table that drops what the default bridge's ports send each other); IPv4 only (IPv6 is off in every
 environment's namespace).
@@ -234,24 +236,41 @@ class Network:
         if api_host in ("", "0.0.0.0", "localhost"):
             api_host = "127.0.0.1"
         host_ports = ", ".join(str(port) for port in self.host_access)
-        dns = ""
+        tcp = {api_port, *self.host_access}
+        dns = udp_granted = ""
         if self.dns:
             dns = (
                 f"ip saddr {block} ip daddr {gateway} meta l4proto {{ tcp, udp }} th dport 53 "
                 f"dnat ip to {self.dns}"
             )
+            tcp.add(53)
+            udp_granted = "elements = { 53 }"
+        tcp_granted = ", ".join(str(port) for port in sorted(tcp))
+        # Granted: what reached this server's gateway at a port it opens, and was DNATed
+        # (checked on the connection's original tuple, whoever did the DNAT). Everything
+        # else from this server's block to any of the host's addresses is dropped in
+        # input; forwarded, it may go out (egress networks) but never into the shared
+        # space, where other servers' networks are, or were a moment ago: an address of a
+        # server that just stopped is no longer the host's and would be routed outside.
+        granted = f"ip saddr {block} ct status dnat ct original ip daddr {gateway}"
         ruleset = f"""
 table inet {self.table} {{
   set egress {{ type ipv4_addr; flags interval; elements = {{ {self.default.prefix if self.default else block} }} }}
+  set tcp_granted {{ type inet_service; elements = {{ {tcp_granted} }} }}
+  set udp_granted {{ type inet_service; {udp_granted} }}
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
     ip saddr {block} ip daddr {gateway} tcp dport {api_port} dnat ip to {api_host}:{api_port}
     {f"ip saddr {block} ip daddr {gateway} tcp dport {{ {host_ports} }} dnat ip to 127.0.0.1" if host_ports else ""}
     {dns}
   }}
+  chain granted {{
+    meta l4proto tcp ct original proto-dst @tcp_granted accept
+    meta l4proto udp ct original proto-dst @udp_granted accept
+  }}
   chain input {{
     type filter hook input priority filter; policy accept;
-    ip saddr {block} ct status dnat accept
+    {granted} jump granted
     ip saddr {block} drop
   }}
   chain peers {{
@@ -261,8 +280,9 @@ table inet {self.table} {{
     ip daddr {block} ct state established,related accept
     ip saddr {block} ip daddr {block} jump peers
     ip daddr {block} drop
+    {granted} jump granted
+    ip saddr {block} ip daddr {SHARED_SPACE} drop
     ip saddr @egress accept
-    ip saddr {block} ct status dnat accept
     ip saddr {block} drop
   }}
   chain postrouting {{
@@ -287,6 +307,7 @@ table bridge {self.table} {{
         _nft(
             f"add rule inet {self.table} prerouting ip saddr {self.block} ip daddr "
             f"{self.gateway} udp dport {port} dnat ip to 127.0.0.1:{port}\n"
+            f"add element inet {self.table} udp_granted {{ {port} }}\n"
         )
 
     def _files(self) -> None:

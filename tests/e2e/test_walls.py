@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -217,7 +218,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-server = http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Handler)
+server = http.server.ThreadingHTTPServer(("", int(sys.argv[2])), Handler)  # every address
 print("ready", flush=True)
 server.serve_forever()
 """
@@ -531,7 +532,7 @@ def gateway_of(walled: Walled) -> str:
     return str(endpoint.split("//")[1].rsplit(":", 1)[0])
 
 
-def _reacher(walled: Walled, **config: Any) -> str:
+def _reacher(walled: Server | Walled, **config: Any) -> str:
     suffix = "-".join(config.get("VpcConfig", {}).get("SubnetIds", ["plain"]))
     name = unique(walled, f"reach-{suffix}")
     with contextlib.suppress(Exception):
@@ -572,6 +573,59 @@ def test_a_hostile_function_finds_nothing_to_scan_or_hijack(walled: Walled) -> N
         after = list(pool.map(lambda _: invoke(walled, victim), range(3)))
     for result in after:
         assert result["body"]["genuine"] == result["ResponseMetadata"]["RequestId"]
+
+
+SCAN = (
+    PROBE
+    + """
+def scan(event, context):
+    return probe([(host, port) for host in event["hosts"] for port in event["ports"]], 1.5)
+
+def endpoint(event, context):
+    return os.environ["AWS_ENDPOINT_URL"]
+"""
+)
+
+
+def test_another_servers_network_is_walled_off_running_or_gone(
+    tmp_path: Path, internet: Internet
+) -> None:
+    """Another isolated server on the host: its gateway (an address of the host's) is as
+    closed as any other while it runs; once it stopped, that address is not the host's
+    any more, and a function must not reach whatever answers there now (the stand-in
+    internet, here) either: nothing of Lamina's shared space is egress."""
+    with ThreadPoolExecutor(2) as pool:
+        starting = [
+            pool.submit(start, tmp_path / name, "--isolation", "namespaces")
+            for name in ("one", "other")
+        ]
+        server, other = (future.result() for future in starting)
+    inside = ["ip", "netns", "exec", internet.name]
+    theirs = ""
+    try:
+        python_function(other.client(), "endpoint", SCAN, handler="app.endpoint")
+        theirs = invoke(other, "endpoint")["body"].split("//")[1].rsplit(":", 1)[0]
+        assert theirs in host_addresses()  # the other server's network is there
+        python_function(server.client(), "scan", SCAN, handler="app.scan", Timeout=30)
+        ports = [22, 80, 2000, 3306, 5432, 6379, 9001, other.port, server.port]
+        assert invoke(server, "scan", {"hosts": [theirs], "ports": ports})["body"] == []
+
+        other.stop()
+        assert wait_for(lambda: theirs not in host_addresses(), 10)
+        run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=20)
+        run([*inside, "ip", "addr", "add", f"{theirs}/32", "dev", "lo"])
+        run(["ip", "route", "add", f"{theirs}/32", "via", internet.address])
+        with urllib.request.urlopen(f"http://{theirs}:{internet.port}/", timeout=5) as answer:
+            assert answer.read().decode() == f"reached from {internet.host_address}"  # host
+        found = invoke(server, "scan", {"hosts": [internet.address, theirs], "ports": [8080]})
+        assert found["body"] == [f"{internet.address}:{internet.port}"]  # the outside only
+    finally:
+        if theirs:
+            subprocess.run(["ip", "route", "del", f"{theirs}/32"], capture_output=True, timeout=20)
+            subprocess.run([*inside, "ip", "addr", "del", f"{theirs}/32", "dev", "lo"],
+                           capture_output=True, timeout=20)  # fmt: skip
+        server.stop()
+        other.stop()
 
 
 def test_host_loopback_is_closed_but_what_the_operator_opens(walled: Walled) -> None:
