@@ -594,15 +594,15 @@ def test_another_servers_network_is_walled_off_running_or_gone(
     closed as any other while it runs; once it stopped, that address is not the host's
     any more, and a function must not reach whatever answers there now (the stand-in
     internet, here) either: nothing of Lamina's shared space is egress."""
-    with ThreadPoolExecutor(2) as pool:
-        starting = [
-            pool.submit(start, tmp_path / name, "--isolation", "namespaces")
-            for name in ("one", "other")
-        ]
-        server, other = (future.result() for future in starting)
+    for name in ("one", "other"):
+        (tmp_path / name).mkdir()
+    server, other = (Server(tmp_path / name / "data", args=["--isolation", "namespaces"])
+                     for name in ("one", "other"))  # fmt: skip
     inside = ["ip", "netns", "exec", internet.name]
     theirs = ""
     try:
+        with ThreadPoolExecutor(2) as pool:  # together, and patiently: a busy host is slow
+            list(pool.map(lambda one: one.start(timeout=60), (server, other)))
         python_function(other.client(), "endpoint", SCAN, handler="app.endpoint")
         theirs = invoke(other, "endpoint")["body"].split("//")[1].rsplit(":", 1)[0]
         assert theirs in host_addresses()  # the other server's network is there
