@@ -1043,6 +1043,8 @@ def bench_eventbridge() -> None:
         eventbridge.bench(server, row, RAW)
     finally:
         server.stop()
+
+
 def bench_s3() -> None:
     print("14. S3: PutObject, GetObject, notifications to a function", flush=True)
     sys.path.insert(0, str(BENCH))

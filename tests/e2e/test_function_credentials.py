@@ -135,7 +135,7 @@ def creds_client(server: Server, found: dict[str, Any], service: str = "lambda")
             "aws_access_key_id": found["key"],
             "aws_secret_access_key": found["secret"],
             "aws_session_token": found["token"],
-        }
+        },
     )
 
 
