@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from abc import ABC, abstractmethod
 from typing import Any
 
 from lamina.context import RequestContext
@@ -20,12 +21,15 @@ def _moment(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(int(epoch), dt.UTC)
 
 
-class MultipartOperations:
+class MultipartOperations(ABC):
+    """Mixed into the S3 provider, which supplies the request helpers below."""
+
     buckets: Buckets
     objects: Objects
 
+    @abstractmethod
     def _fields(self, params: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The provider's own."""
 
     async def CreateMultipartUpload(
         self, ctx: RequestContext, params: dict[str, Any]
@@ -49,11 +53,13 @@ class MultipartOperations:
         )
         return {"ETag": f'"{record["etag"]}"', **checksums}
 
+    @abstractmethod
     def _digests(self, params: dict[str, Any], data: bytes) -> dict[str, str]:
-        raise NotImplementedError
+        """The provider's own."""
 
+    @abstractmethod
     def _source(self, text: str) -> tuple[str, str]:
-        raise NotImplementedError
+        """The provider's own."""
 
     async def UploadPartCopy(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """A part made of (a range of) another object: how clients copy large objects."""
