@@ -66,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -1033,28 +1034,24 @@ def bench_durable() -> None:
         server.stop()
 
 
-def bench_eventbridge() -> None:
-    print("11. EventBridge: PutEvents → rule → function, events/s", flush=True)
+def _bench_on_one_server(title: str, module: str) -> None:
+    """Run bench/<module>.py's bench(server, row, RAW) on a server without isolation."""
+    print(title, flush=True)
     sys.path.insert(0, str(BENCH))
-    import eventbridge  # bench/eventbridge.py
-
+    bench = importlib.import_module(module).bench
     server = Lamina("--isolation", "none")
     try:
-        eventbridge.bench(server, row, RAW)
+        bench(server, row, RAW)
     finally:
         server.stop()
+
+
+def bench_eventbridge() -> None:
+    _bench_on_one_server("11. EventBridge: PutEvents → rule → function, events/s", "eventbridge")
 
 
 def bench_s3() -> None:
-    print("14. S3: PutObject, GetObject, notifications to a function", flush=True)
-    sys.path.insert(0, str(BENCH))
-    import s3  # bench/s3.py
-
-    server = Lamina("--isolation", "none")
-    try:
-        s3.bench(server, row, RAW)
-    finally:
-        server.stop()
+    _bench_on_one_server("14. S3: PutObject, GetObject, notifications to a function", "s3")
 
 
 def bench_store() -> None:
