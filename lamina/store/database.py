@@ -70,6 +70,8 @@ class Database(Executor, Protocol):
 
     def notify(self, channel: str, payload: str) -> None: ...
 
+    def listen(self, channel: str, callback: Callable[[str], None]) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -134,6 +136,9 @@ class SqliteDatabase:
 
     def notify(self, channel: str, payload: str) -> None:
         """Nobody else reads this file while the server runs: nothing to tell."""
+
+    def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Nobody else writes this file: nothing will be told."""
 
     def close(self) -> None:
         self.raw.close()

@@ -123,9 +123,6 @@ class FunctionStore:
     def listen(self, deliver: Callable[[Callable[[], None]], None]) -> None:
         """In cluster mode, drop cached records other nodes wrote: `deliver(fn)` runs fn
         where the store is used (the event loop's call_soon_threadsafe)."""
-        listen = getattr(self._db, "listen", None)
-        if listen is None:
-            return
 
         def told(payload: str) -> None:
             node, _, written = payload.partition(" ")
@@ -135,7 +132,7 @@ class FunctionStore:
             key = FunctionKey(*parts) if len(parts) == 3 else None
             deliver(lambda: self.invalidate(key))
 
-        listen(CHANNEL, told)
+        self._db.listen(CHANNEL, told)
 
     def insert_function(self, key: FunctionKey, record: dict[str, Any]) -> bool:
         """Store a new function; False if one of that name exists already."""

@@ -93,12 +93,9 @@ class Announcer:
             self._db.notify(self._channel, self.node)
 
     def listen(self, deliver: Callable[[Callable[[], None]], None]) -> None:
-        listen = getattr(self._db, "listen", None)
-        if listen is None:
-            return
 
         def told(payload: str) -> None:
             if payload != self.node:  # "" too: the connection was lost, read everything
                 deliver(self._reload)
 
-        listen(self._channel, told)
+        self._db.listen(self._channel, told)

@@ -55,9 +55,7 @@ class RuleStore:
         self._db.notify(CHANNEL, payload)
 
     def listen(self, callback: Callable[[str], None]) -> None:
-        listen = getattr(self._db, "listen", None)
-        if listen is not None:  # PostgreSQL; a node's own SQLite file has no other reader
-            listen(CHANNEL, callback)
+        self._db.listen(CHANNEL, callback)
 
     def claim(self, rule_id: int, moment: float) -> bool:
         """Whether this node sends the rule's firing at `moment` (no other node has)."""

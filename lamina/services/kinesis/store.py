@@ -57,9 +57,7 @@ class StreamStore:
         self._db.notify(channel, payload)
 
     def listen(self, channel: str, callback: Callable[[str], None]) -> None:
-        listen = getattr(self._db, "listen", None)
-        if listen is not None:
-            listen(channel, callback)
+        self._db.listen(channel, callback)
 
     def append_numbered(
         self, stream_id: int, rows: list[tuple[int, str, bytes, float]]

@@ -65,9 +65,7 @@ class TopicStore:
         self._db.notify(CHANNEL, payload)
 
     def listen(self, callback: Callable[[str], None]) -> None:
-        listen = getattr(self._db, "listen", None)
-        if listen is not None:  # PostgreSQL; a node's own SQLite file has no other reader
-            listen(CHANNEL, callback)
+        self._db.listen(CHANNEL, callback)
 
     def delete_topic(self, topic_id: int, topic_arn: str) -> None:
         with self._db.transaction() as tx:

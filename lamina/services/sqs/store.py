@@ -70,9 +70,7 @@ class QueueStore:
         self._db.notify(channel, payload)
 
     def listen(self, channel: str, callback: Callable[[str], None]) -> None:
-        listen = getattr(self._db, "listen", None)
-        if listen is not None:
-            listen(channel, callback)
+        self._db.listen(channel, callback)
 
     def claim(
         self,
