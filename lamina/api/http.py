@@ -35,6 +35,7 @@ import httptools
 
 from lamina.api.body import Body, Disconnected
 from lamina.api.wire import HttpRequest, HttpResponse, StreamingResponse
+from lamina.tasks import stop_task
 from lamina.web.request import WebResponse
 
 log = logging.getLogger("lamina.http")
@@ -520,9 +521,7 @@ class HttpServer:
     async def close(self) -> None:
         """Whatever is still in flight is cancelled; every connection closes."""
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await stop_task(self._sweeper)
             self._sweeper = None
         tasks = [c.task for c in self.connections if c.task is not None]
         for task in tasks:

@@ -37,6 +37,7 @@ from lamina.engine.concurrency import (
 )
 from lamina.engine.counting import CountingUnavailable
 from lamina.keys import FunctionKey
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.cluster")
 
@@ -454,10 +455,7 @@ class RedisCounting:
 
     async def close(self) -> None:
         await self.flush()
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        await stop_task(self._writer)
         await self.leave()
         await self.client.aclose()
 

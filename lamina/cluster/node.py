@@ -10,7 +10,6 @@ again the node's leases are put back if Redis had lost or taken them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 from lamina.cluster.counting import RedisCounting
 from lamina.engine.counting import CountingUnavailable
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.cluster")
 
@@ -89,8 +89,5 @@ class ClusterNode:
             await self.beat()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self.counting.close()

@@ -40,6 +40,7 @@ from lamina.keys import FunctionKey
 from lamina.sandbox.launch import FunctionImage
 from lamina.store.database import StoreUnavailable
 from lamina.store.events import BEAT_S, EventStore, StoredEvent
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.async")
 
@@ -184,14 +185,8 @@ class AsyncQueue:
     async def close(self) -> None:
         """Stop at once: events not finished stay in the store and run after a restart."""
         for task in (self._loader, self._watcher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
+            await stop_task(task)
+        await stop_task(self._scheduler)
         for task in self._running:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)

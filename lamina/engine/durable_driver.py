@@ -29,6 +29,7 @@ from lamina.engine.invoker import InvokeRequest, InvokeResult
 from lamina.engine.service import Engine, Throttled
 from lamina.keys import FunctionKey
 from lamina.sandbox.launch import FunctionImage
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.durable")
 
@@ -49,10 +50,7 @@ class Timers:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     def set(self, key: str, when: float | None) -> None:
         if when is None:

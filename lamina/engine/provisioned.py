@@ -12,7 +12,6 @@ of ready environments per function to the counting service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from lamina.engine.pool import Pools
 from lamina.keys import FunctionKey
 from lamina.sandbox.environment import Environment, State
 from lamina.sandbox.launch import FunctionImage
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.provisioned")
 
@@ -184,10 +184,7 @@ class Provisioner:
                 provisioned.has_ready()  # drops and replaces environments that died idle
 
     async def close(self) -> None:
-        if self._checker is not None:
-            self._checker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checker
+        await stop_task(self._checker)
         starting = [task for s in self.sets.values() for task in s.starting]
         for provisioned in self.sets.values():
             provisioned.retire()

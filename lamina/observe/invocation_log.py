@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import contextlib
 import csv
 import io
 import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.invocation_log")
 
@@ -63,9 +64,7 @@ class InvocationLog:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
         self.flush()
 

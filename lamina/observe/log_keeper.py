@@ -10,7 +10,6 @@ environments of every node). Every TRIM_S the store enforces retention.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -18,6 +17,7 @@ from typing import Protocol
 
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogLine, LogStore
+from lamina.tasks import stop_task
 
 FLUSH_S = 0.5
 TRIM_S = 60.0
@@ -78,10 +78,7 @@ class LogKeeper:
         self._task = asyncio.get_running_loop().create_task(self._keep())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self._flush()  # a graceful stop loses nothing
 
     async def _keep(self) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import time
 from collections import deque
@@ -35,6 +34,7 @@ from typing import Any
 
 from lamina.keys import FunctionKey
 from lamina.observe.series import Dimensions, MinuteSeries, dimensions
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.metrics")
 
@@ -536,7 +536,5 @@ class Sampler:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None

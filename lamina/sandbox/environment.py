@@ -36,6 +36,7 @@ from lamina.sandbox.runtime_api import (
     RuntimeApiServer,
     error_reply,
 )
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.sandbox")
 
@@ -337,9 +338,7 @@ class Environment:
             with contextlib.suppress(ProcessLookupError):
                 await self.process.wait()
         if self._exit_watch is not None and self._exit_watch is not asyncio.current_task():
-            self._exit_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._exit_watch
+            await stop_task(self._exit_watch)
         if already:
             return
         if self.sandbox is not None:

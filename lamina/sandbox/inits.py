@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from lamina.sandbox import cgroups as cg
 from lamina.sandbox import network as net
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.sandbox")
 
@@ -113,10 +114,7 @@ class Inits:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         while self.ready:
             self.discard(self.ready.popleft())
         if self._removing:

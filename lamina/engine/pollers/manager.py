@@ -34,6 +34,7 @@ from lamina.engine.pollers.sources import (
 )
 from lamina.engine.pollers.stream import StreamPoller
 from lamina.store.mappings import MappingStore
+from lamina.tasks import stop_task
 
 LEASE_BEAT_S = 2.0
 LEASE_EXPIRY_S = 6.0
@@ -104,10 +105,7 @@ class Pollers:
 
     async def close(self) -> None:
         self.started = False
-        if self._leasing is not None:
-            self._leasing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._leasing
+        await stop_task(self._leasing)
         pollers = [*self.pollers.values(), *self.retiring]
         self.pollers.clear()
         self.retiring.clear()

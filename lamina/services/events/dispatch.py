@@ -40,6 +40,7 @@ from lamina.deliveries import (
 from lamina.services.events.rules import Rule, Rules
 from lamina.services.events.store import Retry
 from lamina.services.events.transform import payload
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.events")
 
@@ -100,10 +101,7 @@ class Dispatcher:
         self._scheduler = asyncio.get_running_loop().create_task(self._run_schedules())
 
     async def close(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
+        await stop_task(self._scheduler)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

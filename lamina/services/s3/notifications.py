@@ -30,6 +30,7 @@ from lamina.deliveries import Delivery, FunctionInvoker, QueueSender, TopicPubli
 from lamina.errors import AwsError
 from lamina.services.s3.errors import invalid_argument
 from lamina.services.s3.store import CLAIM_S, ObjectStore
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.s3")
 
@@ -388,9 +389,7 @@ class Notifier:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def _run(self) -> None:

@@ -38,6 +38,7 @@ from lamina.services.sns.messages import (
 )
 from lamina.services.sns.store import Pending, TopicStore
 from lamina.services.sns.topics import Subscription, Topic, Topics
+from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.sns")
 
@@ -145,10 +146,7 @@ class Deliveries:
         self._worker = asyncio.get_running_loop().create_task(self._work())
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        await stop_task(self._worker)
         for task in self._running:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
