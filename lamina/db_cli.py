@@ -39,7 +39,18 @@ def components() -> list[tuple[str, str, Sequence[str]]]:
     from lamina.services.s3 import store as s3
     from lamina.services.sns import store as sns
     from lamina.services.sqs import store as sqs
-    from lamina.store import accounts, durable, events, layers, mappings, sqlite, telemetry, urls
+    from lamina.store import (
+        accounts,
+        durable,
+        events,
+        layers,
+        mappings,
+        metric_archive,
+        sqlite,
+        telemetry,
+        trace_archive,
+        urls,
+    )
 
     return [
         ("functions", "lamina.db", sqlite.MIGRATIONS),
@@ -55,6 +66,8 @@ def components() -> list[tuple[str, str, Sequence[str]]]:
         ("apigateway", "apigateway.db", apis.MIGRATIONS),
         ("sns", "sns.db", sns.MIGRATIONS),
         ("telemetry", "telemetry.db", telemetry.MIGRATIONS),
+        ("metrics", "metrics.db", metric_archive.MIGRATIONS),
+        ("traces", "traces.db", trace_archive.MIGRATIONS),
         ("eventbridge", "eventbridge.db", eventbridge.MIGRATIONS),
         ("s3", "s3.db", s3.MIGRATIONS),
     ]

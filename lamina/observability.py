@@ -29,12 +29,16 @@ from lamina.engine.telemetry import Telemetry
 from lamina.observe.invocation_log import InvocationLog
 from lamina.observe.log_keeper import LogKeeper
 from lamina.observe.logs import LogStore
+from lamina.observe.metric_keeper import MetricKeeper
 from lamina.observe.metrics import Metrics, Sampler
 from lamina.observe.prometheus import CONTENT_TYPE, PrometheusView
+from lamina.observe.trace_keeper import TraceKeeper
 from lamina.observe.traces import TraceStore, XRayDaemon
 from lamina.sandbox import launch
 from lamina.store.database import Database
+from lamina.store.metric_archive import MetricArchive
 from lamina.store.telemetry import LogArchive
+from lamina.store.trace_archive import TraceArchive
 
 
 class Observability:
@@ -50,7 +54,12 @@ class Observability:
         self.traces = TraceStore()
         data_dir = Path(settings.data_dir).resolve()
         # Function logs kept in the store too (the cluster's database, in cluster mode).
-        self.log_keeper = LogKeeper(logs, LogArchive(data_dir, db))
+        log_archive = LogArchive(data_dir, db)
+        self.log_keeper = LogKeeper(logs, log_archive)
+        # Metrics and traces too: recorded in memory, written every half second.
+        node = log_archive.node
+        self.metric_keeper = MetricKeeper(self.metrics, MetricArchive(data_dir, node, db))
+        self.trace_keeper = TraceKeeper(self.traces, TraceArchive(data_dir, node, db))
         self.invocations = InvocationLog(data_dir / "invocations")  # `lamina trace export`
         # The engine's observer:
         self.telemetry = Telemetry(self.metrics, self.traces, self.invocations)
@@ -80,8 +89,12 @@ class Observability:
         await self.sampler.start()
         await self.invocations.start()
         await self.log_keeper.start()
+        await self.metric_keeper.start()
+        await self.trace_keeper.start()
 
     async def close(self) -> None:
+        await self.trace_keeper.close()
+        await self.metric_keeper.close()
         await self.log_keeper.close()
         await self.plans.close()
         await self.invocations.close()

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.keys import FunctionKey
-from lamina.observe.series import Dimensions, MinuteSeries, dimensions
+from lamina.observe.series import Dimensions, MergedSeries, MinuteSeries, RemoteSeries, dimensions
 from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.metrics")
@@ -120,11 +120,12 @@ class Totals:
     duration_buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Target:
     """What one finished invocation of (function, resource, executed version) updates:
     resolved once, so the hot path is a dict lookup and a few additions."""
 
+    scope: Scope
     totals: Totals
     invocations: list[MinuteSeries]
     errors: list[MinuteSeries]
@@ -133,6 +134,15 @@ class Target:
     init_duration: list[MinuteSeries]
     live: Live
     account_live: Live
+
+    def series(self) -> list[MinuteSeries]:
+        return [
+            *self.invocations,
+            *self.errors,
+            *self.duration,
+            *self.cold_starts,
+            *self.init_duration,
+        ]
 
 
 @dataclass(slots=True)
@@ -177,7 +187,17 @@ SeriesKey = tuple[str, str, Dimensions]  # (namespace, metric, dimensions)
 class Account:
     """Everything recorded for one account and region."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        scope: Scope = ("", ""),
+        changed: set[MinuteSeries] | None = None,
+        names: dict[MinuteSeries, tuple[Scope, SeriesKey]] | None = None,
+    ) -> None:
+        self.scope = scope
+        # The recorder's: series written to (the keeper stores their minutes), and the
+        # name of each series.
+        self.changed = changed if changed is not None else set()
+        self.names = names if names is not None else {}
         self.series: dict[SeriesKey, MinuteSeries] = {}
         self.targets: dict[tuple[str, str, str], Target] = {}  # (function, resource, version)
         self.throttles: dict[tuple[str, str, str], int] = {}  # (function, resource, reason)
@@ -191,6 +211,8 @@ class Account:
         found = self.series.get(key)
         if found is None:
             found = self.series[key] = MinuteSeries(UNITS.get(name, "None"))
+            self.names[found] = (self.scope, key)
+        self.changed.add(found)  # written now or soon
         return found
 
     def live_for(self, function: str) -> Live:
@@ -227,12 +249,22 @@ class Metrics:
         self.wall = wall
         self.accounts: dict[Scope, Account] = {}
         self.started = wall()
+        # What the keeper (metric_keeper.py) stores at its next flush: series written to,
+        # targets invoked (their series and totals), scopes whose totals changed.
+        self.changed: set[MinuteSeries] = set()
+        self.names: dict[MinuteSeries, tuple[Scope, SeriesKey]] = {}
+        self.changed_targets: set[Target] = set()
+        self.changed_scopes: set[Scope] = set()
+        self.past: set[tuple[MinuteSeries, int]] = set()
+        # What other nodes (or this node before a restart) stored, read by the keeper.
+        self.remote: dict[Scope, dict[SeriesKey, RemoteSeries]] = {}
+        self.remote_totals: dict[tuple[str, Scope], dict[str, Any]] = {}  # (node, scope)
 
     def account(self, account: str, region: str) -> Account:
         scope = (account, region)
         found = self.accounts.get(scope)
         if found is None:
-            found = self.accounts[scope] = Account()
+            found = self.accounts[scope] = Account(scope, self.changed, self.names)
         return found
 
     # Events --------------------------------------------------------------------------
@@ -249,8 +281,11 @@ class Metrics:
         account = self.account(key.account, key.region)
         target = account.targets.get((key.name, qualifier or "", executed_version))
         if target is None:
-            target = self._target(account, key.name, qualifier, executed_version)
+            target = self._target(
+                (key.account, key.region), account, key.name, qualifier, executed_version
+            )
         now = self.wall()
+        self.changed_targets.add(target)
         totals = target.totals
         totals.invocations += 1
         totals.duration_sum += duration_ms
@@ -293,6 +328,7 @@ class Metrics:
             LAMINA_NAMESPACE, "Throttles", dimensions(FunctionName=name, Reason=reason)
         ).add(now, 1.0)
         total_key = (name, qualifier or "", reason)
+        self.changed_scopes.add((key.account, key.region))
         account.throttles[total_key] = account.throttles.get(total_key, 0) + 1
         account.live_for(name).at(now).throttles += 1
         account.live_for("").at(now).throttles += 1
@@ -348,8 +384,25 @@ class Metrics:
             series.unit = unit
         series.add(self.wall() if timestamp is None else timestamp, value)
 
+    def put_stats(
+        self,
+        account: str,
+        region: str,
+        key: SeriesKey,
+        unit: str | None,
+        when: float,
+        stats: tuple[float, float, float, float],
+    ) -> None:
+        """Already-aggregated values at `when`, perhaps in the past (PutMetricData)."""
+        series = self.account(account, region).series_for(*key)
+        if unit and series.unit == "None":
+            series.unit = unit
+        series.add_stats(when, *stats)
+        self.past.add((series, int(when // 60)))  # a minute the keeper may have stored
+
     def _async_totals(self, key: FunctionKey, qualifier: str | None) -> AsyncTotals:
         account = self.account(key.account, key.region)
+        self.changed_scopes.add((key.account, key.region))
         total_key = (key.name, qualifier or "")
         found = account.async_totals.get(total_key)
         if found is None:
@@ -369,7 +422,7 @@ class Metrics:
             account.series_for(NAMESPACE, name, dims).add(now, value)
 
     def _target(
-        self, account: Account, function: str, qualifier: str | None, version: str
+        self, scope: Scope, account: Account, function: str, qualifier: str | None, version: str
     ) -> Target:
         sets = _resource_dims(function, qualifier)
         if qualifier and not qualifier.isdigit() and qualifier != "$LATEST":
@@ -385,6 +438,7 @@ class Metrics:
             return [account.series_for(namespace, name, dims) for dims in sets]
 
         target = Target(
+            scope=scope,
             totals=Totals(),
             invocations=each(NAMESPACE, "Invocations"),
             errors=each(NAMESPACE, "Errors"),
@@ -484,13 +538,21 @@ class Metrics:
     # Reading -------------------------------------------------------------------------
     def find(
         self, account: str, region: str, namespace: str, name: str, dims: Dimensions
-    ) -> MinuteSeries | None:
+    ) -> MinuteSeries | MergedSeries | None:
+        """The series as this node recorded it, with what other nodes stored of it."""
         found = self.accounts.get((account, region))
-        return found.series.get((namespace, name, dims)) if found else None
+        key = (namespace, name, dims)
+        local = found.series.get(key) if found else None
+        remote = self.remote.get((account, region), {}).get(key)
+        if remote is None:
+            return local
+        return MergedSeries(local, remote)
 
     def listing(self, account: str, region: str) -> list[SeriesKey]:
         found = self.accounts.get((account, region))
-        return sorted(found.series) if found else []
+        keys = set(found.series) if found else set()
+        keys.update(self.remote.get((account, region), ()))
+        return sorted(keys)
 
     def peak(self, account: str, region: str, function: str, seconds: float) -> tuple[int, int]:
         """Highest concurrency and provisioned concurrency in use over the last `seconds`

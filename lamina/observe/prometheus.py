@@ -6,7 +6,9 @@ the histogram `aws_lambda_duration_milliseconds`, `ConcurrentExecutions` →
 `aws_lambda_concurrent_executions` (now) and `..._max` (the peak of the last minute).
 Series carry the finest labels (account, region, function_name, resource,
 executed_version); sum() them for coarser views. Lamina's own figures are `lamina_*`.
-Collected at scrape time from the one store: nothing is counted twice. The text is
+Collected at scrape time from the one store: nothing is counted twice. Counters add up
+every node's stored totals (a cluster's, or this node's before a restart: observe/totals.py);
+gauges are this node's. The text is
 written here, each series' label set once (prometheus_client's generate_latest checks
 and escapes every label name of every sample again: five times the cost at a hundred
 functions); prometheus_client formats the numbers and its parser reads the result back
@@ -18,7 +20,8 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
-from lamina.observe.metrics import DURATION_BUCKETS, Metrics
+from lamina.observe.metrics import DURATION_BUCKETS, Account, Metrics
+from lamina.observe.totals import merged as totals_of
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 PEAK_WINDOW = 60.0  # seconds the `_max` gauges look back
@@ -173,14 +176,15 @@ class MetricsText:
             "aws_lambda_iterator_age_milliseconds",
             "CloudWatch AWS/Lambda IteratorAge of the last batch (ms)",
         )
-        for (account, region), scope in metrics.accounts.items():
+        empty = Account()
+        for (account, region), summed in totals_of(metrics).items():
             if self.account is not None and account != self.account:
                 continue
-            for (function, qualifier, version), target in scope.targets.items():
+            scope = metrics.accounts.get((account, region), empty)
+            for (function, qualifier, version), totals in summed.targets.items():
                 names = labels(
                     TARGET, [account, region, function, _resource(function, qualifier), version]
                 )
-                totals = target.totals
                 invocations.add(names, totals.invocations)
                 errors.add(names, totals.errors)
                 running = 0
@@ -190,7 +194,7 @@ class MetricsText:
                 duration.add_count_sum(names, running, totals.duration_sum)
                 cold.add(names, totals.cold_starts)
                 init.add_count_sum(names, totals.cold_starts, totals.init_ms)
-            for (function, qualifier, reason), count in scope.throttles.items():
+            for (function, qualifier, reason), count in summed.throttles.items():
                 names = labels(
                     [*RESOURCE, "reason"],
                     [account, region, function, _resource(function, qualifier), reason],
@@ -218,7 +222,7 @@ class MetricsText:
                     utilization_max.add(names, provisioned_peak / figures.provisioned)
                 provisioned_invocations.add(names, figures.provisioned_invocations)
                 spillover.add(names, figures.spillover_invocations)
-            for (function, qualifier), events in scope.async_totals.items():
+            for (function, qualifier), events in summed.async_totals.items():
                 names = labels(
                     RESOURCE, [account, region, function, _resource(function, qualifier)]
                 )

@@ -7,6 +7,7 @@ import bisect
 import math
 from array import array
 from collections.abc import Iterator
+from typing import Any
 
 RESOLUTION = 60  # seconds per stored datapoint
 RETENTION_MINUTES = 26 * 60  # one-minute datapoints kept a little over a day
@@ -121,3 +122,96 @@ class MinuteSeries:
 
     def last_minute(self) -> float:
         return float(self.head * RESOLUTION) if self.head >= 0 else 0.0
+
+
+Stats = tuple[float, float, float, float]  # count, sum, min, max
+
+
+class RemoteSeries:
+    """One metric's minutes as other nodes (or this node before a restart) stored them:
+    for each minute, each node's statistics of that minute (a node's later write of a
+    minute replaces its earlier one, so reading a row twice is harmless)."""
+
+    __slots__ = ("by_minute", "unit")
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.by_minute: dict[int, dict[str, Stats]] = {}
+
+    def set(self, node: str, minute: int, stats: Stats) -> None:
+        found = self.by_minute.get(minute)
+        if found is None:
+            found = self.by_minute[minute] = {}
+        found[node] = stats
+
+    def trim(self, horizon: int) -> None:
+        for minute in [m for m in self.by_minute if m <= horizon]:
+            del self.by_minute[minute]
+
+    def minutes(self, first: int, last: int) -> Iterator[tuple[int, Stats]]:
+        """(minute, the nodes' statistics combined) for minutes in [first, last)."""
+        for minute in sorted(m for m in self.by_minute if first <= m < last):
+            yield minute, _combine(self.by_minute[minute].values())
+
+    def last_minute(self) -> float:
+        return float(max(self.by_minute, default=0) * RESOLUTION)
+
+
+def _combine(parts: Any) -> Stats:
+    count = total = 0.0
+    low, high = math.inf, -math.inf
+    for c, s, lo, hi in parts:
+        count += c
+        total += s
+        low = min(low, lo)
+        high = max(high, hi)
+    return count, total, low, high
+
+
+class MergedSeries:
+    """This node's series and the stored ones of other nodes, read as one: what
+    GetMetricStatistics, GetMetricData and ListMetrics see in a cluster or after a restart."""
+
+    __slots__ = ("local", "remote", "unit")
+
+    def __init__(self, local: MinuteSeries | None, remote: RemoteSeries | None) -> None:
+        self.local = local
+        self.remote = remote
+        unit = local.unit if local is not None else "None"
+        if unit == "None" and remote is not None:
+            unit = remote.unit
+        self.unit = unit
+
+    def periods(self, start: float, end: float, period: int) -> Iterator[tuple[int, list[float]]]:
+        first = int(start // RESOLUTION)
+        last = math.ceil(end / RESOLUTION)
+        minutes: dict[int, list[Stats]] = {}
+        if self.local is not None:
+            for minute, stats in self.local.periods(start, end, RESOLUTION):
+                minutes.setdefault(minute // RESOLUTION, []).append(
+                    (stats[0], stats[1], stats[2], stats[3])
+                )
+        if self.remote is not None:
+            for minute, combined in self.remote.minutes(first, last):
+                minutes.setdefault(minute, []).append(combined)
+        current: int | None = None
+        totals: list[float] = []
+        for minute in sorted(minutes):
+            count, total, low, high = _combine(minutes[minute])
+            slot = minute * RESOLUTION // period * period
+            if slot != current:
+                if current is not None:
+                    yield current, totals
+                current, totals = slot, [count, total, low, high]
+            else:
+                totals[0] += count
+                totals[1] += total
+                totals[2] = min(totals[2], low)
+                totals[3] = max(totals[3], high)
+        if current is not None:
+            yield current, totals
+
+    def last_minute(self) -> float:
+        local = self.local.last_minute() if self.local is not None else 0.0
+        remote = self.remote.last_minute() if self.remote is not None else 0.0
+        return max(local, remote)

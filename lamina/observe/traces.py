@@ -10,7 +10,8 @@ function's `Parent` is the function segment's id, so the subsegments that the X-
 inside the function sends to the daemon (UDP, `AWS_XRAY_DAEMON_ADDRESS`) land under it.
 
 The store is bounded: at most MAX_TRACES traces (the oldest go first) of at most
-MAX_DOCUMENTS documents each.
+MAX_DOCUMENTS documents each. The trace keeper (trace_keeper.py) keeps them in the
+database too: a restart keeps them, and every node of a cluster reads every node's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,12 +199,15 @@ class TraceStore:
     def __init__(self, max_traces: int = MAX_TRACES) -> None:
         self.max_traces = max_traces
         self.traces: OrderedDict[str, StoredTrace] = OrderedDict()
+        # Each document kept is handed to the tap (the trace keeper, which stores it).
+        self.tap: Callable[[dict[str, Any], str | None, str | None], None] | None = None
 
     def put(
         self,
         document: dict[str, Any],
         account: str | None = None,
         region: str | None = None,
+        tapped: bool = True,
     ) -> str | None:
         """Keep one segment or subsegment document; None if kept, else why not.
 
@@ -236,6 +241,8 @@ class TraceStore:
             trace.subsegments.append(document)
         else:
             trace.segments[document["id"]] = document  # a later version replaces an earlier
+        if tapped and self.tap is not None:
+            self.tap(document, account, region)
         return None
 
     def get(self, trace_id: str) -> StoredTrace | None:

@@ -15,7 +15,7 @@ from typing import Any
 from lamina.context import RequestContext
 from lamina.errors import AwsError
 from lamina.observe.metrics import Metrics
-from lamina.observe.series import RESOLUTION, Dimensions, MinuteSeries
+from lamina.observe.series import RESOLUTION, Dimensions, MergedSeries, MinuteSeries
 
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 MAX_DATAPOINTS = 1440  # GetMetricStatistics answers at most this many
@@ -114,7 +114,7 @@ class CloudWatch:
 
     def _series(
         self, ctx: RequestContext, namespace: str, name: str, dims: Dimensions
-    ) -> MinuteSeries | None:
+    ) -> MinuteSeries | MergedSeries | None:
         return self.metrics.find(ctx.account, ctx.region, namespace, name, dims)
 
     async def GetMetricStatistics(
@@ -256,23 +256,24 @@ class CloudWatch:
             dims = _dimensions(datum.get("Dimensions"))
             when = _epoch(datum["Timestamp"]) if datum.get("Timestamp") else now
             unit = datum.get("Unit")
-            series = self.metrics.account(ctx.account, ctx.region).series_for(namespace, name, dims)
-            if unit and series.unit == "None":
-                series.unit = unit
+            key = (namespace, name, dims)
+            points: list[tuple[float, float, float, float]] = []
             if "StatisticValues" in datum:
                 stats = datum["StatisticValues"]
-                series.add_stats(
-                    when, stats["SampleCount"], stats["Sum"], stats["Minimum"], stats["Maximum"]
+                points.append(
+                    (stats["SampleCount"], stats["Sum"], stats["Minimum"], stats["Maximum"])
                 )
             elif datum.get("Values"):
                 counts = datum.get("Counts") or [1.0] * len(datum["Values"])
                 if len(counts) != len(datum["Values"]):
                     raise invalid("The parameters Values and Counts must be of the same size.")
                 for value, count in zip(datum["Values"], counts, strict=True):
-                    series.add_stats(when, count, value * count, value, value)
+                    points.append((count, value * count, value, value))
             elif "Value" in datum:
                 value = datum["Value"]
-                series.add_stats(when, 1, value, value, value)
+                points.append((1, value, value, value))
             else:
                 raise combination("Each MetricData entry needs a Value, Values or StatisticValues.")
+            for point in points:
+                self.metrics.put_stats(ctx.account, ctx.region, key, unit, when, point)
         return {}
