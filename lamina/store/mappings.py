@@ -37,7 +37,21 @@ CREATE TABLE IF NOT EXISTS mapping_leases (
     expires REAL NOT NULL   -- wall-clock seconds; renewed while the node lives
 );
 """
-MIGRATIONS = [SCHEMA, LEASES]
+SHARD_LEASES = """
+CREATE TABLE IF NOT EXISTS shard_leases (
+    uuid TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    node TEXT NOT NULL,     -- the node whose poller reads the shard for the mapping
+    expires REAL NOT NULL,  -- wall-clock seconds; renewed while the node lives
+    PRIMARY KEY (uuid, shard)
+);
+CREATE TABLE IF NOT EXISTS poller_nodes (
+    node TEXT PRIMARY KEY,  -- a node whose pollers take shard leases
+    expires REAL NOT NULL
+);
+DROP TABLE IF EXISTS mapping_leases;  -- a lease per mapping, before the shards had theirs
+"""
+MIGRATIONS = [SCHEMA, LEASES, SHARD_LEASES]
 
 
 class MappingStore:
@@ -57,20 +71,40 @@ class MappingStore:
         """Mappings made, changed or deleted through a node, told to the others."""
         return Announcer(self._db, "lamina_mappings", reload)
 
-    def lease(self, uuid: str, node: str, now: float, expiry: float) -> bool:
-        """Take or renew the lease of a mapping's pollers: True if `node` holds it (it
-        did, or the holder's ran out)."""
+    def lease(self, uuid: str, shard: int, node: str, now: float, expiry: float) -> bool:
+        """Take or renew the lease of a mapping's shard: True if `node` holds it (it did,
+        nobody did, or the holder's ran out)."""
         held = self._db.execute(
-            "INSERT INTO mapping_leases (uuid, node, expires) VALUES (?, ?, ?) "
-            "ON CONFLICT (uuid) DO UPDATE SET node=excluded.node, expires=excluded.expires "
-            "WHERE mapping_leases.node=excluded.node OR mapping_leases.expires < ? "
+            "INSERT INTO shard_leases (uuid, shard, node, expires) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (uuid, shard) DO UPDATE SET node=excluded.node, "
+            "expires=excluded.expires "
+            "WHERE shard_leases.node=excluded.node OR shard_leases.expires < ? "
             "RETURNING node",
-            (uuid, node, now + expiry, now),
+            (uuid, shard, node, now + expiry, now),
         ).fetchall()
         return bool(held)
 
-    def release(self, uuid: str, node: str) -> None:
-        self._db.execute("DELETE FROM mapping_leases WHERE uuid=? AND node=?", (uuid, node))
+    def release(self, uuid: str, shard: int, node: str) -> None:
+        self._db.execute(
+            "DELETE FROM shard_leases WHERE uuid=? AND shard=? AND node=?", (uuid, shard, node)
+        )
+
+    def beat(self, node: str, now: float, expiry: float) -> int:
+        """Say that `node` reads shards until now + expiry; how many nodes do."""
+        self._db.execute(
+            "INSERT INTO poller_nodes (node, expires) VALUES (?, ?) "
+            "ON CONFLICT (node) DO UPDATE SET expires=excluded.expires",
+            (node, now + expiry),
+        )
+        self._db.execute("DELETE FROM poller_nodes WHERE expires < ?", (now - 3600.0,))
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM poller_nodes WHERE expires >= ?", (now,)
+        ).fetchone()
+        return max(1, int(row[0]))
+
+    def leave(self, node: str) -> None:
+        """`node` stops reading shards (its leases released): the others' shares grow."""
+        self._db.execute("DELETE FROM poller_nodes WHERE node=?", (node,))
 
     def mappings(self) -> Iterator[dict[str, Any]]:
         for (record,) in self._db.execute("SELECT record FROM mappings ORDER BY created"):
@@ -90,6 +124,7 @@ class MappingStore:
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM mappings WHERE uuid=?", (uuid,))
             tx.execute("DELETE FROM checkpoints WHERE uuid=?", (uuid,))
+            tx.execute("DELETE FROM shard_leases WHERE uuid=?", (uuid,))
 
     def checkpoints(self, uuid: str) -> dict[int, int]:
         rows = self._db.execute("SELECT shard, position FROM checkpoints WHERE uuid=?", (uuid,))

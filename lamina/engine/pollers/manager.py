@@ -5,11 +5,15 @@ A mapping's record is shared with its poller: an update applies to the next batc
 poller that must restart (ParallelizationFactor changed) starts only after the one it
 replaces has finished, so a shard never has two readers.
 
-In a cluster (the mappings' store shared), a stream mapping's pollers run on one node at
-a time, the holder of its lease: each node renews its leases every LEASE_BEAT_S; a lease
-not renewed for LEASE_EXPIRY_S (the node died) is taken by another node, whose pollers
-resume from the checkpoints in the database (records after a checkpoint may be processed
-again, none is skipped). SQS mappings poll from every node: their receives are claims.
+In a cluster (the mappings' store shared), each shard of a stream mapping is read by one
+node at a time, the holder of the shard's lease (as the KCL's lease table has it): every
+node runs the mapping's poller, which reads the shards this node holds. Each node renews
+its leases every LEASE_BEAT_S and takes free ones up to its share (the shards over the
+live nodes, rounded up), giving back what is beyond it, so that a node that joins gets
+its share; a lease not renewed for LEASE_EXPIRY_S (the node died) is free, and
+the node that takes it resumes from the shard's checkpoint in the database (records after
+a checkpoint may be processed again, none is skipped). SQS mappings poll from every node:
+their receives are claims.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import random
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -68,40 +75,92 @@ class Pollers:
         self.stats: dict[str, MappingStats] = {}
         self.started = False
         self.node = uuid.uuid4().hex[:12]
-        self.leased: set[str] = set()  # cluster mode: stream mappings this node polls
-        self._records: Iterable[dict[str, Any]] = ()
+        self.held: set[tuple[str, int]] = set()  # cluster mode: (mapping, shard) leases
         self._leasing: asyncio.Task[None] | None = None
 
     # Lifecycle ------------------------------------------------------------------------
     def start(self, records: Iterable[dict[str, Any]]) -> None:
         """Resume every enabled mapping (from its checkpoints)."""
         self.started = True
-        self._records = records
         for record in records:
             self.apply(record)
         if self.store.shared:
             self._leasing = asyncio.get_running_loop().create_task(self._lease_forever())
 
-    def _leased_only(self, record: dict[str, Any]) -> bool:
-        return self.store.shared and source_service(record["EventSourceArn"]) != "sqs"
+    def holds(self, uuid_: str, shard: int) -> bool:
+        """Whether this node reads the shard for the mapping (always, on a single node)."""
+        return not self.store.shared or (uuid_, shard) in self.held
 
     async def _lease_forever(self) -> None:
+        renewed = time.monotonic()
         while True:
-            for record in list(self._records):
-                uuid_ = record["UUID"]
-                if not self._leased_only(record) or record["State"] != "Enabled":
-                    continue
-                try:
-                    held = await asyncio.to_thread(
-                        self.store.lease, uuid_, self.node, self.clock.wall(), LEASE_EXPIRY_S
-                    )
-                except Exception as error:  # the store away: keep what is held, retry
-                    log.warning("mapping leases: %s", error)
-                    continue
-                if held != (uuid_ in self.leased):
-                    (self.leased.add if held else self.leased.discard)(uuid_)
-                    self.apply(record)
+            try:
+                await self._lease_round()
+                renewed = time.monotonic()
+            except Exception as error:  # the store away: keep what is held, retry
+                log.warning("shard leases: %s", error)
+                if time.monotonic() - renewed > LEASE_EXPIRY_S - LEASE_BEAT_S:
+                    await self._drop(set(self.held))  # others may take them now
             await asyncio.sleep(LEASE_BEAT_S)
+
+    def _shards(self) -> list[tuple[str, int]]:
+        """(mapping, shard) of every enabled stream mapping's open shards."""
+        found: list[tuple[str, int]] = []
+        for uuid_, poller in list(self.pollers.items()):
+            if not isinstance(poller, StreamPoller):
+                continue
+            stream = self.stream(poller.config["EventSourceArn"])
+            if stream is not None:
+                found.extend((uuid_, shard.index) for shard in stream.shards())
+        return found
+
+    async def _lease_round(self) -> None:
+        wanted = self._shards()
+        store, node, wall = self.store, self.node, self.clock.wall
+        open_shards = set(wanted)
+        gone = self.held - open_shards  # mappings stopped, disabled or deleted here
+        if gone:
+            await self._drop(gone)
+        kept = set()
+        for uuid_, shard in list(self.held):
+            if await asyncio.to_thread(store.lease, uuid_, shard, node, wall(), LEASE_EXPIRY_S):
+                kept.add((uuid_, shard))
+        lost = self.held - kept  # not renewed in time: another node has it now
+        if lost:
+            await self._drop(lost, release=False)
+        # Said after the leases are renewed, so a dead node's leases run out before it
+        # stops being counted: then the others' shares grow and they take them.
+        nodes = await asyncio.to_thread(store.beat, node, wall(), LEASE_EXPIRY_S)
+        share = math.ceil(len(wanted) / nodes) if wanted else 0
+        free = [key for key in wanted if key not in kept]
+        random.shuffle(free)
+        taken: set[tuple[str, int]] = set()
+        for uuid_, shard in free:
+            if len(kept) + len(taken) >= share:
+                break
+            if await asyncio.to_thread(store.lease, uuid_, shard, node, wall(), LEASE_EXPIRY_S):
+                taken.add((uuid_, shard))
+        self.held = kept | taken
+        if len(self.held) > share:  # beyond its share (a node joined): given back
+            await self._drop(set(random.sample(sorted(self.held), len(self.held) - share)))
+        self._tell({uuid_ for uuid_, _ in taken})
+
+    async def _drop(self, keys: set[tuple[str, int]], release: bool = True) -> None:
+        """Stop reading these shards; then (release) free their leases for others."""
+        self.held -= keys
+        for uuid_, shard in keys:
+            poller = self.pollers.get(uuid_)
+            if isinstance(poller, StreamPoller):
+                await poller.drop_shard(shard)
+            if release:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.store.release, uuid_, shard, self.node)
+
+    def _tell(self, mappings: set[str]) -> None:
+        for uuid_ in mappings:
+            poller = self.pollers.get(uuid_)
+            if isinstance(poller, StreamPoller):
+                poller.leases_changed.set()
 
     async def close(self) -> None:
         self.started = False
@@ -114,18 +173,19 @@ class Pollers:
             poller.task.cancel()
         if pollers:
             await asyncio.wait({p.task for p in pollers})
-        for uuid_ in list(self.leased):  # stopped: another node takes over at once
+        for uuid_, shard in list(self.held):  # stopped: another node takes over at once
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.store.release, uuid_, self.node)
-        self.leased.clear()
+                await asyncio.to_thread(self.store.release, uuid_, shard, self.node)
+        self.held.clear()
+        if self.store.shared:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.leave, self.node)
 
     def apply(self, record: dict[str, Any], restart: bool = False) -> None:
         """Make the pollers match the record: start, stop or restart."""
         uuid_ = record["UUID"]
         current = self.pollers.get(uuid_)
         wanted = record["State"] == "Enabled" and self.started
-        if wanted and self._leased_only(record):
-            wanted = uuid_ in self.leased  # in a cluster: only where its lease is held
         if current is not None and (not wanted or restart):
             current.stop()
             del self.pollers[uuid_]

@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from lamina.engine.pollers.manager import Pollers
 
 STREAM_BUFFER = 10_000  # records read ahead per shard
+PARENT_WAIT_S = 1.0  # in a cluster: how often a child shard looks at its parent's checkpoint
 
 
 def lane_of(partition_key: str, lanes: int) -> int:
@@ -75,9 +77,12 @@ class ShardWorker:
         shard: ShardView,
         position: int,
         after: ShardWorker | None = None,
+        parent: ShardView | None = None,
     ) -> None:
         self.poller = poller
         self.after = after
+        self.parent = parent  # in a cluster: a parent shard another node may be reading
+        self.task: asyncio.Task[None] | None = None
         self.finished = asyncio.Event()
         self.ended = False
         self.stream = stream
@@ -93,6 +98,8 @@ class ShardWorker:
         with contextlib.suppress(Stopped):
             if self.after is not None:  # the parent shard first: a key's order holds
                 await self.poller.idle(self.after.finished.wait())
+            if self.parent is not None:
+                await self._parent_done()
         if self.poller.stopping:
             return
         async with asyncio.TaskGroup() as group:
@@ -100,6 +107,19 @@ class ShardWorker:
                 group.create_task(self._lane(lane))
             with contextlib.suppress(Stopped):
                 await self._read()
+
+    async def _parent_done(self) -> None:
+        """Wait until the parent shard is read to its end, by whichever node: its
+        checkpoint in the database reaches its end."""
+        parent, poller = self.parent, self.poller
+        assert parent is not None
+        while not poller.stopping:
+            end = parent.end()
+            if end is not None:
+                done = poller.owner.store.checkpoints(poller.uuid).get(parent.index)
+                if (done is not None and done >= end) or parent.trim_horizon() >= end:
+                    return
+            await poller.idle(asyncio.sleep(PARENT_WAIT_S))
 
     async def _finish(self) -> None:
         """The shard is closed and read to its end: once its last batches are done, the
@@ -224,7 +244,19 @@ class ShardWorker:
 class StreamPoller(Poller):
     def __init__(self, owner: Pollers, config: dict[str, Any], after: Poller | None) -> None:
         self.lanes = config.get("ParallelizationFactor") or 1
+        self.workers: dict[str, ShardWorker] = {}
+        self.leases_changed = asyncio.Event()  # in a cluster: this node took shards
         super().__init__(owner, config, after)
+
+    async def drop_shard(self, index: int) -> None:
+        """Stop reading a shard whose lease this node gives back or lost (the batch in
+        flight is abandoned: the next reader starts from the checkpoint)."""
+        for shard_id, worker in list(self.workers.items()):
+            if worker.shard.index == index:
+                del self.workers[shard_id]
+                if worker.task is not None:
+                    worker.task.cancel()
+                    await asyncio.wait({worker.task})
 
     async def run(self) -> None:
         owner = self.owner
@@ -232,23 +264,35 @@ class StreamPoller(Poller):
         if stream is None:
             self.set_result(SOURCE_MISSING)
             return
-        checkpoints = owner.store.checkpoints(self.uuid)
-        workers: dict[str, ShardWorker] = {}
+        workers = self.workers
+        shared = owner.store.shared
         async with asyncio.TaskGroup() as group:
             with contextlib.suppress(Stopped):
                 while not self.stopping:
-                    for shard in stream.shards():  # shards that appeared: a handover
-                        if shard.id in workers:
+                    self.leases_changed.clear()
+                    shards = stream.shards()
+                    # Read when a shard is started: another node may have advanced it.
+                    checkpoints: dict[int, int] | None = None
+                    for shard in shards:  # shards that appeared (a handover), or leased
+                        if shard.id in workers or not owner.holds(self.uuid, shard.index):
                             continue
+                        if checkpoints is None:
+                            checkpoints = owner.store.checkpoints(self.uuid)
                         position = checkpoints.get(shard.index)
                         if position is None:  # a child shard: read from its beginning
                             position = shard.trim_horizon()
                             owner.store.set_checkpoint(self.uuid, shard.index, position)
                         parent = workers.get(shard.parent) if shard.parent else None
-                        worker = ShardWorker(self, stream, shard, position, parent)
+                        parent_shard = None
+                        if shard.parent and shared:  # its reader may be another node
+                            parent, parent_shard = (
+                                None,
+                                next((s for s in shards if s.id == shard.parent), None),
+                            )
+                        worker = ShardWorker(self, stream, shard, position, parent, parent_shard)
                         workers[shard.id] = worker
-                        group.create_task(worker.run())
-                    await self.idle(stream.changed(IDLE_WAIT))
+                        worker.task = group.create_task(worker.run())
+                    await self.idle(_either(stream.changed(IDLE_WAIT), self.leases_changed.wait()))
 
     async def process(self, shard: ShardView, batch: list[Any]) -> None:
         """Invoke until the batch succeeds or is given up; raises Stopped to leave it."""
@@ -365,3 +409,13 @@ class StreamPoller(Poller):
             log.warning(
                 "mapping %s: on-failure destination %s does not exist", self.uuid, destination
             )
+
+
+async def _either(*awaitables: Awaitable[Any]) -> None:
+    """Wait for the first of them; the others are cancelled."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
