@@ -61,6 +61,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 
 import isolate  # namespaces, mounts, cgroups for isolated environments
 import python_bootstrap  # the runtime and everything it imports, loaded once, here
@@ -157,6 +158,7 @@ def waiting(
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     try:
         prepared = isolate.early(sandbox)
+        ahead = runtime_ahead(sandbox) if sandbox.get("uid") is not None else None
     except Exception as exc:  # reported to Lamina, which does not use this init
         send(control, {"early": key, "error": f"{type(exc).__name__}: {exc}"})
         return 1
@@ -166,7 +168,76 @@ def waiting(
     if not data or len(fds) != 1:
         return 0
     request = json.loads(data)
-    return environment(request, fds[0], ready, fork_server, control, prepared=prepared)
+    given = request.get("sandbox")
+    if ahead is not None and not (
+        isinstance(given, dict) and all(given.get(k) == sandbox.get(k) for k in AS_USER)
+    ):
+        ahead.cancel()  # another user, limits or filter: the init forks its own
+        ahead = None
+    return environment(
+        request, fds[0], ready, fork_server, control, prepared=prepared, ahead=ahead, data=data
+    )
+
+
+# What a runtime forked ahead has applied already: a request must ask for the same.
+AS_USER = ("uid", "gid", "rlimits", "seccomp")
+
+
+class Ahead:
+    """A prepared init's runtime, forked ahead (PID 2): it has dropped to the unprivileged
+    user, with its rlimits and seccomp filter, and waits for its environment's request."""
+
+    def __init__(self, pid: int, channel: socket.socket) -> None:
+        self.pid = pid
+        self.channel = channel
+
+    def go(self, data: bytes, output: int) -> int:
+        """Once the root is built: the request and output to the runtime, which starts.
+        Its pid, or 0 if it is gone (the init then forks one)."""
+        try:
+            socket.send_fds(self.channel, [data], [output])
+        except OSError:
+            self.cancel()
+            return 0
+        self.channel.close()
+        return self.pid
+
+    def cancel(self) -> None:
+        self.channel.close()  # it exits when it reads the end
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def runtime_ahead(sandbox: dict[str, object]) -> Ahead:
+    """In a prepared init, after the early setup: fork the runtime now, off the cold
+    start's path (a fork and dropping privileges cost milliseconds). It keeps nothing of
+    the init's descriptors, becomes the unprivileged user, then waits; what it is given
+    comes after the init has built the root and pivoted into it, which moves the
+    runtime's root too. Returns in the init only."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid:
+        theirs.close()
+        return Ahead(pid, ours)
+    code = 1
+    try:
+        ours.close()
+        keep = theirs.fileno()
+        for name in os.listdir("/proc/self/fd"):  # the init's sockets and pipes
+            if int(name) > 2 and int(name) != keep:
+                with contextlib.suppress(OSError):
+                    os.close(int(name))
+        isolate.become_user(sandbox, cwd=None)
+        data, fds, _, _ = socket.recv_fds(theirs, MAX_PACKET, 1)
+        theirs.close()
+        # Nothing (the environment was not started: its init is going), else run it.
+        code = runtime(json.loads(data), fds[0]) if data and len(fds) == 1 else 0
+    except BaseException:
+        traceback.print_exc()
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 _pid_namespace: isolate.PidNamespace | None = None
@@ -246,15 +317,20 @@ def environment(
     fork_server: int,
     control: socket.socket,
     prepared: tuple[socket.socket | None, str] | None = None,
+    ahead: Ahead | None = None,
+    data: bytes = b"",
 ) -> int:
     """The forked child: become a fresh environment, then run the runtime. `prepared`: a
-    prepared init's early setup is done, with this result."""
+    prepared init's early setup is done, with this result; `ahead`: its runtime, forked
+    ahead, to be given the request (`data`)."""
     if prepared is None:
         os.setsid()
     sandbox = request.get("sandbox")
     assert sandbox is None or isinstance(sandbox, dict)
     if sandbox and sandbox.get("root"):
-        isolated(request, sandbox, output, ready, control, prepared)  # returns in the runtime
+        start = None if ahead is None else lambda: ahead.go(data, output)
+        # Returns in the runtime it forks; not at all with a runtime forked ahead.
+        isolated(request, sandbox, output, ready, control, prepared, start)
     else:
         parent_death_signal(fork_server)
         os.write(ready, b"1")
@@ -262,6 +338,12 @@ def environment(
             isolate.apply_rlimits(sandbox["rlimits"])
             if sandbox.get("data"):
                 isolate.limit_data(int(sandbox["data"]))
+    return runtime(request, output)
+
+
+def runtime(request: dict[str, object], output: int) -> int:
+    """The runtime's process, set up (isolated or not): a fresh interpreter's state, the
+    environment's variables and output, then the Python runtime (or exec its argv)."""
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
@@ -327,9 +409,11 @@ def isolated(
     ready: int,
     control: socket.socket,
     prepared: tuple[socket.socket | None, str] | None = None,
+    start: Callable[[], int] | None = None,
 ) -> None:
     """PID 1 of the environment's namespace: set the sandbox up, then fork the runtime,
-    which returns from here; this process stays as its init and never returns."""
+    which returns from here (or `start` a runtime forked ahead); this process stays as
+    its init and never returns."""
     if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     os.dup2(output, 1)  # what goes wrong from here is the environment's to say
@@ -348,7 +432,7 @@ def isolated(
 
         return report
 
-    isolate.enter(sandbox, announce, keep=(control.fileno(),), prepared=prepared)
+    isolate.enter(sandbox, announce, keep=(control.fileno(),), prepared=prepared, start=start)
 
 
 def _exit_code(code: object) -> int:

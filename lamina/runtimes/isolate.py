@@ -226,6 +226,7 @@ def enter(
     announce: Announce,
     keep: tuple[int, ...] = (),
     prepared: tuple[_socket.socket | None, str] | None = None,
+    start: Callable[[], int] | None = None,
 ) -> None:
     """In a new process that is PID 1 of a new PID namespace, running as root: set the
     environment up, fork the runtime and return in it (as the unprivileged user, cwd
@@ -235,16 +236,19 @@ def enter(
     called once everything is in place (with the Runtime API's listening socket of a
     private network, else None); `report(code)` of its result is called with the
     runtime's exit status before init exits. Init keeps only the descriptors in `keep`
-    (what `report` writes to)."""
+    (what `report` writes to). `start()`: let a runtime forked ahead go (its pid; 0 if
+    there is none)."""
     api, root = early(spec) if prepared is None else prepared
     finish_root(spec, root)
     report = announce(api)
     if api is not None:
         api.close()  # Lamina has it now
-    runtime = os.fork()
-    if runtime == 0:
-        become_user(spec)
-        return
+    runtime = start() if start is not None else 0
+    if not runtime:
+        runtime = os.fork()
+        if runtime == 0:
+            become_user(spec)
+            return
     _init(runtime, report, keep)
 
 
@@ -416,8 +420,9 @@ def _within(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def become_user(spec: dict[str, Any]) -> None:
-    """The runtime's side: rlimits, the unprivileged user, no way back to privileges."""
+def become_user(spec: dict[str, Any], cwd: str | None = "/var/task") -> None:
+    """The runtime's side: rlimits, the unprivileged user, no way back to privileges
+    (`cwd`: None in a runtime forked before its root was built: it goes there later)."""
     try:
         with open("/proc/self/oom_score_adj", "w") as adj:
             adj.write("1000")  # out of memory: the runtime goes first, and so the environment
@@ -429,7 +434,8 @@ def become_user(spec: dict[str, Any]) -> None:
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
-    os.chdir("/var/task")
+    if cwd is not None:
+        os.chdir(cwd)
     if spec.get("seccomp"):
         load_seccomp(bytes.fromhex(str(spec["seccomp"])))
 

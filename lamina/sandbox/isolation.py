@@ -247,10 +247,8 @@ class Backend:
             "files": self.network.files if self.network is not None else [],
             "net": True,
             "api_port": API_PORT,
-            "uid": UID,
-            "gid": GID,
-            "rlimits": {"NOFILE": NOFILE, "CORE": 0},
             "cgroups": cgroup.procs_files,
+            **self.runtime_user(),
         }
         if lease is not None:
             spec["netns"], spec["eth0"] = lease.path, lease.eth0
@@ -258,8 +256,6 @@ class Backend:
             spec["prepared"] = prepared.key  # its init did the cgroups and namespaces
         if tmp is not None:
             spec["tmp_mount"] = tmp.path
-        if self.filter is not None:
-            spec["seccomp"] = self.filter.program.hex()
         return Sandbox(
             spec,
             TASK_ROOT,
@@ -273,6 +269,14 @@ class Backend:
             tmp=tmp,
             _oom_before=cgroup.oom_kills(),
         )
+
+    def runtime_user(self) -> dict[str, Any]:
+        """What the runtime of every environment becomes (namespaces): the unprivileged
+        user, its rlimits and seccomp filter; prepared inits fork theirs with it ahead."""
+        found: dict[str, Any] = {"uid": UID, "gid": GID, "rlimits": {"NOFILE": NOFILE, "CORE": 0}}
+        if self.filter is not None:
+            found["seccomp"] = self.filter.program.hex()
+        return found
 
     def start_janitor(self) -> None:
         """A process that removes the server's cgroups if the server dies without doing it
