@@ -874,9 +874,28 @@ def _memory_base(server: Server) -> Path:
     return _memory_cgroup(server.process.pid) / f"lamina-{server.process.pid}"
 
 
+RUNTIME = """
+import os
+
+def handler(event, context):
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+    return {"ids": [os.getpid(), os.getppid(), os.getuid()], "cwd": os.getcwd(),
+            "code": os.listdir("."), "host": os.path.exists(event["host"]),
+            "walls": [status["Seccomp"].strip(), status["NoNewPrivs"].strip()],
+            "started": ticks / os.sysconf("SC_CLK_TCK")}
+"""
+
+
+def _uptime() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
 def test_a_cold_start_takes_a_prepared_init_with_its_functions_limits(tmp_path: Path) -> None:
     """Inits wait ahead in cgroups of their own (the smallest limits); the cold start that
-    takes one gets its function's limits: 1,024 MB hold 400 MB, 128 MB do not."""
+    takes one gets its function's limits: 1,024 MB hold 400 MB, 128 MB do not. Their
+    runtime is forked ahead too (started before the invoke), already the unprivileged
+    user with its filter, and runs in the function's root."""
     server = start(tmp_path, "--isolation", "namespaces")
     try:
         base = _memory_base(server)
@@ -884,10 +903,17 @@ def test_a_cold_start_takes_a_prepared_init_with_its_functions_limits(tmp_path: 
         lam = server.client()
         python_function(lam, "big", ALLOCATE, MemorySize=1024)
         python_function(lam, "small", ALLOCATE, MemorySize=128)
+        python_function(lam, "runtime", RUNTIME)
         found = invoke(server, "big", {"mb": 400}, LogType="Tail")
         assert found["body"] == 400, found
         used = int(found["log"].split("Max Memory Used: ")[1].split()[0])
         assert 400 <= used <= 1024, found["log"]
+        before = _uptime()  # boot time, as a process's start time is counted
+        ran = invoke(server, "runtime", {"host": str(tmp_path)})["body"]
+        assert ran["started"] < before, (ran, before)  # forked ahead of this cold start
+        assert ran["ids"] == [2, 1, 993] and ran["walls"] == ["2", "1"], ran
+        assert ran["cwd"] == "/var/task" and ran["code"] == ["app.py"], ran
+        assert not ran["host"], ran  # the test's directory, on the host's /tmp
         limits = {
             int((cgroup / "memory.limit_in_bytes").read_text()) // 2**20
             for cgroup in base.glob("init-*")
