@@ -39,7 +39,9 @@ CREATE TABLE IF NOT EXISTS dedup (
     PRIMARY KEY (queue_id, key)
 );
 """
-MIGRATIONS = [named_resources_ddl("queues") + SCHEMA]
+# Receives read a queue's messages in the order they become visible, a window at a time.
+BY_VISIBLE = "CREATE INDEX IF NOT EXISTS messages_by_visible ON messages (queue_id, visible, seq);"
+MIGRATIONS = [named_resources_ddl("queues") + SCHEMA, BY_VISIBLE]
 
 
 @dataclass
