@@ -159,15 +159,40 @@ def test_queues(tmp_path: Path, shared: Database | None) -> None:
         (2, 99.5, 1, "r2")
     ]
     assert [m.message for m in store.messages(q2)] == [{"body": "m3"}]
-    store.put_dedup(q1, "k", "m1", None, 10.0)
-    store.put_dedup(q1, "k", "m2", "7", 20.0)
-    store.put_dedup(q1, "old", "m0", None, 1.0)
-    assert list(store.dedup_entries(q1, 5.0)) == [("k", "m2", "7", 20.0)]
+
+    def fifo(seq: int) -> StoredMessage:
+        return StoredMessage(seq, {"id": f"m{seq}", "sequence": str(seq)}, 0.0, 0, None, None)
+
+    assert store.insert_unique(q1, fifo(10), "k", 10.0, 0.0) is None
+    assert store.insert_unique(q1, fifo(11), "k", 11.0, 5.0) == ("m10", "10")  # a duplicate
+    assert store.insert_unique(q1, fifo(12), "k", 30.0, 10.0) is None  # the first expired
+    assert [m.seq for m in store.messages(q1)] == [2, 10, 12]
     store.delete_queue(q1)
-    assert list(store.messages(q1)) == [] and list(store.dedup_entries(q1, 0)) == []
+    assert list(store.messages(q1)) == []
+    assert store.insert_unique(q1, fifo(13), "k", 40.0, 10.0) is None  # its ids went too
     assert [n for _, _, _, n, _ in store.queues.all()] == ["q2"]
     store.purge(q2)
     assert list(store.messages(q2)) == []
+
+
+def test_queue_windows(tmp_path: Path, shared: Database | None) -> None:
+    """Pages of a queue's messages in the order they become visible, counts, states."""
+    store = QueueStore(tmp_path, shared)
+    q = store.queues.insert("1", "r", "w", {})
+    visible = {1: 5.0, 2: 1.0, 3: 5.0, 4: 9.0, 5: 3.0}
+    receives = {4: 1}
+    store.insert_messages(
+        q,
+        [StoredMessage(s, {}, v, receives.get(s, 0), None, None) for s, v in visible.items()],
+    )
+    assert [m.seq for m in store.window(q, None, 3)] == [2, 5, 1]
+    assert [m.seq for m in store.window(q, (5.0, 1), 3)] == [3, 4]
+    assert store.window(q, (9.0, 4), 3) == []
+    assert store.counts(q, 4.0) == (2, 1, 2)  # visible, in flight, delayed
+    assert store.last_seq(q) == 5 and store.last_seq(q + 1) == 0
+    assert store.states(q, [4, 6]) == {4: (9.0, 1, None, None)}
+    found = store.message(q, 3)
+    assert found is not None and found.visible == 5.0 and store.message(q, 6) is None
 
 
 def test_streams(tmp_path: Path, shared: Database | None) -> None:

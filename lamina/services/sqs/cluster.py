@@ -5,6 +5,9 @@ Each node keeps its in-memory view of a queue (queue.py) as a cache of the datab
   mark their view of it stale and wake its long polls; a stale view is brought up to
   date from the database before the next operation on it, in place (a message received
   through this node keeps its object, so its claims stay valid);
+- a view holds a window of the queue's messages (window.py): bringing it up to date reads
+  the first page again and the state of the other messages it holds;
+- FIFO deduplication ids are checked in the database as the message is written;
 - a receive is a compare-and-set in the database (the receive count must still be the
   one this node saw): when two nodes take the same message at once, one wins, the other
   refreshes its view and answers without it;
@@ -18,8 +21,9 @@ import uuid
 from collections.abc import Callable
 
 from lamina.services.sqs.messages import Message
-from lamina.services.sqs.queue import Queue
-from lamina.services.sqs.store import QueueStore
+from lamina.services.sqs.queue import EVERYTHING, NOTHING, Queue
+from lamina.services.sqs.store import QueueStore, StoredMessage
+from lamina.services.sqs.window import PAGE
 
 CHANNEL = "lamina_sqs"  # payload: "<node> <queue id>" or "<node> queues"
 
@@ -73,23 +77,32 @@ class QueueSync:
         if queue.id not in self.stale:
             return
         self.stale.discard(queue.id)
-        rows = {row.seq: row for row in self.store.messages(queue.id)}
-        for seq in [s for s in queue.messages if s not in rows]:
-            queue.forget(queue.messages[seq])
+        if queue.fifo:
+            if queue.edge == NOTHING:
+                return  # nothing loaded yet: its first use reads everything
+            rows = {row.seq: row for row in self.store.messages(queue.id)}
+            edge = EVERYTHING
+        else:
+            page = self.store.window(queue.id, None, PAGE)
+            rows = {row.seq: row for row in page}
+            edge = (page[-1].visible, page[-1].seq) if len(page) == PAGE else EVERYTHING
+        others = [seq for seq in queue.messages if seq not in rows]
+        states = self.store.states(queue.id, others) if others else {}
+        for seq in others:
+            message = queue.messages[seq]
+            state = states.get(seq)
+            if state is None:
+                queue.forget(message)
+            else:
+                _update(queue, message, state)
         for seq, row in rows.items():
-            message = queue.messages.get(seq)
-            if message is None:
-                message = Message.load(row)
+            known = queue.messages.get(seq)
+            if known is None:
                 queue.last_seq = max(queue.last_seq, seq)
-                queue.index(message)
-                continue
-            state = (row.visible, row.receives, row.first_receive, row.receipt)
-            if state != (message.visible, message.receives, message.first_receive,
-                         message.receipt):  # fmt: skip
-                message.visible, message.receives, message.first_receive, message.receipt = state
-                queue.touched(message)
-        for key, message_id, sequence, expires in self.store.dedup_entries(queue.id, now):
-            queue.dedup[key] = (message_id, sequence, expires)
+                queue.index(Message.load(row))
+            else:
+                _update(queue, known, _state(row))
+        queue.edge = edge
 
     def claim(self, queue: Queue, taken: list[tuple[Message, int]]) -> set[int]:
         """Write the receives of `taken` (message, its receive count before) where no other
@@ -102,3 +115,15 @@ class QueueSync:
         if len(won) < len(taken):
             self.stale.add(queue.id)  # the others' receives: read them back
         return won
+
+
+def _state(row: StoredMessage) -> tuple[float, int, float | None, str | None]:
+    return row.visible, row.receives, row.first_receive, row.receipt
+
+
+def _update(
+    queue: Queue, message: Message, state: tuple[float, int, float | None, str | None]
+) -> None:
+    if state != (message.visible, message.receives, message.first_receive, message.receipt):
+        message.visible, message.receives, message.first_receive, message.receipt = state
+        queue.touched(message)

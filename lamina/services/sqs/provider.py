@@ -220,7 +220,7 @@ class SqsProvider:
         queue = self._from_url(ctx, params["QueueUrl"], "GetQueueAttributes")
         names = list(params.get("AttributeNames") or [])
         everything = "All" in names
-        visible, hidden, delayed = queue.counts(self.clock.wall())
+        visible, hidden, delayed = self.queues.counts(queue)
         available: dict[str, str] = {
             **queue.attributes,
             "ApproximateNumberOfMessages": str(visible),

@@ -1,10 +1,13 @@
-"""One SQS queue in memory: its messages indexed for receiving, its waiters, its counts.
+"""One SQS queue in memory: the messages it has loaded, indexed for receiving, and its
+waiters.
 
 Standard queues keep a heap of (visible at, seq, version): a receive pops what is
 visible; a message whose visibility changed is pushed again with a new version and its
-old entries are skipped. FIFO queues keep each message group in order: a group whose
-first message is in flight or delayed is not received from. The queue's owner
-(queues.py) changes the state and writes it through to the store.
+old entries are skipped. They load only a window of their messages (window.py): every
+stored message whose key (visible at, seq) is at most `edge` is loaded, others may be on
+disk only. FIFO queues keep each message group in order: a group whose first message is
+in flight or delayed is not received from; they load all their messages at first use.
+The queue's owner (queues.py) changes the state and writes it through to the store.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from lamina.clock import Clock
 from lamina.services.sqs.attributes import DEFAULTS
 from lamina.services.sqs.messages import Message
 
+NOTHING = (-math.inf, -1)  # the edge of a queue that has loaded none of its messages
+EVERYTHING = (math.inf, 0)  # ... and of one that holds every message in memory
+
 
 @dataclass(eq=False)
 class Queue:
@@ -37,7 +43,10 @@ class Queue:
     messages: dict[int, Message] = field(default_factory=dict)
     heap: list[tuple[float, int, int]] = field(default_factory=list)  # standard queues
     groups: dict[str, deque[int]] = field(default_factory=dict)  # FIFO queues
-    dedup: dict[str, tuple[str, str | None, float]] = field(default_factory=dict)
+    edge: tuple[float, int] = NOTHING
+    loaded_bytes: int = 0
+    trim_at: int = 0  # trim the window when this many messages are loaded (window.py)
+    sends: int = 0  # FIFO sends since expired deduplication ids were last dropped
     last_seq: int = 0
     last_purge: float = -math.inf  # platform time
     deleted: bool = False
@@ -80,6 +89,7 @@ class Queue:
 
     def index(self, message: Message) -> None:
         self.messages[message.seq] = message
+        self.loaded_bytes += message.size
         if self.fifo:
             assert message.group is not None
             self.groups.setdefault(message.group, deque()).append(message.seq)
@@ -93,7 +103,8 @@ class Queue:
             heapq.heappush(self.heap, (message.visible, message.seq, message.version))
 
     def forget(self, message: Message) -> None:
-        self.messages.pop(message.seq, None)
+        if self.messages.pop(message.seq, None) is not None:
+            self.loaded_bytes -= message.size
         message.receipt = None
         if self.fifo and message.group is not None:
             seqs = self.groups.get(message.group)
@@ -103,9 +114,39 @@ class Queue:
                 if not seqs:
                     del self.groups[message.group]
 
+    def evict(self, message: Message) -> None:
+        """Out of memory, still stored (a claim on it is checked against the store)."""
+        if self.messages.pop(message.seq, None) is not None:
+            self.loaded_bytes -= message.size
+
+    def reindex(self) -> None:
+        self.heap = [(m.visible, m.seq, m.version) for m in self.messages.values()]
+        heapq.heapify(self.heap)
+
+    def top(self) -> tuple[float, int] | None:
+        """The key of the loaded message that becomes visible first (standard queues)."""
+        heap = self.heap
+        while heap:
+            visible, seq, version = heap[0]
+            message = self.messages.get(seq)
+            if message is not None and message.version == version:
+                return visible, seq
+            heapq.heappop(heap)
+        return None
+
+    def clear(self) -> None:
+        for message in self.messages.values():
+            message.receipt = None
+        self.messages.clear()
+        self.heap.clear()
+        self.groups.clear()
+        self.loaded_bytes = 0
+        self.edge = EVERYTHING
+
     def next_visible(self) -> float:
         if not self.fifo:
-            return self.heap[0][0] if self.heap else math.inf
+            top = self.top()
+            return min(top[0] if top else math.inf, self.edge[0])
         soonest = math.inf
         for seqs in self.groups.values():
             for seq in seqs:
@@ -131,21 +172,6 @@ class Queue:
         finally:
             if future in self.waiters:
                 self.waiters.remove(future)
-
-    # Counts ----------------------------------------------------------------------------
-    def counts(self, now: float) -> tuple[int, int, int]:
-        visible = hidden = delayed = 0
-        retention = self.clock.platform_delay(self.int_attribute("MessageRetentionPeriod"))
-        for message in self.messages.values():
-            if message.sent + retention <= now:
-                continue
-            if message.visible <= now:
-                visible += 1
-            elif message.receives:
-                hidden += 1
-            else:
-                delayed += 1
-        return visible, hidden, delayed
 
 
 @dataclass

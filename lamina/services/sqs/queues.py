@@ -2,11 +2,12 @@
 
 Each queue is owned by one `Queue` object on the event loop (queue.py); `Queues` makes
 every change to it and writes it through to the store (store.py) before the operation
-answers, so an accepted message survives a crash. Times the user sees (SentTimestamp,
-...) are wall-clock; the queue's own delays — visibility timeouts, DelaySeconds,
-retention, the deduplication window, the purge and re-creation cool-downs — are platform
-delays and go through the clock, so `--time-scale` shortens them. WaitTimeSeconds is the
-caller's own wait and is not scaled.
+answers, so an accepted message survives a crash. Only a window of a queue's messages is
+in memory (window.py); a receipt whose message is not is checked against the store.
+Times the user sees (SentTimestamp, ...) are wall-clock; the queue's own delays —
+visibility timeouts, DelaySeconds, retention, the deduplication window, the purge and
+re-creation cool-downs — are platform delays and go through the clock, so `--time-scale`
+shortens them. WaitTimeSeconds is the caller's own wait and is not scaled.
 
 Long polling waits on futures woken by sends and visibility changes, with a timeout at
 the next moment a hidden message becomes visible: no polling loop.
@@ -45,8 +46,9 @@ from lamina.services.sqs.messages import (
     receipt_handle,
     sqs_error,
 )
-from lamina.services.sqs.queue import Queue, ReceiveOptions
+from lamina.services.sqs.queue import EVERYTHING, Queue, ReceiveOptions
 from lamina.services.sqs.store import QueueStore
+from lamina.services.sqs.window import admit, fill, load_all
 
 DEDUP_WINDOW = 300.0  # seconds, a platform delay
 BATCH_LIMIT = 10
@@ -76,8 +78,8 @@ class Queues:
     def _loaded(
         self, queue_id: int, account: str, region: str, name: str, record: dict[str, Any]
     ) -> Queue:
-        now = self.clock.wall()
-        # One queue, its messages and deduplication ids, from the store.
+        """One queue from the store; none of its messages (window.py reads them when
+        receives need them)."""
         queue = Queue(
             queue_id,
             account,
@@ -89,12 +91,7 @@ class Queues:
             record["modified"],
             self.clock,
         )
-        for row in self.store.messages(queue_id):
-            message = Message.load(row)
-            queue.last_seq = max(queue.last_seq, message.seq)
-            queue.index(message)
-        for key, message_id, sequence, expires in self.store.dedup_entries(queue_id, now):
-            queue.dedup[key] = (message_id, sequence, expires)
+        queue.last_seq = self.store.last_seq(queue_id)
         return queue
 
     def _register(self, queue: Queue) -> None:
@@ -157,6 +154,28 @@ class Queues:
         queue = self.queue_by_arn(arn)
         return queue is not None and access.may_send(queue, account, principal)
 
+    def counts(self, queue: Queue) -> tuple[int, int, int]:
+        """(visible, in flight, delayed), as the store has them."""
+        return self.store.counts(queue.id, self.clock.wall())
+
+    def _prepare(self, queue: Queue, now: float) -> None:
+        """The messages an operation on the queue needs, in memory."""
+        if queue.fifo:
+            load_all(queue, self.store)
+        else:
+            fill(queue, self.store, now)
+
+    def _current(self, queue: Queue, seq: int, nonce: str) -> Message | None:
+        """The message `seq` if `nonce` is the receipt of its latest receive; read from
+        the store if it is not in memory (a standard queue's window let it go)."""
+        message = queue.messages.get(seq)
+        if message is None and not queue.fifo:
+            row = self.store.message(queue.id, seq)
+            if row is not None and row.receipt == nonce:
+                message = Message.load(row)
+                queue.index(message)
+        return message if message is not None and message.receipt == nonce else None
+
     # Receiving, the heart of it --------------------------------------------------------
     def _expired(self, queue: Queue, message: Message, now: float) -> bool:
         retention = self.clock.platform_delay(queue.int_attribute("MessageRetentionPeriod"))
@@ -167,6 +186,7 @@ class Queues:
         now = self.clock.wall()
         if self.sync is not None:
             self.sync.fresh(queue, now)
+        self._prepare(queue, now)
         taken: list[Message] = []
         dropped: list[Message] = []
         redrive = queue.redrive()
@@ -245,6 +265,8 @@ class Queues:
 
     def _move(self, queue: Queue, message: Message, dead: Queue, now: float) -> None:
         queue.forget(message)
+        if dead.fifo:
+            load_all(dead, self.store)
         moved = Message(
             seq=dead.next_seq(),
             id=message.id,
@@ -261,7 +283,7 @@ class Queues:
             first_receive=message.first_receive,
         )
         self.store.move_message(queue.id, message.seq, dead.id, moved.stored())
-        dead.index(moved)
+        admit(dead, moved, now)
         dead.wake()
         self._changed(dead)
 
@@ -319,27 +341,19 @@ class Queues:
         """Keep claimed messages hidden for `seconds` more platform seconds; returns the
         claims still owned (the others were received again by someone else)."""
         now = self.clock.wall()
-        kept = []
+        kept, changed = [], []
         for claim in claims:
-            message = claim.message
-            if not claim.owned or queue.messages.get(message.seq) is not message:
+            message = self._current(queue, claim.message.seq, claim.nonce)
+            if message is None:
                 continue
             message.visible = now + self.clock.platform_delay(seconds)
             queue.touched(message)
             kept.append(claim)
+            changed.append(message)
         if kept:
             self.store.update_states(
                 queue.id,
-                [
-                    (
-                        c.message.seq,
-                        c.message.visible,
-                        c.message.receives,
-                        c.message.first_receive,
-                        c.message.receipt,
-                    )
-                    for c in kept
-                ],
+                [(m.seq, m.visible, m.receives, m.first_receive, m.receipt) for m in changed],
             )
             queue.wake()
             self._changed(queue)
@@ -349,8 +363,8 @@ class Queues:
         """Delete the claimed messages still owned; returns how many were deleted."""
         gone = []
         for claim in claims:
-            message = claim.message
-            if claim.owned and queue.messages.get(message.seq) is message:
+            message = self._current(queue, claim.message.seq, claim.nonce)
+            if message is not None:
                 queue.forget(message)
                 gone.append(message.seq)
         if gone:
@@ -422,15 +436,7 @@ class Queues:
         """Store and index one message; (message, False) for a FIFO duplicate."""
         now = self.clock.wall()
         if queue.fifo:
-            assert dedup is not None
-            scope = group if queue.attributes.get("DeduplicationScope") == "messageGroup" else ""
-            key = f"{scope}\x00{dedup}"
-            seen = queue.dedup.get(key)
-            if seen is not None and seen[2] > now:
-                duplicate = Message(
-                    0, seen[0], body, attributes, system, now, group, dedup, seen[1]
-                )
-                return duplicate, False
+            load_all(queue, self.store)
         seq = queue.next_seq()
         if delay is None:
             delay = queue.int_attribute("DelaySeconds")
@@ -446,15 +452,24 @@ class Queues:
             sequence=f"{seq:020d}" if queue.fifo else None,
             visible=now + self.clock.platform_delay(delay),
         )
-        self.store.insert_messages(queue.id, [message.stored()])
         if queue.fifo:
+            assert dedup is not None
+            scope = group if queue.attributes.get("DeduplicationScope") == "messageGroup" else ""
             expires = now + self.clock.platform_delay(DEDUP_WINDOW)
-            queue.dedup[key] = (message.id, message.sequence, expires)
-            self.store.put_dedup(queue.id, key, message.id, message.sequence, expires)
-            if len(queue.dedup) > 1000:
-                queue.dedup = {k: v for k, v in queue.dedup.items() if v[2] > now}
+            seen = self.store.insert_unique(
+                queue.id, message.stored(), f"{scope}\x00{dedup}", expires, now
+            )
+            if seen is not None:
+                first, sequence = seen
+                duplicate = Message(0, first, body, attributes, system, now, group, dedup, sequence)
+                return duplicate, False
+            queue.sends += 1
+            if queue.sends >= 1000:
+                queue.sends = 0
                 self.store.drop_dedup(queue.id, now)
-        queue.index(message)
+        else:
+            self.store.insert_messages(queue.id, [message.stored()])
+        admit(queue, message, now)
         queue.wake()
         self._changed(queue)
         return message, True
@@ -467,6 +482,7 @@ class Queues:
         record = {"attributes": attributes, "tags": tags, "created": now, "modified": now}
         queue_id = self.store.queues.insert(account, region, name, record)
         queue = Queue(queue_id, account, region, name, attributes, tags, now, now, self.clock)
+        queue.edge = EVERYTHING  # a new queue: no message on disk only
         self._register(queue)
         if self.sync is not None:
             self.sync.changed_queues()
@@ -492,11 +508,7 @@ class Queues:
     def purge(self, queue: Queue) -> None:
         queue.last_purge = self.clock.platform_now()
         self.store.purge(queue.id)
-        for message in queue.messages.values():
-            message.receipt = None
-        queue.messages.clear()
-        queue.heap.clear()
-        queue.groups.clear()
+        queue.clear()
         self._changed(queue)
 
     def receipt_handle(self, queue: Queue, claim: Claim) -> str:
@@ -504,10 +516,12 @@ class Queues:
 
     def delete_message(self, queue: Queue, handle: str) -> None:
         seq, nonce = parse_receipt(queue.id, queue.arn, handle)
-        message = queue.messages.get(seq)
+        if queue.fifo:
+            load_all(queue, self.store)
+        message = self._current(queue, seq, nonce)
         # A stale handle (the message was received again since) succeeds without deleting,
         # as AWS documents; a message already gone succeeds too.
-        if message is None or message.receipt != nonce:
+        if message is None:
             return
         queue.forget(message)
         self.store.delete_messages(queue.id, [seq])
@@ -519,8 +533,10 @@ class Queues:
                 "VisibilityTimeout", timeout, "Must be between 0 and 43200, if provided."
             )
         seq, nonce = parse_receipt(queue.id, queue.arn, handle)
-        message = queue.messages.get(seq)
-        if message is None or message.receipt != nonce:
+        if queue.fifo:
+            load_all(queue, self.store)
+        message = self._current(queue, seq, nonce)
+        if message is None:
             raise parameter_error(
                 "ReceiptHandle",
                 handle,

@@ -3,8 +3,10 @@
 Its own database file (`queues.db` under the data dir; the cluster's PostgreSQL in cluster
 mode), used from the event loop only, WAL journal: an accepted message survives a
 `kill -9` of the server.
-The queues (queues.py) keep the working state in memory and write every change through;
-this module only stores and loads rows.
+The queues (queues.py) keep in memory only a window of each queue's messages (window.py)
+and write every change through; this module stores rows, reads windows of them in the
+order they become visible, counts them, and checks FIFO deduplication ids in the same
+transaction as the message's insert (the nodes of a cluster share the 5-minute window).
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ CREATE TABLE IF NOT EXISTS dedup (
 # Receives read a queue's messages in the order they become visible, a window at a time.
 BY_VISIBLE = "CREATE INDEX IF NOT EXISTS messages_by_visible ON messages (queue_id, visible, seq);"
 MIGRATIONS = [named_resources_ddl("queues") + SCHEMA, BY_VISIBLE]
+
+
+COLUMNS = "seq, message, visible, receives, first_receive, receipt"
+INSERT = (
+    "INSERT INTO messages (queue_id, seq, message, visible, receives, first_receive, receipt) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass
@@ -104,31 +113,102 @@ class QueueStore:
     # Messages --------------------------------------------------------------------------
     def messages(self, queue_id: int) -> Iterator[StoredMessage]:
         for row in self._db.execute(
-            "SELECT seq, message, visible, receives, first_receive, receipt FROM messages "
-            "WHERE queue_id=? ORDER BY seq",
-            (queue_id,),
+            f"SELECT {COLUMNS} FROM messages WHERE queue_id=? ORDER BY seq", (queue_id,)
         ):
-            yield StoredMessage(row[0], json.loads(row[1]), row[2], row[3], row[4], row[5])
+            yield _stored(row)
+
+    def last_seq(self, queue_id: int) -> int:
+        row = self._db.execute(
+            "SELECT max(seq) FROM messages WHERE queue_id=?", (queue_id,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def window(
+        self, queue_id: int, after: tuple[float, int] | None, limit: int
+    ) -> list[StoredMessage]:
+        """Up to `limit` messages in the order they become visible (then sent), those
+        after the key (visible, seq) `after` only."""
+        if after is None:
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM messages WHERE queue_id=? ORDER BY visible, seq LIMIT ?",
+                (queue_id, limit),
+            )
+        else:
+            visible, seq = after
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM messages WHERE queue_id=? AND visible>=? "
+                "AND (visible>? OR seq>?) ORDER BY visible, seq LIMIT ?",
+                (queue_id, visible, visible, seq, limit),
+            )
+        return [_stored(row) for row in rows.fetchall()]
+
+    def message(self, queue_id: int, seq: int) -> StoredMessage | None:
+        row = self._db.execute(
+            f"SELECT {COLUMNS} FROM messages WHERE queue_id=? AND seq=?", (queue_id, seq)
+        ).fetchone()
+        return None if row is None else _stored(row)
+
+    def states(
+        self, queue_id: int, seqs: list[int]
+    ) -> dict[int, tuple[float, int, float | None, str | None]]:
+        """(visible, receives, first_receive, receipt) of those of `seqs` still stored."""
+        found = {}
+        for start in range(0, len(seqs), 500):
+            part = seqs[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in self._db.execute(
+                "SELECT seq, visible, receives, first_receive, receipt FROM messages "
+                f"WHERE queue_id=? AND seq IN ({marks})",
+                (queue_id, *part),
+            ):
+                found[row[0]] = (row[1], row[2], row[3], row[4])
+        return found
+
+    def counts(self, queue_id: int, now: float) -> tuple[int, int, int]:
+        """(visible, in flight, delayed) now: the first from the index alone."""
+        visible = self._db.execute(
+            "SELECT count(*) FROM messages WHERE queue_id=? AND visible<=?", (queue_id, now)
+        ).fetchone()[0]
+        hidden = delayed = 0
+        for received, count in self._db.execute(
+            "SELECT receives>0, count(*) FROM messages WHERE queue_id=? AND visible>? "
+            "GROUP BY receives>0",
+            (queue_id, now),
+        ):
+            if received:
+                hidden = count
+            else:
+                delayed = count
+        return int(visible), int(hidden), int(delayed)
 
     def insert_messages(self, queue_id: int, messages: Iterable[StoredMessage]) -> None:
-        rows = [
-            (
-                queue_id,
-                m.seq,
-                json.dumps(m.message),
-                m.visible,
-                m.receives,
-                m.first_receive,
-                m.receipt,
-            )
-            for m in messages
-        ]
+        rows = [_row(queue_id, m) for m in messages]
         with self._db.transaction() as tx:
-            tx.executemany(
-                "INSERT INTO messages (queue_id, seq, message, visible, receives, first_receive, "
-                "receipt) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
+            tx.executemany(INSERT, rows)
+
+    def insert_unique(
+        self, queue_id: int, message: StoredMessage, key: str, expires: float, now: float
+    ) -> tuple[str, str | None] | None:
+        """A FIFO message, unless its deduplication `key` was taken by another message
+        that has not expired: then (that message's id, its sequence number) and nothing
+        is written. One transaction, so two nodes sending at once cannot both win."""
+        part = message.message
+        with self._db.transaction() as tx:
+            taken = tx.execute(
+                "INSERT INTO dedup (queue_id, key, message_id, sequence, expires) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (queue_id, key) DO UPDATE SET "
+                "message_id=excluded.message_id, sequence=excluded.sequence, "
+                "expires=excluded.expires WHERE dedup.expires<=?",
+                (queue_id, key, part["id"], part["sequence"], expires, now),
             )
+            if not taken.rowcount:
+                row = tx.execute(
+                    "SELECT message_id, sequence FROM dedup WHERE queue_id=? AND key=?",
+                    (queue_id, key),
+                ).fetchone()
+                return str(row[0]), row[1]
+            tx.execute(INSERT, _row(queue_id, message))
+        return None
 
     def update_states(
         self, queue_id: int, states: Iterable[tuple[int, float, int, float | None, str | None]]
@@ -151,43 +231,27 @@ class QueueStore:
         """Redrive: one transaction, so a crash leaves the message in exactly one queue."""
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM messages WHERE queue_id=? AND seq=?", (from_queue, seq))
-            tx.execute(
-                "INSERT INTO messages (queue_id, seq, message, visible, receives, first_receive, "
-                "receipt) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    to_queue,
-                    moved.seq,
-                    json.dumps(moved.message),
-                    moved.visible,
-                    moved.receives,
-                    moved.first_receive,
-                    moved.receipt,
-                ),
-            )
+            tx.execute(INSERT, _row(to_queue, moved))
 
     def purge(self, queue_id: int) -> None:
         self._db.execute("DELETE FROM messages WHERE queue_id=?", (queue_id,))
 
     # Deduplication ---------------------------------------------------------------------
-    def dedup_entries(
-        self, queue_id: int, now: float
-    ) -> Iterator[tuple[str, str, str | None, float]]:
-        self._db.execute("DELETE FROM dedup WHERE queue_id=? AND expires<=?", (queue_id, now))
-        for row in self._db.execute(
-            "SELECT key, message_id, sequence, expires FROM dedup WHERE queue_id=?", (queue_id,)
-        ):
-            yield row[0], row[1], row[2], row[3]
-
-    def put_dedup(
-        self, queue_id: int, key: str, message_id: str, sequence: str | None, expires: float
-    ) -> None:
-        self._db.execute(
-            "INSERT INTO dedup (queue_id, key, message_id, sequence, expires) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (queue_id, key) DO UPDATE SET "
-            "message_id=excluded.message_id, sequence=excluded.sequence, "
-            "expires=excluded.expires",
-            (queue_id, key, message_id, sequence, expires),
-        )
-
     def drop_dedup(self, queue_id: int, before: float) -> None:
         self._db.execute("DELETE FROM dedup WHERE queue_id=? AND expires<=?", (queue_id, before))
+
+
+def _stored(row: Any) -> StoredMessage:
+    return StoredMessage(row[0], json.loads(row[1]), row[2], row[3], row[4], row[5])
+
+
+def _row(queue_id: int, m: StoredMessage) -> tuple[Any, ...]:
+    return (
+        queue_id,
+        m.seq,
+        json.dumps(m.message),
+        m.visible,
+        m.receives,
+        m.first_receive,
+        m.receipt,
+    )
