@@ -140,6 +140,15 @@ def test_a_queue_is_one_queue_whichever_node_is_asked(
     assert sorted(seen) == sorted(f"m{b}-{i}" for b in range(3) for i in range(10))
     attributes = qb.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "30"
+    # A FIFO deduplication id taken through one node is taken for the other.
+    fifo = qa.create_queue(QueueName="shared.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    once = {"MessageGroupId": "g", "MessageDeduplicationId": "once"}
+    first = qa.send_message(QueueUrl=fifo, MessageBody="1", **once)
+    again = qb.send_message(QueueUrl=fifo, MessageBody="2", **once)
+    assert again["MessageId"] == first["MessageId"]
+    assert again["SequenceNumber"] == first["SequenceNumber"]
+    got = qb.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10, WaitTimeSeconds=2)
+    assert [m["Body"] for m in got["Messages"]] == ["1"]
     qb.delete_queue(QueueUrl=url)
     # A hears of the deletion by a notification (as AWS, a deleted queue may take a moment
     # to disappear everywhere): within a few seconds, sends are refused.

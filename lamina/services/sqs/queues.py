@@ -456,9 +456,9 @@ class Queues:
             assert dedup is not None
             scope = group if queue.attributes.get("DeduplicationScope") == "messageGroup" else ""
             expires = now + self.clock.platform_delay(DEDUP_WINDOW)
-            seen = self.store.insert_unique(
-                queue.id, message.stored(), f"{scope}\x00{dedup}", expires, now
-            )
+            # A newline parts scope and id: neither may hold one (nor PostgreSQL's text a NUL).
+            key = f"{scope}\n{dedup}"
+            seen = self.store.insert_unique(queue.id, message.stored(), key, expires, now)
             if seen is not None:
                 first, sequence = seen
                 duplicate = Message(0, first, body, attributes, system, now, group, dedup, sequence)
