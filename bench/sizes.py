@@ -542,6 +542,22 @@ def seed_messages(data: Path, count: int) -> None:
         store.close()
 
 
+def receive_first(server: Server) -> None:
+    request = urllib.request.Request(
+        server.url("/"),
+        data=json.dumps(
+            {"QueueUrl": server.url("/000000000000/big"), "MaxNumberOfMessages": 10}
+        ).encode(),
+        method="POST",
+        headers={
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": "AmazonSQS.ReceiveMessage",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert len(json.loads(response.read())["Messages"]) == 10
+
+
 def bench_queues(bench: Any, root: Path) -> None:
     print(f"8c. {EVENTS:,} queued async events, {MESSAGES:,} SQS messages", flush=True)
     empty = Server(root / "q-empty")
@@ -556,6 +572,8 @@ def bench_queues(bench: Any, root: Path) -> None:
     seed_messages(root / "messages", MESSAGES)
     messages = Server(root / "messages")
     messages_rss = messages.settled_rss_mb()
+    receive_first(messages)  # the window's first page read
+    messages_rss = max(messages_rss, messages.settled_rss_mb())
     messages.stop()
     bench.RAW["queues"] = {
         "startup_s": {
@@ -590,14 +608,18 @@ def bench_queues(bench: Any, root: Path) -> None:
         "s",
         "empty data dir",
         empty.startup,
+        "< 5 s",
+        messages.startup < 5,
     )
     bench.row(
         "sizes",
-        f"server RSS, {MESSAGES:,} SQS messages",
+        f"server RSS, {MESSAGES:,} SQS messages (after receiving 10)",
         messages_rss,
         "MB",
         "empty data dir",
         empty_rss,
+        "≤ 1.5x",
+        messages_rss <= 1.5 * empty_rss,
     )
 
 
