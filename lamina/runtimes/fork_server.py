@@ -174,9 +174,9 @@ def waiting(
     ):
         ahead.cancel()  # another user, limits or filter: the init forks its own
         ahead = None
-    return environment(
-        request, fds[0], ready, fork_server, control, prepared=prepared, ahead=ahead, data=data
-    )
+    if ahead is not None and not ahead.send(data, fds[0]):
+        ahead = None
+    return environment(request, fds[0], ready, fork_server, control, prepared, ahead)
 
 
 # What a runtime forked ahead has applied already: a request must ask for the same.
@@ -191,11 +191,20 @@ class Ahead:
         self.pid = pid
         self.channel = channel
 
-    def go(self, data: bytes, output: int) -> int:
-        """Once the root is built: the request and output to the runtime, which starts.
-        Its pid, or 0 if it is gone (the init then forks one)."""
+    def send(self, data: bytes, output: int) -> bool:
+        """The request and output, as the init starts building the root: the runtime
+        takes its variables meanwhile. False if it is gone (the init then forks one)."""
         try:
             socket.send_fds(self.channel, [data], [output])
+        except OSError:
+            self.cancel()
+            return False
+        return True
+
+    def go(self) -> int:
+        """The root is built: the runtime starts. Its pid, or 0 if it is gone."""
+        try:
+            self.channel.send(b"1")
         except OSError:
             self.cancel()
             return 0
@@ -229,9 +238,10 @@ def runtime_ahead(sandbox: dict[str, object]) -> Ahead:
                     os.close(int(name))
         isolate.become_user(sandbox, cwd=None)
         data, fds, _, _ = socket.recv_fds(theirs, MAX_PACKET, 1)
-        theirs.close()
-        # Nothing (the environment was not started: its init is going), else run it.
-        code = runtime(json.loads(data), fds[0]) if data and len(fds) == 1 else 0
+        if data and len(fds) == 1:  # else the environment was not started: init is going
+            code = runtime(json.loads(data), fds[0], go=lambda: theirs.recv(1) == b"1")
+        else:
+            code = 0
     except BaseException:
         traceback.print_exc()
         with contextlib.suppress(Exception):
@@ -318,18 +328,17 @@ def environment(
     control: socket.socket,
     prepared: tuple[socket.socket | None, str] | None = None,
     ahead: Ahead | None = None,
-    data: bytes = b"",
 ) -> int:
     """The forked child: become a fresh environment, then run the runtime. `prepared`: a
     prepared init's early setup is done, with this result; `ahead`: its runtime, forked
-    ahead, to be given the request (`data`)."""
+    ahead and given the request, to start once the root is built."""
     if prepared is None:
         os.setsid()
     sandbox = request.get("sandbox")
     assert sandbox is None or isinstance(sandbox, dict)
     if sandbox and sandbox.get("root"):
-        start = None if ahead is None else lambda: ahead.go(data, output)
         # Returns in the runtime it forks; not at all with a runtime forked ahead.
+        start = None if ahead is None else ahead.go
         isolated(request, sandbox, output, ready, control, prepared, start)
     else:
         parent_death_signal(fork_server)
@@ -341,39 +350,44 @@ def environment(
     return runtime(request, output)
 
 
-def runtime(request: dict[str, object], output: int) -> int:
+def runtime(request: dict[str, object], output: int, go: Callable[[], bool] | None = None) -> int:
     """The runtime's process, set up (isolated or not): a fresh interpreter's state, the
-    environment's variables and output, then the Python runtime (or exec its argv)."""
+    environment's variables and output, then the Python runtime (or exec its argv).
+    `go()`: a runtime forked ahead waits there (in memory only so far: no file opened)
+    until its root is built; False: it is not."""
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
     os.dup2(output, 1)
     os.dup2(output, 2)
+    env = request["env"]
+    assert isinstance(env, dict)
+    argv = request.get("argv")
+    if not isinstance(argv, list):
+        os.environ.clear()
+        os.environ.update(env)
+        for name, value in STARTUP_ADDED.items():  # as the interpreter's startup adds them
+            os.environ.setdefault(name, value)
+        sys.argv[:] = [BOOTSTRAP]
+        atexit._clear()  # the function's own exit handlers only
+        for module, reset in _RESETS:
+            if module in sys.modules:
+                reset(sys.modules[module])
+    if go is not None and not go():
+        return 0
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
     for name in os.listdir("/proc/self/fd"):  # nothing of the fork server's stays open
         if int(name) > 2:
             with contextlib.suppress(OSError):
                 os.close(int(name))
-    env = request["env"]
-    assert isinstance(env, dict)
-    argv = request.get("argv")
     if isinstance(argv, list):  # an isolated environment of another program: exec it
         return execute([str(arg) for arg in argv], env, str(request["cwd"]))
-    os.environ.clear()
-    os.environ.update(env)
-    for name, value in STARTUP_ADDED.items():  # as the interpreter's startup would add them
-        os.environ.setdefault(name, value)
     time.tzset()
     cwd = request["cwd"]
     assert isinstance(cwd, str)
     os.chdir(cwd)
-    sys.argv[:] = [BOOTSTRAP]
-    atexit._clear()  # the function's own exit handlers only
-    for module, reset in _RESETS:
-        if module in sys.modules:
-            reset(sys.modules[module])
     try:
         python_bootstrap.main()
         code = 0
