@@ -6,8 +6,9 @@ use it measure a well-behaved client beside them).
 SLOW connections that trickle a request's headers (a byte every few seconds, reconnecting
 when the server closes them) and ENDLESS connections that each send a chunked Invoke body
 without end (at most ENDLESS_RATE bytes a second each, reconnecting when answered), for
-SECONDS. Prints "ready N" once the slow connections are open, and at the end one line of
-JSON: what was sent and how the server answered.
+SECONDS, or until it gets SIGTERM (the test that measured beside it is done). Prints
+"ready N" once the slow connections are open, and at the end one line of JSON: what was
+sent and how the server answered.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import json
 import random
 import resource
+import signal
 import sys
 import time
 
@@ -125,7 +127,8 @@ async def main(port: int, slow_count: int, endless_count: int, seconds: float) -
         "endless_longest_body": 0,
     }
     deadline = time.monotonic() + seconds
-    opened = asyncio.Event()
+    opened, told = asyncio.Event(), asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, told.set)
     tasks = []
     for index in range(slow_count):
         tasks.append(asyncio.ensure_future(slow(port, deadline, stats, opened)))
@@ -137,7 +140,12 @@ async def main(port: int, slow_count: int, endless_count: int, seconds: float) -
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(opened.wait(), 30)
     print(f"ready {stats['slow_open']}", flush=True)
-    await asyncio.gather(*tasks, return_exceptions=True)
+    attack = asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.wait(
+        [attack, asyncio.ensure_future(told.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    attack.cancel()  # told to stop: every connection goes now, the counts so far stay
+    await asyncio.gather(attack, return_exceptions=True)
     print(json.dumps(stats), flush=True)
 
 
