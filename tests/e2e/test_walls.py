@@ -1,5 +1,6 @@
-"""The walls around an environment, tested with hostile functions against a real server on
-both launch paths: the seccomp filter, the Runtime API serving one runtime.
+"""The walls around an environment, tested with hostile functions against a real server: the
+seccomp filter, the Runtime API serving one runtime, freezing and /tmp on both launch paths;
+the networks (which the launch path does not change) on the fork server's.
 
 These run as root here (cgroup v1) and are never skipped on this machine: a server asked for
 `--isolation namespaces` refuses to start where it cannot have them.
@@ -286,12 +287,13 @@ def internet() -> Iterator[Internet]:
         outside.close()
 
 
-@pytest.fixture(scope="module", params=["fork", "spawn"])
+@pytest.fixture(scope="module")
 def walled(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, internet: Internet
 ) -> Iterator[Walled]:
-    """A server with every wall, forking or spawning Python environments; one host port
-    opened to environments, one not; subnet-nat has a NAT."""
+    """A server with every wall, forking or spawning Python environments (the test's
+    BOTH_PATHS or ONE_PATH says which); one host port opened to environments, one not;
+    subnet-nat has a NAT."""
     opened, closed, dns = Listener(), Listener(), FakeDns()
     server = start(
         tmp_path_factory.mktemp(f"walls-{request.param}"),
@@ -308,10 +310,19 @@ def walled(
         dns.close()
 
 
+# What happens in an environment's processes is tested on both launch paths. Its network does
+# not depend on the path: both enter the namespace Lamina made through isolate.early() (in a
+# prepared init or a forked child on the fork path, in the spawned init on the other), and the
+# walls are the host's rules for the namespace's veth; so the network tests run on the fork path.
+BOTH_PATHS = pytest.mark.parametrize("walled", ["fork", "spawn"], indirect=True)
+ONE_PATH = pytest.mark.parametrize("walled", ["fork"], indirect=True)
+
+
 def unique(server: Server | Walled, name: str) -> str:
     return f"{name}-{server.port}"
 
 
+@BOTH_PATHS
 def test_refused_system_calls_fail_with_eperm_and_ordinary_work_goes_on(walled: Walled) -> None:
     lam = walled.client()
     first, second = unique(walled, "syscalls-a"), unique(walled, "syscalls-b")
@@ -334,6 +345,7 @@ def test_refused_system_calls_fail_with_eperm_and_ordinary_work_goes_on(walled: 
     assert other["keyctl_search"] == "EPERM"
 
 
+@BOTH_PATHS
 def test_doctor_and_the_start_report_every_wall(walled: Walled) -> None:
     doctor = subprocess.run(
         [sys.executable, "-m", "lamina.cli", "doctor"], capture_output=True, text=True, timeout=60
@@ -353,6 +365,7 @@ def test_doctor_and_the_start_report_every_wall(walled: Walled) -> None:
         assert text in started, started
 
 
+@BOTH_PATHS
 def test_the_runtime_api_serves_one_runtime(walled: Walled) -> None:
     name = unique(walled, "two-nexts")
     walled.client().create_function(
@@ -544,6 +557,7 @@ def vpc(subnet: str) -> dict[str, Any]:
     return {"VpcConfig": {"SubnetIds": [subnet], "SecurityGroupIds": ["sg-1"]}}
 
 
+@ONE_PATH
 def test_a_hostile_function_finds_nothing_to_scan_or_hijack(walled: Walled) -> None:
     lam = walled.client()
     victim, attacker = unique(walled, "victim"), unique(walled, "attacker")
@@ -628,6 +642,7 @@ def test_another_servers_network_is_walled_off_running_or_gone(
         other.stop()
 
 
+@ONE_PATH
 def test_host_loopback_is_closed_but_what_the_operator_opens(walled: Walled) -> None:
     name = _reacher(walled)
     closed = invoke(walled, name, {"talk": ["127.0.0.1", walled.closed.port], "message": "x"})
@@ -645,6 +660,7 @@ def test_host_loopback_is_closed_but_what_the_operator_opens(walled: Walled) -> 
     assert f"{gateway}\thost.lamina.internal" in opened["body"]["hosts"]
 
 
+@ONE_PATH
 def test_egress_outside_and_from_subnets_only_with_a_nat(walled: Walled) -> None:
     url = walled.internet.url
     plain = invoke(walled, _reacher(walled), {"url": url, "api": True})["body"]
@@ -679,6 +695,7 @@ def _peers_hear(walled: Walled, listener: dict[str, Any], talkers: dict[str, str
     return list(result["body"]["heard"])
 
 
+@ONE_PATH
 def test_a_subnet_is_a_network_and_the_default_network_is_not(walled: Walled) -> None:
     same = _reacher(walled, **vpc("subnet-a"))
     other = _reacher(walled, **vpc("subnet-b"))
@@ -730,6 +747,7 @@ def _advance(server: Server | Walled, name: str) -> tuple[int, int]:
     return second["count"] - first["count"], second["ticks"] - first["ticks"]
 
 
+@BOTH_PATHS
 def test_an_environment_is_frozen_between_invocations(walled: Walled, unfrozen: Server) -> None:
     name = unique(walled, "counter")  # on both servers (one unfrozen for both launch paths)
     for server in (walled, unfrozen):
@@ -962,6 +980,7 @@ def handler(event, context):
 
 
 @pytest.mark.parametrize("memory", [1024, 128])
+@BOTH_PATHS
 def test_tmp_is_disk_of_ephemeral_storage_not_memory(walled: Walled, memory: int) -> None:
     name = unique(walled, f"fill-{memory}")
     python_function(walled.client(), name, FILL, MemorySize=memory, Timeout=60)
@@ -972,6 +991,7 @@ def test_tmp_is_disk_of_ephemeral_storage_not_memory(walled: Walled, memory: int
     assert 508 <= result["body"]["free_mb"] <= 512  # empty again once the file is gone
 
 
+@BOTH_PATHS
 def test_ten_gigabytes_of_ephemeral_storage_hold_two(walled: Walled) -> None:
     name = unique(walled, "fill-big")
     python_function(
@@ -984,6 +1004,7 @@ def test_ten_gigabytes_of_ephemeral_storage_hold_two(walled: Walled) -> None:
     assert 10200 <= result["body"]["free_mb"] <= 10240
 
 
+@ONE_PATH
 def test_dns_goes_through_the_gateway_from_every_network(walled: Walled) -> None:
     for config in ({}, vpc("subnet-a")):  # a VPC subnet without a NAT resolves too
         name = f"db-{random.randrange(10**6)}.example.internal"
