@@ -490,7 +490,6 @@ def talk(host, port, message):
         return "failed: " + type(exc).__name__
 
 def handler(event, context):
-    import boto3
     found = {"endpoint": os.environ.get("AWS_ENDPOINT_URL")}
     if "url" in event:
         found["internet"] = get(event["url"])
@@ -501,13 +500,16 @@ def handler(event, context):
             found["resolved"] = socket.gethostbyname(event["resolve"])
         except OSError as exc:
             found["resolved"] = "failed: " + type(exc).__name__
+    if "api" in event or "listen" in event:
+        import boto3  # only here: it takes a cold environment a second or two
     if "api" in event:
         lam = boto3.client("lambda")
         found["api"] = lam.get_function(FunctionName=context.function_name)[
             "Configuration"]["FunctionName"]
     if "listen" in event:
         # Listen on this environment's address, say where through the SQS API, and
-        # report what peers send within the time given.
+        # report what peers send until told to stop (a message on the "-stop" queue, seen
+        # once no connection is waiting) or the time given is over.
         sqs = boto3.client("sqs")
         server = socket.create_server(("0.0.0.0", 0))
         server.settimeout(0.5)
@@ -515,6 +517,7 @@ def handler(event, context):
         probe.connect((event["gateway"], 9))
         address = probe.getsockname()[0]
         queue = sqs.get_queue_url(QueueName=event["listen"])["QueueUrl"]
+        stop = sqs.get_queue_url(QueueName=event["listen"] + "-stop")["QueueUrl"]
         sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(
             [address, server.getsockname()[1]]))
         import time
@@ -523,6 +526,8 @@ def handler(event, context):
             try:
                 peer, _ = server.accept()
             except OSError:
+                if sqs.receive_message(QueueUrl=stop).get("Messages"):
+                    break
                 continue
             with peer:
                 peer.settimeout(2)
@@ -663,33 +668,43 @@ def test_host_loopback_is_closed_but_what_the_operator_opens(walled: Walled) -> 
 @ONE_PATH
 def test_egress_outside_and_from_subnets_only_with_a_nat(walled: Walled) -> None:
     url = walled.internet.url
-    plain = invoke(walled, _reacher(walled), {"url": url, "api": True})["body"]
+    names = [_reacher(walled, **config) for config in ({}, vpc("subnet-a"), vpc("subnet-nat"))]
+    with ThreadPoolExecutor(len(names)) as pool:  # three networks, three cold starts at once
+        plain, isolated, natted = pool.map(
+            lambda name: invoke(walled, name, {"url": url, "api": True})["body"], names
+        )
     assert plain["internet"] == f"reached from {walled.internet.host_address}", plain  # NAT'd
-    assert plain["api"] == _reacher(walled)  # AWS_ENDPOINT_URL: Lamina's API
-    isolated = invoke(walled, _reacher(walled, **vpc("subnet-a")), {"url": url, "api": True})
-    assert isolated["body"]["internet"].startswith("failed"), isolated["body"]
-    assert isolated["body"]["api"] == _reacher(walled, **vpc("subnet-a"))
-    natted = invoke(walled, _reacher(walled, **vpc("subnet-nat")), {"url": url, "api": True})
-    assert natted["body"]["internet"] == f"reached from {walled.internet.host_address}"
-    assert natted["body"]["api"] == _reacher(walled, **vpc("subnet-nat"))
-    assert plain["endpoint"] == isolated["body"]["endpoint"] == natted["body"]["endpoint"]
+    assert plain["api"] == names[0]  # AWS_ENDPOINT_URL: Lamina's API
+    assert isolated["internet"].startswith("failed"), isolated
+    assert isolated["api"] == names[1]
+    assert natted["internet"] == f"reached from {walled.internet.host_address}", natted
+    assert natted["api"] == names[2]
+    assert plain["endpoint"] == isolated["endpoint"] == natted["endpoint"]
 
 
 def _peers_hear(walled: Walled, listener: dict[str, Any], talkers: dict[str, str]) -> list[str]:
     """A listening function on `listener`'s network; each of `talkers` (message → function)
-    tries to reach it; what the listener heard."""
+    tries to reach it, all at once; what the listener heard. A talker's invoke ends once its
+    connection was answered or failed, so when all have ended the listener heard everything
+    that reached it, and is told to stop."""
     queue_name = f"peers-{walled.port}-{random.randrange(10**6)}"
     sqs = walled.client("sqs")
     queue = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    stop = sqs.create_queue(QueueName=f"{queue_name}-stop")["QueueUrl"]
     gateway = gateway_of(walled)
     name = _reacher(walled, **listener)
-    event = {"listen": queue_name, "gateway": gateway, "seconds": 8}
-    with ThreadPoolExecutor(1) as pool:
+    event = {"listen": queue_name, "gateway": gateway, "seconds": 20}
+    with ThreadPoolExecutor(1 + len(talkers)) as pool:
         listening = pool.submit(invoke, walled, name, event)
         messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=10)["Messages"]
         host, port = json.loads(messages[0]["Body"])
-        for message, talker in talkers.items():
-            invoke(walled, talker, {"talk": [host, port], "message": message})
+        talked = [
+            pool.submit(invoke, walled, talker, {"talk": [host, port], "message": message})
+            for message, talker in talkers.items()
+        ]
+        for talking in talked:
+            talking.result(timeout=30)
+        sqs.send_message(QueueUrl=stop, MessageBody="stop")
         result = listening.result(timeout=30)
     assert "FunctionError" not in result, result["body"]
     return list(result["body"]["heard"])
