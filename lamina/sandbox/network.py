@@ -1,10 +1,11 @@
 """Every environment in a network namespace of its own, on networks this server owns.
 
 Addresses: the server takes a free /16 of 100.64.0.0/10 (shared address space, unused on
-hosts as a rule) under a host-wide lock. Its first /17 is the *default network*, a bridge
-for environments of functions without VpcConfig, whose ports cannot reach each other
-(the bridge forwards nothing between them); each VPC subnet a function names gets a /24
-of the second half, on a bridge of its own, whose environments do reach each other.
+hosts as a rule; one at random) under a host-wide lock. Its first /17 is the *default
+network*, a bridge for environments of functions without VpcConfig, whose ports cannot
+reach each other (the bridge forwards nothing between them); each VPC subnet a function
+names gets a /24 of the second half, on a bridge of its own, whose environments do reach
+each other.
 
 What an environment reaches:
   - its Runtime API, 127.0.0.1:9001 inside its own namespace (Lamina serves it there);
@@ -41,6 +42,7 @@ import fcntl
 import ipaddress
 import logging
 import os
+import random
 import shutil
 import subprocess
 import threading
@@ -214,9 +216,11 @@ class Network:
             address = ipaddress.ip_address(message.get_attr("IFA_ADDRESS"))
             if address in SHARED_SPACE:
                 used.add(ipaddress.IPv4Network(f"{address}/16", strict=False))
-        for block in SHARED_SPACE.subnets(new_prefix=16):
-            if block not in used:
-                return block
+        free = [block for block in SHARED_SPACE.subnets(new_prefix=16) if block not in used]
+        if free:
+            # At random: a block another server has just left is seldom taken again at
+            # once, so what still travels to its old addresses finds no new environments.
+            return random.choice(free)
         raise NetworkUnavailable("every /16 of 100.64.0.0/10 is in use on this host")
 
     def _segment(self, name: str, prefix: ipaddress.IPv4Network, target: int) -> Segment:
