@@ -21,10 +21,17 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, RedisError, TimeoutError
+from redis.exceptions import (
+    BusyLoadingError,
+    ConnectionError,
+    NoScriptError,
+    RedisError,
+    TimeoutError,
+)
 
 from lamina.clock import Clock
 from lamina.cluster import scripts
+from lamina.cluster.wire import Wire
 from lamina.engine.concurrency import (
     Decision,
     FunctionCounts,
@@ -104,6 +111,9 @@ class RedisCounting:
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._restore = client.register_script(scripts.RESTORE)
         self._leave = client.register_script(scripts.LEAVE)
+        # Admissions and releases: a connection of their own, without redis-py's layers.
+        params = client.connection_pool.connection_kwargs
+        self._wire = Wire(params, params.get("socket_timeout") or 1.0)
         self._ids = itertools.count(1)
         self._leases: dict[int, Lease] = {}  # this node's, to put back if Redis loses them
         self._keys: dict[FunctionKey, list[str]] = {}
@@ -158,7 +168,7 @@ class RedisCounting:
             self._take_releases(function),  # released on the way, in the same script
         ]
         for _ in range(3):
-            reply = await self._call(self._acquire, keys[:5], args)
+            reply = await self._fast(self._acquire, keys[:5], args)
             args[7] = b""  # done, whatever the answer: never twice
             code = reply[0]
             if code == scripts.GRANTED:
@@ -214,7 +224,7 @@ class RedisCounting:
 
     async def _release_codes(self, function: FunctionKey, codes: bytes) -> None:
         try:
-            await self._call(self._release, self._keys_of(function)[:3], [function.name, codes])
+            await self._fast(self._release, self._keys_of(function)[:3], [function.name, codes])
         except CountingUnavailable:
             log.warning("releasing leases of %s: the shared counts are unreachable",
                         function.name)  # fmt: skip
@@ -457,9 +467,27 @@ class RedisCounting:
         await self.flush()
         await stop_task(self._writer)
         await self.leave()
+        self._wire.close()
         await self.client.aclose()
 
     # Calls ------------------------------------------------------------------------------
+    async def _fast(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        """An admission's or a release's script, on the wire of its own (cluster/wire.py)."""
+        try:
+            try:
+                return await self._wire.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            except NoScriptError:  # Redis restarted, or flushed its scripts
+                await self.client.script_load(script.script)
+                return await self._wire.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except (ConnectionError, TimeoutError, BusyLoadingError, OSError) as exc:
+            raise CountingUnavailable(f"Redis is unreachable: {exc}") from exc
+        except RedisError as exc:
+            raise CountingUnavailable(f"Redis refused a counting script: {exc}") from exc
+
+    async def ping(self) -> None:
+        """A PING on the admissions' connection: the floor under an admission's time."""
+        await self._wire.call("PING")
+
     async def _call(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
         return await self._call_raw(script(keys, args))
 
