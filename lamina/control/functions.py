@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lamina.clock import Clock
 from lamina.context import RequestContext
 from lamina.control import code as packages
 from lamina.control.code_links import CodeLinks, code_location
@@ -81,6 +82,7 @@ class Engine(Protocol):
     """What the control plane needs from the invoke engine."""
 
     counters: Counters
+    clock: Clock
 
     async def retire(self, key: FunctionKey, version: str | None = None) -> None: ...
 
@@ -233,7 +235,7 @@ class Functions:
         # Writes of one function are ordered (its code is extracted off the loop between the
         # checks and the write); other functions' writes go on meanwhile. Code is extracted,
         # adopted or removed under its digest's lock.
-        self.uploads = Uploads(store, layers)
+        self.uploads = Uploads(store, layers, engine.clock)
 
     # Helpers ---------------------------------------------------------------------------
     def record(self, ref: FunctionRef) -> dict[str, Any]:

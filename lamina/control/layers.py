@@ -217,6 +217,10 @@ class Layers:
         digest_hex, code_sha = packages.digest(blob)
         async with self._write_lock:
             if self.code.has_code(digest_hex):
+                if self.code.shared and not await asyncio.to_thread(
+                    self.code.keep_blob, digest_hex
+                ):
+                    await asyncio.to_thread(self.code.put_blob, digest_hex, blob)
                 unzipped = await asyncio.to_thread(_unzipped_size, self.code.code_dir(digest_hex))
             else:
                 staging = self.code.staging_dir()

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,7 +44,10 @@ CREATE TABLE IF NOT EXISTS code_blobs (
     blob BLOB NOT NULL
 );
 """
-MIGRATIONS = [SCHEMA]
+# When a blob was last added (or found already there by an upload): one no function uses
+# is deleted only once it is older than a grace (an upload's record may be on its way).
+BLOB_ADDED = "ALTER TABLE code_blobs ADD COLUMN added REAL NOT NULL DEFAULT 0"
+MIGRATIONS = [SCHEMA, BLOB_ADDED]
 CHANNEL = "lamina_functions"  # told "<node> account/region/name" of each function written
 
 
@@ -318,12 +322,38 @@ class FunctionStore:
         """Adopt an extracted tree and its zip under their content address (in cluster
         mode the zip goes to the database first, where every other node finds it)."""
         if self.shared:
-            self._db.execute(
-                "INSERT INTO code_blobs (digest, blob) VALUES (?, ?) "
-                "ON CONFLICT (digest) DO NOTHING",
-                (digest, blob),
-            )
+            self.put_blob(digest, blob)
         self._adopt(digest, blob, extracted)
+
+    # Cluster mode: the blobs in the database ---------------------------------------------
+    def put_blob(self, digest: str, blob: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO code_blobs (digest, blob, added) VALUES (?, ?, ?) "
+            "ON CONFLICT (digest) DO UPDATE SET added=excluded.added",
+            (digest, blob, time.time()),
+        )
+
+    def keep_blob(self, digest: str) -> bool:
+        """An upload found the code on this node's disk: the database's blob is kept (its
+        grace starts again); False if the database has none (put it back)."""
+        done = self._db.execute(
+            "UPDATE code_blobs SET added=? WHERE digest=?", (time.time(), digest)
+        )
+        return done.rowcount > 0
+
+    def used_anywhere(self, digest: str) -> bool:
+        """Whether any function record of the cluster names `digest` (its code, a
+        version's, a layer's)."""
+        row = self._db.execute(
+            "SELECT 1 FROM functions WHERE record LIKE ? LIMIT 1", (f"%{digest}%",)
+        ).fetchone()
+        return row is not None
+
+    def drop_blob(self, digest: str, before: float) -> bool:
+        """Delete the blob if it was last added before `before`; whether it is gone."""
+        self._db.execute("DELETE FROM code_blobs WHERE digest=? AND added < ?", (digest, before))
+        row = self._db.execute("SELECT 1 FROM code_blobs WHERE digest=?", (digest,)).fetchone()
+        return row is None
 
     def _adopt(self, digest: str, blob: bytes, extracted: Path) -> None:
         target_dir = self.code_dir(digest)
