@@ -13,7 +13,7 @@ from typing import Protocol
 
 from lamina.keys import FunctionKey
 from lamina.observe import traces
-from lamina.observe.logs import LogStore
+from lamina.observe.logs import FunctionLog, LogStore
 from lamina.sandbox.environment import Environment, Outcome
 from lamina.sandbox.launch import FunctionImage
 from lamina.sandbox.runtime_api import Invocation, StreamSink
@@ -51,20 +51,35 @@ class InvokeResult:
 
 
 class Transcript:
-    """The lines of one invocation: written to the function's log, last ones kept for Tail."""
+    """The lines of one invocation, written to the function's log; when a Tail was asked
+    for, its last ones are kept too (otherwise nothing is, and the environment's output
+    keeps going straight to the log)."""
 
-    def __init__(self, logs: LogStore, key: FunctionKey, stream: str = "") -> None:
-        self.log = logs.log(key)
+    __slots__ = ("keep", "lines", "log", "size", "stream")
+
+    def __init__(self, log: FunctionLog, stream: str, keep: bool) -> None:
+        self.log = log
         self.stream = stream
+        self.keep = keep
         self.lines: deque[str] = deque()  # popped from the left on every line of a flood
         self.size = 0
 
     def write(self, text: str) -> None:
         self.log.write(text, self.stream)
-        self.lines.append(text)
-        self.size += len(text) + 1
-        while self.size > TRANSCRIPT_LIMIT and len(self.lines) > 1:
-            self.size -= len(self.lines.popleft()) + 1
+        if self.keep:
+            self.lines.append(text)
+            self.size += len(text) + 1
+            while self.size > TRANSCRIPT_LIMIT and len(self.lines) > 1:
+                self.size -= len(self.lines.popleft()) + 1
+
+    def write_lines(self, *texts: str) -> None:
+        self.log.write_lines(texts, self.stream)
+        if self.keep:
+            for text in texts:
+                self.lines.append(text)
+                self.size += len(text) + 1
+            while self.size > TRANSCRIPT_LIMIT and len(self.lines) > 1:
+                self.size -= len(self.lines.popleft()) + 1
 
     def tail(self) -> str:
         data = "".join(line + "\n" for line in self.lines).encode()[-TAIL_BYTES:]
@@ -118,10 +133,13 @@ class Invoker:
         key, image = pool.key, pool.image
         request_id = request.request_id or str(uuid.uuid4())
         env, cold = pool.acquire()
-        transcript = Transcript(self.logs, key, env.log_stream)
+        tail = request.want_tail
+        transcript = Transcript(self.logs.log(key), env.log_stream, tail)
         trace = traces.begin(request.trace_header or traces.incoming_header.get(), image.tracing)
+        output = env.output  # the log's writer for the environment's stream
         try:
-            env.output = transcript.write
+            if tail:  # what the function prints is kept for the Tail too
+                env.output = transcript.write
             if cold:
                 trace.init_start = time.time()
                 failure = await env.start(request_id)
@@ -151,7 +169,7 @@ class Invoker:
                 image, request_id, outcome, transcript, request, env, cold, duration, trace
             )
         finally:
-            env.output = self.logs.log(key).sink(env.log_stream)
+            env.output = output
             pool.release(env)
 
     @staticmethod
@@ -207,21 +225,23 @@ class Invoker:
                 }
             transcript.write(_platform("platform.report", report_json))
         else:
-            transcript.write(f"END RequestId: {request_id}")
             report = (
                 f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
                 f"Billed Duration: {max(math.ceil(duration), 1)} ms\t"
-                f"Memory Size: {image.memory_mb} MB\tMax Memory Used: {max_memory_mb(env)} MB"
+                f"Memory Size: {image.memory_mb} MB\tMax Memory Used: {env.max_memory_mb()} MB"
             )
             if cold:
                 report += f"\tInit Duration: {env.init_duration_ms:.2f} ms"
-            transcript.write(report)
+            if trace is not None and trace.sampled:
+                transcript.write_lines(
+                    f"END RequestId: {request_id}",
+                    report,
+                    f"XRAY TraceId: {trace.root}\tSegmentId: {trace.function_id}\tSampled: true",
+                )
+            else:
+                transcript.write_lines(f"END RequestId: {request_id}", report)
         if trace is not None:
             trace.error_type = outcome.error_type
-            if trace.sampled and image.log_format != "JSON":
-                transcript.write(
-                    f"XRAY TraceId: {trace.root}\tSegmentId: {trace.function_id}\tSampled: true"
-                )
             trace.end = time.time()
         return InvokeResult(
             payload=outcome.payload,
