@@ -133,6 +133,8 @@ class Environment:
         self._streamed = 0  # bytes of the current streamed response
         self._stream_buffer: bytearray | None = None  # a streamed answer to a plain Invoke
         self._freezer: Deadline | None = None  # the pending freeze of an idle environment
+        self._freezes = False  # frozen between invocations (known once it is ready)
+        self._deadlines: Deadlines | None = None  # its timeouts: its loop's one timer
 
     @property
     def pid(self) -> int | None:
@@ -171,6 +173,7 @@ class Environment:
         self._init_request_id = request_id
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
+        self._deadlines = deadlines()
         self.scratch.mkdir(parents=True, exist_ok=True)
         try:
             backend = isolation.current()
@@ -247,6 +250,7 @@ class Environment:
         self.state = State.READY
         if self.sandbox is not None:
             self.sandbox.initialised(self.image.memory_mb)
+            self._freezes = self.sandbox.freezes
         self._freeze_if_idle()
         return None
 
@@ -255,14 +259,13 @@ class Environment:
         nothing of it runs until the next event (as Lambda freezes an environment between
         invocations). Back-to-back invocations do not pay for a freeze and a thaw."""
         if (
-            self._freezer is None
+            self._freezes
+            and self._freezer is None
             and self.state is State.READY
             and self._deliver is not None
-            and self.sandbox is not None
-            and self.sandbox.freezes
         ):
-            loop = asyncio.get_running_loop()
-            self._freezer = deadlines().add(loop.time() + FREEZE_AFTER_S, self._freeze)
+            timers = self._deadlines or deadlines()
+            self._freezer = timers.add(timers.loop.time() + FREEZE_AFTER_S, self._freeze)
 
     def _freeze(self) -> None:
         self._freezer = None
@@ -273,17 +276,20 @@ class Environment:
         if self._freezer is not None:
             self._freezer.cancel()
             self._freezer = None
-        if self.sandbox is not None:
-            self.sandbox.thaw()
+        sandbox = self.sandbox
+        if sandbox is not None and sandbox.cgroup is not None and sandbox.cgroup.frozen:
+            sandbox.thaw()
 
     async def invoke(self, invocation: Invocation, timeout_s: float) -> Outcome:
         """Hand `invocation` to the runtime and wait for its answer, at most `timeout_s`."""
         assert self.state is State.READY
         self.state = State.BUSY
         self.invocations += 1
-        self._note_dropped()  # of what it printed while idle
+        if self._log_skipped:
+            self._note_dropped()  # of what it printed while idle
         self._log_room = LOG_LIMIT
-        loop = asyncio.get_running_loop()
+        timers = self._deadlines or deadlines()
+        loop = timers.loop
         self._outcome = outcome_future = loop.create_future()
         self._current = invocation
         deliver, self._deliver = self._deliver, None
@@ -292,7 +298,7 @@ class Environment:
             deliver(invocation)
         else:
             self._pending = invocation
-        deadline = deadlines().add(
+        deadline = timers.add(
             loop.time() + timeout_s, partial(self._time_out, invocation, timeout_s)
         )
         try:
@@ -300,8 +306,10 @@ class Environment:
         finally:
             deadline.cancel()
         self._drain_output()
-        self._note_dropped()
-        self._flush_partial()  # a last line without a newline belongs to this invocation
+        if self._log_skipped:
+            self._note_dropped()
+        if self._partial:
+            self._flush_partial()  # a last line without a newline belongs to this invocation
         self._current = None
         self._pending = None
         self.last_used = time.monotonic()
@@ -566,9 +574,6 @@ class Deadline:
             self.callback = None
             self.owner.cancelled += 1
 
-    def __lt__(self, other: Deadline) -> bool:
-        return self.when < other.when
-
 
 class Deadlines:
     """Invocation timeouts under one timer per event loop.
@@ -583,16 +588,19 @@ class Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.heap: list[Deadline] = []
+        # (when, order, entry): compared as tuples, in C, never by a method of the entry
+        self.heap: list[tuple[float, int, Deadline]] = []
+        self.order = 0
         self.timer: asyncio.TimerHandle | None = None
         self.armed_for = math.inf
         self.cancelled = 0  # entries in the heap that were cancelled
 
     def add(self, when: float, callback: Callable[[], None]) -> Deadline:
         entry = Deadline(self, when, callback)
-        heapq.heappush(self.heap, entry)
+        self.order += 1
+        heapq.heappush(self.heap, (when, self.order, entry))
         if self.cancelled > self.SWEEP_AT and 2 * self.cancelled > len(self.heap):
-            self.heap = [item for item in self.heap if item.callback is not None]
+            self.heap = [item for item in self.heap if item[2].callback is not None]
             heapq.heapify(self.heap)
             self.cancelled = 0
         if when < self.armed_for:
@@ -608,15 +616,17 @@ class Deadlines:
     def _fire(self) -> None:
         self.timer, self.armed_for = None, math.inf
         now = self.loop.time()
-        while self.heap and (self.heap[0].callback is None or self.heap[0].when <= now):
-            entry = heapq.heappop(self.heap)
+        heap = self.heap
+        while heap and (heap[0][2].callback is None or heap[0][0] <= now):
+            entry = heapq.heappop(heap)[2]
             callback, entry.callback = entry.callback, None
             if callback is None:
                 self.cancelled -= 1
             else:
                 callback()
-        if self.heap:
-            self._arm(self.heap[0].when)
+            heap = self.heap  # a callback may have added (and swept) entries
+        if heap:
+            self._arm(heap[0][0])
 
 
 _deadlines: dict[asyncio.AbstractEventLoop, Deadlines] = {}
