@@ -82,13 +82,16 @@ class InvocationLog:
         lines, self.pending = self.pending, []
         if not lines:
             return
-        by_hour: dict[int, io.StringIO] = {}
+        by_hour: dict[int, list[list[str]]] = {}
         for line in lines:
-            buffer = by_hour.get(int(line[0] // 3600))
-            if buffer is None:
-                buffer = by_hour[int(line[0] // 3600)] = io.StringIO()
-            csv.writer(buffer, lineterminator="\n").writerow(_cells(line))
-        for hour, buffer in by_hour.items():
+            hour = int(line[0] // 3600)
+            rows = by_hour.get(hour)
+            if rows is None:
+                rows = by_hour[hour] = []
+            rows.append(_cells(line))
+        for hour, rows in by_hour.items():
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerows(rows)  # one writer a file
             path = self._path(hour)
             fresh = not path.exists()
             with path.open("a", newline="") as handle:
