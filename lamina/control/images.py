@@ -19,16 +19,17 @@ IMAGE_CACHE_LIMIT = 4096
 class Images:
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
-        self._images: dict[tuple[FunctionKey, str, str], FunctionImage] = {}
+        self._images: dict[tuple[FunctionKey, str, str, str], FunctionImage] = {}
 
     def image(self, key: FunctionKey, record: dict[str, Any]) -> FunctionImage:
         """What the engine needs to start environments of one version (`record` holds its
         "config" and "code", as a Target's view does). Made once per revision: every
         change of a version's configuration or code gives it a new RevisionId."""
         config = record["config"]
-        cache_key = (key, config["Version"], config["RevisionId"])
+        # The code's digest too: an image is never reused for other code (no Path to read).
+        cache_key = (key, config["Version"], config["RevisionId"], record["code"]["digest"])
         found = self._images.get(cache_key)
-        if found is not None and found.code_dir.name == record["code"]["digest"]:
+        if found is not None:
             return found
         if self.store.shared:
             self._fetch(record["code"])
