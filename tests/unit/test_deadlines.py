@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from lamina.sandbox.environment import Deadlines
+from lamina.sandbox.deadlines import Deadlines
 
 
 def test_due_callbacks_run_in_order_and_cancelled_ones_never() -> None:
