@@ -143,10 +143,12 @@ class LambdaProvider:
 
 
 def _guarded(policies: Policies, action: str, handler: Handler) -> Handler:
-    async def guarded(ctx: RequestContext, params: dict[str, Any]) -> Any:
+    # Not a coroutine of its own: the check runs when called, and the handler's awaitable
+    # is handed back (one frame fewer on every invocation's way in and out).
+    def guarded(ctx: RequestContext, params: dict[str, Any]) -> Awaitable[Any]:
         target = params.get("FunctionName")
         if target and ":" in target:
             ctx = policies.authorize(ctx, target, params.get("Qualifier"), action)
-        return await handler(ctx, params)
+        return handler(ctx, params)
 
     return guarded
