@@ -112,6 +112,15 @@ class IdleStack(Generic[T]):
         """When the oldest idle environment reaches its keep-alive (None if none is idle)."""
         return self._since[0] + self.keep_alive if self._since else None
 
+    def take(self, wanted: Callable[[T], bool]) -> T | None:
+        """Take off the most recently used item `wanted` accepts (None if none does)."""
+        items = self._items
+        for index in range(len(items) - 1, -1, -1):
+            if wanted(items[index]):
+                del self._since[index]
+                return items.pop(index)
+        return None
+
     def remove_if(self, doomed: Callable[[T], bool]) -> list[T]:
         """Take off and return the environments `doomed` says are unusable."""
         marks = [doomed(item) for item in self._items]

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from lamina.clock import Clock
+from lamina.engine.placement import PoolListener
 from lamina.engine.policy import IdleStack
 from lamina.keys import FunctionKey
 from lamina.sandbox.environment import Environment, State
@@ -26,10 +27,15 @@ EnvironmentFactory = Callable[[FunctionKey, FunctionImage], Environment]
 
 
 class FunctionPool:
-    def __init__(self, key: FunctionKey, image: FunctionImage, owner: Pools) -> None:
+    def __init__(
+        self, key: FunctionKey, image: FunctionImage, owner: Pools, tenant: str | None = None
+    ) -> None:
         self.key = key
         self.image = image
         self.owner = owner
+        self.tenant = tenant  # tenant isolation: its environments serve this tenant only
+        # Told of idle / taken environments (a cluster's registry); never of a tenant's.
+        self.listener = owner.listener if tenant is None else None
         self.idle: IdleStack[Environment] = IdleStack(owner.keep_alive)  # policy.py
         self.busy: set[Environment] = set()
         self.retired = False
@@ -41,12 +47,28 @@ class FunctionPool:
         while (env := self.idle.pop(now)) is not None:
             if self._usable(env):
                 self.busy.add(env)
+                if self.listener is not None:
+                    self.listener.taken(self, env)
                 return env, False
             self.owner.stop_later(env)
         self._reap()
         env = self.owner.factory(self.key, self.image)
         self.busy.add(env)
         return env, True
+
+    def take(self, env_id: str) -> Environment | None:
+        """The idle environment `env_id` (claimed by another node), taken as acquire()
+        takes one; None if it is no longer idle and ready."""
+        env = self.idle.take(lambda candidate: candidate.id == env_id)
+        if env is None:
+            return None
+        if not self._usable(env):
+            self.owner.stop_later(env)
+            return None
+        self.busy.add(env)
+        if self.listener is not None:
+            self.listener.taken(self, env)
+        return env
 
     def has_ready(self) -> bool:
         """Whether acquire() would reuse an environment rather than start one: the most
@@ -75,6 +97,8 @@ class FunctionPool:
             self.owner.stop_later(env)
             return
         self.idle.push(env, self.owner.clock.platform_now())
+        if self.listener is not None:
+            self.listener.idle(self, env)
         if self._reaper is None:
             self._schedule_reaper()
 
@@ -109,8 +133,15 @@ class FunctionPool:
 
 
 class Pools:
-    def __init__(self, factory: EnvironmentFactory, clock: Clock, keep_alive: float) -> None:
+    def __init__(
+        self,
+        factory: EnvironmentFactory,
+        clock: Clock,
+        keep_alive: float,
+        listener: PoolListener | None = None,
+    ) -> None:
         self.factory = factory
+        self.listener = listener
         self.clock = clock
         self.keep_alive = keep_alive
         self.pools: dict[tuple[FunctionKey, str], FunctionPool] = {}  # by (function, version)
@@ -128,7 +159,7 @@ class Pools:
             return pool
         if pool is not None:
             pool.retire()  # the function changed: its environments run the old code
-        pool = self.pools[(key, version)] = FunctionPool(key, image, self)
+        pool = self.pools[(key, version)] = FunctionPool(key, image, self, tenant)
         return pool
 
     def retire(self, key: FunctionKey, version: str | None = None) -> None:
@@ -139,6 +170,8 @@ class Pools:
             self.pools.pop(pool_key).retire()
 
     def stop_later(self, env: Environment) -> None:
+        if self.listener is not None:
+            self.listener.gone(env)
         task = asyncio.get_running_loop().create_task(env.stop())
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)

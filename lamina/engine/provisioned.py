@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from lamina.engine.concurrency import Counters
 from lamina.engine.pool import Pools
@@ -29,6 +30,18 @@ INIT_TYPE = "provisioned-concurrency"
 CHECK_INTERVAL = 1.0  # seconds between checks for environments that died while idle
 
 ProvisionedFactory = Callable[[FunctionKey, FunctionImage, str], Environment]
+
+
+class Spread(Protocol):
+    """How a config's environments are shared among machines (a cluster's nodes)."""
+
+    def share(self, key: FunctionKey, qualifier: str, count: int) -> int:
+        """How many of the config's `count` environments this machine keeps."""
+        ...
+
+    def ready_elsewhere(self, key: FunctionKey, qualifier: str) -> int:
+        """How many the other machines have ready (last heard)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -46,11 +59,14 @@ class ProvisionedState:
 
 class ProvisionedSet:
     def __init__(
-        self, key: FunctionKey, image: FunctionImage, count: int, owner: Provisioner
-    ) -> None:
+        self, key: FunctionKey, qualifier: str, image: FunctionImage, count: int,
+        owner: Provisioner,
+    ) -> None:  # fmt: skip
         self.key = key
+        self.qualifier = qualifier
         self.image = image
-        self.count = count
+        self.count = count  # the config's: every machine's together
+        self.target = owner.share(key, qualifier, count)  # this machine's part of it
         self.owner = owner
         self.idle: list[Environment] = []
         self.busy: set[Environment] = set()
@@ -74,7 +90,7 @@ class ProvisionedSet:
 
     def release(self, env: Environment) -> None:
         self.busy.discard(env)
-        if self.retired or env.state is not State.READY or self.ready >= self.count:
+        if self.retired or env.state is not State.READY or self.ready >= self.target:
             self.owner.pools.stop_later(env)
             self.owner.changed(self.key)
             self.fill()  # a dead one is replaced
@@ -83,7 +99,7 @@ class ProvisionedSet:
 
     # Keeping `count` environments ----------------------------------------------------
     def fill(self) -> None:
-        while not (self.failed or self.retired) and self.ready + len(self.starting) < self.count:
+        while not (self.failed or self.retired) and self.ready + len(self.starting) < self.target:
             task = asyncio.get_running_loop().create_task(self._start_one())
             self.starting.add(task)
             task.add_done_callback(self.starting.discard)
@@ -130,8 +146,10 @@ class Provisioner:
         pools: Pools,
         counters: Counters,
         tell_ready: Callable[[FunctionKey, int], None] | None = None,
+        spread: Spread | None = None,
     ) -> None:
         self.factory = factory
+        self.spread = spread  # None: this machine keeps every environment of a config
         self.tell_ready = tell_ready  # a cluster's shared counts hear of ready counts too
         self.pools = pools  # owns the tasks that stop environments
         self.counters = counters
@@ -143,17 +161,38 @@ class Provisioner:
         current = self.sets.get((key, qualifier))
         if current is not None and current.image.revision == image.revision and not current.failed:
             current.count = count
-            for env in current.idle[count:]:
-                current.idle.remove(env)
-                self.pools.stop_later(env)
+            self._resize(current)
         else:
             if current is not None:
                 current.retire()
-            current = self.sets[(key, qualifier)] = ProvisionedSet(key, image, count, self)
+            current = self.sets[(key, qualifier)] = ProvisionedSet(
+                key, qualifier, image, count, self
+            )
         current.fill()
         self.changed(key)
         if self._checker is None:
             self._checker = asyncio.get_running_loop().create_task(self._check_forever())
+
+    def share(self, key: FunctionKey, qualifier: str, count: int) -> int:
+        return count if self.spread is None else self.spread.share(key, qualifier, count)
+
+    def _resize(self, current: ProvisionedSet) -> None:
+        """Keep this machine's share of the set: idle ones beyond it stop, busy ones
+        stop when released; missing ones start."""
+        current.target = self.share(current.key, current.qualifier, current.count)
+        extra = current.ready - current.target
+        while extra > 0 and current.idle:
+            self.pools.stop_later(current.idle.pop(0))
+            extra -= 1
+        current.fill()
+
+    def rebalance(self) -> None:
+        """The machines sharing the configs changed: each set takes its new share."""
+        for provisioned in list(self.sets.values()):
+            if not provisioned.retired:
+                self._resize(provisioned)
+        for key in {key for key, _ in self.sets}:
+            self.changed(key)
 
     def unprovision(self, key: FunctionKey, qualifier: str | None = None) -> None:
         """Tear down one qualifier's environments, or with None all of the function's."""
@@ -169,7 +208,10 @@ class Provisioner:
         found = self.sets.get((key, qualifier))
         if found is None:
             return None
-        return ProvisionedState(found.count, min(found.ready, found.count), found.failed)
+        ready = found.ready
+        if self.spread is not None:
+            ready += self.spread.ready_elsewhere(key, qualifier)
+        return ProvisionedState(found.count, min(ready, found.count), found.failed)
 
     def changed(self, key: FunctionKey) -> None:
         ready = sum(s.ready for (k, _), s in self.sets.items() if k == key and not s.retired)

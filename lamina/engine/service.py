@@ -13,9 +13,10 @@ from lamina.clock import Clock
 from lamina.engine.concurrency import Counters, Decision, Lease, Pool, SettingsError, Throttle
 from lamina.engine.counting import CountingUnavailable, SharedCounting
 from lamina.engine.invoker import EnvironmentSource, Invoker, InvokeRequest, InvokeResult
+from lamina.engine.placement import Placement
 from lamina.engine.policy import admit, admit_shared
 from lamina.engine.pool import Pools
-from lamina.engine.provisioned import ProvisionedState, Provisioner
+from lamina.engine.provisioned import ProvisionedState, Provisioner, Spread
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
 from lamina.sandbox.environment import Environment
@@ -64,6 +65,8 @@ class Engine:
         observer: Observer | None = None,
         identity: Identity | None = None,
         shared: SharedCounting | None = None,
+        placement: Placement | None = None,
+        spread: Spread | None = None,
     ) -> None:
         self.identity = identity
         # A cluster's counts (cluster/counting.py); None: this process counts alone.
@@ -75,12 +78,15 @@ class Engine:
         self.clock = clock
         self.logs = logs
         self.counters = counters
-        self.pools = Pools(self._new_environment, clock, keep_alive)
+        # A cluster's registry of idle environments: told of this node's, asked for others'.
+        self.placement = placement
+        self.pools = Pools(self._new_environment, clock, keep_alive, placement)
         self.provisioner = Provisioner(
             self._new_environment,
             self.pools,
             counters,
             shared.set_provisioned_ready_soon if shared is not None else None,
+            spread,  # a cluster: each node keeps its share of a config's environments
         )
         self.invoker = Invoker(logs)
         # Told of every freed slot: the async queue wakes functions it paused on throttles.
@@ -126,8 +132,15 @@ class Engine:
         # No await from these checks to source.acquire(): the answers still hold there
         # (on a cluster, the shared counts are asked in between; an environment taken
         # meanwhile makes a cold start that the scaling bucket did not count).
-        provisioned_idle = warm is not None and warm.has_ready()
         pool = self.pools.pool_for(key, image, request.tenant_id)
+        claim = None
+        placement = self.placement
+        # None idle here: one idle on another node, held for this invocation.
+        if placement is not None and not (
+            (warm is not None and warm.has_ready()) or pool.has_ready()
+        ):
+            claim = await placement.claim(pool, request)
+        provisioned_idle = warm is not None and warm.has_ready()
         decision: Decision
         if shared is None:
             decision = admit(  # policy.py: the same placement the planner replays
@@ -146,9 +159,11 @@ class Engine:
                     now,
                     provisioned_idle=provisioned_idle,
                     provisioned_target=warm is not None,
-                    warm_idle=provisioned_idle or pool.has_ready(),
+                    warm_idle=provisioned_idle or pool.has_ready() or claim is not None,
                 )
             except CountingUnavailable as exc:
+                if claim is not None and placement is not None:
+                    placement.unclaim(claim)
                 raise CountsUnreachable(str(exc)) from exc
             # This node's own figures, for its metrics (the shared counts decided).
             if decision.lease is not None:
@@ -156,6 +171,10 @@ class Engine:
             elif decision.throttle is not None:
                 counter.note_throttle(key, decision.throttle)
         source = warm if provisioned_idle and warm is not None else pool
+        if claim is not None and placement is not None:  # noqa: SIM102
+            if decision.lease is None or source is not pool or pool.has_ready():
+                placement.unclaim(claim)  # throttled, or an environment here serves
+                claim = None
         if decision.lease is None:
             assert decision.throttle is not None
             if self.observer is not None:
@@ -164,7 +183,14 @@ class Engine:
         if decision.lease.pool is not Pool.PROVISIONED and source is warm:
             source = pool  # no provisioned slot after all
         try:
-            result = await self.invoker.invoke(source, request)
+            result = None
+            if placement is not None and source is pool:
+                if claim is None and not pool.has_ready():  # the one here was taken meanwhile
+                    claim = await placement.claim(pool, request)
+                if claim is not None:
+                    result = await placement.run_claimed(claim, pool, request)
+            if result is None:
+                result = await self.invoker.invoke(source, request)
         finally:
             counter.release(decision.lease)  # on every path, cancellation included
             if shared is not None:
@@ -211,6 +237,10 @@ class Engine:
 
     def provisioned_state(self, key: FunctionKey, qualifier: str) -> ProvisionedState | None:
         return self.provisioner.state(key, qualifier)
+
+    def provisioned_qualifiers(self, key: FunctionKey) -> list[str]:
+        """The aliases and versions of `key` this engine keeps environments for."""
+        return [qualifier for found, qualifier in self.provisioner.sets if found == key]
 
     async def retire(self, key: FunctionKey, version: str | None = None) -> None:
         """The function (or one version) changed or went: its environments go too."""
