@@ -184,6 +184,12 @@ class Lamina:
             refresh=self.identities.refresh,
         )
         self.code_links = CodeLinks(self.accounts.link_key, clock.wall)
+        # A cluster: invocations go to idle environments on other nodes, over signed hops.
+        self.placement = cluster_wiring.placement(
+            self.cluster, settings, self.accounts.link_key, lambda: self.engine
+        )
+        # A cluster: provisioned environments shared among the live nodes.
+        self.spread = cluster_wiring.spread(self.cluster, lambda: self.engine)
 
         # engine/: the invoke path, the async queue.
         self.engine = Engine(
@@ -196,6 +202,8 @@ class Lamina:
             observer=self.observability.telemetry,
             identity=self._identity,
             shared=self.cluster.counting if self.cluster is not None else None,
+            placement=self.placement,
+            spread=self.spread,
         )
         self.events = EventStore(data_dir, db)
         self.async_queue = AsyncQueue(self.engine, self.events, clock, recorder=self.metrics)
@@ -223,6 +231,8 @@ class Lamina:
         )
         self.concurrency = Concurrency(self.functions)  # reservations before provisioning
         self.provisioned = Provisioned(self.functions)
+        if self.cluster is not None:  # configs put through other nodes are kept here too
+            self.store.on_remote_write.append(self.provisioned.written_elsewhere)
         self.versions = Versions(self.functions, self.provisioned)
 
         # Event source mappings: the records are control's, the pollers the engine's; the
@@ -330,6 +340,8 @@ class Lamina:
         self.gateway.mount_internal("stats", self._stats)
         self.gateway.mount_internal("cluster", self._cluster)
         self.gateway.mount_internal("dynamodb", self._dynamodb)
+        if self.placement is not None:  # signed by the cluster's key, checked there
+            self.gateway.mount_internal("forward", self.placement.owner.serve, public=True)
         self.observability.mount(self.gateway)  # /metrics, the console, the live view
 
         # Started in this order (the observability block first: environments are told
@@ -337,6 +349,8 @@ class Lamina:
         # stopped by close().
         if self.cluster is not None:
             self.gateway.on_startup.insert(0, self.cluster.start)
+        if self.placement is not None:
+            self.gateway.on_startup.insert(1, self.placement.start)
         self.gateway.on_startup.append(self._listen)  # cluster: other nodes' writes
         self.gateway.on_startup.append(self.event_configs.start)
         self.gateway.on_startup.append(self.provisioned.start)
@@ -410,6 +424,8 @@ class Lamina:
         self.accounts.close()
         if self.database is not None:
             self.database.shutdown()
+        if self.placement is not None:
+            await self.placement.close()  # its registry entries go; before Redis's client
         if self.cluster is not None:
             await self.cluster.close()  # last: its leases are all released by now
 

@@ -270,7 +270,7 @@ class RedisCounting:
 
     async def set_provisioned_ready(self, function: FunctionKey, ready: int) -> None:
         self._ready[function] = ready
-        await self._call(self._set_ready, [self._keys_of(function)[1]], [str(ready)])
+        await self._call(self._set_ready, [self._keys_of(function)[1]], [str(ready), self.node])
 
     async def forget(self, function: FunctionKey) -> None:
         await self.set_provisioned(function, 0, force=True)
@@ -408,7 +408,7 @@ class RedisCounting:
             await self._call(self._restore, [f"lamina:node:{self.node}:scopes"], args)
             log.warning("put back %d lease(s) of this node", sum(held.values()))
         for function, ready in self._ready.items():
-            await self._call(self._set_ready, [self._keys_of(function)[1]], [str(ready)])
+            await self._call(self._set_ready, [self._keys_of(function)[1]], [str(ready), self.node])
 
     async def _settle(self, code: int, function: FunctionKey) -> None:
         """What a script needs before it can decide: the scope's settings, the node's

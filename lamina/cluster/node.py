@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lamina.cluster.counting import RedisCounting
@@ -47,6 +47,9 @@ class ClusterNode:
         self.heartbeat = heartbeat
         self.expiry = expiry
         self.describe = describe or dict
+        # More of what the node says of itself, and what follows each heartbeat.
+        self.details: list[Callable[[], dict[str, str]]] = []
+        self.after_beat: list[Callable[[], Awaitable[None]]] = []
         self.started = time.time()
         self.reachable = False
         self._task: asyncio.Task[None] | None = None
@@ -56,7 +59,9 @@ class ClusterNode:
         return self.counting.node
 
     def info(self) -> dict[str, str]:
+        extra = {k: v for details in self.details for k, v in details().items()}
         return {
+            **extra,
             "name": self.name,
             "advertise": self.advertise,
             "pid": str(os.getpid()),
@@ -78,6 +83,8 @@ class ClusterNode:
         if not self.reachable:
             log.info("cluster: node %s (%s) heartbeating to Redis", self.id, self.advertise)
         self.reachable = True
+        for hook in self.after_beat:
+            await hook()
 
     async def start(self) -> None:
         await self.beat()

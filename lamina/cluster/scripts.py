@@ -282,10 +282,28 @@ redis.call('HSET', fkey, 'p', total, 'pr', math.min(ready, total))
 return {1}
 """
 
-# KEYS: fn.  ARGV: ready
+# KEYS: fn.  ARGV: ready, node. Each node's ready environments are a field of their own
+# (pr:<node>); 'pr' is their sum over live nodes (those of dead nodes are dropped).
 SET_READY = r"""
-local p = tonumber(redis.call('HGET', KEYS[1], 'p') or '0')
-local ready = math.max(0, math.min(tonumber(ARGV[1]), p))
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], 'pr:' .. ARGV[2], ARGV[1])
+local fields = redis.call('HGETALL', KEYS[1])
+local sum, p = 0, 0
+for i = 1, #fields, 2 do
+  local node = string.match(fields[i], '^pr:(.*)$')
+  if node then
+    local alive = redis.call('ZSCORE', 'lamina:nodes', node)
+    if alive and tonumber(alive) > now then
+      sum = sum + tonumber(fields[i + 1])
+    else
+      redis.call('HDEL', KEYS[1], fields[i])
+    end
+  elseif fields[i] == 'p' then
+    p = tonumber(fields[i + 1])
+  end
+end
+local ready = math.max(0, math.min(sum, p))
 redis.call('HSET', KEYS[1], 'pr', ready)
 return ready
 """

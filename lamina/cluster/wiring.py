@@ -4,6 +4,7 @@ the invoke path."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,8 @@ from lamina.keys import FunctionKey
 
 if TYPE_CHECKING:
     from lamina.cluster.node import ClusterNode
+    from lamina.cluster.placement import ClusterPlacement
+    from lamina.cluster.spread import ProvisionedSpread
 
 Records = Callable[[], Iterable[tuple[FunctionKey, dict[str, Any]]]]
 
@@ -63,6 +66,43 @@ def build(
         settings.lease_expiry,
         describe=lambda: environments(engine()),
     )
+
+
+def placement(
+    node: ClusterNode | None, settings: Settings, link_key: bytes, engine: Callable[[], Engine]
+) -> ClusterPlacement | None:
+    """Where this node's invocations run when it has no idle environment: on one idle on
+    another node (None: a single node). `link_key`: derived from the secrets key every
+    node shares; the hops between nodes are signed with a key derived from it."""
+    if node is None:
+        return None
+    from lamina.cluster.forward import Forwarder, Owner, hop_key
+    from lamina.cluster.placement import ClusterPlacement
+
+    key = hop_key(link_key)
+    return ClusterPlacement(
+        node.counting.client, node.id, Forwarder(key), Owner(key, engine), settings.keep_alive
+    )
+
+
+def spread(node: ClusterNode | None, engine: Callable[[], Engine]) -> ProvisionedSpread | None:
+    """How provisioned configs share their environments among the live nodes (None: a
+    single node keeps them all); re-shared when the live nodes change."""
+    if node is None:
+        return None
+    from lamina.cluster.spread import ProvisionedSpread, config_name
+
+    shared = ProvisionedSpread(node.counting.client, node.id)
+
+    def ready() -> dict[str, str]:
+        sets = engine().provisioner.sets.items()
+        mine = {config_name(key, qualifier): s.ready for (key, qualifier), s in sets}
+        return {"provisioned": json.dumps(mine, separators=(",", ":"))}
+
+    node.details.append(ready)
+    node.after_beat.append(shared.refresh)
+    shared.on_change.append(lambda: engine().provisioner.rebalance())
+    return shared
 
 
 def environments(engine: Engine) -> dict[str, dict[str, int]]:

@@ -68,6 +68,25 @@ class Provisioned:
             for qualifier in record.get("provisioned", {}):
                 self._provision(key, record, qualifier)
 
+    def written_elsewhere(self, key: FunctionKey | None) -> None:
+        """Another node wrote a function's record (None: any function's): its provisioned
+        configs are kept here too (the engine keeps this node's share of each)."""
+        if key is None:
+            for found, _ in list(self.functions.store.all_functions()):
+                self.written_elsewhere(found)
+            return
+        record = self.functions.store.get_function(key)
+        wanted = configs(record) if record is not None else {}
+        held = set(self.engine.provisioned_qualifiers(key))
+        for qualifier in held - set(wanted):
+            self.engine.unprovision(key, qualifier)
+        for qualifier in wanted:
+            assert record is not None
+            try:
+                self._provision(key, record, qualifier)
+            except Exception:  # a version this node cannot build: the others keep theirs
+                log.exception("provisioning %s:%s written elsewhere", key.name, qualifier)
+
     # Helpers shared with the alias operations -------------------------------------------
     def _version_of(self, record: dict[str, Any], qualifier: str) -> str:
         if qualifier.isdigit():

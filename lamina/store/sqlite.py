@@ -67,6 +67,8 @@ class FunctionStore:
         self._fetching = threading.Lock()
         self.node = uuid.uuid4().hex[:12]  # this store's own notifications are not news
         self._cache: dict[FunctionKey, dict[str, Any]] = {}
+        # Told of each function record another node wrote (None: any may have changed).
+        self.on_remote_write: list[Callable[[FunctionKey | None], None]] = []
         # (account, region) → [function count, total code size]; loaded when first asked.
         self._usage: dict[tuple[str, str], list[int]] | None = None
         self._sizes: dict[FunctionKey, int] = {}
@@ -119,6 +121,11 @@ class FunctionStore:
         if self.shared:
             self._refs = None  # recounted from every node's records when next asked
 
+    def _changed_elsewhere(self, key: FunctionKey | None) -> None:
+        self.invalidate(key)
+        for listener in self.on_remote_write:
+            listener(key)
+
     def _written(self, key: FunctionKey) -> None:
         self._cache.pop(key, None)
         if self.shared:
@@ -134,7 +141,7 @@ class FunctionStore:
                 return
             parts = written.split("/", 2)
             key = FunctionKey(*parts) if len(parts) == 3 else None
-            deliver(lambda: self.invalidate(key))
+            deliver(lambda: self._changed_elsewhere(key))
 
         self._db.listen(CHANNEL, told)
 

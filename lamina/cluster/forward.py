@@ -1,0 +1,228 @@
+"""The forwarding hop: an admitted invocation sent to the node that owns the idle
+environment it claimed, run there, and its result brought back.
+
+`POST /_lamina/forward` on the owner; the invocation's fields in one JSON header, the
+payload as the body, both signed with an HMAC key every node derives from the cluster's
+secrets key (accounts.key, which nodes share already), with the time it was signed:
+a node refuses what another key signed, or what was signed over a minute ago. The owner
+answers 409 when the environment is no longer idle (taken by its own node meanwhile) and
+no other of that version is: the caller then starts one itself. The sender keeps its
+connections to each node open (HTTP/1.1 keep-alive), so a hop costs a request on an
+open socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from lamina.api.wire import HttpRequest, HttpResponse
+from lamina.engine.invoker import InvokeRequest, InvokeResult
+from lamina.engine.pool import FunctionPool
+from lamina.engine.service import Engine
+from lamina.keys import FunctionKey
+from lamina.observe import traces
+from lamina.sandbox.environment import Environment
+from lamina.sandbox.launch import FunctionImage
+
+PATH = "/_lamina/forward"
+MAX_AGE = 60.0  # seconds a signed hop is accepted for
+JSON = {"Content-Type": "application/json"}
+
+
+class ForwardFailed(Exception):
+    """The hop broke after the invocation was sent: it may have run, so it is not run
+    again here."""
+
+
+def hop_key(secrets_key_link: bytes) -> bytes:
+    """The key hops are signed with, derived from the one every node shares."""
+    return hmac.new(secrets_key_link, b"lamina cluster forwarding", hashlib.sha256).digest()
+
+
+def _sign(key: bytes, meta: bytes, body: bytes) -> str:
+    mac = hmac.new(key, meta, hashlib.sha256)
+    mac.update(b"\n")
+    mac.update(body)
+    return mac.hexdigest()
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class Forwarder:
+    """The sending side: one pool of open connections per node address."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self._idle: dict[str, list[Connection]] = {}
+
+    async def forward(
+        self, address: str, pool: FunctionPool, env_id: str, request: InvokeRequest
+    ) -> InvokeResult | None:
+        """Run `request` on the owner's environment `env_id`; None if the owner has no
+        idle environment of the version (nothing ran there)."""
+        key, image = pool.key, pool.image
+        meta = json.dumps(
+            {
+                "a": key.account, "r": key.region, "n": key.name, "v": image.version,
+                "rev": image.revision, "e": env_id, "id": request.request_id,
+                "arn": request.invoked_arn, "cc": request.client_context,
+                "tail": request.want_tail, "t": request.invocation_type,
+                "tr": request.trace_header or traces.incoming_header.get(),
+                "at": request.arrived, "ts": time.time(),
+            },
+            separators=(",", ":"),
+        ).encode()  # fmt: skip
+        body = request.payload
+        head = (
+            b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: lamina\r\n"
+            b"X-Lamina-Invoke: " + meta + b"\r\n"
+            b"X-Lamina-Forward: " + _sign(self.key, meta, body).encode() + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        status, headers, data = await self._exchange(address, head + body, image)
+        if status == 409:
+            return None
+        if status != 200:
+            raise ForwardFailed(f"the node at {address} answered {status}: {data[:200]!r}")
+        result = json.loads(headers["x-lamina-result"])
+        trace = result.get("trace")
+        return InvokeResult(
+            payload=data,
+            function_error=result.get("fe"),
+            executed_version=result["v"],
+            request_id=result["id"],
+            log_tail=result.get("tail"),
+            duration_ms=result.get("d", 0.0),
+            init_ms=result.get("init"),
+            trace=traces.InvocationTrace(**trace) if trace else None,
+            error_type=result.get("et"),
+        )
+
+    async def _exchange(
+        self, address: str, message: bytes, image: FunctionImage
+    ) -> tuple[int, dict[str, str], bytes]:
+        idle = self._idle.setdefault(address, [])
+        while True:
+            reused = bool(idle)
+            if reused:
+                reader, writer = idle.pop()
+            else:
+                parts = urlsplit(address)
+                try:
+                    async with asyncio.timeout(2.0):
+                        reader, writer = await asyncio.open_connection(
+                            parts.hostname, parts.port or 80
+                        )
+                except (OSError, TimeoutError):
+                    return 409, {}, b""  # never sent: the caller starts one itself
+            try:
+                writer.write(message)
+                async with asyncio.timeout(image.timeout_s + 30.0):
+                    answer = await _read_response(reader)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                writer.close()
+                if reused and isinstance(exc, asyncio.IncompleteReadError) and not exc.partial:
+                    continue  # the node had closed this idle connection: a new one
+                raise ForwardFailed(f"the hop to {address} broke: {exc!r}") from exc
+            idle.append((reader, writer))
+            return answer
+
+    async def close(self) -> None:
+        for connections in self._idle.values():
+            for _, writer in connections:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        self._idle.clear()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    data = await reader.readexactly(length) if length else b""
+    return status, headers, data
+
+
+class _Claimed:
+    """One environment of a pool, as the invoker's source: taken already."""
+
+    def __init__(self, pool: FunctionPool, env: Environment) -> None:
+        self.pool, self.env = pool, env
+        self.key, self.image = pool.key, pool.image
+
+    def acquire(self) -> tuple[Environment, bool]:
+        return self.env, False
+
+    def release(self, env: Environment) -> None:
+        self.pool.release(env)
+
+
+class Owner:
+    """The receiving side: `POST /_lamina/forward` runs a claimed environment."""
+
+    def __init__(self, key: bytes, engine: Callable[[], Engine]) -> None:
+        self.key = key
+        self.engine = engine
+
+    async def serve(self, request: HttpRequest) -> HttpResponse:
+        meta = request.headers.get("x-lamina-invoke", "").encode("latin-1")
+        signature = request.headers.get("x-lamina-forward", "")
+        body = request.body or b""
+        if request.method != "POST" or not hmac.compare_digest(
+            _sign(self.key, meta, body), signature
+        ):
+            return HttpResponse(403, b'{"message":"not signed by this cluster"}', JSON)
+        fields: dict[str, Any] = json.loads(meta)
+        if abs(time.time() - fields["ts"]) > MAX_AGE:
+            return HttpResponse(403, b'{"message":"signed too long ago"}', JSON)
+        engine = self.engine()
+        key = FunctionKey(fields["a"], fields["r"], fields["n"])
+        pool = engine.pools.pools.get((key, fields["v"]))
+        if pool is None or pool.retired or pool.image.revision != fields["rev"]:
+            return HttpResponse(409, b'{"message":"no such environment"}', JSON)
+        env = pool.take(fields["e"])
+        if env is None and pool.has_ready():  # another idle one of the version: still warm
+            env, _ = pool.acquire()
+        if env is None:
+            return HttpResponse(409, b'{"message":"no idle environment"}', JSON)
+        invocation = InvokeRequest(
+            payload=body,
+            request_id=fields["id"],
+            invoked_arn=fields["arn"],
+            client_context=fields["cc"],
+            want_tail=fields["tail"],
+            trace_header=fields["tr"],
+            invocation_type=fields["t"],
+            arrived=fields["at"],
+            memory_mb=pool.image.memory_mb,
+        )
+        result = await engine.invoker.invoke(_Claimed(pool, env), invocation)
+        shown: dict[str, Any] = {
+            "fe": result.function_error,
+            "v": result.executed_version,
+            "id": result.request_id,
+            "tail": result.log_tail,
+            "d": result.duration_ms,
+            "init": result.init_ms,
+            "et": result.error_type,
+            "trace": dataclasses.asdict(result.trace) if result.trace is not None else None,
+        }
+        headers = {"X-Lamina-Result": json.dumps(shown, separators=(",", ":"))}
+        return HttpResponse(200, result.payload, headers)

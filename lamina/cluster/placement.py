@@ -1,0 +1,207 @@
+"""Placement across a cluster: an invocation runs on an idle warm environment wherever it
+is, and a node starts one only when none is idle anywhere.
+
+Redis keeps a registry of idle on-demand environments per function version and revision,
+
+    lamina:{S}:idle:<name>:<version>:<revision>   zset "<env id> <node id>" → when it
+                                                  went idle (ms): most recent first
+
+written by the node that owns each environment as it goes idle (added), is taken by an
+invocation of its own node, or stops (removed). Writes leave the invoke path: they are
+queued and sent together by one writer task, in order. A node that admitted an
+invocation (the counting, unchanged, comes first) and has no idle environment of the
+version itself claims one in one script, which pops the most recently used entry of
+another live node (entries of nodes whose leases expired are dropped on the way), and
+forwards the invocation to that node (cluster/forward.py). Only when the registry has
+nothing does it start one itself.
+
+The local idle path asks nothing of Redis: a node that has an idle environment uses it.
+That keeps a warm invoke at one round trip (the admission), and costs no fairness that
+matters: every node prefers idle environments to new ones alike, and keep-alive reaping
+stays each owner's, most recently used reused first. The price is a short race: an entry
+claimed while its owner is taking it for itself (the removal still queued); the owner
+then runs the hop on another idle environment of the version, or answers that it has
+none, and the claimer claims again, then starts one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from lamina.cluster.forward import Forwarder, Owner
+from lamina.engine.invoker import InvokeRequest, InvokeResult
+from lamina.engine.pool import FunctionPool
+from lamina.sandbox.environment import Environment
+
+log = logging.getLogger("lamina.cluster")
+
+CLAIMS = 3  # entries tried (claimed, found taken) before starting one here
+
+# KEYS: the version's idle set.  ARGV: the claiming node.
+# Reply: {entry, score, node address}, or {} when no other live node has one idle.
+CLAIM = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local entries = redis.call('ZREVRANGE', KEYS[1], 0, 31, 'WITHSCORES')
+for i = 1, #entries, 2 do
+  local entry = entries[i]
+  local node = string.match(entry, '^%x+ (.*)$')
+  if node and node ~= ARGV[1] then
+    redis.call('ZREM', KEYS[1], entry)
+    local alive = redis.call('ZSCORE', 'lamina:nodes', node)
+    if alive and tonumber(alive) > now then
+      local address = redis.call('HGET', 'lamina:node:' .. node, 'advertise')
+      if address then return {entry, entries[i + 1], address} end
+    end
+  end
+end
+return {}
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    registry: str
+    entry: str  # "<env id> <node id>"
+    score: float  # when it went idle (ms): put back as it was
+    address: str  # its node's
+
+    @property
+    def env_id(self) -> str:
+        return self.entry.split(" ", 1)[0]
+
+
+class ClusterPlacement:
+    """This node's part of the registry, and its claims on the others'."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        node: str,
+        forwarder: Forwarder,
+        owner: Owner,
+        keep_alive: float,
+    ) -> None:
+        self.client = client
+        self.node = node
+        self.forwarder = forwarder
+        self.owner = owner  # serves the hops others send here
+        self.keep_alive_ms = int(keep_alive * 1000) + 60_000  # a lost registry's lifetime
+        self._claim = client.register_script(CLAIM)
+        self._listed: dict[str, tuple[str, str]] = {}  # env id → (set, entry) written
+        self._pending: dict[str, tuple[str, str, float]] = {}  # env id → (set, entry, when)
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self.forwarded = 0  # invocations this node sent to others
+        self.failing = False
+
+    @staticmethod
+    def registry(pool: FunctionPool) -> str:
+        key, image = pool.key, pool.image
+        scope = f"{key.account}/{key.region}"
+        return f"lamina:{{{scope}}}:idle:{key.name}:{image.version}:{image.revision}"
+
+    # engine.placement.PoolListener: told synchronously, written soon -------------------
+    def idle(self, pool: FunctionPool, env: Environment) -> None:
+        entry = (self.registry(pool), f"{env.id} {self.node}")
+        self._listed[env.id] = entry
+        self._queue(env.id, (*entry, float(int(time.time() * 1000))))
+
+    def taken(self, pool: FunctionPool, env: Environment) -> None:
+        self.gone(env)
+
+    def gone(self, env: Environment) -> None:
+        entry = self._listed.pop(env.id, None)
+        if entry is not None:
+            self._queue(env.id, (*entry, 0.0))  # 0: remove
+
+    def _queue(self, env_id: str, change: tuple[str, str, float]) -> None:
+        """Written in order by the writer task; a later change of `env_id` replaces one
+        not yet written."""
+        self._pending[env_id] = change  # the last change of an environment wins
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_forever())
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            changes, self._pending = self._pending, {}
+            pipe = self.client.pipeline(transaction=False)
+            for registry, entry, when in changes.values():
+                if when:
+                    pipe.zadd(registry, {entry: when})
+                    pipe.pexpire(registry, self.keep_alive_ms)
+                else:
+                    pipe.zrem(registry, entry)
+            try:
+                await pipe.execute()
+                self.failing = False
+            except (RedisError, OSError) as exc:
+                # Lost: other nodes miss these environments (or claim gone ones, and are
+                # told so by this node); the next change of each writes it again.
+                if not self.failing:
+                    log.warning("placement: cannot write the idle registry: %s", exc)
+                self.failing = True
+
+    # engine.placement.Placement --------------------------------------------------------
+    async def claim(self, pool: FunctionPool, request: InvokeRequest) -> Claim | None:
+        if pool.tenant is not None or request.stream is not None:
+            return None  # a tenant's environments and response streams stay here
+        registry = self.registry(pool)
+        try:
+            claimed: Any = await self._claim([registry], [self.node])
+        except (RedisError, OSError):
+            return None  # the registry is out of reach: an environment here will do
+        if not claimed:
+            return None
+        entry, score, address = (part.decode() for part in claimed)
+        return Claim(registry, entry, float(score), address)
+
+    def unclaim(self, claim: object) -> None:
+        assert isinstance(claim, Claim)
+        self._queue(f"claim {claim.entry}", (claim.registry, claim.entry, claim.score))
+
+    async def run_claimed(
+        self, claim: object, pool: FunctionPool, request: InvokeRequest
+    ) -> InvokeResult | None:
+        assert isinstance(claim, Claim)
+        found: Claim | None = claim
+        for _ in range(CLAIMS):
+            if found is None:
+                return None
+            result = await self.forwarder.forward(found.address, pool, found.env_id, request)
+            if result is not None:
+                self.forwarded += 1
+                return result
+            found = await self.claim(pool, request)  # taken by its node meanwhile: another
+        if found is not None:
+            self.unclaim(found)
+        return None
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        # This node's entries go with it (others would find them dead anyway).
+        changes = [(r, e) for r, e, _ in self._pending.values()] + list(self._listed.values())
+        self._listed.clear()
+        self._pending.clear()
+        if changes:
+            pipe = self.client.pipeline(transaction=False)
+            for registry, entry in changes:
+                pipe.zrem(registry, entry)
+            with contextlib.suppress(RedisError, OSError):
+                await pipe.execute()
+        await self.forwarder.close()
