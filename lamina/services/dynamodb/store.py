@@ -43,6 +43,14 @@ CREATE TABLE IF NOT EXISTS stream_records (
 CREATE INDEX IF NOT EXISTS stream_sequences ON stream_records (stream_id, sequence);
 """
 MIGRATIONS = [named_resources_ddl("tables") + SCHEMA]
+SEQUENCE_BASE = 10**20  # 21-digit sequence numbers
+# PostgreSQL's advisory lock of one stream's numbering: this base plus the stream's id
+# (one 64-bit key: a space apart from the two-key locks of Kinesis shards).
+STREAM_LOCK = 0x64796E616D6F0000
+
+
+def sequence_text(sequence: int) -> str:
+    return str(SEQUENCE_BASE + sequence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +158,12 @@ class TableStore:
         self,
         changes: list[tuple[int, bytes, bytes, Item | None]],
         records: list[tuple[int, StreamRecord]],
-    ) -> None:
-        """Put (item) or delete (None) items, and append stream records, atomically."""
+    ) -> list[tuple[int, StreamRecord]]:
+        """Put (item) or delete (None) items, and append stream records, atomically; the
+        records as stored. In a cluster the database numbers them (see `_numbered`)."""
         with self._db.transaction() as tx:
+            if records and self.shared:
+                records = self._numbered(tx, records)
             for table_id, hash_key, range_key, item in changes:
                 if item is None:
                     tx.execute(
@@ -179,6 +190,46 @@ class TableStore:
                         r.arrival,
                     ),
                 )
+        return records
+
+    @staticmethod
+    def _numbered(
+        tx: Any, records: list[tuple[int, StreamRecord]]
+    ) -> list[tuple[int, StreamRecord]]:
+        """Cluster mode: each record's sequence number (in its stream) and position (in its
+        shard) follow the highest the database holds, whichever node wrote them, under a
+        lock of the stream held to the commit (the numbers a node gave are kept when
+        higher: a shard's first sequence number after a handover)."""
+        sequences: dict[int, int] = {}
+        positions: dict[tuple[int, int], int] = {}
+        for stream_id in sorted({stream_id for stream_id, _ in records}):
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (STREAM_LOCK + stream_id,))
+            top = tx.execute(
+                "SELECT MAX(sequence) FROM stream_records WHERE stream_id=?", (stream_id,)
+            ).fetchone()
+            sequences[stream_id] = int(top[0]) if top and top[0] is not None else 0
+            for shard, n in tx.execute(
+                "SELECT shard, MAX(n) FROM stream_records WHERE stream_id=? GROUP BY shard",
+                (stream_id,),
+            ):
+                positions[(stream_id, int(shard))] = int(n)
+        numbered = []
+        for stream_id, r in records:
+            sequence = max(sequences[stream_id] + 1, r.sequence)
+            n = max(positions.get((stream_id, r.shard), -1) + 1, r.n)
+            sequences[stream_id], positions[(stream_id, r.shard)] = sequence, n
+            record = {**r.record, "dynamodb": {**r.record["dynamodb"]}}
+            record["dynamodb"]["SequenceNumber"] = sequence_text(sequence)
+            numbered.append(
+                (stream_id, StreamRecord(r.shard, n, sequence, r.key, record, r.arrival))
+            )
+        return numbered
+
+    def notify(self, channel: str, payload: str) -> None:
+        self._db.notify(channel, payload)
+
+    def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        self._db.listen(channel, callback)
 
     def query(
         self,

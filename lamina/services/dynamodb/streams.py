@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.services.dynamodb import values as v
-from lamina.services.dynamodb.store import StreamRecord
+from lamina.services.dynamodb.store import SEQUENCE_BASE, StreamRecord, sequence_text
 
 HASH_SPACE = 2**128
-SEQUENCE_BASE = 10**20  # 21-digit sequence numbers
 RETENTION = 24 * 3600.0
 PARTITIONS_TAG = "lamina:partitions"
 MAX_PARTITIONS = 64
@@ -39,10 +38,6 @@ VIEW_TYPES = ("KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES")
 def label_of(timestamp: float) -> str:
     moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
-
-
-def sequence_text(sequence: int) -> str:
-    return str(SEQUENCE_BASE + sequence)
 
 
 def parse_sequence(text: str) -> int | None:

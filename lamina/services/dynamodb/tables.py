@@ -9,12 +9,13 @@ stream's readers. Conditions and updates are evaluated here, on the item as stor
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from lamina.clock import Clock
 from lamina.services.dynamodb import values as v
+from lamina.services.dynamodb.cluster import StreamSync
 from lamina.services.dynamodb.store import StreamRecord, TableStore
 from lamina.services.dynamodb.streams import (
     RETENTION,
@@ -116,7 +117,10 @@ class Tables:
         # Cluster mode: items are read from the shared database; tables made, changed or
         # deleted through another node are announced and read again.
         self.announcer = store.announcer(self.reload)
-        self.listen = self.announcer.listen
+        # Their streams' records are numbered by the database, and announced.
+        self.sync = StreamSync(store) if store.shared else None
+        if self.sync is not None:
+            self.sync.on_appended = self._appended
         for row in list(store.tables.all()):
             self._register(self._loaded(*row))
         self.trim()
@@ -128,6 +132,23 @@ class Tables:
         for saved in record.get("streams") or []:
             table.streams.append(self._stream_from(table, saved))
         return table
+
+    def listen(self, deliver: Callable[[Callable[[], None]], None]) -> None:
+        self.announcer.listen(deliver)
+        if self.sync is not None:
+            self.sync.listen(deliver)
+
+    def _appended(self, stream_id: int, last: int, positions: dict[int, int]) -> None:
+        """Another node wrote records of a stream: its shards move on, readers wake."""
+        stream = next((s for s in self.streams.values() if s.id == stream_id), None)
+        if stream is None:
+            return
+        stream.last_sequence = max(stream.last_sequence, last)
+        for index, after in positions.items():
+            if index < len(stream.shards):
+                shard = stream.shards[index]
+                shard.next_n = max(shard.next_n, after)
+                shard.wake()
 
     def reload(self) -> None:
         rows = {row[0]: row for row in self.store.tables.all()}
@@ -255,7 +276,16 @@ class Tables:
                 if made is not None:
                     records.append((stream.id, made))
                     woken.append(stream)
-        self.store.write(rows, records)
+        stored = self.store.write(rows, records)
+        if self.sync is not None and stored:  # numbered by the database: tell the others
+            touched: dict[int, tuple[Stream, dict[int, int]]] = {}
+            for (stream_id, record), stream in zip(stored, woken, strict=True):
+                shard = stream.shards[record.shard]
+                shard.next_n = max(shard.next_n, record.n + 1)
+                stream.last_sequence = max(stream.last_sequence, record.sequence)
+                touched.setdefault(stream_id, (stream, {}))[1][record.shard] = shard.next_n
+            for stream_id, (stream, positions) in touched.items():
+                self.sync.appended(stream_id, stream.last_sequence, positions.items())
         self.writes += len(records)
         if self.writes >= TRIM_EVERY:
             self.writes = 0
