@@ -162,6 +162,62 @@ def bench(lamina: Callable[..., Any], row: Callable[..., None], raw: dict[str, A
         redis.stop()
 
 
+def bench_placement(lamina: Callable[..., Any], row: Callable[..., None], raw: dict[str, Any],
+                    rounds: int = 8, per_round: int = 150) -> None:  # fmt: skip
+    """The forwarding hop: two nodes on one Redis and one PostgreSQL; the function's one
+    environment is on node A. A warm invoke through A runs it there; through B it is
+    admitted on B, claimed from the registry and forwarded to A. The hop's cost: the p50
+    through B less the p50 through A, in alternating rounds (target <= 0.5 ms)."""
+    print("13b. Cluster placement: an invoke forwarded to the node of the idle environment",
+          flush=True)  # fmt: skip
+    from tests.cluster.postgres_server import PostgresServer, fresh_database
+
+    redis = RedisServer(Path(tempfile.mkdtemp(prefix="lamina-bench-redis-"))).start()
+    postgres = PostgresServer().start()
+    nodes: list[Any] = []
+    try:
+        database = fresh_database(postgres)
+        common = ("--isolation", "none", "--redis", redis.url, "--database", database)
+        nodes.append(lamina(*common, "--node-name", "a"))
+        second = Path(tempfile.mkdtemp(prefix="lamina-bench-b-")) / "data"
+        second.mkdir()
+        key = second / "accounts.key"  # the cluster's secrets key, as an operator copies it
+        key.write_bytes((nodes[0].dir / "data" / "accounts.key").read_bytes())
+        key.chmod(0o600)
+        nodes.append(lamina(*common, "--node-name", "b", "--data-dir", str(second)))
+        a, b = nodes
+        a.create("noop", NOOP)
+        invoke_p50(a.port, "noop", 50)  # its environment, on a
+        invoke_p50(b.port, "noop", 50)  # b's connection to a, opened
+        local, forwarded = [], []
+        for _ in range(rounds):  # alternately, so that drift hits both alike
+            local.append(invoke_p50(a.port, "noop", per_round))
+            forwarded.append(invoke_p50(b.port, "noop", per_round))
+        time.sleep(2.5)  # b's next heartbeat tells its environments
+        b_nodes = [n for n in b.call("GET", "/_lamina/cluster")["Nodes"] if n["Name"] == "b"]
+        if b_nodes and any(sum(e.values()) for e in b_nodes[0]["Environments"].values()):
+            raise RuntimeError(f"b started environments of its own: {b_nodes}")
+        hops = [f - lo for f, lo in zip(forwarded, local, strict=True)]
+        hop_p50 = statistics.median(hops) * 1e3
+        local_p50 = statistics.median(local) * 1e3
+        forwarded_p50 = statistics.median(forwarded) * 1e3
+        raw["cluster_forwarding"] = {
+            "local_ms": local_p50,
+            "forwarded_ms": forwarded_p50,
+            "hop_ms_by_round": [h * 1e3 for h in hops],
+        }
+        row("cluster", "warm invoke forwarded to another node p50", forwarded_p50, "ms",
+            "the same warm invoke on its node p50", local_p50)  # fmt: skip
+        row("cluster", "forwarding hop p50 (median of rounds)", hop_p50, "ms",
+            "a warm invoke on its node p50", local_p50, "<= 0.5 ms", hop_p50 <= 0.5)  # fmt: skip
+    finally:
+        for server in nodes:
+            server.stop()
+        postgres.stop()
+        postgres.remove()
+        redis.stop()
+
+
 if __name__ == "__main__":
     import run  # bench/run.py, beside this file
 

@@ -1076,6 +1076,7 @@ def bench_cluster() -> None:
     import cluster  # bench/cluster.py
 
     cluster.bench(Lamina, row, RAW)
+    cluster.bench_placement(Lamina, row, RAW)
 
 
 BENCHES: dict[str, Callable[[], None]] = {
