@@ -349,8 +349,6 @@ class Lamina:
         # stopped by close().
         if self.cluster is not None:
             self.gateway.on_startup.insert(0, self.cluster.start)
-        if self.placement is not None:
-            self.gateway.on_startup.insert(1, self.placement.start)
         self.gateway.on_startup.append(self._listen)  # cluster: other nodes' writes
         self.gateway.on_startup.append(self.event_configs.start)
         self.gateway.on_startup.append(self.provisioned.start)

@@ -7,8 +7,9 @@ Redis keeps a registry of idle on-demand environments per function version and r
                                                   went idle (ms): most recent first
 
 written by the node that owns each environment as it goes idle (added), is taken by an
-invocation of its own node, or stops (removed). Writes leave the invoke path: they are
-queued and sent together by one writer task, in order. A node that admitted an
+invocation of its own node, or stops (removed). A write costs the invoke path no wait:
+it goes on the socket as the environment changes hands (before the invocation's answer
+leaves) and its reply is only checked. A node that admitted an
 invocation (the counting, unchanged, comes first) and has no idle environment of the
 version itself claims one in one script, which pops the most recently used entry of
 another live node (entries of nodes whose leases expired are dropped on the way), and
@@ -34,9 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from lamina.cluster.forward import Forwarder, Owner
+from lamina.cluster.wire import Wire
 from lamina.engine.invoker import InvokeRequest, InvokeResult
 from lamina.engine.pool import FunctionPool
 from lamina.sandbox.environment import Environment
@@ -96,10 +98,12 @@ class ClusterPlacement:
         self.owner = owner  # serves the hops others send here
         self.keep_alive_ms = int(keep_alive * 1000) + 60_000  # a lost registry's lifetime
         self._claim = client.register_script(CLAIM)
+        # Claims and registry writes on a connection of their own, as admissions are
+        # (cluster/wire.py): a write goes on the socket as the environment changes hands.
+        params = client.connection_pool.connection_kwargs
+        self._wire = Wire(params, params.get("socket_timeout") or 1.0)
         self._listed: dict[str, tuple[str, str]] = {}  # env id → (set, entry) written
-        self._pending: dict[str, tuple[str, str, float]] = {}  # env id → (set, entry, when)
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._late: set[asyncio.Task[None]] = set()  # writes waiting for a connection
         self.forwarded = 0  # invocations this node sent to others
         self.failing = False
 
@@ -109,50 +113,59 @@ class ClusterPlacement:
         scope = f"{key.account}/{key.region}"
         return f"lamina:{{{scope}}}:idle:{key.name}:{image.version}:{image.revision}"
 
-    # engine.placement.PoolListener: told synchronously, written soon -------------------
+    # engine.placement.PoolListener: told synchronously, written at once ----------------
     def idle(self, pool: FunctionPool, env: Environment) -> None:
-        entry = (self.registry(pool), f"{env.id} {self.node}")
-        self._listed[env.id] = entry
-        self._queue(env.id, (*entry, float(int(time.time() * 1000))))
+        registry, entry = self._listed[env.id] = (self.registry(pool), f"{env.id} {self.node}")
+        # Written before the invocation's answer leaves: a client that invokes again
+        # through another node finds the environment listed.
+        self._write(
+            ("ZADD", registry, int(time.time() * 1000), entry),
+            ("PEXPIRE", registry, self.keep_alive_ms),
+        )
 
     def taken(self, pool: FunctionPool, env: Environment) -> None:
         self.gone(env)
 
     def gone(self, env: Environment) -> None:
-        entry = self._listed.pop(env.id, None)
-        if entry is not None:
-            self._queue(env.id, (*entry, 0.0))  # 0: remove
+        listed = self._listed.pop(env.id, None)
+        if listed is not None:
+            self._write(("ZREM", *listed))
 
-    def _queue(self, env_id: str, change: tuple[str, str, float]) -> None:
-        """Written in order by the writer task; a later change of `env_id` replaces one
-        not yet written."""
-        self._pending[env_id] = change  # the last change of an environment wins
-        self._wake.set()
+    def _write(self, *commands: tuple[object, ...]) -> None:
+        """Sent now, in order with every other write and claim; the replies are only
+        checked. A write lost (Redis unreachable) leaves an environment unlisted until
+        its next change, or listed while gone: its node then answers the claim so."""
+        futures = self._wire.post(*commands)
+        if futures is None:  # not connected: a task connects, then sends
+            task = asyncio.get_running_loop().create_task(self._send(commands))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+            return
+        futures[-1].add_done_callback(self._written)
+        for future in futures[:-1]:
+            future.add_done_callback(_quiet)
 
-    async def start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write_forever())
+    async def _send(self, commands: tuple[tuple[object, ...], ...]) -> None:
+        try:
+            for command in commands:
+                await self._wire.call(*command)
+            self.failing = False
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
 
-    async def _write_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            changes, self._pending = self._pending, {}
-            pipe = self.client.pipeline(transaction=False)
-            for registry, entry, when in changes.values():
-                if when:
-                    pipe.zadd(registry, {entry: when})
-                    pipe.pexpire(registry, self.keep_alive_ms)
-                else:
-                    pipe.zrem(registry, entry)
-            try:
-                await pipe.execute()
-                self.failing = False
-            except (RedisError, OSError) as exc:
-                # Lost: other nodes miss these environments (or claim gone ones, and are
-                # told so by this node); the next change of each writes it again.
-                if not self.failing:
-                    log.warning("placement: cannot write the idle registry: %s", exc)
-                self.failing = True
+    def _written(self, future: asyncio.Future[object]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            self._failed(error)
+        else:
+            self.failing = False
+
+    def _failed(self, error: BaseException) -> None:
+        if not self.failing:
+            log.warning("placement: cannot write the idle registry: %s", error)
+        self.failing = True
 
     # engine.placement.Placement --------------------------------------------------------
     async def claim(self, pool: FunctionPool, request: InvokeRequest) -> Claim | None:
@@ -160,7 +173,11 @@ class ClusterPlacement:
             return None  # a tenant's environments and response streams stay here
         registry = self.registry(pool)
         try:
-            claimed: Any = await self._claim([registry], [self.node])
+            try:
+                claimed: Any = await self._wire.call("EVALSHA", self._claim.sha, 1, registry,
+                                                     self.node)  # fmt: skip
+            except NoScriptError:  # Redis restarted, or flushed its scripts
+                claimed = await self._claim([registry], [self.node])
         except (RedisError, OSError):
             return None  # the registry is out of reach: an environment here will do
         if not claimed:
@@ -170,7 +187,7 @@ class ClusterPlacement:
 
     def unclaim(self, claim: object) -> None:
         assert isinstance(claim, Claim)
-        self._queue(f"claim {claim.entry}", (claim.registry, claim.entry, claim.score))
+        self._write(("ZADD", claim.registry, int(claim.score), claim.entry))
 
     async def run_claimed(
         self, claim: object, pool: FunctionPool, request: InvokeRequest
@@ -190,18 +207,21 @@ class ClusterPlacement:
         return None
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        if self._late:
+            await asyncio.gather(*self._late, return_exceptions=True)
         # This node's entries go with it (others would find them dead anyway).
-        changes = [(r, e) for r, e, _ in self._pending.values()] + list(self._listed.values())
+        listed = list(self._listed.values())
         self._listed.clear()
-        self._pending.clear()
-        if changes:
+        if listed:
             pipe = self.client.pipeline(transaction=False)
-            for registry, entry in changes:
+            for registry, entry in listed:
                 pipe.zrem(registry, entry)
             with contextlib.suppress(RedisError, OSError):
                 await pipe.execute()
         await self.forwarder.close()
+        self._wire.close()
+
+
+def _quiet(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: the last command's callback reports
