@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--python", default=env_default("PYTHON", ""))
     _runtime_arg(doctor)
-    from lamina.plan.command import add_parser as add_plan
+    from lamina.plan.arguments import add_parser as add_plan
     from lamina.plan.export import add_parser as add_trace
 
     add_plan(commands)
