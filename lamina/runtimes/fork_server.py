@@ -285,9 +285,20 @@ def hand_over(sock: socket.socket, request: dict[str, object], output: int) -> b
     os.close(ready)
     if answer:
         send(sock, {"id": request["id"], "pid": pid})
+    elif _killed(pid):  # from outside, as it took the request: start the whole way
+        return False
     else:
         send(sock, {"id": request["id"], "error": "the environment's init ended during setup"})
     return True
+
+
+def _killed(pid: int) -> bool:
+    """Whether a child that is exiting was killed by a signal (not reaped: reap() says so)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return info is not None and info.si_code == os.CLD_KILLED
 
 
 def fork_environment(sock: socket.socket, request: dict[str, object], output: int) -> None:

@@ -312,7 +312,10 @@ def _private_network(port: int, eth0: list[Any] | None = None) -> _socket.socket
                 "@L16s16s16sHhLPhPLLH0L", 0, anywhere, _inet(gateway), anywhere,
                 RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0,
             )  # fmt: skip
-            fcntl.ioctl(control, SIOCADDRT, route)  # struct rtentry: the default route
+            try:
+                fcntl.ioctl(control, SIOCADDRT, route)  # struct rtentry: the default route
+            except FileExistsError:
+                pass  # a prepared init killed before it was used had routed this namespace
     finally:
         control.close()
     api = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
