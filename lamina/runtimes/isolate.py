@@ -363,6 +363,7 @@ def build_base(spec: dict[str, Any]) -> None:
             _bind(source, f"{root}/{name}")
     for name in ("var/task", "tmp", "proc", "dev", "opt"):
         os.makedirs(f"{root}/{name}", mode=0o755, exist_ok=True)
+    _show(spec, root, late=False)
     for source, target in spec.get("files", ()):  # e.g. /etc/hosts of Lamina's network
         if os.path.isfile(root + target) and not os.path.islink(root + target):
             _bind(str(source), root + target)
@@ -396,23 +397,33 @@ def finish_root(spec: dict[str, Any], root: str) -> None:
     else:
         tmp_mb = int(spec.get("tmp_mb", 512))
         mount("tmp", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
-    # Host paths the runtime needs (interpreter, virtualenv, Lamina) come after /tmp is
-    # mounted: a checkout or virtualenv under the host's /tmp stays visible, bound into
-    # the private /tmp, rather than being hidden by it.
-    shown = [f"/{name}" for name in SYSTEM_DIRS if _real_dir(f"{root}/{name}")]
-    for source in sorted(str(path) for path in spec.get("binds", ())):
-        source = os.path.realpath(source)
-        if not os.path.isdir(source) or any(_within(source, seen) for seen in shown):
-            continue
-        os.makedirs(root + source, mode=0o755, exist_ok=True)
-        _bind(source, root + source)
-        shown.append(source)
+    _show(spec, root, late=True)
     os.chdir(root)
     pivot_root(".", ".")  # the old root ends up stacked on the new one
     umount(".", MNT_DETACH)
     os.chdir("/")
     mount(None, "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
     mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _show(spec: dict[str, Any], root: str, late: bool) -> None:
+    """Host paths the runtime needs (interpreter, virtualenv, Lamina), read-only at the
+    same paths. Bound with the root's base (so a prepared init does them ahead), except
+    those under the host's /tmp: they come `late`, once the private /tmp is mounted, so
+    a checkout or virtualenv there stays visible, bound into it, rather than hidden."""
+    shown = [f"/{name}" for name in SYSTEM_DIRS if _real_dir(f"{root}/{name}")]
+    for source in sorted(str(path) for path in spec.get("binds", ())):
+        source = os.path.realpath(source)
+        if not os.path.isdir(source) or any(_within(source, seen) for seen in shown):
+            continue
+        if late and os.path.ismount(root + source):  # bound with the base
+            shown.append(source)
+            continue
+        if not late and _within(source, "/tmp"):
+            continue
+        os.makedirs(root + source, mode=0o755, exist_ok=True)
+        _bind(source, root + source)
+        shown.append(source)
 
 
 def _real_dir(path: str) -> bool:

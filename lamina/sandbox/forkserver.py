@@ -427,6 +427,7 @@ class ForkLauncher:
             root.mkdir(parents=True, exist_ok=True)
             files = backend.network.files if backend.network is not None else []
             early = {"net": True, "api_port": isolation.API_PORT, "root": str(root), "files": files}
+            early["binds"] = list(backend.binds)  # the interpreter's, Lamina's runtime's
             early.update(backend.runtime_user())  # its runtime forked ahead, as this user
             pool = inits.Inits(
                 self.server, backend.cgroups, backend.network, early, isolation.PIDS_MAX
