@@ -1,6 +1,6 @@
-"""`lamina plan --validate`: a 10-minute trace with bursts past the limits (a reserved
+"""`lamina plan --validate`: a 5-minute trace with bursts past the limits (a reserved
 function with provisioned concurrency, two unreserved ones sharing the pool), replayed by
-the planner and against a real `lamina serve` under --time-scale 0.1 (a minute of wall
+the planner and against a real `lamina serve` under --time-scale 0.1 (half a minute of wall
 time): throttles and cold starts agree within 5% (or 2 when counts are small)."""
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ functions:
 
 
 def bursty_trace(path: Path) -> Path:
-    """Ten minutes. critical: ~1/s for 2 s, and 25 at once every 2 minutes (past its
-    reservation of 15); noisy: 70 at once every 2 minutes, 4 s each (past the unreserved
+    """Five minutes. critical: ~1/s for 2 s, and 25 at once every minute (past its
+    reservation of 15); noisy: 70 at once every minute, 4 s each (past the unreserved
     pool of 45); steady: ~1/s for 1.5 s, starved while noisy's bursts hold the pool."""
     rng = random.Random(11)
     rows: list[tuple[str, float, float]] = []
     for name, rate, duration in (("critical", 1.0, 2.0), ("steady", 1.0, 1.5)):
         t = 0.0
-        while (t := t + rng.expovariate(rate)) < 600:
+        while (t := t + rng.expovariate(rate)) < 300:
             rows.append((name, t, duration))
-    for start in (30, 150, 270, 390, 510):
+    for start in (30, 90, 150, 210, 270):
         rows += [("noisy", start + rng.random(), 4.0) for _ in range(70)]
-        rows += [("critical", start + 60 + rng.random(), 3.0) for _ in range(25)]
+        rows += [("critical", start + 30 + rng.random(), 3.0) for _ in range(25)]
     lines = ["app,func,end_timestamp,duration"]
     lines += [f"app,{name},{t + d!r},{d!r}" for name, t, d in rows]
     path.write_text("\n".join(lines) + "\n")
