@@ -5,7 +5,8 @@ Recording stays in memory (observe/metrics.py marks what it writes). Every FLUSH
 keeper writes, in one transaction, each written series' minutes since its last flush (a
 row per series and minute, replaced as the minute fills) and the totals of each account
 that changed: a restart, even after `kill -9`, loses at most the last FLUSH_S. At start
-it reads back the last RETENTION_MINUTES; in a cluster it reads, every FLUSH_S, what the
+it reads back the last hour before the server answers, and the rest of RETENTION_MINUTES
+just after; in a cluster it reads, every FLUSH_S, what the
 other nodes wrote, so every node answers for the whole cluster. Every TRIM_S the store
 enforces retention.
 """
@@ -27,6 +28,7 @@ from lamina.tasks import stop_task
 FLUSH_S = 0.5
 TRIM_S = 60.0
 LOOKBACK_S = 5.0  # others' rows are read again this far back: commits land late
+RECENT_MINUTES = 60  # read back before a start completes; the rest of the day after
 
 log = logging.getLogger("lamina.metrics")
 
@@ -41,7 +43,9 @@ class Archive(Protocol):
         self, minutes: list[MinuteRow], totals: list[tuple[str, str, str]], at: float
     ) -> None: ...
 
-    def others(self, since: float, first_minute: int) -> tuple[list[Any], list[Any]]: ...
+    def others(
+        self, since: float, first_minute: int, end_minute: int = ...
+    ) -> tuple[list[Any], list[Any]]: ...
 
     def trim(self, first_minute: int, since: float) -> int: ...
 
@@ -63,10 +67,14 @@ class MetricKeeper:
         self.archive = archive
         self._flushed: dict[MinuteSeries, int] = {}  # each series' head at its last flush
         self._read = 0.0  # wall time of the last read of the others' rows
+        self._recent = 0  # the first minute read back at the start
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._read_others(0.0)
+        # The last hour before answering; the rest of the day just after (at a large
+        # store's size, seconds of reading that need not hold up the start).
+        self._recent = int(time.time() // RESOLUTION) - RECENT_MINUTES
+        await self._read_others(0.0, self._recent)
         self._task = asyncio.get_running_loop().create_task(self._keep())
 
     async def close(self) -> None:
@@ -75,6 +83,11 @@ class MetricKeeper:
 
     async def _keep(self) -> None:
         trimmed = time.monotonic()
+        first = int(time.time() // RESOLUTION) - RETENTION_MINUTES
+        try:
+            await self._read_others(0.0, first, self._recent)
+        except Exception as error:
+            log.warning("stored metrics not read back: %s", error)
         while True:
             await asyncio.sleep(FLUSH_S)
             try:
@@ -141,19 +154,29 @@ class MetricKeeper:
         for series in undo[3]:
             self._flushed[series] = series.head
 
-    async def _read_others(self, since: float) -> None:
+    async def _read_others(self, since: float, first: int | None = None, end: int = 2**62) -> None:
         now = time.time()
-        first = int(now // RESOLUTION) - RETENTION_MINUTES
-        minutes, totals = await asyncio.to_thread(self.archive.others, since, first)
-        self._read = now
+        if first is None:
+            first = int(now // RESOLUTION) - RETENTION_MINUTES
+        minutes, totals = await asyncio.to_thread(self.archive.others, since, first, end)
+        if end == 2**62:
+            self._read = now
         remote = self.metrics.remote
+        # Rows of one series come together: its name is parsed once, not once a row.
+        series: dict[tuple[str, ...], RemoteSeries] = {}
         for node, account, region, namespace, name, dims, minute, unit, n, total, lo, hi in minutes:
-            scope: Scope = (account, region)
-            key: SeriesKey = (namespace, name, tuple(tuple(pair) for pair in json.loads(dims)))
-            found = remote.setdefault(scope, {}).get(key)
+            named = (account, region, namespace, name, dims)
+            found = series.get(named)
             if found is None:
-                found = remote[scope][key] = RemoteSeries(unit)
-            found.set(node, int(minute), (n, total, lo, hi))
+                scope: Scope = (account, region)
+                pairs = tuple((str(k), str(v)) for k, v in json.loads(dims))
+                key: SeriesKey = (namespace, name, pairs)
+                by_key = remote.setdefault(scope, {})
+                found = by_key.get(key)
+                if found is None:
+                    found = by_key[key] = RemoteSeries(unit)
+                series[named] = found
+            found.set(node, minute, (n, total, lo, hi))
         for node, account, region, body in totals:
             self.metrics.remote_totals[(node, (account, region))] = json.loads(body)
 

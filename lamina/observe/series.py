@@ -127,34 +127,77 @@ class MinuteSeries:
 Stats = tuple[float, float, float, float]  # count, sum, min, max
 
 
-class RemoteSeries:
-    """One metric's minutes as other nodes (or this node before a restart) stored them:
-    for each minute, each node's statistics of that minute (a node's later write of a
-    minute replaces its earlier one, so reading a row twice is harmless)."""
+class NodeMinutes:
+    """One node's stored minutes of one metric, in flat arrays (40 bytes a minute), minutes
+    ascending; a minute written again replaces its statistics (the node wrote its whole
+    minute so far), so reading a row twice is harmless."""
 
-    __slots__ = ("by_minute", "unit")
+    __slots__ = ("minutes", "stats")
+
+    def __init__(self) -> None:
+        self.minutes = array("q")
+        self.stats = array("d")
+
+    def set(self, minute: int, stats: Stats) -> None:
+        minutes = self.minutes
+        if not minutes or minute > minutes[-1]:  # the usual case: the next minute
+            minutes.append(minute)
+            self.stats.extend(stats)
+            return
+        index = bisect.bisect_left(minutes, minute)
+        if minutes[index] == minute:
+            self.stats[index * 4 : index * 4 + 4] = array("d", stats)
+        else:
+            minutes.insert(index, minute)
+            self.stats[index * 4 : index * 4] = array("d", stats)
+
+    def trim(self, horizon: int) -> None:
+        drop = bisect.bisect_right(self.minutes, horizon)
+        if drop:
+            del self.minutes[:drop]
+            del self.stats[: drop * 4]
+
+
+class RemoteSeries:
+    """One metric as other nodes (or this node before a restart) stored it: each node's
+    minutes, combined when read."""
+
+    __slots__ = ("nodes", "unit")
 
     def __init__(self, unit: str) -> None:
         self.unit = unit
-        self.by_minute: dict[int, dict[str, Stats]] = {}
+        self.nodes: dict[str, NodeMinutes] = {}
 
     def set(self, node: str, minute: int, stats: Stats) -> None:
-        found = self.by_minute.get(minute)
+        found = self.nodes.get(node)
         if found is None:
-            found = self.by_minute[minute] = {}
-        found[node] = stats
+            found = self.nodes[node] = NodeMinutes()
+        found.set(minute, stats)
 
     def trim(self, horizon: int) -> None:
-        for minute in [m for m in self.by_minute if m <= horizon]:
-            del self.by_minute[minute]
+        for node, kept in list(self.nodes.items()):
+            kept.trim(horizon)
+            if not kept.minutes:
+                del self.nodes[node]
 
     def minutes(self, first: int, last: int) -> Iterator[tuple[int, Stats]]:
         """(minute, the nodes' statistics combined) for minutes in [first, last)."""
-        for minute in sorted(m for m in self.by_minute if first <= m < last):
-            yield minute, _combine(self.by_minute[minute].values())
+        found: dict[int, list[Stats]] = {}
+        for kept in self.nodes.values():
+            minutes, stats = kept.minutes, kept.stats
+            index = bisect.bisect_left(minutes, first)
+            while index < len(minutes) and minutes[index] < last:
+                at = index * 4
+                found.setdefault(minutes[index], []).append(
+                    (stats[at], stats[at + 1], stats[at + 2], stats[at + 3])
+                )
+                index += 1
+        for minute in sorted(found):
+            yield minute, _combine(found[minute])
 
     def last_minute(self) -> float:
-        return float(max(self.by_minute, default=0) * RESOLUTION)
+        last = max((kept.minutes[-1] for kept in self.nodes.values() if kept.minutes), default=0)
+        return float(last * RESOLUTION)
 
 
 def _combine(parts: Any) -> Stats:

@@ -91,14 +91,18 @@ class MetricArchive:
                     [(self.node, *row, at) for row in totals],
                 )
 
-    def others(self, since: float, first_minute: int) -> tuple[list[Any], list[Any]]:
-        """What other nodes wrote at `since` or later (wall seconds), of minutes from
-        `first_minute` on: (node + MinuteRow rows, (node, account, region, body) rows)."""
+    def others(
+        self, since: float, first_minute: int, end_minute: int = 2**62
+    ) -> tuple[list[Any], list[Any]]:
+        """What other nodes wrote at `since` or later (wall seconds), of minutes in
+        [first_minute, end_minute): (node + MinuteRow rows, (node, account, region, body)
+        rows)."""
         with self._lock:
             minutes = self._db.execute(
                 f"SELECT {MINUTE_COLUMNS} FROM metric_minutes "
-                "WHERE stamp >= ? AND minute >= ? AND node <> ?",
-                (since, first_minute, self.node),
+                "WHERE stamp >= ? AND minute >= ? AND minute < ? AND node <> ? "
+                "ORDER BY node, minute",
+                (since, first_minute, end_minute, self.node),
             ).fetchall()
             totals = self._db.execute(
                 "SELECT node, account, region, body FROM metric_totals "
