@@ -14,7 +14,6 @@ open socket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -38,6 +37,13 @@ MAX_AGE = 60.0  # seconds a signed hop is accepted for
 JSON = {"Content-Type": "application/json"}
 
 
+TRACE_FIELDS = tuple(field.name for field in dataclasses.fields(traces.InvocationTrace))
+
+
+def _fields(trace: traces.InvocationTrace) -> dict[str, Any]:
+    return {name: getattr(trace, name) for name in TRACE_FIELDS}
+
+
 class ForwardFailed(Exception):
     """The hop broke after the invocation was sent: it may have run, so it is not run
     again here."""
@@ -55,15 +61,12 @@ def _sign(key: bytes, meta: bytes, body: bytes) -> str:
     return mac.hexdigest()
 
 
-Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
 class Forwarder:
     """The sending side: one pool of open connections per node address."""
 
     def __init__(self, key: bytes) -> None:
         self.key = key
-        self._idle: dict[str, list[Connection]] = {}
+        self._idle: dict[str, list[_Hop]] = {}
 
     async def forward(
         self, address: str, pool: FunctionPool, env_id: str, request: InvokeRequest
@@ -113,51 +116,97 @@ class Forwarder:
     ) -> tuple[int, dict[str, str], bytes]:
         idle = self._idle.setdefault(address, [])
         while True:
-            reused = bool(idle)
-            if reused:
-                reader, writer = idle.pop()
-            else:
+            hop = None
+            while idle and hop is None:
+                hop = idle.pop()
+                if hop.closed:  # the node closed it while idle
+                    hop = None
+            reused = hop is not None
+            if hop is None:
                 parts = urlsplit(address)
                 try:
                     async with asyncio.timeout(2.0):
-                        reader, writer = await asyncio.open_connection(
-                            parts.hostname, parts.port or 80
+                        _, hop = await asyncio.get_running_loop().create_connection(
+                            _Hop, parts.hostname or "127.0.0.1", parts.port or 80
                         )
                 except (OSError, TimeoutError):
                     return 409, {}, b""  # never sent: the caller starts one itself
             try:
-                writer.write(message)
-                async with asyncio.timeout(image.timeout_s + 30.0):
-                    answer = await _read_response(reader)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                writer.close()
-                if reused and isinstance(exc, asyncio.IncompleteReadError) and not exc.partial:
-                    continue  # the node had closed this idle connection: a new one
+                answer = await hop.exchange(message, image.timeout_s + 30.0)
+            except (OSError, TimeoutError) as exc:
+                hop.close()
+                if reused and not hop.answered:
+                    continue  # closed as it was sent, before reading it: a new one
                 raise ForwardFailed(f"the hop to {address} broke: {exc!r}") from exc
-            idle.append((reader, writer))
+            idle.append(hop)
             return answer
 
     async def close(self) -> None:
         for connections in self._idle.values():
-            for _, writer in connections:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+            for hop in connections:
+                hop.close()
         self._idle.clear()
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    data = await reader.readexactly(length) if length else b""
-    return status, headers, data
+class _Hop(asyncio.Protocol):
+    """One kept-alive connection to a node, one exchange at a time; the answer parsed as
+    it arrives (its head, then Content-Length bytes)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, dict[str, str], bytes]] | None = None
+        self.head: tuple[int, dict[str, str], int] | None = None
+        self.closed = False
+        self.answered = False  # bytes of the current exchange's answer came
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError(f"the node closed the hop: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        self.answered = True
+        self.buffer += data
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        buffer = self.buffer
+        if self.head is None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            lines = buffer[:end].decode("latin-1").split("\r\n")
+            del buffer[: end + 4]
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            status = int(lines[0].split(" ", 2)[1])
+            self.head = (status, headers, int(headers.get("content-length", "0")))
+        status, headers, length = self.head
+        if len(buffer) >= length:
+            data = bytes(buffer[:length])
+            del buffer[:length]
+            self.head = None
+            waiter.set_result((status, headers, data))
+
+    async def exchange(self, message: bytes, timeout: float) -> tuple[int, dict[str, str], bytes]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.answered = False
+        self.transport.write(message)
+        async with asyncio.timeout(timeout):
+            return await self.waiter
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
 
 class _Claimed:
@@ -222,7 +271,7 @@ class Owner:
             "d": result.duration_ms,
             "init": result.init_ms,
             "et": result.error_type,
-            "trace": dataclasses.asdict(result.trace) if result.trace is not None else None,
+            "trace": _fields(result.trace) if result.trace is not None else None,
         }
         headers = {"X-Lamina-Result": json.dumps(shown, separators=(",", ":"))}
         return HttpResponse(200, result.payload, headers)

@@ -31,9 +31,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
@@ -98,14 +100,14 @@ class ClusterPlacement:
         self.owner = owner  # serves the hops others send here
         self.keep_alive_ms = int(keep_alive * 1000) + 60_000  # a lost registry's lifetime
         self._claim = client.register_script(CLAIM)
-        # Claims and registry writes on a connection of their own, as admissions are
-        # (cluster/wire.py): a write goes on the socket as the environment changes hands.
+        # Claims on a connection of their own, as admissions are (cluster/wire.py); the
+        # registry's writes on another, which asks for no replies.
         params = client.connection_pool.connection_kwargs
         self._wire = Wire(params, params.get("socket_timeout") or 1.0)
+        self._writes = _Writes(params)
         self._listed: dict[str, tuple[str, str]] = {}  # env id → (set, entry) written
-        self._late: set[asyncio.Task[None]] = set()  # writes waiting for a connection
+        self._expiring: dict[str, float] = {}  # registry → when its expiry was last pushed
         self.forwarded = 0  # invocations this node sent to others
-        self.failing = False
 
     @staticmethod
     def registry(pool: FunctionPool) -> str:
@@ -118,9 +120,13 @@ class ClusterPlacement:
         registry, entry = self._listed[env.id] = (self.registry(pool), f"{env.id} {self.node}")
         # Written before the invocation's answer leaves: a client that invokes again
         # through another node finds the environment listed.
-        self._write(
-            ("ZADD", registry, int(time.time() * 1000), entry),
-            ("PEXPIRE", registry, self.keep_alive_ms),
+        now = time.time()
+        if now - self._expiring.get(registry, 0.0) < 60.0:
+            self._writes.send(("ZADD", registry, int(now * 1000), entry))
+            return
+        self._expiring[registry] = now
+        self._writes.send(
+            ("ZADD", registry, int(now * 1000), entry), ("PEXPIRE", registry, self.keep_alive_ms)
         )
 
     def taken(self, pool: FunctionPool, env: Environment) -> None:
@@ -129,43 +135,7 @@ class ClusterPlacement:
     def gone(self, env: Environment) -> None:
         listed = self._listed.pop(env.id, None)
         if listed is not None:
-            self._write(("ZREM", *listed))
-
-    def _write(self, *commands: tuple[object, ...]) -> None:
-        """Sent now, in order with every other write and claim; the replies are only
-        checked. A write lost (Redis unreachable) leaves an environment unlisted until
-        its next change, or listed while gone: its node then answers the claim so."""
-        futures = self._wire.post(*commands)
-        if futures is None:  # not connected: a task connects, then sends
-            task = asyncio.get_running_loop().create_task(self._send(commands))
-            self._late.add(task)
-            task.add_done_callback(self._late.discard)
-            return
-        futures[-1].add_done_callback(self._written)
-        for future in futures[:-1]:
-            future.add_done_callback(_quiet)
-
-    async def _send(self, commands: tuple[tuple[object, ...], ...]) -> None:
-        try:
-            for command in commands:
-                await self._wire.call(*command)
-            self.failing = False
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
-
-    def _written(self, future: asyncio.Future[object]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is not None:
-            self._failed(error)
-        else:
-            self.failing = False
-
-    def _failed(self, error: BaseException) -> None:
-        if not self.failing:
-            log.warning("placement: cannot write the idle registry: %s", error)
-        self.failing = True
+            self._writes.send(("ZREM", *listed))
 
     # engine.placement.Placement --------------------------------------------------------
     async def claim(self, pool: FunctionPool, request: InvokeRequest) -> Claim | None:
@@ -187,7 +157,7 @@ class ClusterPlacement:
 
     def unclaim(self, claim: object) -> None:
         assert isinstance(claim, Claim)
-        self._write(("ZADD", claim.registry, int(claim.score), claim.entry))
+        self._writes.send(("ZADD", claim.registry, int(claim.score), claim.entry))
 
     async def run_claimed(
         self, claim: object, pool: FunctionPool, request: InvokeRequest
@@ -207,8 +177,7 @@ class ClusterPlacement:
         return None
 
     async def close(self) -> None:
-        if self._late:
-            await asyncio.gather(*self._late, return_exceptions=True)
+        await self._writes.close()
         # This node's entries go with it (others would find them dead anyway).
         listed = list(self._listed.values())
         self._listed.clear()
@@ -222,6 +191,72 @@ class ClusterPlacement:
         self._wire.close()
 
 
-def _quiet(future: asyncio.Future[object]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved: the last command's callback reports
+class _Writes(asyncio.Protocol):
+    """The registry's writes on a connection that asks Redis for no replies (CLIENT REPLY
+    OFF): a write is one `transport.write`, in the order made, and nothing comes back to
+    parse. While it is not connected, writes wait (the last WAITING of them) for the
+    connection a task opens; a write lost leaves an environment unlisted until its next
+    change, or listed while gone, and then its node answers a claim that it is."""
+
+    WAITING = 10_000
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.transport: asyncio.Transport | None = None
+        self.waiting: deque[bytes] = deque(maxlen=self.WAITING)
+        self._connecting: asyncio.Task[None] | None = None
+        self.failing = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        pass  # AUTH's and SELECT's replies (errors show on the claims' connection)
+
+    def send(self, *commands: tuple[Any, ...]) -> None:
+        data = b"".join(hiredis.pack_command(command) for command in commands)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            return
+        self.waiting.append(data)
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        loop, params = asyncio.get_running_loop(), self.params
+        try:
+            async with asyncio.timeout(1.0):
+                if params.get("path"):
+                    transport, _ = await loop.create_unix_connection(lambda: self, params["path"])
+                else:
+                    transport, _ = await loop.create_connection(
+                        lambda: self, params.get("host", "localhost"), int(params.get("port", 6379))
+                    )
+        except (OSError, TimeoutError) as exc:
+            if not self.failing:
+                log.warning("placement: cannot write the idle registry: %s", exc)
+            self.failing = True
+            return  # the next write tries again
+        self.failing = False
+        prelude: list[tuple[Any, ...]] = []
+        if params.get("password"):
+            user = params.get("username")
+            prelude.append(
+                ("AUTH", user, params["password"]) if user else ("AUTH", params["password"])
+            )
+        if int(params.get("db") or 0):
+            prelude.append(("SELECT", int(params["db"])))
+        prelude.append(("CLIENT", "REPLY", "OFF"))
+        waiting = b"".join(self.waiting)
+        self.waiting.clear()
+        transport.write(b"".join(hiredis.pack_command(c) for c in prelude) + waiting)
+        self.transport = cast(asyncio.Transport, transport)
+
+    async def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+        if self.transport is not None:
+            self.transport.close()

@@ -64,18 +64,6 @@ class Wire:
             assert transport is not None
         return await self._send(transport, args)
 
-    def post(self, *commands: tuple[Any, ...]) -> list[asyncio.Future[Any]] | None:
-        """Write `commands` at once, in this call, without waiting for their replies (the
-        futures get them, error replies included); None when not connected: use call()."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return None
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in commands]
-        self.pending.extend(futures)
-        transport.write(b"".join(hiredis.pack_command(args) for args in commands))
-        return futures
-
     async def _send(self, transport: asyncio.Transport, args: tuple[Any, ...]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending.append(future)

@@ -81,9 +81,13 @@ def steady_load(targets: list[Server], name: str) -> int:
         for round_ in range(ROUNDS):
             client = clients[(index + round_) % len(clients)]
             nap = 1.0 if round_ == 0 else NAP_S
-            answer = client.invoke(
-                FunctionName=name, LogType="Tail", Payload=json.dumps({"sleep": nap}).encode()
-            )
+            try:
+                answer = client.invoke(
+                    FunctionName=name, LogType="Tail", Payload=json.dumps({"sleep": nap}).encode()
+                )
+            except Exception as error:  # an error answer: the test fails with it
+                failures.append(repr(error))
+                return
             if answer.get("FunctionError") or answer["StatusCode"] != 200:
                 failures.append(answer["Payload"].read().decode())
             answer["Payload"].read()
@@ -95,7 +99,7 @@ def steady_load(targets: list[Server], name: str) -> int:
         thread.start()
     for thread in threads:
         thread.join(120)
-    assert not failures, failures
+    assert not failures, (failures, [node.output()[-3000:] for node in targets])
     return sum(colds)
 
 
