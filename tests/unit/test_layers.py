@@ -4,6 +4,7 @@ and services reach Lambda only through the engine's interfaces."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import lamina
@@ -43,14 +44,15 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported(path: Path) -> set[str]:
+@functools.cache  # each module is parsed once, however many packages it is checked against
+def imported(path: Path) -> frozenset[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
-    return names
+    return frozenset(names)
 
 
 def within(name: str, package: str) -> bool:
