@@ -218,7 +218,18 @@ def early(spec: dict[str, Any]) -> tuple[_socket.socket | None, str]:
     if spec.get("net"):
         api = _private_network(int(spec.get("api_port", 9001)), spec.get("eth0"))
     build_base(spec)
-    return api, str(spec["root"])
+    if not spec.get("pivot"):
+        return api, str(spec["root"])
+    # A prepared init pivots now: detaching the host's root waits for an RCU grace period.
+    # What the function brings comes later as clones, found through the host's /proc.
+    global _host_proc
+    _host_proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    _pivot(str(spec["root"]))
+    return api, "/"
+
+
+# A prepared init that pivoted ahead: the host's /proc, where Lamina's clones are found.
+_host_proc = -1
 
 
 def enter(
@@ -384,7 +395,11 @@ def build_base(spec: dict[str, Any]) -> None:
 
 def finish_root(spec: dict[str, Any], root: str) -> None:
     """The function's own part of the root built by build_base at `root`: its code, its
-    layers, its /tmp, the interpreter's directories; then pivot_root into it."""
+    layers, its /tmp, the interpreter's directories; then pivot_root into it (unless it
+    was done ahead: `root` is "/", and those come as Lamina's clones)."""
+    if root == "/":
+        _finish_pivoted(spec)
+        return
     _bind(str(spec["task"]), f"{root}/var/task")
     if spec.get("opt"):  # the function's layers, merged in order
         _bind(str(spec["opt"]), f"{root}/opt")
@@ -398,19 +413,54 @@ def finish_root(spec: dict[str, Any], root: str) -> None:
         tmp_mb = int(spec.get("tmp_mb", 512))
         mount("tmp", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
     _show(spec, root, late=True)
+    _pivot(root)
+    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _pivot(root: str) -> None:
     os.chdir(root)
     pivot_root(".", ".")  # the old root ends up stacked on the new one
     umount(".", MNT_DETACH)
     os.chdir("/")
     mount(None, "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+
+
+def _finish_pivoted(spec: dict[str, Any]) -> None:
+    """finish_root after the pivot: the code, the layers, /tmp and the directories the
+    root has not are moved in from Lamina's clones (mounts.py), then the root is sealed."""
+    clones = dict(spec.get("clones") or {})
+    _move_in(clones.pop("/var/task"), "/var/task")
+    if spec.get("opt"):
+        _move_in(clones.pop("/opt"), "/opt")
+    if spec.get("tmp_mount"):
+        _move_in(str(spec["tmp_mount"]), "/tmp")
+    else:
+        tmp_mb = int(spec.get("tmp_mb", 512))
+        mount("tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
+    _show(spec, "", late=True, clones=clones)
+    global _host_proc
+    os.close(_host_proc)
+    _host_proc = -1
     mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
-def _show(spec: dict[str, Any], root: str, late: bool) -> None:
+def _move_in(clone: str, target: str) -> None:
+    """Attach a detached mount of Lamina's (`/proc/<lamina>/fd/<n>`) at `target`."""
+    fd = os.open(clone.removeprefix("/proc/"), os.O_PATH | os.O_CLOEXEC, dir_fd=_host_proc)
+    try:
+        move_mount(fd, target)
+    finally:
+        os.close(fd)
+
+
+def _show(
+    spec: dict[str, Any], root: str, late: bool, clones: dict[str, str] | None = None
+) -> None:
     """Host paths the runtime needs (interpreter, virtualenv, Lamina), read-only at the
     same paths. Bound with the root's base (so a prepared init does them ahead), except
     those under the host's /tmp: they come `late`, once the private /tmp is mounted, so
-    a checkout or virtualenv there stays visible, bound into it, rather than hidden."""
+    a checkout or virtualenv there stays visible, bound into it, rather than hidden.
+    `clones`: after a pivot, from Lamina's clones (by source) rather than binds."""
     shown = [f"/{name}" for name in SYSTEM_DIRS if _real_dir(f"{root}/{name}")]
     for source in sorted(str(path) for path in spec.get("binds", ())):
         source = os.path.realpath(source)
@@ -422,7 +472,10 @@ def _show(spec: dict[str, Any], root: str, late: bool) -> None:
         if not late and _within(source, "/tmp"):
             continue
         os.makedirs(root + source, mode=0o755, exist_ok=True)
-        _bind(source, root + source)
+        if clones is not None:
+            _move_in(clones[source], source)
+        else:
+            _bind(source, root + source)
         shown.append(source)
 
 

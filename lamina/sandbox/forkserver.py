@@ -47,7 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lamina.sandbox import inits, isolation
+from lamina.sandbox import inits, isolation, mounts
 from lamina.sandbox.launch import (
     CUSTOM_RUNTIMES,
     LD_LIBRARY_PATH,
@@ -428,6 +428,7 @@ class ForkLauncher:
             files = backend.network.files if backend.network is not None else []
             early = {"net": True, "api_port": isolation.API_PORT, "root": str(root), "files": files}
             early["binds"] = list(backend.binds)  # the interpreter's, Lamina's runtime's
+            early["pivot"] = mounts.available()  # the function's directories come as clones
             early.update(backend.runtime_user())  # its runtime forked ahead, as this user
             pool = inits.Inits(
                 self.server, backend.cgroups, backend.network, early, isolation.PIDS_MAX

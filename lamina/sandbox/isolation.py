@@ -36,7 +36,7 @@ from typing import Any
 
 from lamina.sandbox import cgroups as cg
 from lamina.sandbox import disks as dk
-from lamina.sandbox import inits, launch, seccomp
+from lamina.sandbox import inits, launch, mounts, seccomp
 from lamina.sandbox import network as net
 from lamina.sandbox.launch import PYTHON_BOOTSTRAP, FunctionImage
 
@@ -90,6 +90,7 @@ class Sandbox:
     xray_address: str = ""  # the X-Ray daemon endpoint as it reaches it
     lease: net.Lease | None = None  # its network namespace
     tmp: dk.Prepared | None = None  # its /tmp, until its init took it
+    clones: mounts.Clones | None = None  # its code and such, until its init took them
     _oom_before: int = 0
 
     @property
@@ -143,6 +144,9 @@ class Sandbox:
         if self.tmp is not None:
             self.tmp.close()
             self.tmp = None
+        if self.clones is not None:
+            self.clones.close()
+            self.clones = None
 
     async def release(self) -> None:
         """Remove the environment's cgroup once its processes are gone (called after its
@@ -219,6 +223,8 @@ class Backend:
             api = self.network.api_endpoint()
             xray = f"{self.network.gateway}:{xray_port}"
         tmp = None
+        clones = None
+        binds = [*self.binds, *runtime_binds(image)]
         try:
             if self.disks is not None:
                 try:
@@ -228,6 +234,8 @@ class Backend:
             if prepared is not None:
                 cgroup = prepared.cgroup
                 cgroup.limit(image.memory_mb, PIDS_MAX)
+                if pool is not None and pool.sandbox.get("pivot"):
+                    clones = mounts.for_root(image.code_dir, image.opt_dir, binds, self.binds)
             else:
                 cgroup = self.cgroups.create(env_id, image.memory_mb, PIDS_MAX)
         except BaseException:
@@ -237,12 +245,14 @@ class Backend:
                 lease.release()
             if tmp is not None:
                 tmp.close()
+            if clones is not None:
+                clones.close()
             raise
         spec: dict[str, Any] = {
             "root": str(root),
             "task": str(image.code_dir),
             "tmp_mb": image.ephemeral_mb,
-            "binds": [*self.binds, *runtime_binds(image)],
+            "binds": binds,
             "opt": str(image.opt_dir) if image.opt_dir else None,
             "files": self.network.files if self.network is not None else [],
             "net": True,
@@ -256,6 +266,8 @@ class Backend:
             spec["prepared"] = prepared.key  # its init did the cgroups and namespaces
         if tmp is not None:
             spec["tmp_mount"] = tmp.path
+        if clones is not None:
+            spec["clones"] = dict(zip(clones.targets, clones.paths, strict=True))
         return Sandbox(
             spec,
             TASK_ROOT,
@@ -267,6 +279,7 @@ class Backend:
             xray_address=xray,
             lease=lease,
             tmp=tmp,
+            clones=clones,
             _oom_before=cgroup.oom_kills(),
         )
 
