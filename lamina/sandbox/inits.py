@@ -37,6 +37,7 @@ REFILL_DELAY_S = 0.05  # after a cold start took one
 RETRY_S = 1.0  # after a failure
 START_MEMORY_MB = 128  # the smallest MemorySize: an init's cgroup until an environment takes it
 RELEASE_PATIENCE_S = 5.0  # how long a busy cgroup is retried before it is left to the janitor
+WAIT_S = 0.5  # how long a cold start that found none waits for the one being prepared
 
 
 class Preparer(Protocol):
@@ -86,6 +87,7 @@ class Inits:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._removing: set[asyncio.Task[None]] = set()
+        self._waiting: deque[asyncio.Future[None]] = deque()  # cold starts, for the next one
         server.on_exit = self._exited
 
     def start(self) -> None:
@@ -100,6 +102,36 @@ class Inits:
             self.taken += 1
         self._refill_later(REFILL_DELAY_S)
         return found
+
+    async def take_soon(self) -> Prepared | None:
+        """A ready init, or the one being prepared once it is (the pool is filled at once
+        when it is empty): it would take a cold start that started the whole way as long,
+        and both compete for the CPU. None if none comes within WAIT_S."""
+        if not self.ready and not self._closed:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._refill()
+            if self._task is not None and not self._task.done():
+                woken = asyncio.get_running_loop().create_future()
+                self._waiting.append(woken)
+                try:
+                    async with asyncio.timeout(WAIT_S):
+                        await woken
+                except TimeoutError:
+                    pass
+                finally:
+                    if woken in self._waiting:
+                        self._waiting.remove(woken)
+        return self.take()
+
+    def _wake(self, every: bool = False) -> None:
+        while self._waiting and (every or self.ready):
+            woken = self._waiting.popleft()
+            if not woken.done():
+                woken.set_result(None)
+                if not every:
+                    return
 
     def discard(self, prepared: Prepared) -> None:
         """An init that will not be used: killed, its cgroup and namespace given back."""
@@ -134,6 +166,12 @@ class Inits:
             self._task = asyncio.get_running_loop().create_task(self._fill())
 
     async def _fill(self) -> None:
+        try:
+            await self._fill_up()
+        finally:
+            self._wake(every=True)  # a failure: waiting cold starts go the whole way
+
+    async def _fill_up(self) -> None:
         while not self._closed and len(self.ready) < self.size:
             self._counter += 1
             key = self._counter
@@ -162,6 +200,7 @@ class Inits:
                 self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._refill)
                 return
             self.ready.append(Prepared(key, pid, cgroup, lease))
+            self._wake()
 
     def _exited(self, pid: int) -> None:
         """A waiting init ended (killed from outside): its resources go back."""

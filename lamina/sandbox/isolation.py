@@ -210,7 +210,8 @@ class Backend:
         root = scratch / "root"
         root.mkdir(exist_ok=True)
         pool = self.inits
-        prepared = pool.take() if pool and not image.vpc_subnets and pool.suits(image) else None
+        suits = pool is not None and not image.vpc_subnets and pool.suits(image)
+        prepared = await pool.take_soon() if pool is not None and suits else None
         lease = prepared.lease if prepared is not None else None
         if self.network is not None:
             subnet = sorted(image.vpc_subnets)[0] if image.vpc_subnets else None
