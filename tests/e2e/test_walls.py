@@ -920,6 +920,7 @@ def handler(event, context):
     ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
     return {"ids": [os.getpid(), os.getppid(), os.getuid()], "cwd": os.getcwd(),
             "code": os.listdir("."), "host": os.path.exists(event["host"]),
+            "cgroupfs": " - cgroup " in open("/proc/self/mountinfo").read(),
             "walls": [status["Seccomp"].strip(), status["NoNewPrivs"].strip()],
             "started": ticks / os.sysconf("SC_CLK_TCK")}
 """
@@ -933,7 +934,8 @@ def test_a_cold_start_takes_a_prepared_init_with_its_functions_limits(tmp_path: 
     """Inits wait ahead in cgroups of their own (the smallest limits); the cold start that
     takes one gets its function's limits: 1,024 MB hold 400 MB, 128 MB do not. Their
     runtime is forked ahead too (started before the invoke), already the unprivileged
-    user with its filter, and runs in the function's root."""
+    user with its filter, and runs in the function's root (pivoted into ahead, its code
+    moved in as a clone)."""
     server = start(tmp_path, "--isolation", "namespaces")
     try:
         base = _memory_base(server)
@@ -952,6 +954,7 @@ def test_a_cold_start_takes_a_prepared_init_with_its_functions_limits(tmp_path: 
         assert ran["ids"] == [2, 1, 993] and ran["walls"] == ["2", "1"], ran
         assert ran["cwd"] == "/var/task" and ran["code"] == ["app.py"], ran
         assert not ran["host"], ran  # the test's directory, on the host's /tmp
+        assert not ran["cgroupfs"], ran  # none of the host's mounts: its root was detached
         limits = {
             int((cgroup / "memory.limit_in_bytes").read_text()) // 2**20
             for cgroup in base.glob("init-*")
