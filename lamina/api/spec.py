@@ -31,9 +31,15 @@ EXTRA_CONSTRAINTS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 @cache
+def _loader() -> botocore.loaders.Loader:
+    """One for every service: a Loader lists botocore's ~400 model directories once, and
+    a new one for each of the dozen services took 60 ms of a server's start."""
+    return botocore.loaders.Loader()
+
+
+@cache
 def load_service(name: str) -> ServiceModel:
-    loader = botocore.loaders.Loader()
-    return ServiceModel(loader.load_service_model(name, "service-2"), service_name=name)
+    return ServiceModel(_loader().load_service_model(name, "service-2"), service_name=name)
 
 
 @dataclass(frozen=True)
