@@ -194,7 +194,7 @@ class Poller(abc.ABC):
         try:
             return await task
         except asyncio.CancelledError:
-            if self.stopping and task.cancelled() and not _cancelling():
+            if self.stopping and task.cancelled() and not cancelling():
                 raise Stopped from None
             raise
         finally:
@@ -234,7 +234,7 @@ class Poller(abc.ABC):
         self.stats.in_flight -= 1
 
 
-def _cancelling() -> bool:
+def cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 

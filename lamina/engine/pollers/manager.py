@@ -45,6 +45,9 @@ from lamina.tasks import stop_task
 
 LEASE_BEAT_S = 2.0
 LEASE_EXPIRY_S = 6.0
+# A shard given back finishes its batches in flight this long before its lease is freed
+# (within its expiry: nobody else reads it meanwhile); then they are abandoned.
+HANDBACK_GRACE_S = 3.0
 log = logging.getLogger("lamina.pollers")
 
 
@@ -77,6 +80,8 @@ class Pollers:
         self.node = uuid.uuid4().hex[:12]
         self.held: set[tuple[str, int]] = set()  # cluster mode: (mapping, shard) leases
         self._leasing: asyncio.Task[None] | None = None
+        self._handbacks: set[asyncio.Task[None]] = set()
+        self._leaving: set[tuple[str, int]] = set()  # being given back: not taken again
 
     # Lifecycle ------------------------------------------------------------------------
     def start(self, records: Iterable[dict[str, Any]]) -> None:
@@ -100,7 +105,7 @@ class Pollers:
             except Exception as error:  # the store away: keep what is held, retry
                 log.warning("shard leases: %s", error)
                 if time.monotonic() - renewed > LEASE_EXPIRY_S - LEASE_BEAT_S:
-                    await self._drop(set(self.held))  # others may take them now
+                    await self._drop(set(self.held), release=False)  # others may take them
             await asyncio.sleep(LEASE_BEAT_S)
 
     def _shards(self) -> list[tuple[str, int]]:
@@ -132,7 +137,7 @@ class Pollers:
         # stops being counted: then the others' shares grow and they take them.
         nodes = await asyncio.to_thread(store.beat, node, wall(), LEASE_EXPIRY_S)
         share = math.ceil(len(wanted) / nodes) if wanted else 0
-        free = [key for key in wanted if key not in kept]
+        free = [key for key in wanted if key not in kept and key not in self._leaving]
         random.shuffle(free)
         taken: set[tuple[str, int]] = set()
         for uuid_, shard in free:
@@ -146,15 +151,29 @@ class Pollers:
         self._tell({uuid_ for uuid_, _ in taken})
 
     async def _drop(self, keys: set[tuple[str, int]], release: bool = True) -> None:
-        """Stop reading these shards; then (release) free their leases for others."""
+        """Stop reading these shards: given back (release: their batches in flight finish
+        first, then their leases are freed, off the lease beat), or lost (at once)."""
         self.held -= keys
         for uuid_, shard in keys:
+            if release:
+                self._leaving.add((uuid_, shard))
+                task = asyncio.get_running_loop().create_task(self._hand_back(uuid_, shard))
+                self._handbacks.add(task)
+                task.add_done_callback(self._handbacks.discard)
+                continue
             poller = self.pollers.get(uuid_)
             if isinstance(poller, StreamPoller):
                 await poller.drop_shard(shard)
-            if release:
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.store.release, uuid_, shard, self.node)
+
+    async def _hand_back(self, uuid_: str, shard: int) -> None:
+        try:
+            poller = self.pollers.get(uuid_)
+            if isinstance(poller, StreamPoller):
+                await poller.drop_shard(shard, HANDBACK_GRACE_S)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.release, uuid_, shard, self.node)
+        finally:
+            self._leaving.discard((uuid_, shard))
 
     def _tell(self, mappings: set[str]) -> None:
         for uuid_ in mappings:
@@ -165,6 +184,8 @@ class Pollers:
     async def close(self) -> None:
         self.started = False
         await stop_task(self._leasing)
+        if self._handbacks:  # shards being given back: their batches finish, leases freed
+            await asyncio.wait(set(self._handbacks), timeout=HANDBACK_GRACE_S + 1)
         pollers = [*self.pollers.values(), *self.retiring]
         self.pollers.clear()
         self.retiring.clear()

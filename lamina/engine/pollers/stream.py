@@ -35,6 +35,7 @@ from lamina.engine.pollers.base import (
     SOURCE_MISSING,
     Poller,
     Stopped,
+    cancelling,
     function_key,
     iso_millis,
     item_failures,
@@ -83,6 +84,8 @@ class ShardWorker:
         self.after = after
         self.parent = parent  # in a cluster: a parent shard another node may be reading
         self.task: asyncio.Task[None] | None = None
+        self.stopping = False  # its shard given back: the batches in flight finish
+        self._idle: set[asyncio.Future[Any]] = set()
         self.finished = asyncio.Event()
         self.ended = False
         self.stream = stream
@@ -97,10 +100,10 @@ class ShardWorker:
     async def run(self) -> None:
         with contextlib.suppress(Stopped):
             if self.after is not None:  # the parent shard first: a key's order holds
-                await self.poller.idle(self.after.finished.wait())
+                await self.idle(self.after.finished.wait())
             if self.parent is not None:
                 await self._parent_done()
-        if self.poller.stopping:
+        if self.poller.stopping or self.stopping:
             return
         async with asyncio.TaskGroup() as group:
             for lane in self.lanes:
@@ -108,25 +111,47 @@ class ShardWorker:
             with contextlib.suppress(Stopped):
                 await self._read()
 
+    def stop(self) -> None:
+        """Stop reading (its lease is given back): waits end, batches in flight finish."""
+        self.stopping = True
+        for task in list(self._idle):
+            task.cancel()
+
+    async def idle(self, awaitable: Awaitable[Any]) -> Any:
+        """The poller's idle, which this worker's stop() interrupts too."""
+        task = asyncio.ensure_future(awaitable)
+        if self.stopping:
+            task.cancel()
+            raise Stopped
+        self._idle.add(task)
+        try:
+            return await self.poller.idle(task)
+        except asyncio.CancelledError:
+            if self.stopping and task.cancelled() and not cancelling():
+                raise Stopped from None
+            raise
+        finally:
+            self._idle.discard(task)
+
     async def _parent_done(self) -> None:
         """Wait until the parent shard is read to its end, by whichever node: its
         checkpoint in the database reaches its end."""
         parent, poller = self.parent, self.poller
         assert parent is not None
-        while not poller.stopping:
+        while not (poller.stopping or self.stopping):
             end = parent.end()
             if end is not None:
                 done = poller.owner.store.checkpoints(poller.uuid).get(parent.index)
                 if (done is not None and done >= end) or parent.trim_horizon() >= end:
                     return
-            await poller.idle(asyncio.sleep(PARENT_WAIT_S))
+            await self.idle(asyncio.sleep(PARENT_WAIT_S))
 
     async def _finish(self) -> None:
         """The shard is closed and read to its end: once its last batches are done, the
         worker ends and its children may start."""
         while self.pending:
             self.drained.clear()
-            await self.poller.idle(self.drained.wait())
+            await self.idle(self.drained.wait())
         self.ended = True
         for lane in self.lanes:
             lane.ready.set()
@@ -135,11 +160,11 @@ class ShardWorker:
     async def _read(self) -> None:
         shard = self.shard
         poller = self.poller
-        while not poller.stopping:
+        while not (poller.stopping or self.stopping):
             room = STREAM_BUFFER - len(self.pending)
             if room <= 0:
                 self.drained.clear()
-                await poller.idle(self.drained.wait())
+                await self.idle(self.drained.wait())
                 continue
             if self.stream.deleted:
                 poller.set_result(SOURCE_MISSING)
@@ -154,7 +179,7 @@ class ShardWorker:
                 if end is not None and self.read_n >= end:
                     await self._finish()
                     return
-                await poller.idle(shard.wait(self.read_n, IDLE_WAIT))
+                await self.idle(shard.wait(self.read_n, IDLE_WAIT))
                 continue
             now = time.monotonic()
             dropped = False
@@ -193,12 +218,12 @@ class ShardWorker:
     async def _deal(self, lane: Lane) -> None:
         poller = self.poller
         clock = poller.owner.clock
-        while not poller.stopping:
+        while not (poller.stopping or self.stopping):
             if not lane.records:
                 if self.ended:
                     return
                 lane.ready.clear()
-                await poller.idle(lane.ready.wait())
+                await self.idle(lane.ready.wait())
                 continue
             batch_size = poller.config["BatchSize"]
             window = poller.config.get("MaximumBatchingWindowInSeconds") or 0
@@ -206,7 +231,7 @@ class ShardWorker:
                 remaining = lane.since + clock.platform_delay(window) - time.monotonic()
                 if remaining > 0:
                     lane.ready.clear()
-                    await poller.idle(wait_event(lane.ready, remaining))
+                    await self.idle(wait_event(lane.ready, remaining))
                     continue
             batch: list[Any] = []
             size = 0
@@ -248,13 +273,19 @@ class StreamPoller(Poller):
         self.leases_changed = asyncio.Event()  # in a cluster: this node took shards
         super().__init__(owner, config, after)
 
-    async def drop_shard(self, index: int) -> None:
-        """Stop reading a shard whose lease this node gives back or lost (the batch in
-        flight is abandoned: the next reader starts from the checkpoint)."""
+    async def drop_shard(self, index: int, grace: float = 0.0) -> None:
+        """Stop reading a shard whose lease this node gives back (its batches in flight
+        finish within `grace` seconds) or lost (grace 0: abandoned at once). The next
+        reader starts from the checkpoint."""
         for shard_id, worker in list(self.workers.items()):
             if worker.shard.index == index:
                 del self.workers[shard_id]
-                if worker.task is not None:
+                if worker.task is None:
+                    continue
+                if grace > 0:
+                    worker.stop()
+                    await asyncio.wait({worker.task}, timeout=grace)
+                if not worker.task.done():
                     worker.task.cancel()
                     await asyncio.wait({worker.task})
 
