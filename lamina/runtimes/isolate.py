@@ -460,11 +460,16 @@ def _show(
     same paths. Bound with the root's base (so a prepared init does them ahead), except
     those under the host's /tmp: they come `late`, once the private /tmp is mounted, so
     a checkout or virtualenv there stays visible, bound into it, rather than hidden.
-    `clones`: after a pivot, from Lamina's clones (by source) rather than binds."""
+    `clones`: after a pivot, Lamina's clones of them (by the host's real path: the host's
+    paths cannot be resolved here any more) rather than binds."""
     shown = [f"/{name}" for name in SYSTEM_DIRS if _real_dir(f"{root}/{name}")]
-    for source in sorted(str(path) for path in spec.get("binds", ())):
-        source = os.path.realpath(source)
-        if not os.path.isdir(source) or any(_within(source, seen) for seen in shown):
+    if clones is not None:
+        sources = sorted(clones)
+    else:
+        found = (os.path.realpath(str(path)) for path in spec.get("binds", ()))
+        sources = sorted(path for path in found if os.path.isdir(path))
+    for source in sources:
+        if any(_within(source, seen) for seen in shown):
             continue
         if late and os.path.ismount(root + source):  # bound with the base
             shown.append(source)
