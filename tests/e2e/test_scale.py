@@ -5,11 +5,13 @@ or 200,000 SQS messages.
 
 The 10,000 functions are copies of one created through the API, written into the data
 directory through the store (as 10,000 CreateFunction calls would leave it), so the test
-takes seconds."""
+takes seconds; the three servers' data directories start as copies of the one where it was
+created."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -35,11 +37,11 @@ MANY = 10_000
 ARGS = ["--isolation", "none"]
 
 
-def deploy(data: Path, count: int) -> Server:
-    """A server whose data directory holds `count` functions fn-00000 ... (stopped)."""
-    server = Server(data, ARGS).start()
-    python_function(server.client(), "fn-00000", "def handler(event, context):\n    return 1\n")
-    server.stop()
+def deploy(source: Path, data: Path, count: int) -> Server:
+    """A server whose data directory holds `count` functions fn-00000 ... (stopped): a copy
+    of `source`, which holds fn-00000."""
+    shutil.copytree(source, data)
+    server = Server(data, ARGS)
     store = SqliteStore(data)
     try:
         template = store.get_function(FunctionKey("000000000000", "us-east-1", "fn-00000"))
@@ -59,7 +61,13 @@ def deploy(data: Path, count: int) -> Server:
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, Server]]:
     """Servers with 10, SHOWN (as many as the live view lists) and 10,000 functions."""
-    running = {n: deploy(tmp_path_factory.mktemp(f"n{n}") / "data", n) for n in (10, SHOWN, MANY)}
+    source = tmp_path_factory.mktemp("source") / "data"
+    first = Server(source, ARGS).start()
+    python_function(first.client(), "fn-00000", "def handler(event, context):\n    return 1\n")
+    first.stop()
+    running = {
+        n: deploy(source, tmp_path_factory.mktemp(f"n{n}") / "data", n) for n in (10, SHOWN, MANY)
+    }
     for server in running.values():
         server.start()
     yield running
