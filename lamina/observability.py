@@ -16,6 +16,7 @@ The AWS APIs over them (cloudwatch, logs, xray) are services (lamina/services/).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from lamina.api.app import Gateway
@@ -26,11 +27,12 @@ from lamina.console.live import Catalogue, LiveView
 from lamina.console.plans import PlanPages
 from lamina.engine.concurrency import Counters
 from lamina.engine.telemetry import Telemetry
+from lamina.observe.gauges import Figures, Sampler
 from lamina.observe.invocation_log import InvocationLog
 from lamina.observe.log_keeper import LogKeeper
 from lamina.observe.logs import LogStore
 from lamina.observe.metric_keeper import MetricKeeper
-from lamina.observe.metrics import Metrics, Sampler
+from lamina.observe.metrics import Metrics
 from lamina.observe.prometheus import CONTENT_TYPE, PrometheusView
 from lamina.observe.trace_keeper import TraceKeeper
 from lamina.observe.traces import TraceStore, XRayDaemon
@@ -49,6 +51,7 @@ class Observability:
         counters: Counters,
         catalogue: Catalogue,
         db: Database | None = None,
+        shared_gauges: Callable[[], Awaitable[Figures | None]] | None = None,
     ) -> None:
         self.metrics = Metrics()
         self.traces = TraceStore()
@@ -65,7 +68,8 @@ class Observability:
         self.telemetry = Telemetry(self.metrics, self.traces, self.invocations)
         self.plans = PlanPages(data_dir / "plans", self.invocations, settings)
         self.console = ConsolePages()
-        self.sampler = Sampler(self.metrics, counters.sample)
+        # A cluster's concurrency gauges are sampled from the shared counts (cluster/gauges.py).
+        self.sampler = Sampler(self.metrics, counters.sample, shared=shared_gauges)
         self.daemon = XRayDaemon(self.traces, "127.0.0.1", settings.xray_port)
         self.prometheus = PrometheusView(self.metrics)
         self.live = LiveView(catalogue, self.metrics, logs, self.traces)

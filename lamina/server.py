@@ -163,7 +163,9 @@ class Lamina:
         self.cluster = cluster_wiring.build(
             settings, clock, counters, self.store.all_functions, lambda: self.engine
         )
-        self.observability = Observability(settings, self.logs, counters, self.store, db)
+        self.observability = Observability(
+            settings, self.logs, counters, self.store, db, cluster_wiring.gauges(self.cluster)
+        )
         self.metrics = self.observability.metrics
 
         # Accounts: their keys and limits (lamina accounts writes the same database), the

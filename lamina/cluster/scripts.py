@@ -9,6 +9,8 @@ region ("scope", in braces so that one scope's keys share a hash slot):
                             rt pu ui inf                    (Σ reserved, Σ provisioned of
                                                              unreserved functions, unreserved
                                                              and all leases in flight)
+                            mx mxu                          (the highest inf and ui since
+                                                             the gauges' last sample)
                             t:<reason>                      (throttles)
     lamina:{S}:fn:<name>    r p pr od pb pi si             (reserved — absent: none —,
                                                              provisioned, ready, on-demand
@@ -16,6 +18,8 @@ region ("scope", in braces so that one scope's keys share a hash slot):
                                                              provisioned and spillover
                                                              invocations) st su (scaling
                                                              bucket) qc qt qu (request bucket)
+                                                             mx mxp (highest od+pb and pb
+                                                             since the gauges' last sample)
     lamina:{S}:fns          the scope's function names
     lamina:{S}:node:<id>    "<name> <R|U|P>" → leases the node holds
     lamina:scopes           every scope
@@ -23,6 +27,7 @@ region ("scope", in braces so that one scope's keys share a hash slot):
     lamina:node:<id>        what the node says of itself (name, address, environments)
     lamina:node:<id>:scopes the scopes it holds leases in
     lamina:meta             born (ms), grace_until (ms) after Redis lost its state
+    lamina:gauges           the node that samples the cluster's gauges (a short lease)
 
 Leases carry their node: a node that stops heartbeating has its leases taken back once
 they expire, by the next heartbeat of any node or by the next admission that would
@@ -107,16 +112,24 @@ if ARGV[8] and ARGV[8] ~= '' then release_all(akey, fkey, nkey, name, ARGV[8]) e
 local grace = redis.call('HGET', 'lamina:meta', 'grace_until')
 if grace and redis_ms() < tonumber(grace) then return {5} end
 if not redis.call('ZSCORE', 'lamina:nodes', node) then return {4} end
-local function grant(pool, a)
+-- `a`, `f`: the account's and the function's fields as decide() read them; `busy`: the
+-- function's executions (od + pb) with this one. New peaks are kept for the gauges.
+local function grant(pool, a, f, busy)
   if redis.call('HINCRBY', nkey, name .. ' ' .. pool, 1) == 1 then
     redis.call('SADD', KEYS[4], ARGV[7])
     redis.call('SADD', KEYS[5], name)
   end
+  local inf
   if pool == 'U' then
-    redis.call('HSET', akey, 'inf', num(a[9], 0) + 1, 'ui', num(a[8], 0) + 1)
+    local ui = num(a[8], 0) + 1
+    inf = num(a[9], 0) + 1
+    redis.call('HSET', akey, 'inf', inf, 'ui', ui)
+    if ui > num(a[11], 0) then redis.call('HSET', akey, 'mxu', ui) end
   else
-    redis.call('HINCRBY', akey, 'inf', 1)
+    inf = redis.call('HINCRBY', akey, 'inf', 1)
   end
+  if inf > num(a[10], 0) then redis.call('HSET', akey, 'mx', inf) end
+  if busy > num(f[11], 0) then redis.call('HSET', fkey, 'mx', busy) end
   return {1, pool}
 end
 local function throttle(reason, retry)
@@ -126,9 +139,10 @@ local function throttle(reason, retry)
 end
 local function decide()
   local a = redis.call('HMGET', akey, 'limit', 'floor', 'burst', 'window', 'rate', 'rt', 'pu',
-    'ui', 'inf')
+    'ui', 'inf', 'mx', 'mxu')
   if not a[1] then return {3} end
-  local f = redis.call('HMGET', fkey, 'r', 'p', 'pr', 'od', 'pb', 'st', 'su', 'qc', 'qt', 'qu')
+  local f = redis.call('HMGET', fkey, 'r', 'p', 'pr', 'od', 'pb', 'st', 'su', 'qc', 'qt', 'qu',
+    'mx', 'mxp')
   local reserved, prov, ready = num(f[1], nil), num(f[2], 0), num(f[3], 0)
   local od, pb = num(f[4], 0), num(f[5], 0)
   local spill = spillover
@@ -136,7 +150,8 @@ local function decide()
     if pb < ready then
       redis.call('HINCRBY', fkey, 'pb', 1)
       redis.call('HINCRBY', fkey, 'pi', 1)
-      return grant('P', a)
+      if pb + 1 > num(f[12], 0) then redis.call('HSET', fkey, 'mxp', pb + 1) end
+      return grant('P', a, f, od + pb + 1)
     end
     spill = true
   end
@@ -192,7 +207,7 @@ local function decide()
   end
   redis.call('HINCRBY', fkey, 'od', 1)
   if spill then redis.call('HINCRBY', fkey, 'si', 1) end
-  return grant(pool, a)
+  return grant(pool, a, f, od + pb + 1)
 end
 local answer = decide()
 if answer[1] == 0 then
@@ -402,5 +417,47 @@ LEAVE = (
     + r"""
 reap(ARGV[1])
 return 1
+"""
+)
+
+# The cluster's concurrency gauges, sampled by one node at a time: the holder of a short
+# lease, taken when free and renewed by each sample. Every scope's figures and the peaks
+# since the previous sample, which start anew from what is in flight now.
+# KEYS: the gauges' lease, scopes.  ARGV: node, lease ms.
+# Reply: {0} (another node samples) or {1, scope entries...}; an entry: scope, limit, rt,
+# pu, ui, inf, peak inf, peak ui, {{name, od+pb, its peak, p, pb, its peak}, ...}.
+SAMPLE = (
+    PRELUDE
+    + r"""
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return {0} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+local found = {1}
+for _, scope in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local akey = 'lamina:{' .. scope .. '}:account'
+  local a = redis.call('HMGET', akey, 'limit', 'rt', 'pu', 'ui', 'inf', 'mx', 'mxu')
+  if a[1] then
+    local ui, inf = num(a[4], 0), num(a[5], 0)
+    redis.call('HSET', akey, 'mx', inf, 'mxu', ui)
+    local fns = {}
+    for _, name in ipairs(redis.call('SMEMBERS', 'lamina:{' .. scope .. '}:fns')) do
+      local fkey = 'lamina:{' .. scope .. '}:fn:' .. name
+      local f = redis.call('HMGET', fkey, 'od', 'pb', 'p', 'mx', 'mxp')
+      local pb = num(f[2], 0)
+      local busy = num(f[1], 0) + pb
+      local peak, ppeak = math.max(busy, num(f[4], 0)), math.max(pb, num(f[5], 0))
+      if peak > 0 or num(f[3], 0) > 0 then
+        fns[#fns + 1] = {name, busy, peak, num(f[3], 0), pb, ppeak}
+      end
+      -- The next peaks start from what is in flight now (absent fields count as 0).
+      if num(f[4], 0) ~= busy or num(f[5], 0) ~= pb then
+        redis.call('HSET', fkey, 'mx', busy, 'mxp', pb)
+      end
+    end
+    found[#found + 1] = {scope, num(a[1], 0), num(a[2], 0), num(a[3], 0), ui, inf,
+      math.max(inf, num(a[6], 0)), math.max(ui, num(a[7], 0)), fns}
+  end
+end
+return found
 """
 )

@@ -5,7 +5,7 @@ the invoke path."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from lamina.clock import Clock
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from lamina.cluster.placement import ClusterPlacement
     from lamina.cluster.spread import ProvisionedSpread
 
+Figures = Iterable[dict[str, Any]]
 Records = Callable[[], Iterable[tuple[FunctionKey, dict[str, Any]]]]
 
 
@@ -83,6 +84,16 @@ def placement(
     return ClusterPlacement(
         node.counting.client, node.id, Forwarder(key), Owner(key, engine), settings.keep_alive
     )
+
+
+def gauges(node: ClusterNode | None) -> Callable[[], Awaitable[Figures | None]] | None:
+    """The cluster's concurrency gauges, when this node is the one sampling them (None: a
+    single node samples its own counts)."""
+    if node is None:
+        return None
+    from lamina.cluster.gauges import ClusterGauges
+
+    return ClusterGauges(node.counting.client, node.id).sample
 
 
 def spread(node: ClusterNode | None, engine: Callable[[], Engine]) -> ProvisionedSpread | None:

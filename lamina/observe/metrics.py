@@ -3,7 +3,8 @@
 Events come from their source: an invocation finished (the engine's observer), a throttle,
 an async event received, dropped or aged (the async queue), a dead-letter or destination
 failure, an iterator age (pollers). Gauges are sampled once a second from the counting
-service: peak concurrency since the last sample, so a minute's Maximum is the exact peak.
+service (observe/gauges.py): peak concurrency since the last sample, so a minute's Maximum
+is the exact peak; in a cluster, the peak of every node's executions together.
 
 Three views of the same events, each O(1) to write:
 - `MinuteSeries`: CloudWatch statistics (SampleCount, Sum, Minimum, Maximum) per minute,
@@ -23,9 +24,7 @@ are in the namespace `Lamina`.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -34,14 +33,10 @@ from typing import Any
 
 from lamina.keys import FunctionKey
 from lamina.observe.series import Dimensions, MergedSeries, MinuteSeries, RemoteSeries, dimensions
-from lamina.tasks import stop_task
-
-log = logging.getLogger("lamina.metrics")
 
 NAMESPACE = "AWS/Lambda"
 LAMINA_NAMESPACE = "Lamina"
 LIVE_SECONDS = 300  # per-second buckets kept for the console and `lamina top`
-SAMPLE_INTERVAL = 1.0  # seconds between gauge samples
 
 UNITS = {
     "Invocations": "Count",
@@ -242,7 +237,8 @@ class Metrics:
     The invocation path calls `invocation()` and `throttle()`; the async queue calls
     `async_event_received()`, `async_event_dropped()` and `async_event_age()`; pollers
     `iterator_age()`; destinations `dead_letter_error()` and `destination_delivery_failure()`.
-    A Sampler calls `sample()` once a second with the counting service's figures.
+    A Sampler (observe/gauges.py) calls `sample()` once a second with the counting
+    service's figures.
     """
 
     def __init__(self, wall: Callable[[], float] = time.time) -> None:
@@ -452,15 +448,69 @@ class Metrics:
         return target
 
     # Gauges --------------------------------------------------------------------------
-    def sample(self, counters: Iterable[dict[str, Any]]) -> None:
+    def sample(self, counters: Iterable[dict[str, Any]], gauges: bool = True) -> None:
         """Record one sample of the counting service (`Counters.sample()`: the shape of
-        `Counters.stats()` with the peaks since the previous sample)."""
+        `Counters.stats()` with the peaks since the previous sample). `gauges` False: the
+        CloudWatch concurrency gauges come from `sample_gauges` (a cluster's counts); this
+        node's figures still feed the live view, /metrics and the provisioned invocations."""
         now = self.wall()
         for figures in counters:
             account = self.account(figures["Account"], figures["Region"])
             self._sample_account(account, figures, now)
+            if gauges:
+                self._gauges(account, figures, now)
+
+    def sample_gauges(self, counters: Iterable[dict[str, Any]]) -> None:
+        """The CloudWatch concurrency gauges alone, from the counts of a whole cluster (the
+        same shape; a function's figures need only its concurrency and provisioned keys)."""
+        now = self.wall()
+        for figures in counters:
+            self._gauges(self.account(figures["Account"], figures["Region"]), figures, now)
+
+    def _gauges(self, account: Account, figures: dict[str, Any], now: float) -> None:
+        """ConcurrentExecutions and its kin: each sample's peaks, so a minute's Maximum is
+        the exact peak."""
+        limit, pool = figures["AccountLimit"], figures["UnreservedConcurrentExecutions"]
+        peak = figures.get("PeakConcurrentExecutions", figures["ConcurrentExecutions"])
+        unreserved_peak = figures.get("PeakUnreservedInUse", figures["UnreservedInUse"])
+        account.series_for(NAMESPACE, "ConcurrentExecutions", ()).add(now, peak)
+        account.series_for(NAMESPACE, "UnreservedConcurrentExecutions", ()).add(
+            now, unreserved_peak
+        )
+        account.series_for(NAMESPACE, "ClaimedAccountConcurrency", ()).add(
+            now, limit - pool + unreserved_peak
+        )
+        provisioned_busy_total = 0
+        any_provisioned = False
+        for name, counts in figures["Functions"].items():
+            concurrent = counts["ConcurrentExecutions"]
+            function_peak = counts.get("PeakConcurrentExecutions", concurrent)
+            provisioned = counts["ProvisionedConcurrency"]
+            provisioned_peak = counts.get(
+                "PeakProvisionedConcurrentExecutions", counts["ProvisionedConcurrentExecutions"]
+            )
+            provisioned_busy_total += provisioned_peak
+            function_dims = dimensions(FunctionName=name)
+            if function_peak or concurrent:
+                account.series_for(NAMESPACE, "ConcurrentExecutions", function_dims).add(
+                    now, function_peak
+                )
+            if provisioned:
+                any_provisioned = True
+                account.series_for(NAMESPACE, "ProvisionedConcurrentExecutions", function_dims).add(
+                    now, provisioned_peak
+                )
+                account.series_for(
+                    NAMESPACE, "ProvisionedConcurrencyUtilization", function_dims
+                ).add(now, provisioned_peak / provisioned)
+        if provisioned_busy_total or any_provisioned:
+            account.series_for(NAMESPACE, "ProvisionedConcurrentExecutions", ()).add(
+                now, provisioned_busy_total
+            )
 
     def _sample_account(self, account: Account, figures: dict[str, Any], now: float) -> None:
+        """This node's figures: the latest gauges (/metrics, the console), the live view's
+        peaks, and the provisioned invocations since the previous sample."""
         gauges = account.gauges
         gauges.concurrent = figures["ConcurrentExecutions"]
         gauges.limit = figures["AccountLimit"]
@@ -468,14 +518,6 @@ class Metrics:
         gauges.unreserved_in_use = figures["UnreservedInUse"]
         gauges.claimed = gauges.limit - gauges.unreserved_pool + gauges.unreserved_in_use
         peak = figures.get("PeakConcurrentExecutions", gauges.concurrent)
-        unreserved_peak = figures.get("PeakUnreservedInUse", gauges.unreserved_in_use)
-        account.series_for(NAMESPACE, "ConcurrentExecutions", ()).add(now, peak)
-        account.series_for(NAMESPACE, "UnreservedConcurrentExecutions", ()).add(
-            now, unreserved_peak
-        )
-        account.series_for(NAMESPACE, "ClaimedAccountConcurrency", ()).add(
-            now, gauges.limit - gauges.unreserved_pool + unreserved_peak
-        )
         account_second = account.live_for("").at(now)
         account_second.concurrency = max(account_second.concurrency, peak)
         provisioned_busy_total = 0
@@ -496,22 +538,12 @@ class Metrics:
                 "PeakProvisionedConcurrentExecutions", function.provisioned_busy
             )
             provisioned_busy_total += provisioned_peak
-            function_dims = dimensions(FunctionName=name)
-            if function_peak or function.concurrent:
-                account.series_for(NAMESPACE, "ConcurrentExecutions", function_dims).add(
-                    now, function_peak
-                )
             if function_peak or name in account.live:
                 second = account.live_for(name).at(now)
                 second.concurrency = max(second.concurrency, function_peak)
                 second.provisioned_busy = max(second.provisioned_busy, provisioned_peak)
-            if function.provisioned:
-                account.series_for(NAMESPACE, "ProvisionedConcurrentExecutions", function_dims).add(
-                    now, provisioned_peak
-                )
-                account.series_for(
-                    NAMESPACE, "ProvisionedConcurrencyUtilization", function_dims
-                ).add(now, provisioned_peak / function.provisioned)
+            # Counts, not gauges: each node's own, added up across nodes when read.
+            function_dims = dimensions(FunctionName=name)
             seen = account.seen_cumulative.get(name, (0, 0))
             served = function.provisioned_invocations - seen[0]
             spilled = function.spillover_invocations - seen[1]
@@ -525,10 +557,6 @@ class Metrics:
             account.seen_cumulative[name] = (
                 function.provisioned_invocations,
                 function.spillover_invocations,
-            )
-        if provisioned_busy_total or any(f.provisioned for f in functions.values()):
-            account.series_for(NAMESPACE, "ProvisionedConcurrentExecutions", ()).add(
-                now, provisioned_busy_total
             )
         account_second.provisioned_busy = max(
             account_second.provisioned_busy, provisioned_busy_total
@@ -568,35 +596,3 @@ class Metrics:
             concurrency = max(concurrency, bucket.concurrency)
             provisioned_busy = max(provisioned_busy, bucket.provisioned_busy)
         return concurrency, provisioned_busy
-
-
-class Sampler:
-    """Samples the counting service into `metrics` every `interval` seconds (real time:
-    gauges are read as often whatever the time scale)."""
-
-    def __init__(
-        self,
-        metrics: Metrics,
-        source: Callable[[], Iterable[dict[str, Any]]],
-        interval: float = SAMPLE_INTERVAL,
-    ) -> None:
-        self.metrics = metrics
-        self.source = source
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                self.metrics.sample(self.source())
-            except Exception:
-                log.exception("sampling the counting service failed")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            await stop_task(self._task)
-            self._task = None

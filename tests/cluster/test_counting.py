@@ -115,3 +115,41 @@ def test_changed_account_limits_reach_redis(
         await mine.close()
 
     loop.run_until_complete(scenario())
+
+
+def test_one_node_samples_the_clusters_gauges_with_their_exact_peaks(
+    redis_server: RedisServer, loop: asyncio.AbstractEventLoop
+) -> None:
+    from lamina.cluster.gauges import ClusterGauges
+
+    async def scenario() -> None:
+        first, second = node(redis_server, "first"), node(redis_server, "second")
+        await first.client.flushdb()
+        await first.heartbeat(5.0)
+        await second.heartbeat(5.0)
+        gauges = [ClusterGauges(n.client, n.node, lease=0.3) for n in (first, second)]
+        taken = [await n.acquire(KEY, n.now()) for n in (first, first, second)]
+        leases = [d.lease for d in taken]
+        assert all(leases)
+        await first.release(leases[0])  # before any sample: the peak of 3 stays
+        (figures,) = await gauges[0].sample() or []
+        assert await gauges[1].sample() is None  # the first holds the lease
+        assert (figures["ConcurrentExecutions"], figures["PeakConcurrentExecutions"]) == (2, 3)
+        function = figures["Functions"]["counted"]
+        assert (function["ConcurrentExecutions"], function["PeakConcurrentExecutions"]) == (2, 3)
+        # The peaks start anew from what is in flight; the lease passes when not renewed.
+        await asyncio.sleep(0.4)
+        (figures,) = await gauges[1].sample() or []
+        assert await gauges[0].sample() is None
+        assert figures["PeakConcurrentExecutions"] == 2
+        assert figures["Functions"]["counted"]["PeakConcurrentExecutions"] == 2
+        await first.release(leases[1])
+        await second.release(leases[2])
+        (figures,) = await gauges[1].sample() or []
+        assert (figures["ConcurrentExecutions"], figures["PeakConcurrentExecutions"]) == (0, 2)
+        (figures,) = await gauges[1].sample() or []
+        assert figures["PeakConcurrentExecutions"] == 0 and figures["Functions"] == {}
+        await first.close()
+        await second.close()
+
+    loop.run_until_complete(scenario())

@@ -166,6 +166,42 @@ def test_the_account_limit_holds_across_three_nodes_and_is_reached(nodes: list[S
     assert reasons(outcomes) == {"ConcurrentInvocationLimitExceeded"}
 
 
+def highest(node: Server, function: str | None, since: float) -> float:
+    """CloudWatch's Maximum of ConcurrentExecutions since `since` (the account's, or the
+    function's), as `node` answers."""
+    dims = [{"Name": "FunctionName", "Value": function}] if function else []
+    points = node.client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/Lambda",
+        MetricName="ConcurrentExecutions",
+        Dimensions=dims,
+        StartTime=since - 120,
+        EndTime=time.time() + 120,
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    return max((point["Maximum"] for point in points), default=0.0)
+
+
+def test_the_concurrency_gauges_are_the_clusters(nodes: list[Server]) -> None:
+    """Three executions in flight through node a and two through node b at once: the
+    Maximum of ConcurrentExecutions, asked of any node, is five (the cluster's peak), not
+    the busiest node's three."""
+    a, b, c = nodes
+    create(c, "gauged")
+    since = time.time()
+    outcomes = invoke_all([(a, "gauged")] * 3 + [(b, "gauged")] * 2, sleep=3.0)
+    assert all("ok" in o for o in outcomes), outcomes
+    assert peak(outcomes) == 5, outcomes  # all five ran at once
+    done = time.monotonic()
+    for node in nodes:
+        deadline = time.monotonic() + 10
+        while highest(node, "gauged", since) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert highest(node, "gauged", since) == 5
+        assert highest(node, None, since) >= 5  # other tests' executions may share the minute
+    print(f"\nthe cluster's peak answered by every node {time.monotonic() - done:.2f} s after")
+
+
 def test_cluster_status_lists_the_nodes(nodes: list[Server], redis_server: RedisServer) -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "lamina.cli", "cluster", "status", "--redis", redis_server.url,

@@ -226,6 +226,42 @@ def test_gauges_record_the_exact_peak_between_samples(metrics: Metrics, clock: C
     assert sample(values, "aws_lambda_account_concurrency_limit") == 50
 
 
+def test_a_clusters_node_records_the_clusters_gauges_not_its_own(
+    metrics: Metrics, clock: Clock
+) -> None:
+    counters = Counters(Limits(account=50, floor=10, rate_per_unit=0))
+    leases = [counters.of(KEY).acquire(KEY, 0.0).lease for _ in range(3)]
+    assert all(leases)
+    metrics.sample(counters.sample(), gauges=False)  # this node's own three
+    assert statistics(metrics, "ConcurrentExecutions", {}) == []
+    assert metrics.peak(ACCOUNT, REGION, "fn", 60) == (3, 0)  # the live view: the node's
+    cluster = {
+        "Account": ACCOUNT,
+        "Region": REGION,
+        "ConcurrentExecutions": 4,
+        "AccountLimit": 50,
+        "UnreservedConcurrentExecutions": 45,
+        "UnreservedInUse": 4,
+        "PeakConcurrentExecutions": 8,
+        "PeakUnreservedInUse": 8,
+        "Functions": {
+            "fn": {
+                "ConcurrentExecutions": 4,
+                "PeakConcurrentExecutions": 8,
+                "ProvisionedConcurrency": 2,
+                "ProvisionedConcurrentExecutions": 0,
+                "PeakProvisionedConcurrentExecutions": 1,
+            }
+        },
+    }
+    metrics.sample_gauges([cluster])  # every node's executions together
+    assert statistics(metrics, "ConcurrentExecutions", {"FunctionName": "fn"})[0]["Maximum"] == 8
+    assert statistics(metrics, "ConcurrentExecutions", {})[0]["Maximum"] == 8
+    assert statistics(metrics, "ClaimedAccountConcurrency", {})[0]["Maximum"] == 5 + 8
+    utilization = statistics(metrics, "ProvisionedConcurrencyUtilization", {"FunctionName": "fn"})
+    assert utilization[0]["Maximum"] == 0.5
+
+
 def test_the_max_gauges_look_back_one_minute(metrics: Metrics, clock: Clock) -> None:
     counters = Counters(Limits(account=50, floor=10, rate_per_unit=0))
     counter = counters.of(KEY)
