@@ -223,7 +223,7 @@ def _timed_start(server: Server) -> float:
 
 def test_start_with_200000_sqs_messages(tmp_path: Path) -> None:
     """Messages stay on disk: the start reads none of them and memory does not hold them
-    (a server that read them all took 3.4 s and 180 MB more than an empty one here, at
+    (a server that read them all took 2 s and 180 MB more than an empty one here, at
     this size); the first receive gets the oldest."""
     empty = Server(tmp_path / "empty", ARGS)
     baseline = _timed_start(empty)
