@@ -94,3 +94,84 @@ def test_a_restart_keeps_what_was_in_flight(backlog: Path) -> None:
     again.delete_message(queue, handle)  # a handle of the last run, its message not loaded
     assert again.counts(queue) == (230, 19, 0)
     assert queue.next_seq() > 250
+
+
+@pytest.fixture
+def fifo_backlog(tmp_path: Path) -> Iterator[Path]:
+    """A FIFO queue `q.fifo` of 250 messages in groups a, b, c by turns (a0 b1 c2 a3 ...)."""
+    queues = Queues(QueueStore(tmp_path), Clock())
+    queue = queues.create("1", "r", "q.fifo", {"FifoQueue": "true"}, {})
+    now = time.time()
+    rows = [
+        Message(n, f"m{n}", f"{'abc'[n % 3]}{n}", {}, {}, now, "abc"[n % 3], f"d{n}").stored()
+        for n in range(250)
+    ]
+    queues.store.insert_messages(queue.id, rows)
+    queues.store.close()
+    yield tmp_path
+
+
+@pytest.mark.usefixtures("small")
+def test_a_fifo_backlog_is_read_in_pages_each_group_in_order(fifo_backlog: Path) -> None:
+    queues = Queues(QueueStore(fifo_backlog), Clock())
+    queue = queues.queues[("1", "r", "q.fifo")]
+    assert queue.messages == {}
+    received: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+    for _ in range(100):
+        claims = queues.receive(queue, ReceiveOptions(10, 60.0))
+        if not claims:
+            break
+        for claim in claims:
+            received[claim.message.body[0]].append(int(claim.message.body[1:]))
+        queues.settle(queue, claims)
+        assert len(queue.messages) <= window.MOST + window.PAGE
+    assert received == {g: list(range(i, 250, 3)) for i, g in enumerate("abc")}
+
+
+@pytest.mark.usefixtures("small")
+def test_a_blocked_fifo_group_lets_the_others_through_within_the_window(
+    fifo_backlog: Path,
+) -> None:
+    queues = Queues(QueueStore(fifo_backlog), Clock())
+    queue = queues.queues[("1", "r", "q.fifo")]
+    first = queues.receive(queue, ReceiveOptions(1, 3600.0))  # a0, held: group a is blocked
+    assert [c.message.body for c in first] == ["a0"]
+    handle = queues.receipt_handle(queue, first[0])
+    got = []
+    for _ in range(20):
+        claims = queues.receive(queue, ReceiveOptions(10, 60.0))
+        got += [c.message.body for c in claims]
+        queues.settle(queue, claims)
+    assert got and not any(body.startswith("a") for body in got)
+    assert {body[0] for body in got} == {"b", "c"}
+    assert len(queue.messages) <= window.MOST + window.PAGE
+    queues.store.close()
+    # After a restart nothing is loaded: the old handle reads the queue up to its message.
+    again = Queues(QueueStore(fifo_backlog), Clock())
+    queue = again.queues[("1", "r", "q.fifo")]
+    again.delete_message(queue, handle)
+    claims = again.receive(queue, ReceiveOptions(10, 60.0))
+    assert [c.message.body for c in claims][:1] == ["a3"]  # a0 is gone, a goes on in order
+
+
+@pytest.mark.usefixtures("small")
+def test_fifo_sends_past_the_window_are_trimmed_and_read_back_in_order(tmp_path: Path) -> None:
+    queues = Queues(QueueStore(tmp_path), Clock())
+    queue = queues.create("1", "r", "t.fifo", {"FifoQueue": "true"}, {})
+    held = None
+    for n in range(100):
+        queues.enqueue(queue, f"{'xy'[n % 2]}{n}", {}, {}, None, "xy"[n % 2], f"d{n}")
+        if n == 40:  # x0 in flight: it and every message before it stay in memory
+            held = queues.receive(queue, ReceiveOptions(1, 3600.0))
+    assert held and held[0].message.body == "x0"
+    assert len(queue.messages) <= window.MOST
+    got: dict[str, list[int]] = {"x": [], "y": []}
+    for _ in range(30):
+        claims = queues.receive(queue, ReceiveOptions(10, 60.0))
+        for claim in claims:
+            got[claim.message.body[0]].append(int(claim.message.body[1:]))
+        queues.settle(queue, claims)
+    assert got == {"x": [], "y": list(range(1, 100, 2))}  # x waits behind x0
+    assert queues.settle(queue, held) == 1
+    rest = queues.receive(queue, ReceiveOptions(10, 60.0))
+    assert [c.message.body for c in rest] == [f"x{n}" for n in range(2, 22, 2)]

@@ -6,7 +6,8 @@ Each node keeps its in-memory view of a queue (queue.py) as a cache of the datab
   date from the database before the next operation on it, in place (a message received
   through this node keeps its object, so its claims stay valid);
 - a view holds a window of the queue's messages (window.py): bringing it up to date reads
-  the first page again and the state of the other messages it holds;
+  the first page again (a FIFO queue: what it has loaded) and the state of the other
+  messages it holds;
 - FIFO deduplication ids are checked in the database as the message is written;
 - a receive is a compare-and-set in the database (the receive count must still be the
   one this node saw): when two nodes take the same message at once, one wins, the other
@@ -79,9 +80,10 @@ class QueueSync:
         self.stale.discard(queue.id)
         if queue.fifo:
             if queue.edge == NOTHING:
-                return  # nothing loaded yet: its first use reads everything
-            rows = {row.seq: row for row in self.store.messages(queue.id)}
-            edge = EVERYTHING
+                return  # nothing loaded yet: its first receive reads what it needs
+            upto = None if queue.edge == EVERYTHING else queue.edge[1]
+            rows = {row.seq: row for row in self.store.messages(queue.id, upto)}
+            edge = queue.edge
         else:
             page = self.store.window(queue.id, None, PAGE)
             rows = {row.seq: row for row in page}

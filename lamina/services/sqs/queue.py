@@ -6,7 +6,8 @@ visible; a message whose visibility changed is pushed again with a new version a
 old entries are skipped. They load only a window of their messages (window.py): every
 stored message whose key (visible at, seq) is at most `edge` is loaded, others may be on
 disk only. FIFO queues keep each message group in order: a group whose first message is
-in flight or delayed is not received from; they load all their messages at first use.
+in flight or delayed is not received from; they load their messages in the order they
+were sent, every message up to the seq `edge[1]` (all of them at EVERYTHING).
 The queue's owner (queues.py) changes the state and writes it through to the store.
 """
 
@@ -115,9 +116,17 @@ class Queue:
                     del self.groups[message.group]
 
     def evict(self, message: Message) -> None:
-        """Out of memory, still stored (a claim on it is checked against the store)."""
+        """Out of memory, still stored (a claim on it is checked against the store). In a
+        FIFO queue, only the last loaded message of its group."""
         if self.messages.pop(message.seq, None) is not None:
             self.loaded_bytes -= message.size
+        if self.fifo and message.group is not None:
+            seqs = self.groups.get(message.group)
+            if seqs is not None:
+                while seqs and seqs[-1] not in self.messages:
+                    seqs.pop()
+                if not seqs:
+                    del self.groups[message.group]
 
     def reindex(self) -> None:
         self.heap = [(m.visible, m.seq, m.version) for m in self.messages.values()]

@@ -3,7 +3,8 @@
 Each queue is owned by one `Queue` object on the event loop (queue.py); `Queues` makes
 every change to it and writes it through to the store (store.py) before the operation
 answers, so an accepted message survives a crash. Only a window of a queue's messages is
-in memory (window.py); a receipt whose message is not is checked against the store.
+in memory (window.py); a receipt whose message is not is checked against the store (or,
+in a FIFO queue, the queue is read up to it).
 Times the user sees (SentTimestamp, ...) are wall-clock; the queue's own delays —
 visibility timeouts, DelaySeconds, retention, the deduplication window, the purge and
 re-creation cool-downs — are platform delays and go through the clock, so `--time-scale`
@@ -48,7 +49,7 @@ from lamina.services.sqs.messages import (
 )
 from lamina.services.sqs.queue import EVERYTHING, Queue, ReceiveOptions
 from lamina.services.sqs.store import QueueStore
-from lamina.services.sqs.window import admit, fill, load_all
+from lamina.services.sqs.window import admit, fill, fill_fifo, load_through
 
 DEDUP_WINDOW = 300.0  # seconds, a platform delay
 BATCH_LIMIT = 10
@@ -158,10 +159,10 @@ class Queues:
         """(visible, in flight, delayed), as the store has them."""
         return self.store.counts(queue.id, self.clock.wall())
 
-    def _prepare(self, queue: Queue, now: float) -> None:
-        """The messages an operation on the queue needs, in memory."""
+    def _prepare(self, queue: Queue, now: float, want: int) -> None:
+        """The messages a receive of `want` needs, in memory."""
         if queue.fifo:
-            load_all(queue, self.store)
+            fill_fifo(queue, self.store, now, want)
         else:
             fill(queue, self.store, now)
 
@@ -169,7 +170,10 @@ class Queues:
         """The message `seq` if `nonce` is the receipt of its latest receive; read from
         the store if it is not in memory (a standard queue's window let it go)."""
         message = queue.messages.get(seq)
-        if message is None and not queue.fifo:
+        if message is None and queue.fifo:
+            load_through(queue, self.store, seq)
+            message = queue.messages.get(seq)
+        elif message is None:
             row = self.store.message(queue.id, seq)
             if row is not None and row.receipt == nonce:
                 message = Message.load(row)
@@ -186,7 +190,7 @@ class Queues:
         now = self.clock.wall()
         if self.sync is not None:
             self.sync.fresh(queue, now)
-        self._prepare(queue, now)
+        self._prepare(queue, now, options.max_messages)
         taken: list[Message] = []
         dropped: list[Message] = []
         redrive = queue.redrive()
@@ -265,8 +269,6 @@ class Queues:
 
     def _move(self, queue: Queue, message: Message, dead: Queue, now: float) -> None:
         queue.forget(message)
-        if dead.fifo:
-            load_all(dead, self.store)
         moved = Message(
             seq=dead.next_seq(),
             id=message.id,
@@ -435,8 +437,6 @@ class Queues:
     ) -> tuple[Message, bool]:
         """Store and index one message; (message, False) for a FIFO duplicate."""
         now = self.clock.wall()
-        if queue.fifo:
-            load_all(queue, self.store)
         seq = queue.next_seq()
         if delay is None:
             delay = queue.int_attribute("DelaySeconds")
@@ -516,8 +516,6 @@ class Queues:
 
     def delete_message(self, queue: Queue, handle: str) -> None:
         seq, nonce = parse_receipt(queue.id, queue.arn, handle)
-        if queue.fifo:
-            load_all(queue, self.store)
         message = self._current(queue, seq, nonce)
         # A stale handle (the message was received again since) succeeds without deleting,
         # as AWS documents; a message already gone succeeds too.
@@ -533,8 +531,6 @@ class Queues:
                 "VisibilityTimeout", timeout, "Must be between 0 and 43200, if provided."
             )
         seq, nonce = parse_receipt(queue.id, queue.arn, handle)
-        if queue.fifo:
-            load_all(queue, self.store)
         message = self._current(queue, seq, nonce)
         if message is None:
             raise parameter_error(

@@ -111,11 +111,27 @@ class QueueStore:
             tx.execute("DELETE FROM dedup WHERE queue_id=?", (queue_id,))
 
     # Messages --------------------------------------------------------------------------
-    def messages(self, queue_id: int) -> Iterator[StoredMessage]:
-        for row in self._db.execute(
-            f"SELECT {COLUMNS} FROM messages WHERE queue_id=? ORDER BY seq", (queue_id,)
-        ):
+    def messages(self, queue_id: int, upto: int | None = None) -> Iterator[StoredMessage]:
+        """The queue's messages in the order they were sent (those up to seq `upto`)."""
+        if upto is None:
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM messages WHERE queue_id=? ORDER BY seq", (queue_id,)
+            )
+        else:
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM messages WHERE queue_id=? AND seq<=? ORDER BY seq",
+                (queue_id, upto),
+            )
+        for row in rows:
             yield _stored(row)
+
+    def sent_after(self, queue_id: int, seq: int, limit: int) -> list[StoredMessage]:
+        """Up to `limit` messages sent after the message `seq`, in the order they were sent."""
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM messages WHERE queue_id=? AND seq>? ORDER BY seq LIMIT ?",
+            (queue_id, seq, limit),
+        )
+        return [_stored(row) for row in rows.fetchall()]
 
     def last_seq(self, queue_id: int) -> int:
         row = self._db.execute(
