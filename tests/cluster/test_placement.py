@@ -29,7 +29,8 @@ def handler(event, context):
 """
 
 CLIENTS, ROUNDS, NAP_S = 10, 8, 0.05
-EXPIRY = 6.0  # the default lease expiry
+# Shorter than the defaults (2 s, 6 s), so that a killed node's share moves in seconds.
+HEARTBEAT, EXPIRY = 0.5, 2.0
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +42,9 @@ def nodes(
     started: list[Server] = []
 
     def start(name: str) -> Server:
-        return Server(
-            base / name / "data",
-            args=["--redis", redis_server.url, "--database", database, "--node-name", name],
-        ).start()
+        args = ["--redis", redis_server.url, "--database", database, "--node-name", name]
+        args += ["--heartbeat", str(HEARTBEAT), "--lease-expiry", str(EXPIRY)]
+        return Server(base / name / "data", args=args).start()
 
     try:
         (base / "a" / "data").mkdir(parents=True)
@@ -150,7 +150,7 @@ def test_provisioned_environments_are_shared_and_a_killed_nodes_start_elsewhere(
         FunctionName="kept", Qualifier="live", ProvisionedConcurrentExecutions=4
     )
     # 4 over 3 nodes: 2, 1, 1 (which node keeps 2 depends on a hash of the config).
-    shared = provisioned(c, "kept")  # as every node's heartbeat tells (each 2 s)
+    shared = provisioned(c, "kept")  # as every node's heartbeat tells
     deadline = time.monotonic() + 15
     while sorted(shared.values()) != [1, 1, 2] and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -173,7 +173,7 @@ def test_provisioned_environments_are_shared_and_a_killed_nodes_start_elsewhere(
     killed = time.monotonic()
     b.process.wait()
     # Once b's leases expire, a and c keep two each.
-    after = wait_for(a, "kept", {"a": 2, "c": 2}, within=EXPIRY + 10)
+    after = wait_for(a, "kept", {"a": 2, "c": 2}, within=EXPIRY + 15)
     took = time.monotonic() - killed
     assert after == {"a": 2, "c": 2}, after
     print(f"b's provisioned environment started on the others {took:.1f} s after the SIGKILL")
