@@ -30,7 +30,7 @@
    disk, cgroups with freezing; the default where the host allows it) against
    `--isolation none` in the same run: cold start (Init Duration and end to end), warm p50
    at one client against the relay, and warm throughput frozen between invocations
-   against `--no-freeze`.
+   against `--no-freeze` (bench/walls.py: the median of paired rounds, with CPU per invoke).
 
 9. Authentication (bench/auth.py): one SigV4 verification (p50, µs) against botocore
    signing the same request; warm invoke req/s and the server's CPU time per invoke with
@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import importlib
 import io
 import json
@@ -860,106 +859,10 @@ def bench_dynamodb() -> None:
 
 
 # 8. Walls ------------------------------------------------------------------------------------
-WALLS_COLD = 40
-WALLS_MEMORY = ONE_VCPU_MB  # one vCPU's quota: the warm loop measures the walls, not 128 MB's share
-
-
-def cold_with_init(server: Lamina, prefix: str, samples: int) -> tuple[list[float], list[float]]:
-    """End-to-end times and Init Durations of `samples` cold invokes, one at a time."""
-    names = [f"{prefix}-{index:03d}" for index in range(samples)]
-    for name in names:
-        server.create(name, PID)
-    ends, inits, tokens = [], [], set()
-    for name in names:
-        request = urllib.request.Request(
-            server.url(invocations(name)), data=b"{}", method="POST",
-            headers={"X-Amz-Log-Type": "Tail"},
-        )  # fmt: skip
-        started = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=60) as response:
-            body = response.read()
-            tail = base64.b64decode(response.headers["X-Amz-Log-Result"]).decode()
-        ends.append((time.perf_counter() - started) * 1000)
-        found = re.search(r"Init Duration: ([0-9.]+) ms", tail)
-        if found is None:
-            raise RuntimeError(f"no Init Duration in {tail!r}")
-        inits.append(float(found.group(1)))
-        tokens.add(json.loads(body))
-    if len(tokens) != samples:
-        raise RuntimeError(f"expected {samples} environments, saw {len(tokens)}")
-    for name in names:
-        server.delete(name)
-    return ends, inits
-
-
 def bench_walls() -> None:
-    print("8. walls: every wall against --isolation none", flush=True)
-    bare = Lamina("--isolation", "none")
-    walled = Lamina("--isolation", "auto")
-    unfrozen = Lamina("--isolation", "auto", "--no-freeze")
-    port = free_port()
-    relay = subprocess.Popen(
-        [PYTHON, str(BENCH / "relay.py"), str(port)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert relay.stdout is not None
-        assert relay.stdout.readline().strip() == "ready"
-        backend = (walled.dir / "server.log").read_text().split("isolation: ", 1)[-1]
-        print(f"   walls: {backend.splitlines()[0][:160]}", flush=True)
-        cold: dict[str, tuple[list[float], list[float]]] = {}
-        for label, server in (("none", bare), ("walls", walled)):
-            cold_with_init(server, f"warmup-{label}", 3)
-            cold[label] = cold_with_init(server, f"cold-{label}", WALLS_COLD)
-        servers = {"relay": (port, "/"), "none": (bare.port, invocations("noop")),
-                   "walls": (walled.port, invocations("noop")),
-                   "no-freeze": (unfrozen.port, invocations("noop"))}  # fmt: skip
-        for server in (bare, walled, unfrozen):
-            server.create("noop", NOOP, MemorySize=ONE_VCPU_MB)
-        warm: dict[tuple[str, int], dict[str, Any]] = {}
-        for clients in (1, 8):
-            rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in servers}
-            for _ in range(ROUNDS):
-                for label, (where, path) in servers.items():
-                    load(where, path, clients, WARMUP_SECONDS)
-                    rounds[label].append(load(where, path, clients, WARM_SECONDS))
-            for label in servers:
-                warm[label, clients] = best(rounds[label])
-                show(label, clients, warm[label, clients])
-    finally:
-        relay.kill()
-        relay.wait()
-        walled.process.send_signal(signal.SIGTERM)  # its log says what the cold starts took
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            walled.process.wait(20)
-        taken = re.search(r"prepared inits: (.*)", (walled.dir / "server.log").read_text())
-        print(f"   walls: {taken.group(1) if taken else 'no prepared inits'}", flush=True)
-        for server in (bare, walled, unfrozen):
-            server.stop()
-    RAW["walls"] = {
-        "cold": cold,
-        "warm": {f"{label} {clients}": found for (label, clients), found in warm.items()},
-    }
-    ends, inits = cold["walls"]
-    bare_ends, bare_inits = cold["none"]
-    row("walls", f"cold start Init Duration p50, every wall (n={WALLS_COLD})",
-        percentile(inits, 50), "ms", "--isolation none", percentile(bare_inits, 50),
-        "≤ 10 ms", percentile(inits, 50) <= 10.0)  # fmt: skip
-    row("walls", "cold start Init Duration p99, every wall", percentile(inits, 99), "ms",
-        "--isolation none", percentile(bare_inits, 99))  # fmt: skip
-    row("walls", "cold invoke end to end p50, every wall", percentile(ends, 50), "ms",
-        "--isolation none", percentile(bare_ends, 50))  # fmt: skip
-    walls1, relay1, none1 = warm["walls", 1], warm["relay", 1], warm["none", 1]
-    overhead = (walls1["p50_us"] - relay1["p50_us"]) / 1000
-    row("walls", "warm p50 overhead over the relay, 1 client, every wall", overhead, "ms",
-        "relay p50", relay1["p50_us"] / 1000, "< 1 ms", overhead < 1.0)  # fmt: skip
-    row("walls", "warm p50, 1 client, every wall", walls1["p50_us"] / 1000, "ms",
-        "--isolation none", none1["p50_us"] / 1000)  # fmt: skip
-    for clients in (1, 8):
-        frozen, free = warm["walls", clients]["rps"], warm["no-freeze", clients]["rps"]
-        row("walls", f"warm req/s, {clients} clients, frozen between invocations", frozen,
-            "req/s", "--no-freeze", free, "≥ 0.9x", frozen >= 0.9 * free)  # fmt: skip
-        row("walls", f"warm req/s, {clients} clients, every wall", frozen, "req/s",
-            "--isolation none", warm["none", clients]["rps"])  # fmt: skip
+    import walls  # bench/walls.py, beside this file
+
+    walls.run(sys.modules[__name__])
 
 
 def bench_runtimes() -> None:
