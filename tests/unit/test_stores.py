@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from lamina.keys import FunctionKey
-from lamina.services.dynamodb.store import StreamRecord, TableStore
+from lamina.services.dynamodb.store import StreamRecord, TableStore, sequence_text
 from lamina.services.kinesis.store import StoredRecord, StreamStore
 from lamina.services.sqs.store import QueueStore, StoredMessage
 from lamina.store import schema
@@ -217,10 +217,14 @@ def test_tables(tmp_path: Path, shared: Database | None) -> None:
     tid = store.tables.insert("1", "r", "t", {})
     item = {"pk": {"S": "a"}, "sk": {"N": "1"}, "blob": {"B": b"\x00\x01"}}
     change = {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "a"}}}}
-    store.write(
+    stored = store.write(
         [(tid, b"a", b"\x01", item), (tid, b"a", b"\x02", item), (tid, b"b", b"", item)],
         [(tid, StreamRecord(0, 0, 100, "a", change, 1.0))],
     )
+    if shared is not None:  # a cluster's database numbers the record, in it too
+        numbered = {**change["dynamodb"], "SequenceNumber": sequence_text(100)}
+        change = {**change, "dynamodb": numbered}
+    assert [r.record for _, r in stored] == [change]
     assert store.get(tid, b"a", b"\x01") == item
     store.write([(tid, b"a", b"\x01", {**item, "v": {"S": "2"}})], [])
     assert store.get(tid, b"a", b"\x01")["v"] == {"S": "2"}
