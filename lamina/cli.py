@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def doctor(args: argparse.Namespace) -> int:
-    from lamina.sandbox.isolation import PROCESS_CANNOT, diagnose
+    from lamina.sandbox.diagnosis import diagnose
+    from lamina.sandbox.isolation import PROCESS_CANNOT
 
     found = diagnose(args.python or sys.executable)
     for name, ok, detail in found.checks:
