@@ -138,7 +138,7 @@ SUSPENDING = """
 @durable_execution
 def handler(event, context: DurableContext):
     value = context.step(lambda _: event["n"] * 2, name="double")
-    context.wait(Duration.from_seconds(1500), name="rest")
+    context.wait(Duration.from_seconds(2000), name="rest")
     return value
 """
 
@@ -150,9 +150,9 @@ COUNT = 100
 def test_100_suspended_executions_hold_no_concurrency_and_all_complete(tmp_path: Path) -> None:
     # 5 slots for 100 executions (a reservation of 5 in an account of 20): the 100 first
     # invocations and the 100 re-invocations when the timers fire are throttled, wait and
-    # retry. (The wait is 15 s of real time at this scale: all must be suspended before the
-    # first timer fires, and the first invocations take half as long as 200's did, which had
-    # 30 s. 200 took 7.4 s on a loaded machine.)
+    # retry. (The wait is 20 s of real time at this scale: all must be suspended before the
+    # first timer fires: at load 21 on 2 cores, 5.4 s passed between the first suspension
+    # and the last.)
     args = ["--time-scale", "0.01", "--account-concurrency", "20", "--unreserved-floor", "10"]
     server = Server(tmp_path / "data", args=args).start()
     try:
