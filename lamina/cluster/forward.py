@@ -25,7 +25,9 @@ from urllib.parse import urlsplit
 
 from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.engine.invoker import InvokeRequest, InvokeResult
+from lamina.engine.placement import Listed
 from lamina.engine.pool import FunctionPool
+from lamina.engine.provisioned import ProvisionedSet
 from lamina.engine.service import Engine
 from lamina.keys import FunctionKey
 from lamina.observe import traces
@@ -69,14 +71,16 @@ class Forwarder:
         self._idle: dict[str, list[_Hop]] = {}
 
     async def forward(
-        self, address: str, pool: FunctionPool, env_id: str, request: InvokeRequest
+        self, address: str, source: Listed, env_id: str, request: InvokeRequest
     ) -> InvokeResult | None:
-        """Run `request` on the owner's environment `env_id`; None if the owner has no
-        idle environment of the version (nothing ran there)."""
-        key, image = pool.key, pool.image
+        """Run `request` on the owner's environment `env_id` of `source` (an on-demand
+        pool or a provisioned set); None if the owner has no idle environment of it
+        (nothing ran there)."""
+        key, image = source.key, source.image
         meta = json.dumps(
             {
                 "a": key.account, "r": key.region, "n": key.name, "v": image.version,
+                "l": source.listing,
                 "rev": image.revision, "e": env_id, "id": request.request_id,
                 "arn": request.invoked_arn, "cc": request.client_context,
                 "tail": request.want_tail, "t": request.invocation_type,
@@ -212,7 +216,7 @@ class _Hop(asyncio.Protocol):
 class _Claimed:
     """One environment of a pool, as the invoker's source: taken already."""
 
-    def __init__(self, pool: FunctionPool, env: Environment) -> None:
+    def __init__(self, pool: FunctionPool | ProvisionedSet, env: Environment) -> None:
         self.pool, self.env = pool, env
         self.key, self.image = pool.key, pool.image
 
@@ -243,11 +247,16 @@ class Owner:
             return HttpResponse(403, b'{"message":"signed too long ago"}', JSON)
         engine = self.engine()
         key = FunctionKey(fields["a"], fields["r"], fields["n"])
-        pool = engine.pools.pools.get((key, fields["v"]))
+        pool: FunctionPool | ProvisionedSet | None
+        listing: str = fields["l"]
+        if listing.startswith("provisioned:"):
+            pool = engine.provisioner.find(key, listing.split(":", 1)[1], fields["rev"])
+        else:
+            pool = engine.pools.pools.get((key, fields["v"]))
         if pool is None or pool.retired or pool.image.revision != fields["rev"]:
             return HttpResponse(409, b'{"message":"no such environment"}', JSON)
         env = pool.take(fields["e"])
-        if env is None and pool.has_ready():  # another idle one of the version: still warm
+        if env is None and pool.has_ready():  # another idle one of it: still warm
             env, _ = pool.acquire()
         if env is None:
             return HttpResponse(409, b'{"message":"no idle environment"}', JSON)

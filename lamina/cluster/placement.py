@@ -42,28 +42,31 @@ from redis.exceptions import NoScriptError, RedisError
 from lamina.cluster.forward import Forwarder, Owner
 from lamina.cluster.wire import Wire
 from lamina.engine.invoker import InvokeRequest, InvokeResult
-from lamina.engine.pool import FunctionPool
+from lamina.engine.placement import Listed
 from lamina.sandbox.environment import Environment
 
 log = logging.getLogger("lamina.cluster")
 
 CLAIMS = 3  # entries tried (claimed, found taken) before starting one here
 
-# KEYS: the version's idle set.  ARGV: the claiming node.
-# Reply: {entry, score, node address}, or {} when no other live node has one idle.
+# KEYS: idle sets, in the order wanted (a provisioned set's, then the version's).
+# ARGV: the claiming node.
+# Reply: {key index, entry, score, node address}, or {} when no other live node has one.
 CLAIM = r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local entries = redis.call('ZREVRANGE', KEYS[1], 0, 31, 'WITHSCORES')
-for i = 1, #entries, 2 do
-  local entry = entries[i]
-  local node = string.match(entry, '^%x+ (.*)$')
-  if node and node ~= ARGV[1] then
-    redis.call('ZREM', KEYS[1], entry)
-    local alive = redis.call('ZSCORE', 'lamina:nodes', node)
-    if alive and tonumber(alive) > now then
-      local address = redis.call('HGET', 'lamina:node:' .. node, 'advertise')
-      if address then return {entry, entries[i + 1], address} end
+for k = 1, #KEYS do
+  local entries = redis.call('ZREVRANGE', KEYS[k], 0, 31, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    local entry = entries[i]
+    local node = string.match(entry, '^%x+ (.*)$')
+    if node and node ~= ARGV[1] then
+      redis.call('ZREM', KEYS[k], entry)
+      local alive = redis.call('ZSCORE', 'lamina:nodes', node)
+      if alive and tonumber(alive) > now then
+        local address = redis.call('HGET', 'lamina:node:' .. node, 'advertise')
+        if address then return {k, entry, entries[i + 1], address} end
+      end
     end
   end
 end
@@ -110,14 +113,14 @@ class ClusterPlacement:
         self.forwarded = 0  # invocations this node sent to others
 
     @staticmethod
-    def registry(pool: FunctionPool) -> str:
-        key, image = pool.key, pool.image
+    def registry(source: Listed) -> str:
+        key, image = source.key, source.image
         scope = f"{key.account}/{key.region}"
-        return f"lamina:{{{scope}}}:idle:{key.name}:{image.version}:{image.revision}"
+        return f"lamina:{{{scope}}}:idle:{key.name}:{source.listing}:{image.revision}"
 
     # engine.placement.PoolListener: told synchronously, written at once ----------------
-    def idle(self, pool: FunctionPool, env: Environment) -> None:
-        registry, entry = self._listed[env.id] = (self.registry(pool), f"{env.id} {self.node}")
+    def idle(self, source: Listed, env: Environment) -> None:
+        registry, entry = self._listed[env.id] = (self.registry(source), f"{env.id} {self.node}")
         # Written before the invocation's answer leaves: a client that invokes again
         # through another node finds the environment listed.
         now = time.time()
@@ -129,7 +132,7 @@ class ClusterPlacement:
             ("ZADD", registry, int(now * 1000), entry), ("PEXPIRE", registry, self.keep_alive_ms)
         )
 
-    def taken(self, pool: FunctionPool, env: Environment) -> None:
+    def taken(self, source: Listed, env: Environment) -> None:
         self.gone(env)
 
     def gone(self, env: Environment) -> None:
@@ -138,40 +141,45 @@ class ClusterPlacement:
             self._writes.send(("ZREM", *listed))
 
     # engine.placement.Placement --------------------------------------------------------
-    async def claim(self, pool: FunctionPool, request: InvokeRequest) -> Claim | None:
-        if pool.tenant is not None or request.stream is not None:
-            return None  # a tenant's environments and response streams stay here
-        registry = self.registry(pool)
+    async def claim(
+        self, sources: list[Listed], request: InvokeRequest
+    ) -> tuple[Listed, Claim] | None:
+        if request.stream is not None:
+            return None  # a response stream stays on its node
+        registries = [self.registry(source) for source in sources]
         try:
             try:
-                claimed: Any = await self._wire.call("EVALSHA", self._claim.sha, 1, registry,
-                                                     self.node)  # fmt: skip
+                claimed: Any = await self._wire.call(
+                    "EVALSHA", self._claim.sha, len(registries), *registries, self.node
+                )
             except NoScriptError:  # Redis restarted, or flushed its scripts
-                claimed = await self._claim([registry], [self.node])
+                claimed = await self._claim(registries, [self.node])
         except (RedisError, OSError):
             return None  # the registry is out of reach: an environment here will do
         if not claimed:
             return None
-        entry, score, address = (part.decode() for part in claimed)
-        return Claim(registry, entry, float(score), address)
+        index = int(claimed[0]) - 1
+        entry, score, address = (part.decode() for part in claimed[1:])
+        return sources[index], Claim(registries[index], entry, float(score), address)
 
     def unclaim(self, claim: object) -> None:
         assert isinstance(claim, Claim)
         self._writes.send(("ZADD", claim.registry, int(claim.score), claim.entry))
 
     async def run_claimed(
-        self, claim: object, pool: FunctionPool, request: InvokeRequest
+        self, claim: object, source: Listed, request: InvokeRequest
     ) -> InvokeResult | None:
         assert isinstance(claim, Claim)
         found: Claim | None = claim
         for _ in range(CLAIMS):
             if found is None:
                 return None
-            result = await self.forwarder.forward(found.address, pool, found.env_id, request)
+            result = await self.forwarder.forward(found.address, source, found.env_id, request)
             if result is not None:
                 self.forwarded += 1
                 return result
-            found = await self.claim(pool, request)  # taken by its node meanwhile: another
+            again = await self.claim([source], request)  # taken by its node meanwhile
+            found = again[1] if again is not None else None
         if found is not None:
             self.unclaim(found)
         return None

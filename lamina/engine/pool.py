@@ -41,6 +41,11 @@ class FunctionPool:
         self.retired = False
         self._reaper: asyncio.TimerHandle | None = None
 
+    @property
+    def listing(self) -> str:
+        """What a cluster's registry lists its idle environments under."""
+        return self.image.version
+
     def acquire(self) -> tuple[Environment, bool]:
         """An environment to run on, and whether it is new (a cold start)."""
         now = self.owner.clock.platform_now()

@@ -73,6 +73,8 @@ class ProvisionedSet:
         self.starting: set[asyncio.Task[None]] = set()
         self.failed = False
         self.retired = False
+        self.listing = f"provisioned:{qualifier}"  # in a cluster's registry of idle ones
+        self.listener = owner.pools.listener
 
     @property
     def ready(self) -> int:
@@ -86,7 +88,21 @@ class ProvisionedSet:
     def acquire(self) -> tuple[Environment, bool]:
         env = self.idle.pop()
         self.busy.add(env)
+        if self.listener is not None:
+            self.listener.taken(self, env)
         return env, False  # initialised already: never a cold start
+
+    def take(self, env_id: str) -> Environment | None:
+        """The idle environment `env_id` (claimed by another node), taken as acquire()
+        takes one; None if it is no longer idle and ready."""
+        env = next((e for e in self.idle if e.id == env_id and e.state is State.READY), None)
+        if env is None:
+            return None
+        self.idle.remove(env)
+        self.busy.add(env)
+        if self.listener is not None:
+            self.listener.taken(self, env)
+        return env
 
     def release(self, env: Environment) -> None:
         self.busy.discard(env)
@@ -96,6 +112,8 @@ class ProvisionedSet:
             self.fill()  # a dead one is replaced
             return
         self.idle.append(env)
+        if self.listener is not None:
+            self.listener.idle(self, env)
 
     # Keeping `count` environments ----------------------------------------------------
     def fill(self) -> None:
@@ -119,6 +137,8 @@ class ProvisionedSet:
             self.owner.changed(self.key)
             return
         self.idle.append(env)
+        if self.listener is not None:
+            self.listener.idle(self, env)
         self.owner.changed(self.key)
 
     def _drop_dead(self) -> None:

@@ -13,10 +13,10 @@ from lamina.clock import Clock
 from lamina.engine.concurrency import Counters, Decision, Lease, Pool, SettingsError, Throttle
 from lamina.engine.counting import CountingUnavailable, SharedCounting
 from lamina.engine.invoker import EnvironmentSource, Invoker, InvokeRequest, InvokeResult
-from lamina.engine.placement import Placement
+from lamina.engine.placement import Listed, Placement
 from lamina.engine.policy import admit, admit_shared
-from lamina.engine.pool import Pools
-from lamina.engine.provisioned import ProvisionedState, Provisioner, Spread
+from lamina.engine.pool import FunctionPool, Pools
+from lamina.engine.provisioned import ProvisionedSet, ProvisionedState, Provisioner, Spread
 from lamina.keys import FunctionKey
 from lamina.observe.logs import LogStore
 from lamina.sandbox.environment import Environment
@@ -51,6 +51,58 @@ class Observer(Protocol):
 
 # The temporary credentials of a new environment: (variables, wall-clock expiry).
 Identity = Callable[[FunctionKey, FunctionImage], tuple[dict[str, str], float | None]]
+
+
+async def _claim(
+    placement: Placement, warm: ProvisionedSet | None, pool: FunctionPool, request: InvokeRequest
+) -> tuple[Listed, object] | None:
+    """Before the admission: an idle environment on another node, provisioned first, when
+    none is idle here (the local idle path asks nothing of the registry)."""
+    if warm is not None and warm.has_ready():
+        return None
+    sources: list[Listed] = [warm] if warm is not None else []
+    if pool.tenant is None and not pool.has_ready():
+        sources.append(pool)
+    return await placement.claim(sources, request) if sources else None
+
+
+def _keep(
+    placement: Placement,
+    claimed: tuple[Listed, object],
+    source: object,
+    warm: ProvisionedSet | None,
+    pool: FunctionPool,
+) -> tuple[Listed, object] | None:
+    """After the admission: the claim if it is still wanted, else put back (the lease is
+    not of its kind, or an environment here became idle meanwhile)."""
+    if claimed[0] is warm and warm is not None:
+        wanted = source is warm and not warm.has_ready()
+    else:
+        wanted = source is pool and not pool.has_ready()
+    if wanted:
+        return claimed
+    placement.unclaim(claimed[1])
+    return None
+
+
+async def _late(
+    placement: Placement,
+    source: EnvironmentSource,
+    warm: ProvisionedSet | None,
+    pool: FunctionPool,
+    request: InvokeRequest,
+) -> tuple[tuple[Listed, object] | None, EnvironmentSource]:
+    """After the admission, when the environment here it counted on was taken meanwhile
+    (while the shared counts were asked): one of the same kind elsewhere, else an
+    on-demand one elsewhere; None: start one here. And the source to run on here."""
+    if source is warm and warm is not None and not warm.has_ready():
+        found = await placement.claim([warm], request)
+        if found is not None:
+            return found, source
+        source = pool
+    if source is pool and pool.tenant is None and not pool.has_ready():
+        return await placement.claim([pool], request), source
+    return None, source
 
 
 class Engine:
@@ -133,14 +185,13 @@ class Engine:
         # (on a cluster, the shared counts are asked in between; an environment taken
         # meanwhile makes a cold start that the scaling bucket did not count).
         pool = self.pools.pool_for(key, image, request.tenant_id)
-        claim = None
         placement = self.placement
-        # None idle here: one idle on another node, held for this invocation.
-        if placement is not None and not (
-            (warm is not None and warm.has_ready()) or pool.has_ready()
-        ):
-            claim = await placement.claim(pool, request)
-        provisioned_idle = warm is not None and warm.has_ready()
+        claimed: tuple[Listed, object] | None = None
+        if placement is not None:  # a cluster: none idle here, one idle elsewhere is held
+            claimed = await _claim(placement, warm, pool, request)
+        provisioned_idle = (warm is not None and warm.has_ready()) or (
+            claimed is not None and claimed[0] is warm
+        )
         decision: Decision
         if shared is None:
             decision = admit(  # policy.py: the same placement the planner replays
@@ -159,11 +210,11 @@ class Engine:
                     now,
                     provisioned_idle=provisioned_idle,
                     provisioned_target=warm is not None,
-                    warm_idle=provisioned_idle or pool.has_ready() or claim is not None,
+                    warm_idle=provisioned_idle or pool.has_ready() or claimed is not None,
                 )
             except CountingUnavailable as exc:
-                if claim is not None and placement is not None:
-                    placement.unclaim(claim)
+                if claimed is not None and placement is not None:
+                    placement.unclaim(claimed[1])
                 raise CountsUnreachable(str(exc)) from exc
             # This node's own figures, for its metrics (the shared counts decided).
             if decision.lease is not None:
@@ -171,24 +222,26 @@ class Engine:
             elif decision.throttle is not None:
                 counter.note_throttle(key, decision.throttle)
         source = warm if provisioned_idle and warm is not None else pool
-        if claim is not None and placement is not None:  # noqa: SIM102
-            if decision.lease is None or source is not pool or pool.has_ready():
-                placement.unclaim(claim)  # throttled, or an environment here serves
-                claim = None
         if decision.lease is None:
             assert decision.throttle is not None
+            if claimed is not None and placement is not None:
+                placement.unclaim(claimed[1])
             if self.observer is not None:
                 self.observer.throttled(key, request, decision.throttle)
             raise Throttled(decision.throttle, decision.retry_after)
         if decision.lease.pool is not Pool.PROVISIONED and source is warm:
             source = pool  # no provisioned slot after all
+        if claimed is not None and placement is not None:
+            claimed = _keep(placement, claimed, source, warm, pool)
         try:
             result = None
-            if placement is not None and source is pool:
-                if claim is None and not pool.has_ready():  # the one here was taken meanwhile
-                    claim = await placement.claim(pool, request)
-                if claim is not None:
-                    result = await placement.run_claimed(claim, pool, request)
+            if placement is not None:
+                if claimed is None:
+                    claimed, source = await _late(placement, source, warm, pool, request)
+                if claimed is not None:
+                    result = await placement.run_claimed(claimed[1], claimed[0], request)
+                if result is None and source is warm and warm is not None and not warm.has_ready():
+                    source = pool
             if result is None:
                 result = await self.invoker.invoke(source, request)
         finally:

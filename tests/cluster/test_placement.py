@@ -167,6 +167,25 @@ def test_provisioned_environments_are_shared_and_a_killed_nodes_start_elsewhere(
         time.sleep(0.2)
     assert status["Status"] == "READY", status
     assert status["AvailableProvisionedConcurrentExecutions"] == 4, status
+    # Four at once through the node keeping one: all four run on provisioned environments
+    # (three of them on the other nodes'), none starts an on-demand one.
+    one = {"a": a, "b": b, "c": c}[min(shared, key=lambda name: shared[name])]
+    tails: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def run() -> None:
+        client = one.client()
+        barrier.wait(30)
+        answer = client.invoke(FunctionName="kept", Qualifier="live", LogType="Tail",
+                               Payload=json.dumps({"sleep": 0.5}).encode())  # fmt: skip
+        tails.append(base64.b64decode(answer["LogResult"]).decode())
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(tails) == 4 and not any("Init Duration" in tail for tail in tails), tails
 
     assert b.process is not None
     b.process.kill()
