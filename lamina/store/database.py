@@ -256,6 +256,12 @@ class PostgresDatabase:
             max_size=max_size,
             kwargs={"autocommit": True, "connect_timeout": 3},
             timeout=2.0,  # a request waits this long for a connection, then is refused
+            # The pool retries a lost connection with a backoff that doubles (1, 2, 4, 8 s
+            # ...) for as long as this lasts: with its default of 5 minutes a node whose
+            # database was away for 40 s stored again only 20 s after the database was
+            # back. Given up after 2 s instead, the next request that has to wait starts
+            # a new attempt at once, so a node reconnects within a second of its return.
+            reconnect_timeout=2.0,
             open=False,
             name="lamina",
         )

@@ -443,10 +443,12 @@ def test_with_postgresql_gone_nothing_is_acknowledged_and_all_resumes(
         assert lam.invoke(FunctionName="steady")["StatusCode"] == 200
     finally:
         postgres.start()
+    back = time.monotonic()
     # Back by itself: writes succeed again within seconds (a refused one is retried,
     # as SDKs retry a 503).
     sent = until_stored(lambda: sqs.send_message(QueueUrl=queue, MessageBody="after"))
     assert sent["MessageId"]
+    print(f"\nstored again {time.monotonic() - back:.2f} s after PostgreSQL was back")
     bodies = {
         m["Body"] for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     }
