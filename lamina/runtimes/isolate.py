@@ -296,11 +296,6 @@ def _init(runtime: int, report: Report, keep: tuple[int, ...]) -> None:
         os._exit(0)
 
 
-def _probe_network() -> None:
-    unshare(CLONE_NEWNET)
-    _private_network(9001).close()
-
-
 def _private_network(port: int, eth0: list[Any] | None = None) -> _socket.socket:
     """The new network namespace has a loopback interface, down: bring it up and listen on
     127.0.0.1:`port` there. The socket goes to Lamina, which serves the Runtime API on it.
@@ -587,76 +582,12 @@ def spawned(channel_fd: int) -> None:
         os._exit(127)
 
 
-# The probe of `lamina doctor` and of the server's start -------------------------------------
-def probe(spec: dict[str, Any]) -> dict[str, Any]:
-    """Try every step of an environment once, in a throwaway PID namespace: what works and
-    what does not (with the error)."""
-    import json
-    import shutil
-    import tempfile
-
-    results: dict[str, Any] = {}
-    scratch = tempfile.mkdtemp(prefix="lamina-probe-")
-    spec = {**spec, "root": f"{scratch}/root", "task": f"{scratch}/task"}
-    os.mkdir(f"{scratch}/root")
-    os.mkdir(f"{scratch}/task", 0o755)
-    try:
-        space = PidNamespace()
-    except OSError as exc:
-        shutil.rmtree(scratch, ignore_errors=True)
-        return {"pid namespace": str(exc)}
-    reader, writer = os.pipe()
-    try:
-        with space:
-            pid = os.fork()
-    except OSError as exc:
-        os.close(reader)
-        os.close(writer)
-        shutil.rmtree(scratch, ignore_errors=True)
-        return {"pid namespace": str(exc)}
-    finally:
-        space.close()
-    if pid == 0:
-        os.close(reader)
-        found: dict[str, Any] = {"pid namespace": os.getpid() == 1 or "not PID 1"}
-        steps = (
-            ("mount, ipc, uts, cgroup namespaces",
-             lambda: unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)),
-            ("network namespace", _probe_network),
-            ("filesystem (tmpfs, binds, /proc, pivot_root)", lambda: build_root(spec)),
-            ("unprivileged user", lambda: become_user(spec)),
-        )  # fmt: skip
-        for name, step in steps:
-            try:
-                step()
-                found[name] = True
-            except Exception as exc:  # reported, not raised
-                found[name] = f"{type(exc).__name__}: {exc}"
-                break
-        os.write(writer, json.dumps(found).encode())
-        os._exit(0)
-    os.close(writer)
-    chunks = []
-    while chunk := os.read(reader, 65536):
-        chunks.append(chunk)
-    os.close(reader)
-    os.waitpid(pid, 0)
-    shutil.rmtree(scratch, ignore_errors=True)
-    if chunks:
-        results.update(json.loads(b"".join(chunks)))
-    return results
-
-
 def main(argv: list[str]) -> None:
     command = argv[1] if len(argv) > 1 else ""
     if command == "spawn":
         spawned(int(argv[2]))
-    elif command == "probe":
-        import json
-
-        print(json.dumps(probe(json.loads(argv[2]))), flush=True)
     else:
-        print("usage: isolate.py spawn FD | probe SPEC", file=sys.stderr)
+        print("usage: isolate.py spawn FD", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,7 +1,7 @@
 """What the host allows: the checks `lamina doctor` prints one by one and that
 isolation.choose decides from (namespaces, cgroups, seccomp, freezer, ceilings, networks).
 
-The namespace steps are tried for real by lamina/runtimes/isolate.py's `probe`, in a child
+The namespace steps are tried for real by lamina/runtimes/isolate_probe.py, in a child
 of its own, with the spec an environment would get.
 """
 
@@ -22,7 +22,7 @@ from lamina.sandbox import network as net
 from lamina.sandbox import seccomp
 from lamina.sandbox.launch import PYTHON_BOOTSTRAP
 
-ISOLATE = PYTHON_BOOTSTRAP.parent / "isolate.py"
+PROBE = PYTHON_BOOTSTRAP.parent / "isolate_probe.py"
 UID, GID = 993, 990  # Lambda's sbx_user1051
 SERVER_PREFIX = "lamina-"
 
@@ -86,7 +86,7 @@ def diagnose(python: str, server: str | None = None) -> Diagnosis:
     if euid == 0:
         try:
             out = subprocess.run(
-                [sys.executable, "-I", "-S", str(ISOLATE), "probe", json.dumps(spec)],
+                [sys.executable, "-I", "-S", str(PROBE), json.dumps(spec)],
                 capture_output=True,
                 text=True,
                 timeout=20,
