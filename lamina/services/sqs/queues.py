@@ -30,7 +30,7 @@ import heapq
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from lamina.clock import Clock
 from lamina.deliveries import Delivery
@@ -48,11 +48,13 @@ from lamina.services.sqs.messages import (
     sqs_error,
 )
 from lamina.services.sqs.queue import EVERYTHING, Queue, ReceiveOptions
-from lamina.services.sqs.store import QueueStore
+from lamina.services.sqs.store import QueueStore, SeqTaken
 from lamina.services.sqs.window import admit, fill, fill_fifo, load_through
 
 DEDUP_WINDOW = 300.0  # seconds, a platform delay
+SEQ_TRIES = 8  # numbers tried for one message when other nodes took them
 BATCH_LIMIT = 10
+T = TypeVar("T")
 
 
 class Queues:
@@ -284,7 +286,11 @@ class Queues:
             receives=message.receives,
             first_receive=message.first_receive,
         )
-        self.store.move_message(queue.id, message.seq, dead.id, moved.stored())
+        self._numbered(
+            dead,
+            moved,
+            lambda: self.store.move_message(queue.id, message.seq, dead.id, moved.stored()),
+        )
         admit(dead, moved, now)
         dead.wake()
         self._changed(dead)
@@ -458,7 +464,11 @@ class Queues:
             expires = now + self.clock.platform_delay(DEDUP_WINDOW)
             # A newline parts scope and id: neither may hold one (nor PostgreSQL's text a NUL).
             key = f"{scope}\n{dedup}"
-            seen = self.store.insert_unique(queue.id, message.stored(), key, expires, now)
+            seen = self._numbered(
+                queue,
+                message,
+                lambda: self.store.insert_unique(queue.id, message.stored(), key, expires, now),
+            )
             if seen is not None:
                 first, sequence = seen
                 duplicate = Message(0, first, body, attributes, system, now, group, dedup, sequence)
@@ -468,11 +478,26 @@ class Queues:
                 queue.sends = 0
                 self.store.drop_dedup(queue.id, now)
         else:
-            self.store.insert_messages(queue.id, [message.stored()])
+            self._numbered(
+                queue, message, lambda: self.store.insert_message(queue.id, message.stored())
+            )
         admit(queue, message, now)
         queue.wake()
         self._changed(queue)
         return message, True
+
+    @staticmethod
+    def _numbered(queue: Queue, message: Message, insert: Callable[[], T]) -> T:
+        """`insert()` the message; numbered again (higher) when another node of a cluster
+        gave its number to a message of the queue at the same moment."""
+        for _ in range(SEQ_TRIES - 1):
+            try:
+                return insert()
+            except SeqTaken:
+                taken, message.seq = message.seq, queue.next_seq()
+                if message.sequence == f"{taken:020d}":  # a FIFO sequence number is its seq
+                    message.sequence = f"{message.seq:020d}"
+        return insert()
 
     # Changes the operations ask for ----------------------------------------------------
     def create(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lamina.store import schema
-from lamina.store.database import Database
+from lamina.store.database import Database, Executor
 from lamina.store.tables import NamedResources, named_resources_ddl, open_database
 
 SCHEMA = """
@@ -49,8 +49,18 @@ MIGRATIONS = [named_resources_ddl("queues") + SCHEMA, BY_VISIBLE]
 COLUMNS = "seq, message, visible, receives, first_receive, receipt"
 INSERT = (
     "INSERT INTO messages (queue_id, seq, message, visible, receives, first_receive, receipt) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (queue_id, seq) DO NOTHING"
 )
+
+
+class SeqTaken(Exception):
+    """Another node stored a message of the queue under this number at the same moment
+    (numbers are microseconds of the sending node's clock): nothing was written."""
+
+
+def _insert(tx: Executor, queue_id: int, message: StoredMessage) -> None:
+    if not tx.execute(INSERT, _row(queue_id, message)).rowcount:
+        raise SeqTaken(message.seq)  # rolls the transaction back
 
 
 @dataclass
@@ -198,9 +208,15 @@ class QueueStore:
         return int(visible), int(hidden), int(delayed)
 
     def insert_messages(self, queue_id: int, messages: Iterable[StoredMessage]) -> None:
+        """Messages numbered by one writer (a backlog written whole)."""
         rows = [_row(queue_id, m) for m in messages]
         with self._db.transaction() as tx:
             tx.executemany(INSERT, rows)
+
+    def insert_message(self, queue_id: int, message: StoredMessage) -> None:
+        """Raises SeqTaken when the message's number is another's."""
+        with self._db.transaction() as tx:
+            _insert(tx, queue_id, message)
 
     def insert_unique(
         self, queue_id: int, message: StoredMessage, key: str, expires: float, now: float
@@ -223,7 +239,7 @@ class QueueStore:
                     (queue_id, key),
                 ).fetchone()
                 return str(row[0]), row[1]
-            tx.execute(INSERT, _row(queue_id, message))
+            _insert(tx, queue_id, message)
         return None
 
     def update_states(
@@ -244,10 +260,11 @@ class QueueStore:
             tx.executemany("DELETE FROM messages WHERE queue_id=? AND seq=?", rows)
 
     def move_message(self, from_queue: int, seq: int, to_queue: int, moved: StoredMessage) -> None:
-        """Redrive: one transaction, so a crash leaves the message in exactly one queue."""
+        """Redrive: one transaction, so a crash leaves the message in exactly one queue.
+        Raises SeqTaken when `moved`'s number is another's in `to_queue`."""
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM messages WHERE queue_id=? AND seq=?", (from_queue, seq))
-            tx.execute(INSERT, _row(to_queue, moved))
+            _insert(tx, to_queue, moved)
 
     def purge(self, queue_id: int) -> None:
         self._db.execute("DELETE FROM messages WHERE queue_id=?", (queue_id,))
