@@ -65,6 +65,15 @@ class PostgresServer:
             raise RuntimeError(f"initdb failed: {done.stdout}{done.stderr}")
 
     def start(self, timeout: float = 30.0) -> PostgresServer:
+        """Start it; on a port another process took since it was chosen, on another one."""
+        for _ in range(3):
+            if self._start(timeout):
+                return self
+            self.port = free_port()
+        raise RuntimeError(f"postgres found each port it was given taken: {self.log()}")
+
+    def _start(self, timeout: float) -> bool:
+        """True once this server answers; False if its port was taken."""
         log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 (the server's, kept open)
         self.process = subprocess.Popen(
             [*_as_owner(), server_bin("postgres"), "-D", str(self.data),
@@ -77,12 +86,18 @@ class PostgresServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "could not bind" in self.log() or "could not create any TCP" in self.log():
+                    return False
                 raise RuntimeError(f"postgres exited: {self.log()}")
             try:
-                with psycopg.connect(self.url("postgres"), connect_timeout=1):
-                    return self
+                # Whoever answers on the port must be this server, not another run's.
+                with psycopg.connect(self.url("postgres"), connect_timeout=1) as conn:
+                    found = conn.execute("SHOW data_directory").fetchone()
+                if found is not None and Path(found[0]) == self.data:
+                    return True
             except psycopg.OperationalError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"postgres did not answer in {timeout}s: {self.log()}")
 
     def log(self) -> str:
