@@ -83,6 +83,7 @@ class Server:
                     return self
             except OSError:
                 time.sleep(0.05)
+        self.kill()  # else it runs on, orphaned, beside the rest of the suite
         raise RuntimeError(f"lamina serve did not answer in {timeout}s: {self.output()}")
 
     def output(self) -> str:
