@@ -183,14 +183,17 @@ def test_nothing_is_lost_to_a_kill_and_missed_schedules_fire_once(
         after = sorted(b for b in beats if killed < b <= seen)
         assert after[0] == catch and catch - restarted < 5, (restarted, after)
         regular = [anchor + k * period for k in range(1000)]
-        expected = [g for g in regular if catch + 0.05 < g <= seen]
-        # Once for everything missed, then on the rule's cadence again (not once per beat).
-        assert len(after[1:]) == len(expected), (
-            after,
-            expected,
-            [(m["MessageId"], m["Body"]) for m in got],
-        )
-        assert all(abs(b - g) < 0.3 for b, g in zip(after[1:], expected, strict=True))
+        # Once for everything missed, then on the rule's cadence again (not once per beat):
+        # every later beat answers a grid time of its own, soon after it; each grid time
+        # past the catch-up has its beat. The one grid time close to the catch-up may have
+        # its own beat or not (the catch-up's SentTimestamp is its delivery, not its firing).
+        nearest = [anchor + round((b - anchor) / period) * period for b in after[1:]]
+        report = (after, [(m["MessageId"], m["Body"]) for m in got])
+        assert all(0 <= b - g < 0.3 for b, g in zip(after[1:], nearest, strict=True)), report
+        assert len(set(nearest)) == len(nearest), report
+        due = {g for g in regular if catch + 0.3 < g <= seen}
+        close = {g for g in regular if catch - 0.3 < g <= catch + 0.3}
+        assert due <= set(nearest) <= due | close, report
     finally:
         second.stop()
 
