@@ -1,7 +1,8 @@
 """`lamina plan --validate`: a 5-minute trace with bursts past the limits (a reserved
 function with provisioned concurrency, two unreserved ones sharing the pool), replayed by
-the planner and against a real `lamina serve` under --time-scale 0.1 (half a minute of wall
-time): throttles and cold starts agree within 5% (or 2 when counts are small)."""
+the planner and against a real `lamina serve` under --time-scale 0.2 (a minute of wall
+time: at 0.1, a busy machine's jitter of tens of milliseconds moved the starved function's
+few throttles by 3): throttles and cold starts agree within 5% (or 2 when counts are small)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def test_simulation_agrees_with_a_real_server(tmp_path: Path) -> None:
             str(settings),
             "--validate",
             "--time-scale",
-            "0.1",
+            "0.2",
             "--out",
             str(out),
         ],
