@@ -70,8 +70,12 @@ serve: $(VENV)/.installed
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 libseccomp2; }; }
 	$(BIN)/lamina serve
 
+# Two processes (pytest-xdist), each given whole modules so their servers are shared as
+# written: most of the suite waits on servers, functions and timeouts rather than on a CPU.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed-test system-packages test-runtimes
-	LAMINA_TEST_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest -q
+	LAMINA_TEST_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[bench]'
