@@ -427,7 +427,10 @@
     const response = await fetch(url, { cache: "no-store", headers });
     if (response.status === 403) {
       const body = await response.json().catch(() => ({}));
-      askForKeys(keys ? body.message || body.Message : "");
+      // A request sent with keys the user has since replaced says nothing of the new ones.
+      if (JSON.stringify(keys) === JSON.stringify(credentials())) {
+        askForKeys(keys ? body.message || body.Message : "");
+      }
       throw new Error("sign in to see this account");
     }
     if (!response.ok) throw new Error(`${path}: ${response.status}`);
