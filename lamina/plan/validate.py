@@ -220,23 +220,37 @@ def _wait_ready(server: Server, name: str, version: str) -> None:
 
 
 # The client ------------------------------------------------------------------------------
+# A connection idle this long is not reused: the server closes one idle for its keep-alive
+# (5 s), and a request written as it does so is lost.
+REUSE_IDLE_S = 3.0
+
+
+class StaleConnection(ConnectionError):
+    """A reused connection closed before any of the answer came: the request can be sent
+    again on a new one (the server closed it idle, and so never read the request)."""
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.answer: asyncio.Future[int] | None = None
         self.closed = False
+        self.heard = False  # any byte of the current answer
+        self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.heard = True
         self.parser.feed_data(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.answer is not None and not self.answer.done():
-            self.answer.set_exception(ConnectionError("connection lost"))
+            lost = StaleConnection if not self.heard else ConnectionError
+            self.answer.set_exception(lost("connection lost"))
 
     def on_message_complete(self) -> None:
         if self.answer is not None and not self.answer.done():
@@ -244,6 +258,7 @@ class _Connection(asyncio.Protocol):
 
     async def post(self, path: str, body: bytes, headers: str) -> int:
         assert self.transport is not None
+        self.heard = False
         self.answer = asyncio.get_running_loop().create_future()
         head = (
             f"POST {path} HTTP/1.1\r\nHost: lamina\r\nContent-Length: {len(body)}\r\n{headers}\r\n"
@@ -271,23 +286,41 @@ async def replay(port: int, planned: Any, paths: dict[str, str], time_scale: flo
         for s in streams
     ]
     tasks: set[asyncio.Task[None]] = set()
+    failures: list[BaseException] = []
+
+    def finished(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            failures.append(task.exception())  # type: ignore[arg-type]
 
     async def connection() -> _Connection:
         while idle:
             found = idle.pop()
-            if not found.closed:
+            if not found.closed and loop.time() - found.idle_since < REUSE_IDLE_S:
                 return found
+            if found.transport is not None:
+                found.transport.close()
         _, made = await loop.create_connection(_Connection, "127.0.0.1", port)
         return made
+
+    async def post(index: int, body: bytes) -> int:
+        for _ in range(3):
+            conn = await connection()
+            try:
+                status = await conn.post(paths[names[index]], body, kinds[index])
+            except StaleConnection:
+                continue  # never read by the server: send it again
+            conn.idle_since = loop.time()
+            idle.append(conn)
+            return status
+        raise ConnectionError("the server closed three connections in a row")
 
     async def one(index: int, duration: float) -> None:
         stream = streams[index]
         body = json.dumps({"sleep": round(duration * time_scale, 6)}).encode()
         attempts = stream.retries.max_attempts if stream.retries.mode != "none" else 1
         for attempt in range(1, attempts + 1):
-            conn = await connection()
-            status = await conn.post(paths[names[index]], body, kinds[index])
-            idle.append(conn)
+            status = await post(index, body)
             tally = sent.statuses.setdefault(names[index], {})
             tally[status] = tally.get(status, 0) + 1
             if status != 429 or attempt == attempts or stream.invocation == "async":
@@ -311,9 +344,11 @@ async def replay(port: int, planned: Any, paths: dict[str, str], time_scale: flo
                 sent.late_s = max(sent.late_s, -wait)
             task = loop.create_task(one(index, duration))
             tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            task.add_done_callback(finished)
     if tasks:
         await asyncio.gather(*tasks)
+    if failures:  # an invocation that could not be sent is not one the comparison lacks
+        raise ValidateProblem(f"{len(failures)} invocations could not be sent: {failures[0]!r}")
     for conn in idle:
         if conn.transport is not None:
             conn.transport.close()
