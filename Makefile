@@ -72,10 +72,13 @@ serve: $(VENV)/.installed
 
 # Two processes (pytest-xdist), each given whole modules so their servers are shared as
 # written: most of the suite waits on servers, functions and timeouts rather than on a CPU.
+# Then the tests whose figures are the machine's (marked `alone`), by themselves.
 TEST_WORKERS ?= 2
 
 test: $(VENV)/.installed-test system-packages test-runtimes
-	LAMINA_TEST_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	LAMINA_TEST_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) \
+		--dist loadfile -m "not alone"
+	LAMINA_TEST_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest -q -m alone
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[bench]'

@@ -262,6 +262,7 @@ def invoke_latencies(server: Server, count: int) -> list[float]:
     return times
 
 
+@pytest.mark.alone
 def test_invokes_keep_their_latency_under_thousands_of_slow_clients(tmp_path: Path) -> None:
     """5,000 connections trickling their headers and a stream of endless bodies: a normal
     client's warm invoke answers within 2x its quiet p50."""

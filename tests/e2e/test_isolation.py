@@ -558,6 +558,7 @@ print(count, flush=True)
 ATTEMPTS = 3  # a load's measurement, again, when the host's own load moved the figure
 
 
+@pytest.mark.alone
 def test_a_misbehaving_neighbour_leaves_others_alone(tmp_path: Path) -> None:
     """While another function hogs memory, forks to its limit or spins on every core, a
     quiet function's warm invoke p50 stays within 2x its quiet figure, and the API answers.

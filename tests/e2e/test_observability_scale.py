@@ -16,6 +16,9 @@ import pytest
 
 from tests.helpers import Server, python_function
 
+# Its figures are the machine's: measured alone, after the suite's parallel part.
+pytestmark = pytest.mark.alone
+
 FUNCTIONS = 100
 ROUNDS = 20
 LIMIT_MS = 50.0

@@ -12,6 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Its figures are the machine's: measured alone, after the suite's parallel part.
+pytestmark = pytest.mark.alone
+
 SETTINGS = """
 account: {limit: 60, unreserved_floor: 10}
 keep_alive: 600
