@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 RESOLUTION = 60  # seconds per stored datapoint
@@ -104,21 +104,7 @@ class MinuteSeries:
             index += 1
         if first <= self.head < last:
             buckets.append((self.head, self.count, self.total, self.low, self.high))
-        current: int | None = None
-        totals: list[float] = []
-        for minute, count, total, low, high in buckets:
-            slot = minute * RESOLUTION // period * period
-            if slot != current:
-                if current is not None:
-                    yield current, totals
-                current, totals = slot, [count, total, low, high]
-            else:
-                totals[0] += count
-                totals[1] += total
-                totals[2] = min(totals[2], low)
-                totals[3] = max(totals[3], high)
-        if current is not None:
-            yield current, totals
+        yield from by_period(buckets, period)
 
     def last_minute(self) -> float:
         return float(self.head * RESOLUTION) if self.head >= 0 else 0.0
@@ -237,24 +223,32 @@ class MergedSeries:
         if self.remote is not None:
             for minute, combined in self.remote.minutes(first, last):
                 minutes.setdefault(minute, []).append(combined)
-        current: int | None = None
-        totals: list[float] = []
-        for minute in sorted(minutes):
-            count, total, low, high = _combine(minutes[minute])
-            slot = minute * RESOLUTION // period * period
-            if slot != current:
-                if current is not None:
-                    yield current, totals
-                current, totals = slot, [count, total, low, high]
-            else:
-                totals[0] += count
-                totals[1] += total
-                totals[2] = min(totals[2], low)
-                totals[3] = max(totals[3], high)
-        if current is not None:
-            yield current, totals
+        ordered = ((minute, *_combine(minutes[minute])) for minute in sorted(minutes))
+        yield from by_period(ordered, period)
 
     def last_minute(self) -> float:
         local = self.local.last_minute() if self.local is not None else 0.0
         remote = self.remote.last_minute() if self.remote is not None else 0.0
         return max(local, remote)
+
+
+def by_period(
+    minutes: Iterable[tuple[int, float, float, float, float]], period: int
+) -> Iterator[tuple[int, list[float]]]:
+    """(minute, count, sum, min, max) in minute order → (period start in seconds, [count,
+    sum, min, max] of its minutes)."""
+    current: int | None = None
+    totals: list[float] = []
+    for minute, count, total, low, high in minutes:
+        slot = minute * RESOLUTION // period * period
+        if slot != current:
+            if current is not None:
+                yield current, totals
+            current, totals = slot, [count, total, low, high]
+        else:
+            totals[0] += count
+            totals[1] += total
+            totals[2] = min(totals[2], low)
+            totals[3] = max(totals[3], high)
+    if current is not None:
+        yield current, totals
