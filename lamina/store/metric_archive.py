@@ -12,13 +12,12 @@ go, and so do the totals of a node silent that long.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lamina.store import schema
-from lamina.store.database import Database, SqliteDatabase
+from lamina.store.archive import Archive
+from lamina.store.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS metric_minutes (
@@ -56,21 +55,9 @@ TotalsRow = tuple[str, str, str]  # (account, region, body JSON)
 MINUTE_COLUMNS = "node, account, region, namespace, name, dims, minute, unit, n, total, low, high"
 
 
-class MetricArchive:
-    """Used from worker threads, one call at a time (a lock keeps it so)."""
-
+class MetricArchive(Archive):
     def __init__(self, data_dir: Path, node: str, db: Database | None = None) -> None:
-        self._db: Database = db or SqliteDatabase(data_dir / "metrics.db", check_same_thread=False)
-        schema.ensure(self._db, "metrics", MIGRATIONS)
-        self.node = node
-        self._lock = threading.Lock()
-
-    @property
-    def shared(self) -> bool:
-        return self._db.dialect != "sqlite"
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(data_dir, "metrics.db", "metrics", MIGRATIONS, node, db)
 
     def write(self, minutes: Sequence[MinuteRow], totals: Sequence[TotalsRow], at: float) -> None:
         with self._lock, self._db.transaction() as tx:

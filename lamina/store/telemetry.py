@@ -10,14 +10,13 @@ and beyond the newest `MAX_LINES` of a function, are deleted.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from lamina.keys import FunctionKey
-from lamina.store import schema
-from lamina.store.database import Database, SqliteDatabase
+from lamina.store.archive import Archive
+from lamina.store.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_lines (
@@ -40,23 +39,11 @@ DEFAULT_RETENTION_S = 30 * 86400.0
 Line = tuple[FunctionKey, str, float, str]  # (function, stream, at, text)
 
 
-class LogArchive:
-    """Used from worker threads, one call at a time (a lock keeps it so)."""
-
+class LogArchive(Archive):
     def __init__(self, data_dir: Path, db: Database | None = None) -> None:
-        self._db: Database = db or SqliteDatabase(
-            data_dir / "telemetry.db", check_same_thread=False
+        super().__init__(
+            data_dir, "telemetry.db", "telemetry", MIGRATIONS, uuid.uuid4().hex[:12], db
         )
-        schema.ensure(self._db, "telemetry", MIGRATIONS)
-        self.node = uuid.uuid4().hex[:12]
-        self._lock = threading.Lock()
-
-    @property
-    def shared(self) -> bool:
-        return self._db.dialect != "sqlite"
-
-    def close(self) -> None:
-        self._db.close()
 
     def append(self, lines: Sequence[Line]) -> None:
         rows = [(k.account, k.region, k.name, s, at, t, self.node) for k, s, at, t in lines]

@@ -9,12 +9,11 @@ beyond the newest MAX_DOCUMENTS, are deleted.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from lamina.store import schema
-from lamina.store.database import Database, SqliteDatabase
+from lamina.store.archive import Archive
+from lamina.store.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trace_documents (
@@ -35,21 +34,9 @@ MAX_DOCUMENTS = 200_000
 Document = tuple[str, str, str, float, str]  # (trace, account, region, at, body)
 
 
-class TraceArchive:
-    """Used from worker threads, one call at a time (a lock keeps it so)."""
-
+class TraceArchive(Archive):
     def __init__(self, data_dir: Path, node: str, db: Database | None = None) -> None:
-        self._db: Database = db or SqliteDatabase(data_dir / "traces.db", check_same_thread=False)
-        schema.ensure(self._db, "traces", MIGRATIONS)
-        self.node = node
-        self._lock = threading.Lock()
-
-    @property
-    def shared(self) -> bool:
-        return self._db.dialect != "sqlite"
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(data_dir, "traces.db", "traces", MIGRATIONS, node, db)
 
     def append(self, documents: Sequence[Document]) -> None:
         with self._lock, self._db.transaction() as tx:
