@@ -16,11 +16,10 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from lamina.keys import FunctionKey
+from lamina.observe.keeping import keep
 from lamina.observe.logs import LogLine, LogStore
 from lamina.tasks import stop_task
 
-FLUSH_S = 0.5
-TRIM_S = 60.0
 RELOAD_S = 86400.0
 LOOKBACK = 2000
 BUFFER_LIMIT = 100_000  # lines waiting; beyond it (the store away) the oldest go
@@ -82,19 +81,12 @@ class LogKeeper:
         await self._flush()  # a graceful stop loses nothing
 
     async def _keep(self) -> None:
-        trimmed = time.monotonic()
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            try:
-                await self._flush()
-                if self.archive.shared:
-                    await self._read_others()
-                if time.monotonic() - trimmed > TRIM_S:
-                    trimmed = time.monotonic()
-                    retention = [(k, days * 86400.0) for k, days in self.logs.retentions()]
-                    await asyncio.to_thread(self.archive.trim, time.time(), retention)
-            except Exception as error:  # the store away: lines wait in the buffer
-                log.warning("function logs not stored yet: %s", error)
+        others = self._read_others if self.archive.shared else None
+        await keep(self._flush, others, self._trim, log, "function logs")
+
+    async def _trim(self) -> None:
+        retention = [(k, days * 86400.0) for k, days in self.logs.retentions()]
+        await asyncio.to_thread(self.archive.trim, time.time(), retention)
 
     async def _flush(self) -> None:
         for key in self._forgotten_keys[:]:

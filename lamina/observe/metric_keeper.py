@@ -20,13 +20,12 @@ import logging
 import time
 from typing import Any, Protocol
 
+from lamina.observe.keeping import keep
 from lamina.observe.metrics import Metrics, Scope, SeriesKey
 from lamina.observe.series import RESOLUTION, RETENTION_MINUTES, MinuteSeries, RemoteSeries
 from lamina.observe.totals import encode
 from lamina.tasks import stop_task
 
-FLUSH_S = 0.5
-TRIM_S = 60.0
 LOOKBACK_S = 5.0  # others' rows are read again this far back: commits land late
 RECENT_MINUTES = 60  # read back before a start completes; the rest of the day after
 
@@ -82,23 +81,16 @@ class MetricKeeper:
         await self._flush()  # a graceful stop loses nothing
 
     async def _keep(self) -> None:
-        trimmed = time.monotonic()
         first = int(time.time() // RESOLUTION) - RETENTION_MINUTES
         try:
             await self._read_others(0.0, first, self._recent)
         except Exception as error:
             log.warning("stored metrics not read back: %s", error)
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            try:
-                await self._flush()
-                if self.archive.shared:
-                    await self._read_others(self._read - LOOKBACK_S)
-                if time.monotonic() - trimmed > TRIM_S:
-                    trimmed = time.monotonic()
-                    await self._trim()
-            except Exception as error:  # the store away: what changed waits for the next try
-                log.warning("metrics not stored yet: %s", error)
+        others = self._read_recent if self.archive.shared else None
+        await keep(self._flush, others, self._trim, log, "metrics")
+
+    async def _read_recent(self) -> None:
+        await self._read_others(self._read - LOOKBACK_S)
 
     def _collect(self) -> tuple[list[MinuteRow], list[tuple[str, str, str]], list[Any]]:
         """What changed since the last flush, as rows; and how to take it back."""

@@ -15,11 +15,10 @@ import logging
 import time
 from typing import Any, Protocol
 
+from lamina.observe.keeping import keep
 from lamina.observe.traces import TraceStore
 from lamina.tasks import stop_task
 
-FLUSH_S = 0.5
-TRIM_S = 60.0
 RELOAD = 50_000  # documents read back at a start
 LOOKBACK = 2000  # numbers read again: commits may land out of their order
 BUFFER_LIMIT = 100_000
@@ -92,18 +91,11 @@ class TraceKeeper:
         await self._flush()
 
     async def _keep(self) -> None:
-        trimmed = time.monotonic()
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            try:
-                await self._flush()
-                if self.archive.shared:
-                    await self._read_others()
-                if time.monotonic() - trimmed > TRIM_S:
-                    trimmed = time.monotonic()
-                    await asyncio.to_thread(self.archive.trim, time.time())
-            except Exception as error:  # the store away: documents wait in the buffer
-                log.warning("traces not stored yet: %s", error)
+        others = self._read_others if self.archive.shared else None
+        await keep(self._flush, others, self._trim, log, "traces")
+
+    async def _trim(self) -> None:
+        await asyncio.to_thread(self.archive.trim, time.time())
 
     async def _flush(self) -> None:
         if not self._buffer:

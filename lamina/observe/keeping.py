@@ -1,0 +1,33 @@
+"""The beat the telemetry keepers (logs, metrics, traces) share: every FLUSH_S write what
+was buffered and, in a cluster, read what other nodes wrote; every TRIM_S enforce
+retention. A store that is away is logged and tried again at the next beat: what was
+buffered waits for it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+FLUSH_S = 0.5
+TRIM_S = 60.0
+
+Step = Callable[[], Awaitable[None]]
+
+
+async def keep(flush: Step, read_others: Step | None, trim: Step, log: logging.Logger,
+               what: str) -> None:  # fmt: skip
+    """Run until cancelled. `read_others` None: no other node writes this store."""
+    trimmed = time.monotonic()
+    while True:
+        await asyncio.sleep(FLUSH_S)
+        try:
+            await flush()
+            if read_others is not None:
+                await read_others()
+            if time.monotonic() - trimmed > TRIM_S:
+                trimmed = time.monotonic()
+                await trim()
+        except Exception as error:  # the store away: what is buffered waits
+            log.warning("%s not stored yet: %s", what, error)
