@@ -12,13 +12,13 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.cluster.nodes import three_nodes
 from tests.cluster.postgres_server import PostgresServer, fresh_database
 from tests.cluster.redis_server import RedisServer
 from tests.helpers import Server, python_function
@@ -44,38 +44,12 @@ def nodes(
 ) -> Iterator[list[Server]]:
     base: Path = tmp_path_factory.mktemp("cluster")
     database = fresh_database(postgres)
-    started: list[Server] = []
-    try:
 
-        def start(name: str) -> Server:
-            return Server(
-                base / name / "data",
-                args=[
-                    "--redis", redis_server.url,
-                    "--database", database,
-                    "--node-name", name,
-                    "--account-concurrency", str(ACCOUNT),
-                    "--unreserved-floor", str(FLOOR),
-                ],
-            ).start()  # fmt: skip
+    def args(name: str) -> list[str]:
+        limits = ["--account-concurrency", str(ACCOUNT), "--unreserved-floor", str(FLOOR)]
+        return ["--redis", redis_server.url, "--database", database, "--node-name", name, *limits]
 
-        (base / "a" / "data").mkdir(parents=True)
-        started.append(start("a"))
-        for name in ("b", "c"):  # the cluster's secrets key, as an operator copies it
-            (base / name / "data").mkdir(parents=True)
-            key = base / name / "data" / "accounts.key"
-            key.write_bytes((started[0].data_dir / "accounts.key").read_bytes())
-            key.chmod(0o600)
-        with ThreadPoolExecutor(2) as pool:  # b and c start together
-            starting = [pool.submit(start, name) for name in ("b", "c")]
-        failed = [error for f in starting if (error := f.exception()) is not None]
-        started += [f.result() for f in starting if f.exception() is None]
-        if failed:
-            raise failed[0]
-        yield started
-    finally:
-        for server in started:
-            server.stop()
+    yield from three_nodes(base, args)
 
 
 def create(node: Server, name: str, reserved: int | None = None) -> None:

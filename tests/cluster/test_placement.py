@@ -11,11 +11,11 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tests.cluster.nodes import three_nodes
 from tests.cluster.postgres_server import PostgresServer, fresh_database
 from tests.cluster.redis_server import RedisServer
 from tests.helpers import Server, python_function
@@ -39,31 +39,12 @@ def nodes(
 ) -> Iterator[list[Server]]:
     base: Path = tmp_path_factory.mktemp("placement")
     database = fresh_database(postgres)
-    started: list[Server] = []
 
-    def start(name: str) -> Server:
-        args = ["--redis", redis_server.url, "--database", database, "--node-name", name]
-        args += ["--heartbeat", str(HEARTBEAT), "--lease-expiry", str(EXPIRY)]
-        return Server(base / name / "data", args=args).start()
+    def args(name: str) -> list[str]:
+        return ["--redis", redis_server.url, "--database", database, "--node-name", name,
+                "--heartbeat", str(HEARTBEAT), "--lease-expiry", str(EXPIRY)]  # fmt: skip
 
-    try:
-        (base / "a" / "data").mkdir(parents=True)
-        started.append(start("a"))
-        for name in ("b", "c"):  # the cluster's secrets key, as an operator copies it
-            (base / name / "data").mkdir(parents=True)
-            key = base / name / "data" / "accounts.key"
-            key.write_bytes((started[0].data_dir / "accounts.key").read_bytes())
-            key.chmod(0o600)
-        with ThreadPoolExecutor(2) as pool:
-            starting = [pool.submit(start, name) for name in ("b", "c")]
-        failed = [error for f in starting if (error := f.exception()) is not None]
-        started += [f.result() for f in starting if f.exception() is None]
-        if failed:
-            raise failed[0]
-        yield started
-    finally:
-        for server in started:
-            server.stop()
+    yield from three_nodes(base, args)
 
 
 def steady_load(targets: list[Server], name: str) -> int:
