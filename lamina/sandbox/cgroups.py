@@ -24,6 +24,7 @@ CONTROLLERS = ("memory", "pids", "cpu", "freezer")  # freezer: v1 only (v2 has c
 REQUIRED = ("memory", "pids")  # cpu and freezer are used where they are there
 LAMBDA_MB_PER_VCPU = 1769  # Lambda's figure: one vCPU's worth of CPU per 1,769 MB
 CPU_PERIOD_US = 100_000  # the period of the CPU quota
+HELD_FROZEN = "held-frozen"  # v1: an empty cgroup kept frozen while the server runs
 
 
 class CgroupsUnavailable(Exception):
@@ -272,6 +273,19 @@ class Cgroups:
             _write(memory / "memory.limit_in_bytes", limit)
         else:
             _write(memory / "memory.max", limit)
+
+    def hold_freezer(self) -> None:
+        """cgroup v1: keep an empty cgroup frozen for as long as the server runs. The
+        kernel turns its freezer on (a static key: code patched on every CPU) when a first
+        cgroup freezes and off when the last one thaws, about 60 µs each time here; with
+        one held frozen, an environment's freeze or thaw costs about 1 µs."""
+        directory = self.bases.get("freezer")
+        if self.version != 1 or directory is None:
+            return  # cgroup v2's cgroup.freeze turns nothing on or off
+        held = directory / HELD_FROZEN
+        with contextlib.suppress(OSError):  # then each freeze pays for it, as before
+            held.mkdir(exist_ok=True)
+            _write(held / "freezer.state", "FROZEN")
 
     def pids_current(self) -> int:
         try:

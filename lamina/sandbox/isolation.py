@@ -396,6 +396,8 @@ def choose(requested: str, python: str, options: Options | None = None) -> Backe
             cgroups.close()
             raise IsolationUnavailable(f"cannot set the environments' ceilings: {exc}") from exc
         freezing = "frozen between invocations" if options.freeze else "not frozen (--no-freeze)"
+        if options.freeze:
+            cgroups.hold_freezer()
         if "freezer" not in cgroups.bases and cgroups.version == 1:
             freezing = "not frozen (no freezer hierarchy)"
         cannot: list[str] = [] if found.filter else ["a seccomp filter (no libseccomp here)"]

@@ -95,6 +95,8 @@ def test_v2_moves_lamina_into_a_leaf_and_enables_controllers(tmp_path: Path) -> 
     assert (base / "env/cpu.weight").read_text() == "100"  # one vCPU's worth
     (base / "env/memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert env.oom_kills() == 1
+    tree.hold_freezer()  # v2's cgroup.freeze switches nothing on: no cgroup is held
+    assert not (base / cg.HELD_FROZEN).exists()
 
 
 def test_v2_refuses_a_cgroup_shared_with_other_processes(tmp_path: Path) -> None:
@@ -139,6 +141,9 @@ def test_quota_freezing_and_ceilings_v1(tmp_path: Path) -> None:
     assert state.read_text() == "FROZEN" and env.frozen
     env.freeze(False)
     assert state.read_text() == "THAWED" and not env.frozen
+    # An empty cgroup held frozen keeps the kernel's freezer switched on between freezes.
+    tree.hold_freezer()
+    assert (root / "freezer/lamina-3" / cg.HELD_FROZEN / "freezer.state").read_text() == "FROZEN"
 
 
 def test_default_ceilings_leave_the_host_room() -> None:
