@@ -6,10 +6,13 @@
 - Warm p50 at one client against bench/relay.py, and warm req/s against `--isolation none`
   (the best of the rounds).
 - Warm req/s frozen between invocations against `--no-freeze`, at 1 and 8 clients. Both
-  servers run at once; each round measures both back to back, each first in turn. On a
-  shared machine the load moves by tens of percent from one second to the next, so the
-  figure is the median over rounds of each round's own frozen / `--no-freeze` ratio (the
-  two measurements of a round see about the same machine). And the CPU time per invoke
+  servers run at once; each round measures both back to back for a second each, each
+  first in turn, with no warm-up (the other's round just before warms the machine). On a
+  shared machine the rate moves by tens of percent from one second to the next, even
+  with two identical servers, so the figure is the median over many rounds of each
+  round's own frozen / `--no-freeze` ratio (the two measurements of a round see about the
+  same machine; short rounds pair them more closely than long ones). The two are started
+  together for this and have served nothing else before. And the CPU time per invoke
   of each server process and of the processes it started (fork server, inits,
   runtimes: what a freeze and a thaw would cost shows there, and CPU time moves less
   with the load than rates do), the median of the rounds' ratios likewise.
@@ -31,7 +34,8 @@ from types import ModuleType
 from typing import Any
 
 COLD = 40
-FREEZE_ROUNDS = 8  # at least, per client count
+FREEZE_ROUNDS = 30  # per client count (10 with --quick)
+FREEZE_ROUND_S = 1  # each server's share of a round
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -100,17 +104,16 @@ def _spent(
 
 
 def _freezing(
-    r: ModuleType, walled: Any, unfrozen: Any, clients: int, rounds: int
+    r: ModuleType, frozen: Any, unfrozen: Any, clients: int, rounds: int
 ) -> dict[str, Any]:
     """Paired rounds of the frozen and the `--no-freeze` server at `clients` clients."""
     path = r.invocations("noop")
-    order = (("frozen", walled), ("no-freeze", unfrozen))
+    order = (("frozen", frozen), ("no-freeze", unfrozen))
     found: dict[str, list[dict[str, Any]]] = {"frozen": [], "no-freeze": []}
     for index in range(rounds):
         for label, server in order if index % 2 == 0 else order[::-1]:
-            r.load(server.port, path, clients, r.WARMUP_SECONDS)
             before = cpu_of_tree(server.process.pid)
-            result = r.load(server.port, path, clients, r.WARM_SECONDS)
+            result = r.load(server.port, path, clients, FREEZE_ROUND_S)
             own, tree = _spent(before, cpu_of_tree(server.process.pid))
             requests = max(1, int(result["requests"]))
             result["server_cpu_us"] = own * 1e6 / requests
@@ -162,6 +165,7 @@ def run(r: ModuleType) -> None:
     print("8. walls: every wall against --isolation none", flush=True)
     bare = r.Lamina("--isolation", "none")
     walled = r.Lamina("--isolation", "auto")
+    frozen = r.Lamina("--isolation", "auto")  # frozen and unfrozen: alike but for freezing
     unfrozen = r.Lamina("--isolation", "auto", "--no-freeze")
     port = r.free_port()
     relay = subprocess.Popen(
@@ -180,7 +184,7 @@ def run(r: ModuleType) -> None:
             cold[label] = cold_with_init(r, server, f"cold-{label}", COLD)
         servers = {"relay": (port, "/"), "none": (bare.port, r.invocations("noop")),
                    "walls": (walled.port, r.invocations("noop"))}  # fmt: skip
-        for server in (bare, walled, unfrozen):
+        for server in (bare, walled, frozen, unfrozen):
             server.create("noop", r.NOOP, MemorySize=r.ONE_VCPU_MB)
         for clients in (1, 8):
             rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in servers}
@@ -191,9 +195,10 @@ def run(r: ModuleType) -> None:
             for label in servers:
                 warm[label, clients] = r.best(rounds[label])
                 r.show(label, clients, warm[label, clients])
-            freezing[clients] = _freezing(
-                r, walled, unfrozen, clients, max(r.ROUNDS, FREEZE_ROUNDS)
-            )
+            for server in (frozen, unfrozen):
+                r.load(server.port, r.invocations("noop"), clients, r.WARMUP_SECONDS)
+            rounds_of_freezing = 10 if r.QUICK else FREEZE_ROUNDS
+            freezing[clients] = _freezing(r, frozen, unfrozen, clients, rounds_of_freezing)
     finally:
         relay.kill()
         relay.wait()
@@ -202,7 +207,7 @@ def run(r: ModuleType) -> None:
             walled.process.wait(20)
         taken = re.search(r"prepared inits: (.*)", (walled.dir / "server.log").read_text())
         print(f"   walls: {taken.group(1) if taken else 'no prepared inits'}", flush=True)
-        for server in (bare, walled, unfrozen):
+        for server in (bare, walled, frozen, unfrozen):
             server.stop()
     r.RAW["walls"] = {
         "cold": cold,
