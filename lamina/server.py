@@ -20,6 +20,7 @@ import uvloop
 from lamina.api import http
 from lamina.api.app import Gateway
 from lamina.api.auth import Authenticator, known_regions
+from lamina.api.cluster_hop import HopEndpoint
 from lamina.api.front import FrontDoor
 from lamina.api.rest_xml import claims_s3
 from lamina.api.spec import service
@@ -343,7 +344,8 @@ class Lamina:
         self.gateway.mount_internal("cluster", self._cluster)
         self.gateway.mount_internal("dynamodb", self._dynamodb)
         if self.placement is not None:  # signed by the cluster's key, checked there
-            self.gateway.mount_internal("forward", self.placement.owner.serve, public=True)
+            hops = HopEndpoint(self.placement.owner)
+            self.gateway.mount_internal("forward", hops.serve, public=True)
         self.observability.mount(self.gateway)  # /metrics, the console, the live view
 
         # Started in this order (the observability block first: environments are told

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.engine.invoker import InvokeRequest, InvokeResult
 from lamina.engine.placement import Listed
 from lamina.engine.pool import FunctionPool
@@ -35,8 +34,11 @@ from lamina.sandbox.environment import Environment
 from lamina.sandbox.launch import FunctionImage
 
 PATH = "/_lamina/forward"
+META_HEADER = "X-Lamina-Invoke"  # the invocation's fields, as JSON
+SIGNATURE_HEADER = "X-Lamina-Forward"  # the HMAC of the fields and the payload
+RESULT_HEADER = "X-Lamina-Result"  # the owner's answer: the result's fields, as JSON
 MAX_AGE = 60.0  # seconds a signed hop is accepted for
-JSON = {"Content-Type": "application/json"}
+_META, _SIGNATURE = META_HEADER.encode() + b": ", SIGNATURE_HEADER.encode() + b": "
 
 
 TRACE_FIELDS = tuple(field.name for field in dataclasses.fields(traces.InvocationTrace))
@@ -49,6 +51,23 @@ def _fields(trace: traces.InvocationTrace) -> dict[str, Any]:
 class ForwardFailed(Exception):
     """The hop broke after the invocation was sent: it may have run, so it is not run
     again here."""
+
+
+class HopRefused(Exception):
+    """A hop the owner did not run; `message` says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotSigned(HopRefused):
+    """Not signed by this cluster's key, or signed too long ago."""
+
+
+class NotIdle(HopRefused):
+    """The claimed environment is no longer idle and no other of its version is: nothing
+    ran, and the sender starts one itself."""
 
 
 def hop_key(secrets_key_link: bytes) -> bytes:
@@ -92,16 +111,16 @@ class Forwarder:
         body = request.payload
         head = (
             b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: lamina\r\n"
-            b"X-Lamina-Invoke: " + meta + b"\r\n"
-            b"X-Lamina-Forward: " + _sign(self.key, meta, body).encode() + b"\r\n"
+            + _META + meta + b"\r\n"
+            + _SIGNATURE + _sign(self.key, meta, body).encode() + b"\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
-        )
+        )  # fmt: skip
         status, headers, data = await self._exchange(address, head + body, image)
         if status == 409:
             return None
         if status != 200:
             raise ForwardFailed(f"the node at {address} answered {status}: {data[:200]!r}")
-        result = json.loads(headers["x-lamina-result"])
+        result = json.loads(headers[RESULT_HEADER.lower()])
         trace = result.get("trace")
         return InvokeResult(
             payload=data,
@@ -228,23 +247,22 @@ class _Claimed:
 
 
 class Owner:
-    """The receiving side: `POST /_lamina/forward` runs a claimed environment."""
+    """The receiving side: runs a signed hop on the environment it claimed (served as
+    `POST /_lamina/forward` by lamina/api/cluster_hop.py)."""
 
     def __init__(self, key: bytes, engine: Callable[[], Engine]) -> None:
         self.key = key
         self.engine = engine
 
-    async def serve(self, request: HttpRequest) -> HttpResponse:
-        meta = request.headers.get("x-lamina-invoke", "").encode("latin-1")
-        signature = request.headers.get("x-lamina-forward", "")
-        body = request.body or b""
-        if request.method != "POST" or not hmac.compare_digest(
-            _sign(self.key, meta, body), signature
-        ):
-            return HttpResponse(403, b'{"message":"not signed by this cluster"}', JSON)
+    async def run(self, meta: bytes, body: bytes, signature: str, now: float) -> InvokeResult:
+        """Run the hop whose fields are `meta` and payload `body`, signed with `signature`
+        at most MAX_AGE before `now` (wall seconds, as the sender's). Raises NotSigned or
+        NotIdle when nothing ran."""
+        if not hmac.compare_digest(_sign(self.key, meta, body), signature):
+            raise NotSigned("not signed by this cluster")
         fields: dict[str, Any] = json.loads(meta)
-        if abs(time.time() - fields["ts"]) > MAX_AGE:
-            return HttpResponse(403, b'{"message":"signed too long ago"}', JSON)
+        if abs(now - fields["ts"]) > MAX_AGE:
+            raise NotSigned("signed too long ago")
         engine = self.engine()
         key = FunctionKey(fields["a"], fields["r"], fields["n"])
         pool: FunctionPool | ProvisionedSet | None
@@ -254,12 +272,12 @@ class Owner:
         else:
             pool = engine.pools.pools.get((key, fields["v"]))
         if pool is None or pool.retired or pool.image.revision != fields["rev"]:
-            return HttpResponse(409, b'{"message":"no such environment"}', JSON)
+            raise NotIdle("no such environment")
         env = pool.take(fields["e"])
         if env is None and pool.has_ready():  # another idle one of it: still warm
             env, _ = pool.acquire()
         if env is None:
-            return HttpResponse(409, b'{"message":"no idle environment"}', JSON)
+            raise NotIdle("no idle environment")
         invocation = InvokeRequest(
             payload=body,
             request_id=fields["id"],
@@ -271,16 +289,20 @@ class Owner:
             arrived=fields["at"],
             memory_mb=pool.image.memory_mb,
         )
-        result = await engine.invoker.invoke(_Claimed(pool, env), invocation)
-        shown: dict[str, Any] = {
-            "fe": result.function_error,
-            "v": result.executed_version,
-            "id": result.request_id,
-            "tail": result.log_tail,
-            "d": result.duration_ms,
-            "init": result.init_ms,
-            "et": result.error_type,
-            "trace": _fields(result.trace) if result.trace is not None else None,
-        }
-        headers = {"X-Lamina-Result": json.dumps(shown, separators=(",", ":"))}
-        return HttpResponse(200, result.payload, headers)
+        return await engine.invoker.invoke(_Claimed(pool, env), invocation)
+
+
+def encode_result(result: InvokeResult) -> str:
+    """The result's fields but its payload, as the owner answers them in RESULT_HEADER
+    (read back by Forwarder.forward)."""
+    shown: dict[str, Any] = {
+        "fe": result.function_error,
+        "v": result.executed_version,
+        "id": result.request_id,
+        "tail": result.log_tail,
+        "d": result.duration_ms,
+        "init": result.init_ms,
+        "et": result.error_type,
+        "trace": _fields(result.trace) if result.trace is not None else None,
+    }
+    return json.dumps(shown, separators=(",", ":"))
