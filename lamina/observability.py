@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lamina.api.app import Gateway
 from lamina.api.wire import HttpRequest, HttpResponse
+from lamina.clock import Clock
 from lamina.config import Settings, auth_mode
 from lamina.console import ConsolePages
 from lamina.console.live import Catalogue, LiveView
@@ -47,23 +48,25 @@ class Observability:
     def __init__(
         self,
         settings: Settings,
+        clock: Clock,
         logs: LogStore,
         counters: Counters,
         catalogue: Catalogue,
         db: Database | None = None,
         shared_gauges: Callable[[], Awaitable[Figures | None]] | None = None,
     ) -> None:
-        self.metrics = Metrics()
+        self.metrics = Metrics(wall=clock.wall)
         self.traces = TraceStore()
         data_dir = Path(settings.data_dir).resolve()
         # Function logs kept in the store too (the cluster's database, in cluster mode).
         log_archive = LogArchive(data_dir, db)
-        self.log_keeper = LogKeeper(logs, log_archive)
+        self.log_keeper = LogKeeper(logs, log_archive, clock)
         # Metrics and traces too: recorded in memory, written every half second.
         node = log_archive.node
-        self.metric_keeper = MetricKeeper(self.metrics, MetricArchive(data_dir, node, db))
-        self.trace_keeper = TraceKeeper(self.traces, TraceArchive(data_dir, node, db))
-        self.invocations = InvocationLog(data_dir / "invocations")  # `lamina trace export`
+        self.metric_keeper = MetricKeeper(self.metrics, MetricArchive(data_dir, node, db), clock)
+        self.trace_keeper = TraceKeeper(self.traces, TraceArchive(data_dir, node, db), clock)
+        # What `lamina trace export` reads:
+        self.invocations = InvocationLog(data_dir / "invocations", clock=clock)
         # The engine's observer:
         self.telemetry = Telemetry(self.metrics, self.traces, self.invocations)
         self.plans = PlanPages(data_dir / "plans", self.invocations, settings)
@@ -72,7 +75,7 @@ class Observability:
         self.sampler = Sampler(self.metrics, counters.sample, shared=shared_gauges)
         self.daemon = XRayDaemon(self.traces, "127.0.0.1", settings.xray_port)
         self.prometheus = PrometheusView(self.metrics)
-        self.live = LiveView(catalogue, self.metrics, logs, self.traces)
+        self.live = LiveView(catalogue, self.metrics, logs, self.traces, wall=clock.wall)
         # With auth on, plans of the server's traffic (every account's) are not served: a
         # plan is made from an account's own trace export (`lamina trace export`).
         self.plans_served = auth_mode(settings) == "off"

@@ -165,7 +165,13 @@ class Lamina:
             settings, clock, counters, self.store.all_functions, lambda: self.engine
         )
         self.observability = Observability(
-            settings, self.logs, counters, self.store, db, cluster_wiring.gauges(self.cluster)
+            settings,
+            clock,
+            self.logs,
+            counters,
+            self.store,
+            db,
+            cluster_wiring.gauges(self.cluster),
         )
         self.metrics = self.observability.metrics
 

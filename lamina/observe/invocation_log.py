@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from lamina.clock import Clock
 from lamina.tasks import stop_task
 
 log = logging.getLogger("lamina.invocation_log")
@@ -47,9 +48,12 @@ Line = tuple[float, str, str, str, str, str, int, float | None, float | None, st
 
 
 class InvocationLog:
-    def __init__(self, directory: Path, retention_hours: int = RETENTION_HOURS) -> None:
+    def __init__(
+        self, directory: Path, retention_hours: int = RETENTION_HOURS, clock: Clock | None = None
+    ) -> None:
         self.directory = directory
         self.retention_hours = retention_hours
+        self.clock = clock or Clock()
         self.pending: list[Line] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -70,7 +74,7 @@ class InvocationLog:
 
     async def _write_forever(self) -> None:
         while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
+            await asyncio.sleep(FLUSH_INTERVAL)  # a disk-write cadence: never scaled
             try:
                 await asyncio.to_thread(self.flush)
                 self._prune()
@@ -104,7 +108,7 @@ class InvocationLog:
         return self.directory / f"{stamp}.csv"
 
     def _prune(self) -> None:
-        oldest = int(time.time() // 3600) - self.retention_hours
+        oldest = int(self.clock.wall() // 3600) - self.retention_hours
         for path in self.directory.glob("*.csv"):
             hour = _hour_of(path)
             if hour is not None and hour < oldest:
@@ -121,7 +125,7 @@ class InvocationLog:
         """CSV text, header first, of the invocations that arrived in [since, until)."""
         self.flush()
         yield ",".join(COLUMNS) + "\n"
-        first, last = int(since // 3600), int((until or time.time() + 3600) // 3600)
+        first, last = int(since // 3600), int((until or self.clock.wall() + 3600) // 3600)
         paths = sorted(
             (hour, path)
             for path in self.directory.glob("*.csv")

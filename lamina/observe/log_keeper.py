@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from lamina.clock import Clock
 from lamina.keys import FunctionKey
 from lamina.observe.keeping import keep
 from lamina.observe.logs import LogLine, LogStore
@@ -47,9 +47,10 @@ class Archive(Protocol):
 
 
 class LogKeeper:
-    def __init__(self, logs: LogStore, archive: Archive) -> None:
+    def __init__(self, logs: LogStore, archive: Archive, clock: Clock | None = None) -> None:
         self.logs = logs
         self.archive = archive
+        self.clock = clock or Clock()
         self._buffer: list[Line] = []
         self._seen = 0  # the highest line number read from the store (cluster)
         # Numbers are given at insert, commits may land out of their order: the last
@@ -70,7 +71,7 @@ class LogKeeper:
         self._forgotten_keys.append(key)
 
     async def start(self) -> None:
-        recent = await asyncio.to_thread(self.archive.recent, time.time() - RELOAD_S)
+        recent = await asyncio.to_thread(self.archive.recent, self.clock.wall() - RELOAD_S)
         for _, (key, stream, at, text) in recent:
             self.logs.write(key, text, stream, at, tapped=False)
         self._seen = recent[-1][0] if recent else await asyncio.to_thread(self.archive.last_id)
@@ -82,11 +83,11 @@ class LogKeeper:
 
     async def _keep(self) -> None:
         others = self._read_others if self.archive.shared else None
-        await keep(self._flush, others, self._trim, log, "function logs")
+        await keep(self._flush, others, self._trim, log, "function logs", self.clock)
 
     async def _trim(self) -> None:
         retention = [(k, days * 86400.0) for k, days in self.logs.retentions()]
-        await asyncio.to_thread(self.archive.trim, time.time(), retention)
+        await asyncio.to_thread(self.archive.trim, self.clock.wall(), retention)
 
     async def _flush(self) -> None:
         for key in self._forgotten_keys[:]:

@@ -17,9 +17,9 @@ import asyncio
 import bisect
 import json
 import logging
-import time
 from typing import Any, Protocol
 
+from lamina.clock import Clock
 from lamina.observe.keeping import keep
 from lamina.observe.metrics import Metrics, Scope, SeriesKey
 from lamina.observe.series import RESOLUTION, RETENTION_MINUTES, MinuteSeries, RemoteSeries
@@ -61,9 +61,10 @@ def _minute_stats(series: MinuteSeries, minute: int) -> tuple[float, float, floa
 
 
 class MetricKeeper:
-    def __init__(self, metrics: Metrics, archive: Archive) -> None:
+    def __init__(self, metrics: Metrics, archive: Archive, clock: Clock | None = None) -> None:
         self.metrics = metrics
         self.archive = archive
+        self.clock = clock or Clock()
         self._flushed: dict[MinuteSeries, int] = {}  # each series' head at its last flush
         self._read = 0.0  # wall time of the last read of the others' rows
         self._recent = 0  # the first minute read back at the start
@@ -72,7 +73,7 @@ class MetricKeeper:
     async def start(self) -> None:
         # The last hour before answering; the rest of the day just after (at a large
         # store's size, seconds of reading that need not hold up the start).
-        self._recent = int(time.time() // RESOLUTION) - RECENT_MINUTES
+        self._recent = int(self.clock.wall() // RESOLUTION) - RECENT_MINUTES
         await self._read_others(0.0, self._recent)
         self._task = asyncio.get_running_loop().create_task(self._keep())
 
@@ -81,13 +82,13 @@ class MetricKeeper:
         await self._flush()  # a graceful stop loses nothing
 
     async def _keep(self) -> None:
-        first = int(time.time() // RESOLUTION) - RETENTION_MINUTES
+        first = int(self.clock.wall() // RESOLUTION) - RETENTION_MINUTES
         try:
             await self._read_others(0.0, first, self._recent)
         except Exception as error:
             log.warning("stored metrics not read back: %s", error)
         others = self._read_recent if self.archive.shared else None
-        await keep(self._flush, others, self._trim, log, "metrics")
+        await keep(self._flush, others, self._trim, log, "metrics", self.clock)
 
     async def _read_recent(self) -> None:
         await self._read_others(self._read - LOOKBACK_S)
@@ -136,7 +137,7 @@ class MetricKeeper:
         if not rows and not totals:
             return
         try:
-            await asyncio.to_thread(self.archive.write, rows, totals, time.time())
+            await asyncio.to_thread(self.archive.write, rows, totals, self.clock.wall())
         except BaseException:
             changed, scopes, past, _ = undo  # kept for the next try
             self.metrics.changed.update(changed)
@@ -147,7 +148,7 @@ class MetricKeeper:
             self._flushed[series] = series.head
 
     async def _read_others(self, since: float, first: int | None = None, end: int = 2**62) -> None:
-        now = time.time()
+        now = self.clock.wall()
         if first is None:
             first = int(now // RESOLUTION) - RETENTION_MINUTES
         minutes, totals = await asyncio.to_thread(self.archive.others, since, first, end)
@@ -173,7 +174,7 @@ class MetricKeeper:
             self.metrics.remote_totals[(node, (account, region))] = json.loads(body)
 
     async def _trim(self) -> None:
-        now = time.time()
+        now = self.clock.wall()
         horizon = int(now // RESOLUTION) - RETENTION_MINUTES
         for series_by_key in self.metrics.remote.values():
             for series in series_by_key.values():

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from typing import Any, Protocol
 
+from lamina.clock import Clock
 from lamina.observe.keeping import keep
 from lamina.observe.traces import TraceStore
 from lamina.tasks import stop_task
@@ -44,9 +44,10 @@ class Archive(Protocol):
 
 
 class TraceKeeper:
-    def __init__(self, traces: TraceStore, archive: Archive) -> None:
+    def __init__(self, traces: TraceStore, archive: Archive, clock: Clock | None = None) -> None:
         self.traces = traces
         self.archive = archive
+        self.clock = clock or Clock()
         self._buffer: list[Document] = []
         self._seen = 0
         self._taken: set[int] = set()
@@ -57,7 +58,7 @@ class TraceKeeper:
         buffer = self._buffer
         trace = str(document.get("trace_id"))
         body = json.dumps(document, separators=(",", ":"))
-        buffer.append((trace, account or "", region or "", time.time(), body))
+        buffer.append((trace, account or "", region or "", self.clock.wall(), body))
         if len(buffer) > BUFFER_LIMIT:
             del buffer[: len(buffer) - BUFFER_LIMIT]
 
@@ -92,10 +93,10 @@ class TraceKeeper:
 
     async def _keep(self) -> None:
         others = self._read_others if self.archive.shared else None
-        await keep(self._flush, others, self._trim, log, "traces")
+        await keep(self._flush, others, self._trim, log, "traces", self.clock)
 
     async def _trim(self) -> None:
-        await asyncio.to_thread(self.archive.trim, time.time())
+        await asyncio.to_thread(self.archive.trim, self.clock.wall())
 
     async def _flush(self) -> None:
         if not self._buffer:
