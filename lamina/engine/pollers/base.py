@@ -117,18 +117,50 @@ class Stopped(Exception):
     """The poller is stopping: give the batch back untouched."""
 
 
-class Poller(abc.ABC):
+class Interruptible:
+    """Waits that a graceful stop interrupts: `interrupt()` cancels what `idle` awaits (a
+    wait for records, a backoff), and that wait then raises Stopped."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._idle: set[asyncio.Future[Any]] = set()  # what interrupt() cancels
+
+    def interrupt(self) -> None:
+        self.stopping = True
+        for task in list(self._idle):
+            task.cancel()
+
+    async def idle(self, awaitable: Awaitable[Any]) -> Any:
+        """Await something that a stop may cancel."""
+        task = asyncio.ensure_future(awaitable)
+        if self.stopping:
+            task.cancel()  # a coroutine is never left unawaited
+            raise Stopped
+        self._idle.add(task)
+        try:
+            return await self._wait(task)
+        except asyncio.CancelledError:
+            if self.stopping and task.cancelled() and not cancelling():
+                raise Stopped from None
+            raise
+        finally:
+            self._idle.discard(task)
+
+    async def _wait(self, task: asyncio.Future[Any]) -> Any:
+        return await task
+
+
+class Poller(Interruptible, abc.ABC):
     """Reads one mapping's source and invokes its function; owns its tasks. QueuePoller
     and StreamPoller say how (`run`)."""
 
     def __init__(self, owner: Pollers, config: dict[str, Any], after: Poller | None) -> None:
+        super().__init__()
         self.owner = owner
         self.config = config  # the live record: updates apply to the next batch
         self.uuid: str = config["UUID"]
         self.stats = owner.stats.setdefault(self.uuid, MappingStats())
-        self.stopping = False
         self._after = after
-        self._idle: set[asyncio.Task[Any]] = set()  # tasks a graceful stop may cancel
         self._filters: tuple[Any, list[Pattern]] = (None, [])
         self.task = asyncio.get_running_loop().create_task(
             self._main(), name=f"mapping-{self.uuid}"
@@ -170,9 +202,7 @@ class Poller(abc.ABC):
 
     def stop(self) -> None:
         """Stop polling now; batches being processed finish (or give up when throttled)."""
-        self.stopping = True
-        for task in list(self._idle):
-            task.cancel()
+        self.interrupt()
         if self._after is not None:
             self.task.cancel()
 
@@ -183,22 +213,6 @@ class Poller(abc.ABC):
         self.stopping = True
         self.task.cancel()
         await asyncio.wait({self.task})
-
-    # Waiting that a graceful stop interrupts ------------------------------------------
-    async def idle(self, awaitable: Awaitable[Any]) -> Any:
-        """Await something that a stop() may cancel (a wait for records, a backoff)."""
-        if self.stopping:
-            raise Stopped
-        task = asyncio.ensure_future(awaitable)
-        self._idle.add(task)
-        try:
-            return await task
-        except asyncio.CancelledError:
-            if self.stopping and task.cancelled() and not cancelling():
-                raise Stopped from None
-            raise
-        finally:
-            self._idle.discard(task)
 
     def set_result(self, result: str) -> None:
         if self.config.get("LastProcessingResult") != result and "StartingPosition" in self.config:

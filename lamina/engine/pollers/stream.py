@@ -33,9 +33,9 @@ from lamina.engine.pollers.base import (
     PROBLEM_WAIT,
     RETRY_BACKOFF,
     SOURCE_MISSING,
+    Interruptible,
     Poller,
     Stopped,
-    cancelling,
     function_key,
     iso_millis,
     item_failures,
@@ -66,7 +66,7 @@ class Lane:
     since: float = 0.0  # monotonic time the oldest waiting record was dealt
 
 
-class ShardWorker:
+class ShardWorker(Interruptible):
     """Reads one shard from its checkpoint and deals its records to lanes. A shard that
     has a parent starts once the parent's worker has finished; a closed shard's worker
     finishes when every record of it is done."""
@@ -80,12 +80,11 @@ class ShardWorker:
         after: ShardWorker | None = None,
         parent: ShardView | None = None,
     ) -> None:
+        super().__init__()  # stopping: its shard given back, the batches in flight finish
         self.poller = poller
         self.after = after
         self.parent = parent  # in a cluster: a parent shard another node may be reading
         self.task: asyncio.Task[None] | None = None
-        self.stopping = False  # its shard given back: the batches in flight finish
-        self._idle: set[asyncio.Future[Any]] = set()
         self.finished = asyncio.Event()
         self.ended = False
         self.stream = stream
@@ -113,25 +112,10 @@ class ShardWorker:
 
     def stop(self) -> None:
         """Stop reading (its lease is given back): waits end, batches in flight finish."""
-        self.stopping = True
-        for task in list(self._idle):
-            task.cancel()
+        self.interrupt()
 
-    async def idle(self, awaitable: Awaitable[Any]) -> Any:
-        """The poller's idle, which this worker's stop() interrupts too."""
-        task = asyncio.ensure_future(awaitable)
-        if self.stopping:
-            task.cancel()
-            raise Stopped
-        self._idle.add(task)
-        try:
-            return await self.poller.idle(task)
-        except asyncio.CancelledError:
-            if self.stopping and task.cancelled() and not cancelling():
-                raise Stopped from None
-            raise
-        finally:
-            self._idle.discard(task)
+    async def _wait(self, task: asyncio.Future[Any]) -> Any:
+        return await self.poller.idle(task)  # the poller's stop interrupts it too
 
     async def _parent_done(self) -> None:
         """Wait until the parent shard is read to its end, by whichever node: its
