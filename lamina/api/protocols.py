@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 import json
 from typing import Any, Protocol
-from urllib.parse import unquote
 
 from botocore.model import OperationModel, Shape
 
 from lamina.api.query import Query
+from lamina.api.rest_request import Rules, bind
 from lamina.api.rest_xml import RestXml
 from lamina.api.shapes import TEXT_SCALARS, from_json, parse_json_body, text_scalar, to_json
 from lamina.api.spec import Service
@@ -53,6 +53,13 @@ def _scalar(shape: Shape, raw: str, path: str) -> Any:
     return raw
 
 
+def _payload(shape: Shape, body: bytes, path: str) -> Any:
+    return from_json(shape, parse_json_body(body), path)
+
+
+_JSON_RULES = Rules(label=_scalar, scalar=_scalar, document=_payload)
+
+
 def _error_body(error: AwsError, shape: Shape | None) -> tuple[dict[str, Any], dict[str, str]]:
     body: dict[str, Any] = {}
     headers = dict(error.headers)
@@ -81,42 +88,10 @@ class RestJson:
         self, service: Service, operation: OperationModel, match: Any, request: HttpRequest
     ) -> dict[str, Any]:
         shape = operation.input_shape
-        params: dict[str, Any] = {}
         if shape is None:
-            return params
-        payload_name = shape.serialization.get("payload")
-        body_members = False
-        for name, member in shape.members.items():
-            location = member.serialization.get("location")
-            wire_name = member.serialization.get("name", name)
-            if location == "uri":
-                params[name] = _scalar(member, unquote(match[wire_name]), name)
-            elif location == "querystring":
-                values = request.query.get(wire_name)
-                if values:
-                    if member.type_name == "list":
-                        params[name] = [_scalar(member.member, v, name) for v in values]
-                    else:
-                        params[name] = _scalar(member, values[0], name)
-            elif location == "header":
-                raw = request.headers.get(wire_name.lower())
-                if raw is not None:
-                    params[name] = _scalar(member, raw, name)
-            elif location == "headers":
-                prefix = wire_name.lower()
-                found = {
-                    k[len(prefix) :]: v for k, v in request.headers.items() if k.startswith(prefix)
-                }
-                if found:
-                    params[name] = found
-            elif name == payload_name:
-                if member.type_name == "blob":
-                    params[name] = request.body
-                else:
-                    params[name] = from_json(member, parse_json_body(request.body), name)
-            else:
-                body_members = True
-        if body_members and payload_name is None:
+            return {}
+        params, loose = bind(shape, match, request, request.body, _JSON_RULES)
+        if loose:
             document = parse_json_body(request.body)
             if not isinstance(document, dict):
                 raise type_error("", "structure", document)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 from functools import cache
 from typing import Any
-from urllib.parse import unquote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
@@ -28,6 +27,7 @@ from botocore.parsers import RestXMLParser
 from botocore.serialize import TIMESTAMP_PRECISION_MILLISECOND, RestXMLSerializer
 
 from lamina.api import aws_chunked
+from lamina.api.rest_request import UNSET, Rules, bind
 from lamina.api.shapes import TEXT_SCALARS, text_scalar
 from lamina.api.spec import RestRoute, Service
 from lamina.api.wire import HttpRequest, HttpResponse, current_request_id
@@ -187,6 +187,17 @@ def _scalar(shape: Shape, raw: str, path: str) -> Any:
     return raw
 
 
+def _label(shape: Shape, text: str, path: str) -> Any:
+    return text  # S3's labels are strings: a bucket and a key
+
+
+def _payload(shape: Shape, body: bytes, path: str) -> Any:
+    return _parse_xml(shape, body) if body.strip() else UNSET
+
+
+_XML_RULES = Rules(label=_label, scalar=_scalar, document=_payload)
+
+
 Index = tuple[list[RestRoute], dict[str, list[RestRoute]]]
 _INDEX: dict[tuple[str, str], Index] = {}
 
@@ -241,42 +252,12 @@ class RestXml:
         self, service: Service, operation: OperationModel, match: Any, request: HttpRequest
     ) -> dict[str, Any]:
         shape = operation.input_shape
-        params: dict[str, Any] = {}
         if shape is None:
-            return params
-        payload_name = shape.serialization.get("payload")
+            return {}
         body = request.body
         if aws_chunked.is_chunked(request.headers):
             body = _decode(request)
-        for name, member in shape.members.items():
-            location = member.serialization.get("location")
-            wire = member.serialization.get("name", name)
-            if location == "uri":
-                params[name] = unquote(match[wire.rstrip("+")])
-            elif location == "querystring":
-                values = request.query.get(wire)
-                if values is not None:
-                    if member.type_name == "list":
-                        params[name] = [_scalar(member.member, v, name) for v in values]
-                    else:
-                        params[name] = _scalar(member, values[0], name)
-            elif location == "header":
-                raw = request.headers.get(wire.lower())
-                if raw is not None:
-                    params[name] = _scalar(member, raw, name)
-            elif location == "headers":
-                prefix = wire.lower()
-                found = {
-                    k[len(prefix) :]: v for k, v in request.headers.items() if k.startswith(prefix)
-                }
-                if found:
-                    params[name] = found
-            elif name == payload_name:
-                if member.type_name == "blob":
-                    params[name] = body
-                elif body.strip():
-                    params[name] = _parse_xml(member, body)
-        return params
+        return bind(shape, match, request, body, _XML_RULES)[0]
 
     def serialize(
         self, service: Service, operation: OperationModel, result: dict[str, Any]
