@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from botocore.auth import EMPTY_SHA256_HASH, UNSIGNED_PAYLOAD, SigV4Auth
 
@@ -295,6 +296,17 @@ def _incomplete(header: str, parts: dict[str, str], dated: bool) -> AuthFailure:
     return AuthFailure("incomplete", " ".join(problems) + f" Authorization={header}")
 
 
+class _Signed(NamedTuple):
+    """A request as its signature covers it, and the signing name of its service."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    service: str
+
+
 class Authenticator:
     """The gateway's one auth check. `lookup` finds a Credential by access key id."""
 
@@ -329,18 +341,17 @@ class Authenticator:
             self.refresh()
         if self.mode == "off":
             return self.identify(headers, query)
+        request = _Signed(method, path, query, headers, body, service)
         authorization = headers.get("authorization")
         if authorization is not None:
-            return self._header_auth(method, path, query, headers, body, service, authorization)
+            return self._header_auth(request, authorization)
         if "X-Amz-Signature=" in query or "X-Amz-Algorithm=" in query:
-            return self._query_auth(method, path, query, headers, body, service)
+            return self._query_auth(request)
         raise AuthFailure("missing", "Missing Authentication Token")
 
     # off ----------------------------------------------------------------------------------
     def identify(self, headers: dict[str, str], query: str) -> Caller:
-        found = CREDENTIAL.search(headers.get("authorization", ""))
-        if found is None and "X-Amz-Credential=" in query:
-            found = CREDENTIAL.search("Credential=" + _query_value(query, "X-Amz-Credential"))
+        found = _scope(headers, query)
         if found is None:
             return Caller(DEFAULT_ACCOUNT, root_principal(DEFAULT_ACCOUNT), DEFAULT_REGION)
         key, region = found.group(1), found.group(2)
@@ -355,9 +366,7 @@ class Authenticator:
         return Caller(account, principal, region, key)
 
     def region_of(self, headers: dict[str, str], query: str) -> str:
-        found = CREDENTIAL.search(headers.get("authorization", ""))
-        if found is None and "X-Amz-Credential=" in query:
-            found = CREDENTIAL.search("Credential=" + _query_value(query, "X-Amz-Credential"))
+        found = _scope(headers, query)
         return found.group(2) if found else DEFAULT_REGION
 
     def _check_region(self, region: str) -> None:
@@ -367,16 +376,8 @@ class Authenticator:
             )
 
     # on -----------------------------------------------------------------------------------
-    def _header_auth(
-        self,
-        method: str,
-        path: str,
-        query: str,
-        headers: dict[str, str],
-        body: bytes,
-        service: str,
-        authorization: str,
-    ) -> Caller:
+    def _header_auth(self, request: _Signed, authorization: str) -> Caller:
+        headers, body, service = request.headers, request.body, request.service
         stamp = headers.get("x-amz-date", "")
         if not authorization.startswith(ALGORITHM + " "):
             raise _incomplete(authorization, {}, bool(stamp or headers.get("date")))
@@ -397,17 +398,9 @@ class Authenticator:
                 f"Signature expired: {stamp} is now earlier than {_stamp(now - SKEW_S)} "
                 f"({_stamp(now)} - 5 min.)",
             )
-        if epoch > now + SKEW_S:
-            raise AuthFailure(
-                "expired",
-                f"Signature not yet current: {stamp} is still later than "
-                f"{_stamp(now + SKEW_S)} ({_stamp(now)} + 5 min.)",
-            )
+        _check_not_ahead(stamp, epoch, now)
         self._check_payload(headers, body)
-        caller = self._verify(
-            method, path, query, headers, body, credential, signed, parts["Signature"], stamp,
-            (region, service),
-        )  # fmt: skip
+        caller = self._verify(request, credential, signed, parts["Signature"], stamp, region)
         claimed = headers.get("x-amz-content-sha256", "")
         if claimed in (aws_chunked.SIGNED, aws_chunked.SIGNED_TRAILER):
             keyed = keyed_hmac(credential.secret, stamp[:8], region, service)
@@ -421,16 +414,9 @@ class Authenticator:
                 )
         return caller
 
-    def _query_auth(
-        self,
-        method: str,
-        path: str,
-        query: str,
-        headers: dict[str, str],
-        body: bytes,
-        service: str,
-    ) -> Caller:
-        pairs = [pair.partition("=") for pair in query.split("&") if pair]
+    def _query_auth(self, request: _Signed) -> Caller:
+        headers, service = request.headers, request.service
+        pairs = [pair.partition("=") for pair in request.query.split("&") if pair]
         values = {name: value for name, _, value in pairs}
         missing = [
             name
@@ -460,13 +446,8 @@ class Authenticator:
         now = self.wall()
         if now > epoch + int(expires_text):
             raise AuthFailure("expired", "Request has expired.")
-        if epoch > now + SKEW_S:
-            raise AuthFailure(
-                "expired",
-                f"Signature not yet current: {stamp} is still later than "
-                f"{_stamp(now + SKEW_S)} ({_stamp(now)} + 5 min.)",
-            )
-        self._check_payload(headers, body)
+        _check_not_ahead(stamp, epoch, now)
+        self._check_payload(headers, request.body)
         unsigned = "&".join(
             f"{name}={value}" if sep else name
             for name, sep, value in pairs
@@ -477,8 +458,8 @@ class Authenticator:
             # S3's presigned URLs sign no payload (AWS's S3 SigV4 query rules)
             headers = {**headers, "x-amz-content-sha256": UNSIGNED_PAYLOAD}
         return self._verify(
-            method, path, unsigned, headers, body, credential, signed,
-            values["X-Amz-Signature"], stamp, (region, service),
+            request._replace(query=unsigned, headers=headers), credential, signed,
+            values["X-Amz-Signature"], stamp, region,
         )  # fmt: skip
 
     def _credential(self, scope: str, stamp: str, service: str) -> tuple[Credential, str]:
@@ -557,28 +538,26 @@ class Authenticator:
 
     @staticmethod
     def _verify(
-        method: str,
-        path: str,
-        query: str,
-        headers: dict[str, str],
-        body: bytes,
+        request: _Signed,
         credential: Credential,
         signed: list[str],
         given: str,
         stamp: str,
-        scope: tuple[str, str],
+        region: str,
     ) -> Caller:
         if "host" not in signed:
             raise AuthFailure(
                 "mismatch",
                 "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
             )
-        region, service = scope
-        signer = _Signer(credential.secret, service, region, signed)
-        request = _Request(method, path, query, _Arrived(headers), body, stamp)
-        canonical = signer.canonical_request(request)
-        string_to_sign = signer.string_to_sign(request, canonical)
-        expected = signer.signature(string_to_sign, request)
+        signer = _Signer(credential.secret, request.service, region, signed)
+        arrived = _Request(
+            request.method, request.path, request.query, _Arrived(request.headers), request.body,
+            stamp,
+        )  # fmt: skip
+        canonical = signer.canonical_request(arrived)
+        string_to_sign = signer.string_to_sign(arrived, canonical)
+        expected = signer.signature(string_to_sign, arrived)
         if not hmac.compare_digest(expected.encode(), given.encode("latin-1")):
             raise AuthFailure(
                 "mismatch",
@@ -602,6 +581,23 @@ def _caller(credential: Credential, region: str) -> Caller:
         _callers.clear()
     _callers[key] = (credential, caller)
     return caller
+
+
+def _check_not_ahead(stamp: str, epoch: int, now: float) -> None:
+    if epoch > now + SKEW_S:
+        raise AuthFailure(
+            "expired",
+            f"Signature not yet current: {stamp} is still later than "
+            f"{_stamp(now + SKEW_S)} ({_stamp(now)} + 5 min.)",
+        )
+
+
+def _scope(headers: dict[str, str], query: str) -> re.Match[str] | None:
+    """The credential scope a request names, in its Authorization or its query."""
+    found = CREDENTIAL.search(headers.get("authorization", ""))
+    if found is None and "X-Amz-Credential=" in query:
+        found = CREDENTIAL.search("Credential=" + _query_value(query, "X-Amz-Credential"))
+    return found
 
 
 def _query_value(query: str, name: str) -> str:
