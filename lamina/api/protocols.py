@@ -60,7 +60,15 @@ def _payload(shape: Shape, body: bytes, path: str) -> Any:
 _JSON_RULES = Rules(label=_scalar, scalar=_scalar, document=_payload)
 
 
-def _error_body(error: AwsError, shape: Shape | None) -> tuple[dict[str, Any], dict[str, str]]:
+def _error_body(
+    service: Service, error: AwsError
+) -> tuple[Shape | None, int, dict[str, Any], dict[str, str]]:
+    """The error's shape in the model, its status, and its fields as JSON body members and
+    headers, as the model places them."""
+    shape = service.error_shape(error.code)
+    status = error.status
+    if shape is not None:
+        status = shape.metadata.get("error", {}).get("httpStatusCode", status)
     body: dict[str, Any] = {}
     headers = dict(error.headers)
     members = shape.members if shape is not None else {}
@@ -71,7 +79,7 @@ def _error_body(error: AwsError, shape: Shape | None) -> tuple[dict[str, Any], d
         else:
             body[name] = value
     body["message"] = error.message
-    return body, headers
+    return shape, status, body, headers
 
 
 class RestJson:
@@ -138,11 +146,7 @@ class RestJson:
         return response
 
     def serialize_error(self, service: Service, error: AwsError) -> HttpResponse:
-        shape = service.error_shape(error.code)
-        status = error.status
-        if shape is not None:
-            status = shape.metadata.get("error", {}).get("httpStatusCode", status)
-        body, headers = _error_body(error, shape)
+        _, status, body, headers = _error_body(service, error)
         headers["X-Amzn-ErrorType"] = error.code
         headers["Content-Type"] = "application/json"
         return HttpResponse(status, _dump(body), headers)
@@ -183,11 +187,7 @@ class JsonRpc:
         return HttpResponse(200, _dump(document), {"Content-Type": self._content_type(service)})
 
     def serialize_error(self, service: Service, error: AwsError) -> HttpResponse:
-        shape = service.error_shape(error.code)
-        status = error.status
-        if shape is not None:
-            status = shape.metadata.get("error", {}).get("httpStatusCode", status)
-        body, headers = _error_body(error, shape)
+        shape, status, body, headers = _error_body(service, error)
         body["__type"] = error.code
         if "awsQueryCompatible" in service.model.metadata:
             # Services that moved from query (CloudWatch) keep their query error codes here.
