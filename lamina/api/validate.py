@@ -138,6 +138,16 @@ def _compile_number(meta: dict[str, Any]) -> Check:
     return check_number
 
 
+def _check_length(value: Any, path: str, low: int | None, high: int | None, out: list[str]) -> None:
+    """A string's or a list's or map's length against the model's min and max."""
+    if low is not None and len(value) < low:
+        out.append(
+            constraint(value, path, f"Member must have length greater than or equal to {low}")
+        )
+    if high is not None and len(value) > high:
+        out.append(constraint(value, path, f"Member must have length less than or equal to {high}"))
+
+
 def _compile_string(shape: Shape, meta: dict[str, Any]) -> Check:
     low, high = meta.get("min"), meta.get("max")
     enum = meta.get("enum", shape.enum)
@@ -148,14 +158,7 @@ def _compile_string(shape: Shape, meta: dict[str, Any]) -> Check:
         return _nothing
 
     def check_string(value: Any, path: str, out: list[str]) -> None:
-        if low is not None and len(value) < low:
-            out.append(
-                constraint(value, path, f"Member must have length greater than or equal to {low}")
-            )
-        if high is not None and len(value) > high:
-            out.append(
-                constraint(value, path, f"Member must have length less than or equal to {high}")
-            )
+        _check_length(value, path, low, high, out)
         if allowed is not None and value not in allowed:
             out.append(
                 constraint(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
@@ -183,14 +186,7 @@ def _compile_collection(
     value_check = None if is_list else _compile(shape.value, extra, seen)
 
     def check_collection(value: Any, path: str, out: list[str]) -> None:
-        if low is not None and len(value) < low:
-            out.append(
-                constraint(value, path, f"Member must have length greater than or equal to {low}")
-            )
-        if high is not None and len(value) > high:
-            out.append(
-                constraint(value, path, f"Member must have length less than or equal to {high}")
-            )
+        _check_length(value, path, low, high, out)
         if item is not None:
             where = f"{path}.member"
             for element in value:
