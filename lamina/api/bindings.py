@@ -19,9 +19,9 @@ from urllib.parse import unquote
 from botocore.model import OperationModel, Shape
 
 from lamina.api.protocols import RestJson, WireProtocol, _dump, _scalar
-from lamina.api.shapes import from_json, parse_json_body, to_json
+from lamina.api.shapes import from_json, members_from_json, parse_json_body, to_json
 from lamina.api.spec import Service
-from lamina.api.validate import Check, checker, type_error
+from lamina.api.validate import Check, checker
 from lamina.api.wire import HttpRequest, HttpResponse
 
 Parse = Callable[[Any, HttpRequest], dict[str, Any]]
@@ -196,10 +196,7 @@ def _body_reader(shape: Shape) -> Reader:
     located = {n for n, m in shape.members.items() if m.serialization.get("location")}
 
     def read(params: dict[str, Any], match: Any, request: HttpRequest) -> None:
-        document = parse_json_body(request.body)
-        if not isinstance(document, dict):
-            raise type_error("", "structure", document)
-        for name, value in from_json(shape, document, "").items():
+        for name, value in members_from_json(shape, request.body).items():
             if name not in located:
                 params[name] = value
 

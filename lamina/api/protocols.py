@@ -16,9 +16,15 @@ from botocore.model import OperationModel, Shape
 from lamina.api.query import Query
 from lamina.api.rest_request import Rules, bind
 from lamina.api.rest_xml import RestXml
-from lamina.api.shapes import TEXT_SCALARS, from_json, parse_json_body, text_scalar, to_json
+from lamina.api.shapes import (
+    TEXT_SCALARS,
+    from_json,
+    members_from_json,
+    parse_json_body,
+    text_scalar,
+    to_json,
+)
 from lamina.api.spec import Service
-from lamina.api.validate import type_error
 from lamina.api.wire import HttpRequest, HttpResponse
 from lamina.errors import AwsError
 
@@ -100,11 +106,7 @@ class RestJson:
             return {}
         params, loose = bind(shape, match, request, request.body, _JSON_RULES)
         if loose:
-            document = parse_json_body(request.body)
-            if not isinstance(document, dict):
-                raise type_error("", "structure", document)
-            parsed = from_json(shape, document, "")
-            for name, value in parsed.items():
+            for name, value in members_from_json(shape, request.body).items():
                 if not shape.members[name].serialization.get("location"):
                     params[name] = value
         return params
@@ -170,11 +172,7 @@ class JsonRpc:
         shape = operation.input_shape
         if shape is None:
             return {}
-        document = parse_json_body(request.body)
-        if not isinstance(document, dict):
-            raise type_error("", "structure", document)
-        parsed: dict[str, Any] = from_json(shape, document, "")
-        return parsed
+        return members_from_json(shape, request.body)
 
     def _content_type(self, service: Service) -> str:
         return f"application/x-amz-json-{service.model.metadata.get('jsonVersion', '1.0')}"

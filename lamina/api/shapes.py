@@ -118,6 +118,15 @@ def from_json(shape: Shape, value: Any, path: str) -> Any:
     return value
 
 
+def members_from_json(shape: Shape, body: bytes) -> dict[str, Any]:
+    """A body that must be a JSON object, as the members of the structure `shape`."""
+    document = parse_json_body(body)
+    if not isinstance(document, dict):
+        raise type_error("", "structure", document)
+    members: dict[str, Any] = from_json(shape, document, "")
+    return members
+
+
 def parse_timestamp(value: Any, path: str) -> dt.datetime:
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
