@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from botocore.model import OperationModel, Shape
 
+from lamina.api.located import Rules, bind, place
 from lamina.api.query import Query
-from lamina.api.rest_request import Rules, bind
 from lamina.api.rest_xml import RestXml
 from lamina.api.shapes import (
     TEXT_SCALARS,
@@ -64,6 +64,12 @@ def _payload(shape: Shape, body: bytes, path: str) -> Any:
 
 
 _JSON_RULES = Rules(label=_scalar, scalar=_scalar, document=_payload)
+
+
+def _header(shape: Shape, value: Any) -> str:
+    if shape.serialization.get("jsonvalue"):
+        value = base64.b64encode(_dump(value)).decode()
+    return str(value)
 
 
 def _error_body(
@@ -119,21 +125,8 @@ class RestJson:
         if shape is None:
             return response
         payload_name = shape.serialization.get("payload")
-        for name, member in shape.members.items():
-            value = result.get(name)
-            if value is None:
-                continue
-            location = member.serialization.get("location")
-            if location == "statusCode":
-                response.status = int(value)
-            elif location == "header":
-                if member.serialization.get("jsonvalue"):
-                    value = base64.b64encode(_dump(value)).decode()
-                response.headers[member.serialization.get("name", name)] = str(value)
-            elif location == "headers":
-                prefix = member.serialization.get("name", "")
-                for key, item in value.items():
-                    response.headers[prefix + key] = str(item)
+        for _ in place(shape, result, response, _header):
+            pass  # the body is written below, from the payload or the whole result
         if payload_name is not None:
             member = shape.members[payload_name]
             value = result.get(payload_name)

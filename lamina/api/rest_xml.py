@@ -27,7 +27,7 @@ from botocore.parsers import RestXMLParser
 from botocore.serialize import TIMESTAMP_PRECISION_MILLISECOND, RestXMLSerializer
 
 from lamina.api import aws_chunked
-from lamina.api.rest_request import UNSET, Rules, bind
+from lamina.api.located import UNSET, Rules, bind, place
 from lamina.api.shapes import TEXT_SCALARS, text_scalar
 from lamina.api.spec import RestRoute, Service
 from lamina.api.wire import HttpRequest, HttpResponse, current_request_id
@@ -272,21 +272,8 @@ class RestXml:
             return response
         payload_name = shape.serialization.get("payload")
         body: dict[str, Any] = {}
-        for name, member in shape.members.items():
-            value = result.get(name)
-            if value is None:
-                continue
-            location = member.serialization.get("location")
-            if location == "statusCode":
-                response.status = int(value)
-            elif location == "header":
-                wire = member.serialization.get("name", name)
-                response.headers[wire] = _SERIALIZER.header(member, value)
-            elif location == "headers":
-                prefix = member.serialization.get("name", "")
-                for key, item in value.items():
-                    response.headers[prefix + key] = str(item)
-            elif name == payload_name:
+        for name, member, value in place(shape, result, response, _SERIALIZER.header):
+            if name == payload_name:
                 if member.type_name == "blob":
                     response.body = value if isinstance(value, bytes) else bytes(value)
                 else:

@@ -1,25 +1,28 @@
-"""A rest request's members, bound from where the model says each travels: a uri label,
-the query string, a header, a header prefix or the payload.
+"""Members of rest requests and responses, where the model says each travels: a uri
+label, the query string, a header, a header prefix, the status code or the payload.
 
-rest-json and rest-xml bind alike and differ only in how text becomes a member's value
-and how a structured payload is read; each protocol passes its own Rules.
+rest-json and rest-xml place members alike and differ only in how text becomes a
+member's value (and a value a header), and how a structured payload is read and
+written; each protocol passes its own rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote
 
 from botocore.model import Shape
 
-from lamina.api.wire import HttpRequest
+from lamina.api.wire import HttpRequest, HttpResponse
 
 # (member, text, path) → the member's value
 Text = Callable[[Shape, str, str], Any]
 # (member, body, path) → the payload member's value, or UNSET to leave it out
 Document = Callable[[Shape, bytes, str], Any]
+# (member, value) → the header's text
+Header = Callable[[Shape, Any], str]
 
 UNSET: Final[Any] = object()
 
@@ -72,3 +75,26 @@ def bind(
         else:
             loose = True
     return params, loose and payload_name is None
+
+
+def place(
+    shape: Shape, result: dict[str, Any], response: HttpResponse, header: Header
+) -> Iterator[tuple[str, Shape, Any]]:
+    """Put the output members that travel in the status code and headers on `response`,
+    and yield the others that have a value to the protocol's body as they come in model
+    order (so the headers a body sets keep their place among the members')."""
+    for name, member in shape.members.items():
+        value = result.get(name)
+        if value is None:
+            continue
+        location = member.serialization.get("location")
+        if location == "statusCode":
+            response.status = int(value)
+        elif location == "header":
+            response.headers[member.serialization.get("name", name)] = header(member, value)
+        elif location == "headers":
+            prefix = member.serialization.get("name", "")
+            for key, item in value.items():
+                response.headers[prefix + key] = str(item)
+        else:
+            yield name, member, value
